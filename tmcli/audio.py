@@ -1,0 +1,143 @@
+"""Audio in: decode any file once to mono 16 kHz, and features aligned to video frames.
+
+Every stage that reads audio uses these constants; the checks below fail loudly at import if
+someone changes one so that frames stop lining up with samples.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AudioError, InputError
+
+SAMPLE_RATE = 16000  # Hz; pocketsphinx's acoustic model and all features use this rate
+FEATURE_RATE = 100  # feature frames per second (10 ms, the same frames as pocketsphinx)
+HOP_LENGTH = SAMPLE_RATE // FEATURE_RATE  # samples per feature frame
+N_FFT = 4 * HOP_LENGTH  # 25 ms analysis window rounded up to a power-of-two multiple of the hop
+N_MELS = 80
+
+assert HOP_LENGTH * FEATURE_RATE == SAMPLE_RATE, "FEATURE_RATE must divide SAMPLE_RATE"
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg that imageio-ffmpeg ships, so that `pip install` alone is enough."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def load_audio(path: str | Path) -> np.ndarray:
+    """Decode the audio (or a video's audio track) of any format ffmpeg reads.
+
+    Returns mono float32 at SAMPLE_RATE in [-1, 1]. Resampling happens here, once.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"audio file not found: {path}")
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-map", "0:a:0",
+           "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
+        reason = detail[-1] if detail else f"ffmpeg exit {proc.returncode}"
+        if "matches no streams" in reason:
+            reason = "it has no audio track"
+        raise AudioError(f"cannot read audio from {path}: {reason}")
+    audio = np.frombuffer(proc.stdout, dtype=np.float32).copy()
+    return check_audio(audio, str(path))
+
+
+def decode_pcm(data: bytes, sample_rate: int, channels: int = 1) -> np.ndarray:
+    """Raw little-endian s16 PCM (as piped from another program) -> mono float32 at SAMPLE_RATE."""
+    audio = np.frombuffer(data[: len(data) // (2 * channels) * 2 * channels], dtype="<i2")
+    audio = audio.reshape(-1, channels).mean(axis=1).astype(np.float32) / 32768.0
+    if sample_rate != SAMPLE_RATE:
+        import librosa
+
+        audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=SAMPLE_RATE).astype(np.float32)
+    return check_audio(audio, "standard input")
+
+
+def check_audio(audio: np.ndarray, name: str) -> np.ndarray:
+    if audio.size == 0:
+        raise AudioError(f"{name} has no audio samples", hint="is it empty or zero-length?")
+    if not np.all(np.isfinite(audio)):
+        raise AudioError(f"{name} has non-finite samples")
+    return np.clip(audio, -1.0, 1.0)
+
+
+def num_video_frames(num_samples: int, fps: float) -> int:
+    """Frames that cover the audio: the video lasts as long as the audio, within one frame."""
+    return max(1, int(round(num_samples / SAMPLE_RATE * fps)))
+
+
+@dataclass(frozen=True)
+class AudioFeatures:
+    """Per-video-frame features. Arrays have one row per frame."""
+
+    fps: float
+    rms_db: np.ndarray  # (T,) loudness in dB relative to the clip's loud level (0 = loud, -60 = silence)
+    envelope: np.ndarray  # (T,) loudness mapped to [0, 1]: the speech envelope lips follow
+    pitch: np.ndarray  # (T,) semitones relative to the speaker's median, 0 where unvoiced
+    voiced: np.ndarray  # (T,) bool
+    mel: np.ndarray  # (T, N_MELS) log-mel, for learned generators
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.envelope)
+
+
+def _to_video_frames(values: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
+    """Average feature frames (100 Hz) over each video frame's span (at least one frame each)."""
+    edges = np.round(np.arange(num_frames + 1) / fps * FEATURE_RATE).astype(int)
+    hi = np.clip(np.maximum(edges[1:], edges[:-1] + 1), 1, len(values))
+    lo = np.clip(edges[:-1], 0, hi - 1)
+    sums = np.concatenate([np.zeros((1,) + values.shape[1:]), np.cumsum(values, axis=0)])
+    return (sums[hi] - sums[lo]) / (hi - lo).reshape((-1,) + (1,) * (values.ndim - 1))
+
+
+def loudness_db(audio: np.ndarray) -> np.ndarray:
+    """RMS in dB per 10 ms feature frame, relative to the clip's 95th percentile."""
+    import librosa
+
+    rms = librosa.feature.rms(y=audio, frame_length=N_FFT, hop_length=HOP_LENGTH, center=True)[0]
+    db = 20 * np.log10(np.maximum(rms, 1e-5))
+    ref = max(np.percentile(db, 95), -50.0)  # a silent clip stays silent instead of being normalised up
+    return np.maximum(db - ref, -60.0)
+
+
+def envelope_from_db(db: np.ndarray, floor_db: float = -40.0) -> np.ndarray:
+    """Loudness in dB -> [0, 1]; the floor is where the mouth rests."""
+    return np.clip((db - floor_db) / -floor_db, 0.0, 1.0)
+
+
+def extract_features(audio: np.ndarray, fps: float) -> AudioFeatures:
+    import librosa
+
+    num_frames = num_video_frames(len(audio), fps)
+    db = loudness_db(audio)
+    padded = audio if len(audio) >= N_FFT else np.pad(audio, (0, N_FFT - len(audio)))
+    f0 = librosa.yin(padded, fmin=60, fmax=400, sr=SAMPLE_RATE, frame_length=N_FFT * 2,
+                     hop_length=HOP_LENGTH)
+    n = min(len(f0), len(db))
+    voiced = (db[:n] > -30) & (f0[:n] > 65) & (f0[:n] < 390)
+    semis = np.zeros(n)
+    if voiced.any():
+        midi = 12 * np.log2(f0[:n][voiced])
+        semis[voiced] = midi - np.median(midi)
+    mel = librosa.feature.melspectrogram(y=padded, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH,
+                                         n_mels=N_MELS)
+    logmel = np.log(np.maximum(mel.T, 1e-8))
+    rms_db = _to_video_frames(db, num_frames, fps)
+    return AudioFeatures(
+        fps=fps,
+        rms_db=rms_db,
+        envelope=envelope_from_db(rms_db),
+        pitch=_to_video_frames(semis, num_frames, fps),
+        voiced=_to_video_frames(voiced.astype(float), num_frames, fps) > 0.5,
+        mel=_to_video_frames(logmel, num_frames, fps).astype(np.float32),
+    )

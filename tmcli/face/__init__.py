@@ -1,0 +1,1 @@
+"""Faces: landmarks (mediapipe face mesh), the aligned crop, and the motion latent."""

@@ -1,0 +1,155 @@
+"""Media in and out: portraits from image files, video to an mp4 through ffmpeg.
+
+The writer drives the ffmpeg that imageio-ffmpeg ships (ffmpeg-python builds the command), writes
+to a temporary file beside the output and renames it on success, so a failed or interrupted
+render never leaves a partial file at the output path.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .audio import ffmpeg_exe
+from .errors import ImageError, InputError, OutputError
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Any image PIL reads -> H x W x 3 uint8 RGB, upright (EXIF orientation applied).
+
+    Alpha is composited over white; greyscale and 16-bit images are scaled to 8-bit RGB.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"portrait not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"cannot read {path} as an image: {exc}") from None
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img).astype(np.float64)
+        peak = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / peak * 255 + 0.5, 0, 255).astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, img)
+    rgb = np.asarray(img.convert("RGB"))
+    if rgb.shape[0] < 16 or rgb.shape[1] < 16:
+        raise ImageError(f"{path} is too small ({rgb.shape[1]}x{rgb.shape[0]}) to hold a face")
+    return np.ascontiguousarray(rgb)
+
+
+def check_writable(path: Path) -> None:
+    """Fail before rendering, not after, when the output cannot be written."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OutputError(f"output {path} is a directory", hint="give a file name such as out.mp4")
+    if not parent.is_dir():
+        raise OutputError(f"output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write to {parent}", hint="check the folder's permissions")
+
+
+class VideoWriter:
+    """Raw RGB frames in, an H.264 yuv420p + AAC mp4 out (with +faststart).
+
+    Use as a context manager: the file appears at `path` only if the block finishes without
+    an exception. `audio_path` is muxed as it is (its own rate and channels), re-encoded to AAC.
+    `path` of "-" writes a fragmented mp4 to standard output (for pipelines).
+    """
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: float,
+                 audio_path: str | Path | None = None, crf: int = 18, preset: str = "veryfast"):
+        if width % 2 or height % 2:
+            raise ValueError(f"H.264 yuv420p needs even sizes, got {width}x{height}")
+        self.to_stdout = str(path) == "-"
+        self.path = Path(path)
+        self.width, self.height, self.fps = width, height, fps
+        self.audio_path = audio_path
+        self.crf, self.preset = crf, preset
+        self.frames_written = 0
+        self._proc = None
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> "VideoWriter":
+        import ffmpeg
+
+        if self.to_stdout:
+            target, movflags = "pipe:1", "frag_keyframe+empty_moov+default_base_moof"
+        else:
+            check_writable(self.path)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".partial.mp4",
+                                       dir=self.path.parent if str(self.path.parent) else ".")
+            os.close(fd)
+            self._tmp = Path(tmp)
+            target, movflags = str(self._tmp), "+faststart"
+        video = ffmpeg.input("pipe:0", format="rawvideo", pix_fmt="rgb24",
+                             s=f"{self.width}x{self.height}", r=self.fps)
+        streams = [video.video]
+        if self.audio_path is not None:
+            streams.append(ffmpeg.input(str(self.audio_path)).audio)
+        out = ffmpeg.output(*streams, target, format="mp4", vcodec="libx264", pix_fmt="yuv420p",
+                            crf=self.crf, preset=self.preset, acodec="aac", audio_bitrate="128k",
+                            movflags=movflags, r=self.fps)
+        out = out.global_args("-nostdin", "-v", "error", "-y")
+        self._proc = out.run_async(pipe_stdin=True, pipe_stderr=True, cmd=ffmpeg_exe())
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        """One H x W x 3 uint8 frame."""
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"frame must be {self.height}x{self.width}x3 uint8, got {frame.shape} {frame.dtype}")
+        try:
+            self._proc.stdin.write(frame.tobytes())
+        except BrokenPipeError:
+            raise OutputError(f"ffmpeg stopped while writing {self.path}: {self._stderr()}") from None
+        self.frames_written += 1
+
+    def _stderr(self) -> str:
+        err = self._proc.stderr.read().decode(errors="replace").strip() if self._proc.stderr else ""
+        return err.splitlines()[-1] if err else f"exit code {self._proc.poll()}"
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self._proc.stdin:
+                try:
+                    self._proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+            if exc_type is not None:
+                self._proc.kill()
+            self._proc.wait()
+            if exc_type is None and self._proc.returncode != 0:
+                raise OutputError(f"ffmpeg could not write {self.path}: {self._stderr()}")
+            if exc_type is None and self._tmp is not None:
+                os.replace(self._tmp, self.path)
+                self._tmp = None
+        finally:
+            if self._tmp is not None and self._tmp.exists():
+                self._tmp.unlink()
+
+
+def read_video_frames(path: str | Path):
+    """Yield H x W x 3 uint8 frames of a video file, and its fps as the first item."""
+    import imageio_ffmpeg
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"video not found: {path}")
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+        meta = next(reader)
+    except (RuntimeError, OSError, StopIteration) as exc:
+        raise InputError(f"cannot read {path} as a video: {str(exc).strip().splitlines()[-1] if str(exc) else exc}") from None
+    w, h = meta["size"]
+    yield meta["fps"]
+    for raw in reader:
+        yield np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)

@@ -1,0 +1,1 @@
+"""Renderers: motion (deformed landmarks) -> image. The motion-space renderer is MeshWarpRenderer."""

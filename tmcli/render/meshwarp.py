@@ -1,0 +1,252 @@
+"""MeshWarpRenderer: a portrait re-posed by warping it along its own landmarks.
+
+No learned weights: the warp is built from the portrait's landmarks, so it works on any face on
+a fresh machine. A frame is made in four steps:
+
+1. A smooth warp (thin-plate spline through every landmark except the lips' and eyelids' inner
+   contours, plus fixed anchors on the crop border) carries head pose, jaw, cheeks and brows.
+   The spline's weights depend only on the portrait, so per frame it is one small matrix
+   product on a coarse grid, inverted by fixed-point iteration (forward -> backward warp).
+2. Lips and eyelids open and close by a per-column vertical remap between contour curves
+   (above-lip ring, outer lip, inner lip, ...). Unlike a smooth spline this can tear (lips that
+   touch in the portrait part) and fold (lips that are apart in the portrait close on /p b m/)
+   exactly, at pixel resolution.
+3. One `grid_sample` of the portrait crop through the combined sampling grid.
+4. The mouth interior (dark cavity, upper and lower teeth) is painted between the inner lips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..face import landmarks as L
+
+# Contours handled by the column remap (step 2), top to bottom, each ordered left to right.
+MOUTH_CURVES = [L.ABOVE_LIPS, L.LIPS_UPPER_OUTER, L.LIPS_UPPER_INNER, L.LIPS_LOWER_INNER,
+                L.LIPS_LOWER_OUTER, L.BELOW_LIPS]
+MOUTH_ENDS = (61, 291)
+UPPER_INNER, LOWER_INNER = 2, 3  # indices of the inner lips in MOUTH_CURVES
+EYE_REGIONS = [
+    ([L.RIGHT_EYE_ABOVE, L.RIGHT_EYE_UPPER, L.RIGHT_EYE_LOWER, L.RIGHT_EYE_BELOW], (33, 133)),
+    ([L.LEFT_EYE_ABOVE, L.LEFT_EYE_UPPER, L.LEFT_EYE_LOWER, L.LEFT_EYE_BELOW], (362, 263)),
+]
+CORNERS = {61, 291, 78, 308, 33, 133, 362, 263}
+REMAPPED = (set(L.LIPS_UPPER_OUTER + L.LIPS_UPPER_INNER + L.LIPS_LOWER_INNER + L.LIPS_LOWER_OUTER
+                + L.RIGHT_EYE_UPPER + L.RIGHT_EYE_LOWER + L.LEFT_EYE_UPPER + L.LEFT_EYE_LOWER) - CORNERS)
+
+DEFAULT_TEETH = (0.88, 0.85, 0.78)
+CAVITY = (0.16, 0.05, 0.06)
+
+
+@dataclass(frozen=True)
+class WarpSettings:
+    field_resolution: int = 64  # coarse grid the smooth warp is evaluated on
+    border_anchors: int = 8  # fixed points per crop side
+    inverse_iterations: int = 4
+    stiffness: float = 1e-4  # thin-plate regularisation (relative to the crop side)
+
+
+def _tps_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    return 0.5 * d2 * np.log(np.maximum(d2, 1e-12))
+
+
+class MeshWarpRenderer:
+    """Renders a crop (1 x 3 x S x S, [0, 1]) posed by deformed landmarks (478, 3) in crop pixels."""
+
+    def __init__(self, crop: torch.Tensor, landmarks: np.ndarray, settings: WarpSettings = WarpSettings()):
+        self.image = crop
+        self.size = size = crop.shape[-1]
+        self.settings = settings
+        self.source = np.asarray(landmarks, dtype=np.float64)[:, :2]
+        self.unit = L.interocular(np.asarray(landmarks))
+        self.control = np.array(sorted(set(range(len(self.source))) - REMAPPED))
+        anchors = self._border_anchors(size, settings.border_anchors)
+        pts = np.concatenate([self.source[self.control], anchors]) / size
+        self.num_moving = len(self.control)
+
+        # thin-plate spline through the control points: field = M @ displacement
+        n = len(pts)
+        k = _tps_kernel(pts, pts) + settings.stiffness * np.eye(n)
+        p = np.concatenate([np.ones((n, 1)), pts], axis=1)
+        lhs = np.zeros((n + 3, n + 3))
+        lhs[:n, :n], lhs[:n, n:], lhs[n:, :n] = k, p, p.T
+        g = settings.field_resolution
+        axis = np.linspace(0, size - 1, g) / size
+        gx, gy = np.meshgrid(axis, axis)
+        grid_pts = np.stack([gx.ravel(), gy.ravel()], axis=1)
+        basis = np.concatenate([_tps_kernel(grid_pts, pts), np.ones((g * g, 1)), grid_pts], axis=1)
+        weights = np.linalg.solve(lhs, np.eye(n + 3)[:, :n])  # (n+3, n): displacement -> spline
+        self.field_matrix = torch.from_numpy((basis @ weights)[:, : self.num_moving]).float()
+        self.coarse_pixels = torch.from_numpy(grid_pts * size).float().reshape(g, g, 2)
+        ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32),
+                                torch.arange(size, dtype=torch.float32), indexing="ij")
+        self.pixels = torch.stack([xs, ys], dim=-1)  # (S, S, 2) x, y
+        self.teeth_colour = self._teeth_colour()
+
+    @staticmethod
+    def _border_anchors(size: int, per_side: int) -> np.ndarray:
+        t = np.linspace(0, size - 1, per_side + 1)[:-1]
+        e = size - 1
+        return np.concatenate([np.stack([t, 0 * t], 1), np.stack([e + 0 * t, t], 1),
+                               np.stack([e - t, e + 0 * t], 1), np.stack([0 * t, e - t], 1)])
+
+    def _teeth_colour(self) -> torch.Tensor:
+        """Teeth as the portrait shows them, if its mouth is open; a neutral white otherwise."""
+        top, bottom = self.source[13, 1], self.source[14, 1]
+        if bottom - top < 0.04 * self.unit:
+            return torch.tensor(DEFAULT_TEETH).view(3, 1, 1)
+        x0, x1 = self.source[78, 0], self.source[308, 0]
+        mid = (x0 + x1) / 2
+        half = max((x1 - x0) / 4, 1)
+        patch = self.image[0, :, int(top) + 1: int(bottom) + 1, int(mid - half): int(mid + half) + 1]
+        pixels = patch.reshape(3, -1)
+        if pixels.shape[1] < 4:
+            return torch.tensor(DEFAULT_TEETH).view(3, 1, 1)
+        luma = pixels.mean(dim=0)
+        bright = pixels[:, luma >= torch.quantile(luma, 0.7)]
+        colour = bright.median(dim=1).values
+        if colour.mean() < 0.45:  # what shows is not teeth
+            return torch.tensor(DEFAULT_TEETH).view(3, 1, 1)
+        return colour.view(3, 1, 1)
+
+    # -- step 1: smooth warp ------------------------------------------------------------------
+    def _forward_field(self, deformed: np.ndarray) -> torch.Tensor:
+        disp = torch.from_numpy(deformed[self.control] - self.source[self.control]).float()
+        g = self.settings.field_resolution
+        return (self.field_matrix @ disp).reshape(g, g, 2)  # pixels, on the coarse grid
+
+    def _sample(self, field: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Bilinear lookup of a coarse (g, g, 2) field at pixel positions (..., 2)."""
+        norm = points / (self.size - 1) * 2 - 1
+        shape = norm.shape[:-1]
+        out = F.grid_sample(field.permute(2, 0, 1)[None], norm.reshape(1, 1, -1, 2), mode="bilinear",
+                            padding_mode="border", align_corners=True)
+        return out[0, :, 0].T.reshape(*shape, 2)
+
+    def _backward_field(self, forward: torch.Tensor) -> torch.Tensor:
+        """Invert x -> x + f(x) on the coarse grid: b(y) = -f(y + b(y))."""
+        back = -forward
+        for _ in range(self.settings.inverse_iterations):
+            back = -self._sample(forward, self.coarse_pixels + back)
+        return back
+
+    # -- step 2: column remap -----------------------------------------------------------------
+    @staticmethod
+    def _curves_at(columns: np.ndarray, points: np.ndarray, curves: list[list[int]]) -> np.ndarray:
+        """y of each curve at each column (C, K), made non-decreasing from top to bottom."""
+        ys = []
+        for curve in curves:
+            x, y = points[curve, 0], points[curve, 1]
+            order = np.argsort(x)
+            ys.append(np.interp(columns, x[order], y[order]))
+        return np.maximum.accumulate(np.stack(ys, axis=1), axis=1)
+
+    def _remap(self, deformed: np.ndarray, settled: np.ndarray, curves: list[list[int]],
+               ends: tuple[int, int], rigid: int | None = None):
+        """Per-column piecewise-linear map from output rows to rows after the smooth warp.
+
+        Segment `rigid` (the mouth opening) is shifted, not stretched: the portrait's own teeth
+        stay their size when the mouth opens wider, and the rest is painted.
+        Returns (x0, y0, source_y (R, C), knots_out (C, K), knots_in (C, K)) or None."""
+        x0 = int(np.floor(min(deformed[ends[0], 0], settled[ends[0], 0])))
+        x1 = int(np.ceil(max(deformed[ends[1], 0], settled[ends[1], 0])))
+        x0, x1 = max(x0, 0), min(x1, self.size - 1)
+        if x1 <= x0:
+            return None
+        columns = np.arange(x0, x1 + 1, dtype=np.float64)
+        out_knots = self._curves_at(columns, deformed, curves)
+        in_knots = self._curves_at(columns, settled, curves)
+        y0 = max(int(np.floor(out_knots[:, 0].min())), 0)
+        y1 = min(int(np.ceil(out_knots[:, -1].max())), self.size - 1)
+        if y1 <= y0:
+            return None
+        rows = torch.arange(y0, y1 + 1, dtype=torch.float32)
+        ko = torch.from_numpy(out_knots).float()
+        ki = torch.from_numpy(in_knots).float()
+        query = rows[None, :].expand(len(columns), -1).contiguous()  # (C, R)
+        j = (torch.searchsorted(ko.contiguous(), query, right=True) - 1).clamp(0, ko.shape[1] - 2)
+        lo, hi = ko.gather(1, j), ko.gather(1, j + 1)
+        t = ((query - lo) / (hi - lo).clamp(min=1e-6)).clamp(0, 1)
+        mapped = ki.gather(1, j) + t * (ki.gather(1, j + 1) - ki.gather(1, j))
+        if rigid is not None:
+            shifted = (ki[:, rigid: rigid + 1] + query - ko[:, rigid: rigid + 1]).minimum(ki[:, rigid + 1: rigid + 2])
+            mapped = torch.where(j == rigid, shifted, mapped)
+        inside = (query >= ko[:, :1]) & (query <= ko[:, -1:])
+        source_y = torch.where(inside, mapped, query)
+        return x0, y0, source_y.T, out_knots, in_knots  # source_y: (R, C)
+
+    # -- step 4: mouth interior ------------------------------------------------------------------
+    def _paint_mouth(self, frame: torch.Tensor, x0: int, y0: int, knots: np.ndarray,
+                     knots_in: np.ndarray, deformed: np.ndarray) -> None:
+        """Paint the opening below what the portrait's own mouth interior covers."""
+        top = torch.from_numpy(knots[:, UPPER_INNER]).float()  # (C,)
+        bottom = torch.from_numpy(knots[:, LOWER_INNER]).float()
+        own = torch.from_numpy(knots_in[:, LOWER_INNER] - knots_in[:, UPPER_INNER]).float()
+        if float((bottom - top).max()) < 0.05:
+            return
+        c = len(top)
+        y1 = min(int(np.ceil(float(bottom.max()))) + 1, self.size)
+        y0 = max(int(np.floor(float(top.min()))), 0, y0)
+        rows = torch.arange(y0, y1, dtype=torch.float32)[:, None]  # (R, 1)
+        # cover only the part of the opening below the portrait's own interior, fading in with width
+        alpha = ((rows - top - own + 0.5).clamp(0, 1) * (bottom - rows + 0.5).clamp(0, 1)
+                 * (bottom - top - own).clamp(0, 1))  # (R, C)
+        if float(alpha.max()) <= 0:
+            return
+        cols = torch.arange(x0, x0 + c, dtype=torch.float32)
+        left, right = deformed[78, 0], deformed[308, 0]
+        mid, half = (left + right) / 2, max((right - left) / 2, 1.0)
+        arch = (1 - ((cols - mid) / half) ** 2).clamp(min=0).sqrt()  # (C,) 1 mid-mouth, 0 at corners
+        u = self.unit
+        # upper teeth hang from the skull: a fixed depth below the above-lip ring
+        rest_gap = float(self.source[L.LIPS_UPPER_INNER, 1].mean() - self.source[L.ABOVE_LIPS, 1].mean())
+        above = torch.from_numpy(knots[:, 0]).float()
+        upper_edge = above + rest_gap + 0.10 * u * arch
+        lower_edge = bottom - 0.045 * u * arch
+        has_teeth = float(own.max()) > 0.04 * u  # the portrait shows its own upper teeth
+        upper = ((upper_edge - rows + 0.5).clamp(0, 1) * (arch > 0.15) * (not has_teeth)).float()
+        lower = ((rows - lower_edge + 0.5).clamp(0, 1) * (arch > 0.3)).float()
+        depth = ((rows - top) / (bottom - top).clamp(min=1)).clamp(0, 1)
+        cavity = torch.tensor(CAVITY).view(3, 1, 1) * (0.6 + 0.4 * (2 * depth - 1).abs()) * (0.5 + 0.5 * arch)
+        teeth = self.teeth_colour * (0.45 + 0.55 * arch.sqrt())
+        paint = cavity * (1 - upper) + teeth * upper
+        paint = paint * (1 - lower) + 0.5 * teeth * lower
+        shadow = 1 - 0.35 * (1 - (rows - top).clamp(0, 2) / 2)  # the upper lip shades what is below it
+        paint = paint * shadow
+        region = frame[0, :, y0:y1, x0: x0 + c]
+        frame[0, :, y0:y1, x0: x0 + c] = region + alpha * (paint - region)
+
+    # -- a frame ----------------------------------------------------------------------------------
+    def __call__(self, deformed: np.ndarray) -> torch.Tensor:
+        deformed = np.asarray(deformed, dtype=np.float64)[:, :2]
+        forward = self._forward_field(deformed)
+        back_coarse = self._backward_field(forward)
+        # where the smooth warp alone puts every landmark (the remap's input side)
+        settled = self.source + self._sample(forward, torch.from_numpy(self.source).float()).double().numpy()
+        settled[self.control] = deformed[self.control]
+        back = F.interpolate(back_coarse.permute(2, 0, 1)[None], size=(self.size, self.size),
+                             mode="bilinear", align_corners=True)[0].permute(1, 2, 0)
+        positions = self.pixels + back
+        mouth = None
+        for curves, ends in [(MOUTH_CURVES, MOUTH_ENDS)] + EYE_REGIONS:
+            is_mouth = curves is MOUTH_CURVES
+            remap = self._remap(deformed, settled, curves, ends, rigid=UPPER_INNER if is_mouth else None)
+            if remap is None:
+                continue
+            x0, y0, source_y, knots, knots_in = remap
+            r, c = source_y.shape
+            mid = torch.stack([self.pixels[y0: y0 + r, x0: x0 + c, 0], source_y], dim=-1)
+            positions[y0: y0 + r, x0: x0 + c] = mid + self._sample(back_coarse, mid)
+            if is_mouth:
+                mouth = (x0, y0, knots, knots_in)
+        grid = (positions + 0.5) / self.size * 2 - 1
+        frame = F.grid_sample(self.image, grid[None], mode="bilinear", padding_mode="border",
+                              align_corners=False)
+        if mouth is not None:
+            self._paint_mouth(frame, *mouth, deformed)
+        return frame
