@@ -91,7 +91,7 @@ class AudioFeatures:
         return len(self.envelope)
 
 
-def _to_video_frames(values: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
+def to_video_frames(values: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
     """Average feature frames (100 Hz) over each video frame's span (at least one frame each)."""
     edges = np.round(np.arange(num_frames + 1) / fps * FEATURE_RATE).astype(int)
     hi = np.clip(np.maximum(edges[1:], edges[:-1] + 1), 1, len(values))
@@ -132,12 +132,12 @@ def extract_features(audio: np.ndarray, fps: float) -> AudioFeatures:
     mel = librosa.feature.melspectrogram(y=padded, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH,
                                          n_mels=N_MELS)
     logmel = np.log(np.maximum(mel.T, 1e-8))
-    rms_db = _to_video_frames(db, num_frames, fps)
+    rms_db = to_video_frames(db, num_frames, fps)
     return AudioFeatures(
         fps=fps,
         rms_db=rms_db,
         envelope=envelope_from_db(rms_db),
-        pitch=_to_video_frames(semis, num_frames, fps),
-        voiced=_to_video_frames(voiced.astype(float), num_frames, fps) > 0.5,
-        mel=_to_video_frames(logmel, num_frames, fps).astype(np.float32),
+        pitch=to_video_frames(semis, num_frames, fps),
+        voiced=to_video_frames(voiced.astype(float), num_frames, fps) > 0.5,
+        mel=to_video_frames(logmel, num_frames, fps).astype(np.float32),
     )

@@ -76,6 +76,7 @@ class VideoWriter:
         self.audio_path = audio_path
         self.crf, self.preset = crf, preset
         self.frames_written = 0
+        self.close_seconds = 0.0  # time spent waiting for ffmpeg to finish after the last frame
         self._proc = None
         self._tmp: Path | None = None
 
@@ -118,6 +119,9 @@ class VideoWriter:
         return err.splitlines()[-1] if err else f"exit code {self._proc.poll()}"
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        import time
+
+        start = time.perf_counter()
         try:
             if self._proc.stdin:
                 try:
@@ -127,6 +131,7 @@ class VideoWriter:
             if exc_type is not None:
                 self._proc.kill()
             self._proc.wait()
+            self.close_seconds = time.perf_counter() - start
             if exc_type is None and self._proc.returncode != 0:
                 raise OutputError(f"ffmpeg could not write {self.path}: {self._stderr()}")
             if exc_type is None and self._tmp is not None:

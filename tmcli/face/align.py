@@ -62,7 +62,7 @@ def _normalised_grid(points: torch.Tensor, width: int, height: int) -> torch.Ten
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """H x W x 3 uint8 -> 1 x 3 x H x W float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255.0
 
 
 def crop_image(image: np.ndarray, alignment: Alignment) -> torch.Tensor:

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..console import quiet_native_stderr
 from ..errors import NoFaceError
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging, before it loads
@@ -78,7 +79,8 @@ def _mesh(static: bool, max_faces: int):
 
 def _run_mesh(image: np.ndarray, static: bool, max_faces: int) -> list[np.ndarray]:
     h, w = image.shape[:2]
-    result = _mesh(static, max_faces).process(np.ascontiguousarray(image))
+    with quiet_native_stderr():
+        result = _mesh(static, max_faces).process(np.ascontiguousarray(image))
     faces = []
     for face in result.multi_face_landmarks or []:
         pts = np.array([(p.x * w, p.y * h, p.z * w) for p in face.landmark], dtype=np.float64)
@@ -136,12 +138,14 @@ class LandmarkTracker:
     def __init__(self):
         import mediapipe as mp
 
-        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
-                                                     refine_landmarks=True, min_detection_confidence=0.4)
+        with quiet_native_stderr():
+            self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
+                                                         refine_landmarks=True, min_detection_confidence=0.4)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray | None:
         h, w = frame.shape[:2]
-        result = self._mesh.process(np.ascontiguousarray(frame))
+        with quiet_native_stderr():
+            result = self._mesh.process(np.ascontiguousarray(frame))
         if not result.multi_face_landmarks:
             return None
         return np.array([(p.x * w, p.y * h, p.z * w) for p in result.multi_face_landmarks[0].landmark])

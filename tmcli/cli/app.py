@@ -1,0 +1,68 @@
+"""Root of the `tm` command. Only here do exceptions become messages and exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from .. import __version__
+from ..console import console
+from ..errors import TmError
+from . import evaluate, render
+
+app = typer.Typer(
+    name="tm",
+    help="tm turns a portrait and a speech recording into a lip-synced talking-head video.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("render", no_args_is_help=True)(render.render)
+app.command("eval", no_args_is_help=True)(evaluate.evaluate)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"tm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """tm turns a portrait and a speech recording into a lip-synced talking-head video."""
+
+
+def main() -> None:
+    """Console entry point: one clear line and a non-zero exit for every failure.
+
+    Set TM_DEBUG=1 to see the traceback of an unexpected error."""
+    try:
+        app(standalone_mode=False)
+    except TmError as exc:
+        console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
+        if exc.hint:
+            console.print(f"  hint: {exc.hint}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors and real bugs
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show(file=sys.stderr)
+            sys.exit(exc.exit_code)
+        if os.environ.get("TM_DEBUG"):
+            raise
+        console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}", soft_wrap=True)
+        console.print("  hint: run again with TM_DEBUG=1 for the traceback, and please report it")
+        sys.exit(70)

@@ -1,0 +1,184 @@
+"""PhoneticDriver: the baseline generator. Phones with timings -> motion curves.
+
+Visemes per phone are blended by dominance functions (Cohen & Massaro's coarticulation: each
+phone pulls the lips towards its target with a strength that decays away from it, so lips
+anticipate the next phone); the jaw follows the speech envelope so loud syllables open wider;
+/p b m/ always reach a full lip closure; prosody drives small nods and brow raises; blinks,
+gaze shifts and idle head motion come from a seeded random generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .audio import AudioFeatures
+from .face.motion import INDEX, neutral
+from .speech import Phone
+
+# viseme targets: jaw, close, funnel, pucker, stretch, rollLower, upperUp
+_V = dict
+VISEMES: dict[str, dict[str, float]] = {
+    "SIL": _V(close=1.0),
+    "P": _V(close=1.0), "B": _V(close=1.0), "M": _V(close=1.0),
+    "F": _V(jaw=0.05, rollLower=0.8, upperUp=0.3, close=0.3), "V": _V(jaw=0.05, rollLower=0.8, upperUp=0.3, close=0.3),
+    "TH": _V(jaw=0.15), "DH": _V(jaw=0.15),
+    "T": _V(jaw=0.12, stretch=0.2), "D": _V(jaw=0.12, stretch=0.2), "N": _V(jaw=0.12, stretch=0.15),
+    "L": _V(jaw=0.18), "S": _V(jaw=0.08, stretch=0.3), "Z": _V(jaw=0.08, stretch=0.3),
+    "SH": _V(jaw=0.1, funnel=0.6, pucker=0.2), "ZH": _V(jaw=0.1, funnel=0.6, pucker=0.2),
+    "CH": _V(jaw=0.1, funnel=0.5, pucker=0.2), "JH": _V(jaw=0.1, funnel=0.5, pucker=0.2),
+    "K": _V(jaw=0.2), "G": _V(jaw=0.2), "NG": _V(jaw=0.15), "HH": _V(jaw=0.25),
+    "R": _V(jaw=0.12, funnel=0.3, pucker=0.3), "W": _V(jaw=0.05, pucker=0.8), "Y": _V(jaw=0.1, stretch=0.3),
+    "AA": _V(jaw=0.62), "AE": _V(jaw=0.5, stretch=0.3), "AH": _V(jaw=0.45), "AO": _V(jaw=0.52, funnel=0.4),
+    "AW": _V(jaw=0.5, funnel=0.3), "AY": _V(jaw=0.5), "EH": _V(jaw=0.38, stretch=0.3),
+    "ER": _V(jaw=0.2, funnel=0.3), "EY": _V(jaw=0.32, stretch=0.4), "IH": _V(jaw=0.22, stretch=0.4),
+    "IY": _V(jaw=0.15, stretch=0.6), "OW": _V(jaw=0.35, funnel=0.5, pucker=0.4), "OY": _V(jaw=0.4, funnel=0.4),
+    "UH": _V(jaw=0.2, pucker=0.5), "UW": _V(jaw=0.12, pucker=0.9),
+}
+KEYS = ["jaw", "close", "funnel", "pucker", "stretch", "rollLower", "upperUp"]
+BILABIALS = {"P", "B", "M"}
+VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
+
+
+def _strength(label: str) -> tuple[float, float]:
+    """(dominance, time constant in s): bilabials and labiodentals must be seen, so they win."""
+    if label in BILABIALS:
+        return 3.0, 0.03
+    if label in ("F", "V"):
+        return 2.0, 0.03
+    if label in VOWELS:
+        return 1.0, 0.06
+    if label == "SIL":
+        return 0.7, 0.05
+    return 0.4, 0.04
+
+
+@dataclass(frozen=True)
+class DriverSettings:
+    lead: float = 0.04  # s the lips move ahead of the sound
+    jaw_gain: float = 1.0  # how wide the mouth opens
+    envelope_floor: float = 0.35  # jaw opening at the quietest voiced sound, relative to the loudest
+    pose_intensity: float = 1.0  # scales head motion (0 = still head)
+    blink_min: float = 2.0  # s between blinks, drawn uniformly in [min, max]
+    blink_max: float = 6.0
+    gaze_x: float = 0.0  # where the eyes rest, [-1, 1]
+    gaze_y: float = 0.0
+    brow_gain: float = 1.0
+
+
+class PhoneticDriver:
+    def __init__(self, settings: DriverSettings = DriverSettings()):
+        self.settings = settings
+
+    def __call__(self, phones: list[Phone], features: AudioFeatures, seed: int = 0) -> np.ndarray:
+        """Motion (T, MOTION_DIM) for T = features.num_frames frames."""
+        s = self.settings
+        n, fps = features.num_frames, features.fps
+        rng = np.random.default_rng(seed)
+        times = (np.arange(n) + 0.5) / fps + s.lead
+        visemes = self._coarticulate(phones, times)
+        motion = neutral(n)
+        jaw = visemes["jaw"] * (s.envelope_floor + (1 - s.envelope_floor) * features.envelope) * s.jaw_gain
+        close = visemes["close"].copy()
+        self._force_closures(phones, close, jaw, fps, s.lead)
+        motion[:, INDEX["jawOpen"]] = np.clip(jaw, 0, 1)
+        motion[:, INDEX["mouthClose"]] = np.clip(close, 0, 1)
+        motion[:, INDEX["mouthFunnel"]] = visemes["funnel"]
+        motion[:, INDEX["mouthPucker"]] = visemes["pucker"]
+        for side in ("Left", "Right"):
+            motion[:, INDEX[f"mouthStretch{side}"]] = 0.6 * visemes["stretch"]
+            motion[:, INDEX[f"mouthUpperUp{side}"]] = visemes["upperUp"]
+        motion[:, INDEX["mouthRollLower"]] = visemes["rollLower"]
+        self._prosody(motion, features, rng)
+        self._blinks(motion, fps, rng)
+        self._gaze(motion, fps, rng)
+        return motion
+
+    @staticmethod
+    def _coarticulate(phones: list[Phone], times: np.ndarray) -> dict[str, np.ndarray]:
+        if not phones:
+            phones = [Phone("SIL", 0.0, float(times[-1]) + 1.0)]
+        total = np.zeros(len(times))
+        acc = {k: np.zeros(len(times)) for k in KEYS}
+        for ph in phones:
+            label = ph.label if ph.label in VISEMES else "AH"
+            weight, tau = _strength(label)
+            half = (ph.end - ph.start) / 2
+            outside = np.maximum(np.abs(times - (ph.start + half)) - half, 0)
+            dom = weight * np.exp(-outside / tau)
+            total += dom
+            for k in KEYS:
+                acc[k] += dom * VISEMES[label].get(k, 0.0)
+        total = np.maximum(total, 1e-9)
+        return {k: v / total for k, v in acc.items()}
+
+    @staticmethod
+    def _force_closures(phones: list[Phone], close: np.ndarray, jaw: np.ndarray, fps: float, lead: float) -> None:
+        """Every /p b m/ shows closed lips on at least the frame nearest its middle."""
+        n = len(close)
+        for ph in phones:
+            if ph.label not in BILABIALS:
+                continue
+            a = int(np.floor((ph.start - lead) * fps + 0.25))
+            b = int(np.ceil((ph.end - lead) * fps - 0.25))
+            mid = int((ph.start + ph.end) / 2 * fps - lead * fps)
+            frames = range(max(min(a, mid), 0), min(max(b, mid + 1), n))
+            for f in frames:
+                close[f] = 1.0
+                jaw[f] = min(jaw[f], 0.05)
+
+    def _prosody(self, motion: np.ndarray, features: AudioFeatures, rng: np.random.Generator) -> None:
+        """Idle head sway and breathing, nods on loud syllables, brows up on raised pitch."""
+        n, fps = len(motion), features.fps
+        t = np.arange(n) / fps
+        k = self.settings.pose_intensity
+
+        def sway(amplitude: float) -> np.ndarray:
+            freqs = rng.uniform(0.05, 0.35, 3)
+            phases = rng.uniform(0, 2 * np.pi, 3)
+            weights = rng.uniform(0.5, 1.0, 3)
+            return amplitude * (weights[:, None] * np.sin(2 * np.pi * freqs[:, None] * t + phases[:, None])).sum(0) / weights.sum()
+
+        env = _smooth(features.envelope, 0.25 * fps)
+        emphasis = _smooth(np.clip(features.envelope - env, 0, None), 0.06 * fps)
+        motion[:, INDEX["headYaw"]] = k * (sway(0.05) + 0.02 * (env - env.mean()))
+        motion[:, INDEX["headPitch"]] = k * (sway(0.03) + 0.06 * emphasis - 0.02 * (env - env.mean()))
+        motion[:, INDEX["headRoll"]] = k * sway(0.02)
+        motion[:, INDEX["headY"]] = k * 0.006 * np.sin(2 * np.pi * 0.25 * t + rng.uniform(0, 6.3))
+        raised = np.where(features.voiced, np.clip(features.pitch / 4.0, 0, 1), 0.0)
+        motion[:, INDEX["browInnerUp"]] = self.settings.brow_gain * 0.5 * _smooth(raised, 0.15 * fps)
+
+    def _blinks(self, motion: np.ndarray, fps: float, rng: np.random.Generator) -> None:
+        n = len(motion)
+        t, start = np.arange(n) / fps, rng.uniform(0.5, self.settings.blink_max)
+        blink = np.zeros(n)
+        while start < n / fps:
+            rel = t - start
+            shape = np.interp(rel, [0.0, 0.07, 0.11, 0.26], [0.0, 1.0, 1.0, 0.0], left=0.0, right=0.0)
+            blink = np.maximum(blink, shape)
+            start += rng.uniform(self.settings.blink_min, self.settings.blink_max)
+        motion[:, INDEX["eyeBlinkLeft"]] = blink
+        motion[:, INDEX["eyeBlinkRight"]] = blink
+
+    def _gaze(self, motion: np.ndarray, fps: float, rng: np.random.Generator) -> None:
+        """Fixations held 1-3 s around the resting gaze, with quick saccades between them."""
+        n = len(motion)
+        gx, gy = np.full(n, self.settings.gaze_x), np.full(n, self.settings.gaze_y)
+        start = 0
+        while start < n:
+            length = int(rng.uniform(1.0, 3.0) * fps)
+            gx[start: start + length] += rng.normal(0, 0.12)
+            gy[start: start + length] += rng.normal(0, 0.06)
+            start += length
+        motion[:, INDEX["gazeX"]] = np.clip(_smooth(gx, 0.8), -1, 1)
+        motion[:, INDEX["gazeY"]] = np.clip(_smooth(gy, 0.8), -1, 1)
+
+
+def _smooth(x: np.ndarray, sigma_frames: float) -> np.ndarray:
+    """Gaussian smoothing (edges reflected)."""
+    if sigma_frames <= 0 or len(x) < 2:
+        return np.asarray(x, dtype=np.float64)
+    from scipy.ndimage import gaussian_filter1d
+
+    return gaussian_filter1d(np.asarray(x, dtype=np.float64), sigma_frames, mode="nearest")

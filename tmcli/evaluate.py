@@ -1,0 +1,176 @@
+"""Lip-sync and stability figures measured on rendered video, with no downloaded judge.
+
+The mouth aperture is read back from the frames with the same face mesh used to build the
+portrait, so the figures say what a viewer sees, not what the generator intended:
+- offset: the lag (in frames, + = video late) at which aperture best correlates with the speech
+  envelope, and that correlation;
+- closure: the share of /p b m/ during which the lips are seen closed on at least one frame;
+- open vowels: the share of /aa ae ah ao aw ay/ that show an open mouth;
+- silence: the share of frames in pauses >= 0.3 s with closed lips, and landmark jitter there;
+- stability: how much the picture changes outside the face (mean absolute difference to the
+  first frame, 0-255), which catches a warp that drags the background or tears the neck.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import audio as audio_mod
+from .errors import InputError
+from .face import landmarks as L
+from .media import read_video_frames
+from .speech import align_phones, recognize_phones
+
+CLOSED = 0.035  # inner-lip gap below this (interocular units) counts as closed lips
+OPEN = 0.10  # inner-lip gap above this counts as an open mouth
+MAX_LAG = 5  # frames searched either way for the audio/video offset
+OPEN_VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY"}
+BILABIALS = {"P", "B", "M"}
+INNER_PAIRS = [(82, 87), (13, 14), (312, 317)]
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    frames: int
+    fps: float
+    face_found: float  # share of frames with a face
+    offset_frames: int
+    correlation: float  # at the offset
+    correlation_at_zero: float
+    bilabials: int
+    bilabial_closed: float
+    open_vowels: int
+    open_vowel_open: float
+    silence_frames: int
+    silence_closed: float
+    silence_jitter: float  # mean |2nd difference| of landmarks in silence, % of interocular distance
+    background_change: float  # mean |frame - first frame| outside the face, 0-255
+    phones_from: str
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        def pct(x: float) -> str:
+            return "n/a" if np.isnan(x) else f"{100 * x:.0f}%"
+
+        return [
+            ("frames (face found)", f"{self.frames} ({pct(self.face_found)})", ""),
+            ("audio/video offset", f"{self.offset_frames:+d} frames", "|x| <= 1"),
+            ("aperture~envelope correlation", f"{self.correlation:.2f} (at 0: {self.correlation_at_zero:.2f})", ">= 0.50"),
+            (f"lips closed on /p b m/ (n={self.bilabials})", pct(self.bilabial_closed), ">= 85%"),
+            (f"open on open vowels (n={self.open_vowels})", pct(self.open_vowel_open), ">= 80%"),
+            (f"closed in silence ({self.silence_frames} frames)", pct(self.silence_closed), ""),
+            ("jitter in silence", f"{self.silence_jitter:.2f}% IOD", ""),
+            ("change outside the face", f"{self.background_change:.2f} / 255", ""),
+            ("phones from", self.phones_from, ""),
+        ]
+
+    def as_dict(self) -> dict:
+        return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in asdict(self).items()}
+
+
+def mouth_aperture(landmarks: np.ndarray) -> float:
+    """Inner-lip gap in interocular units, averaged over the middle of the mouth."""
+    gap = np.mean([landmarks[b, 1] - landmarks[a, 1] for a, b in INNER_PAIRS])
+    return float(max(gap, 0.0) / max(L.interocular(landmarks), 1e-6))
+
+
+def track_video(path: str | Path) -> tuple[float, list[np.ndarray | None], float]:
+    """(fps, landmarks per frame, background change) for a video."""
+    frames = read_video_frames(path)
+    fps = next(frames)
+    tracker = L.LandmarkTracker()
+    tracks: list[np.ndarray | None] = []
+    first, mask, diffs = None, None, []
+    try:
+        for frame in frames:
+            lm = tracker(frame)
+            tracks.append(lm)
+            if first is None and lm is not None:
+                first, mask = frame.astype(np.int16), _outside_face(frame.shape, lm)
+            elif first is not None and mask.any():
+                diffs.append(np.abs(frame.astype(np.int16) - first)[mask].mean())
+    finally:
+        tracker.close()
+    if not tracks:
+        raise InputError(f"{path} has no video frames")
+    return fps, tracks, float(np.mean(diffs)) if diffs else 0.0
+
+
+def _outside_face(shape: tuple[int, ...], lm: np.ndarray) -> np.ndarray:
+    """Pixels farther than 0.6 interocular distances from the face oval's hull (and the neck below)."""
+    from scipy.ndimage import distance_transform_edt
+    from skimage.draw import polygon
+
+    inside = np.zeros(shape[:2], dtype=bool)
+    oval = lm[L.FACE_OVAL, :2]
+    chin = lm[L.CHIN, :2]
+    neck = np.array([[oval[:, 0].min(), chin[1]], [oval[:, 0].max(), chin[1]],
+                     [oval[:, 0].max(), shape[0]], [oval[:, 0].min(), shape[0]]])
+    for poly in (oval, neck):
+        rr, cc = polygon(poly[:, 1], poly[:, 0], shape[:2])
+        inside[rr, cc] = True
+    return distance_transform_edt(~inside) > 0.6 * L.interocular(lm)
+
+
+def _frames_of(start: float, end: float, fps: float, n: int) -> slice:
+    a = int(np.floor(start * fps))
+    b = max(int(np.ceil(end * fps)), a + 1)
+    return slice(max(a, 0), min(b, n))
+
+
+def _lagged_correlation(x: np.ndarray, y: np.ndarray, lag: int) -> float:
+    """Correlation of x[t] with y[t - lag] (lag > 0: x, the video, comes later)."""
+    if lag > 0:
+        x, y = x[lag:], y[:-lag]
+    elif lag < 0:
+        x, y = x[:lag], y[-lag:]
+    if len(x) < 3 or x.std() < 1e-9 or y.std() < 1e-9:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def evaluate_video(video: str | Path, audio_path: str | Path, transcript: str | None = None) -> EvalReport:
+    samples = audio_mod.load_audio(audio_path)
+    fps, tracks, background = track_video(video)
+    n = len(tracks)
+    found = np.array([t is not None for t in tracks])
+    aperture = np.array([mouth_aperture(t) if t is not None else np.nan for t in tracks])
+    if found.any():
+        aperture = np.where(found, aperture, np.interp(np.arange(n), np.flatnonzero(found), aperture[found]))
+    envelope = audio_mod.envelope_from_db(audio_mod.to_video_frames(audio_mod.loudness_db(samples), n, fps))
+
+    lags = range(-MAX_LAG, MAX_LAG + 1)
+    corrs = [_lagged_correlation(aperture, envelope, lag) for lag in lags]
+    valid = [(c, lag) for c, lag in zip(corrs, lags) if not np.isnan(c)]
+    best, offset = max(valid) if valid else (float("nan"), 0)
+
+    phones = align_phones(samples, transcript) if transcript else recognize_phones(samples)
+    closed = [aperture[_frames_of(p.start, p.end, fps, n)].min() < CLOSED
+              for p in phones if p.label in BILABIALS and _frames_of(p.start, p.end, fps, n).stop > _frames_of(p.start, p.end, fps, n).start]
+    opened = [aperture[_frames_of(p.start, p.end, fps, n)].max() > OPEN
+              for p in phones if p.label in OPEN_VOWELS and p.end - p.start >= 0.05]
+    silent = np.zeros(n, dtype=bool)
+    for p in phones:
+        if p.label == "SIL" and p.end - p.start >= 0.3:
+            silent[_frames_of(p.start + 0.1, p.end - 0.1, fps, n)] = True
+    silent &= found
+    jitter = float("nan")
+    if silent.sum() >= 3:
+        pts = np.stack([t[:, :2] if t is not None else np.zeros((L.NUM_LANDMARKS, 2)) for t in tracks])
+        iod = np.array([L.interocular(t) if t is not None else np.nan for t in tracks])
+        second = np.abs(pts[2:] - 2 * pts[1:-1] + pts[:-2]).mean(axis=(1, 2)) / iod[1:-1]
+        both = silent[2:] & silent[1:-1] & silent[:-2]
+        jitter = float(100 * np.nanmean(second[both])) if both.any() else float("nan")
+
+    return EvalReport(
+        frames=n, fps=float(fps), face_found=float(found.mean()), offset_frames=int(offset),
+        correlation=float(best), correlation_at_zero=float(corrs[MAX_LAG]),
+        bilabials=len(closed), bilabial_closed=float(np.mean(closed)) if closed else float("nan"),
+        open_vowels=len(opened), open_vowel_open=float(np.mean(opened)) if opened else float("nan"),
+        silence_frames=int(silent.sum()),
+        silence_closed=float((aperture[silent] < CLOSED).mean()) if silent.any() else float("nan"),
+        silence_jitter=jitter, background_change=background,
+        phones_from="forced alignment" if transcript else "phone recognition",
+    )
