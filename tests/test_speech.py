@@ -1,14 +1,10 @@
-"""Tests for tmcli.speech on a real voice: CMU ARCTIC arctic_a0007 (shipped inside pysptk).
+"""Tests for tmcli.speech on a real voice: CMU ARCTIC arctic_a0007 (samples/speech.wav).
 
-The clip is taken from $TM_SAMPLE_SPEECH if set (it must be arctic_a0007: the expected
-times below were measured on it), else from pysptk's package data. pysptk is located
-with importlib rather than imported: its import fails where setuptools no longer has
-pkg_resources, though the wav is there.
+The expected times below were measured on that clip.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import warnings
 from pathlib import Path
@@ -39,16 +35,8 @@ BILABIALS = {"P", "B", "M"}
 
 
 def _sample_path() -> Path:
-    env = os.environ.get("TM_SAMPLE_SPEECH")
-    if env:
-        return Path(env)
-    spec = importlib.util.find_spec("pysptk")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("no speech sample: set TM_SAMPLE_SPEECH to arctic_a0007.wav or pip install pysptk")
-    path = Path(list(spec.submodule_search_locations)[0]) / "example_audio_data" / "arctic_a0007.wav"
-    if not path.exists():
-        pytest.skip(f"pysptk has no {path.name}; set TM_SAMPLE_SPEECH")
-    return path
+    """samples/speech.wav is arctic_a0007; $TM_SAMPLE_SPEECH may point at another copy of it."""
+    return Path(os.environ.get("TM_SAMPLE_SPEECH", Path(__file__).resolve().parent.parent / "samples" / "speech.wav"))
 
 
 @pytest.fixture(scope="module")

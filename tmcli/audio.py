@@ -42,9 +42,9 @@ def load_audio(path: str | Path) -> np.ndarray:
            "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"]
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
-        detail = proc.stderr.decode(errors="replace").strip().splitlines()
-        reason = detail[-1] if detail else f"ffmpeg exit {proc.returncode}"
-        if "matches no streams" in reason:
+        detail = proc.stderr.decode(errors="replace").strip()
+        reason = detail.splitlines()[-1] if detail else f"ffmpeg exit {proc.returncode}"
+        if "matches no streams" in detail:
             reason = "it has no audio track"
         raise AudioError(f"cannot read audio from {path}: {reason}")
     audio = np.frombuffer(proc.stdout, dtype=np.float32).copy()

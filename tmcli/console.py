@@ -1,5 +1,5 @@
 """One rich console for the whole program (on stderr: stdout may carry video), and a way to
-silence the native libraries that print straight to the process's stderr."""
+silence the native libraries that print straight to the process's stdout and stderr."""
 
 from __future__ import annotations
 
@@ -13,20 +13,24 @@ console = Console(stderr=True, highlight=False)
 
 
 @contextlib.contextmanager
-def quiet_native_stderr():
-    """mediapipe/TFLite log from C++ to file descriptor 2; hide that, keep Python's stderr."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
+def quiet_native_output():
+    """mediapipe/TFLite print from C++ to file descriptors 1 and 2 (a stray line on stdout would
+    corrupt a video written there); send both to /dev/null for the duration."""
+    streams = []
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            streams.append(stream.fileno())
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    saved = [os.dup(fd) for fd in streams]
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
+    for fd in streams:
+        os.dup2(devnull, fd)
     try:
         yield
     finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+        for fd, copy in zip(streams, saved):
+            os.dup2(copy, fd)
+            os.close(copy)
         os.close(devnull)

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..console import quiet_native_stderr
+from ..console import quiet_native_output
 from ..errors import NoFaceError
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging, before it loads
@@ -79,7 +79,7 @@ def _mesh(static: bool, max_faces: int):
 
 def _run_mesh(image: np.ndarray, static: bool, max_faces: int) -> list[np.ndarray]:
     h, w = image.shape[:2]
-    with quiet_native_stderr():
+    with quiet_native_output():
         result = _mesh(static, max_faces).process(np.ascontiguousarray(image))
     faces = []
     for face in result.multi_face_landmarks or []:
@@ -138,13 +138,13 @@ class LandmarkTracker:
     def __init__(self):
         import mediapipe as mp
 
-        with quiet_native_stderr():
+        with quiet_native_output():
             self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
                                                          refine_landmarks=True, min_detection_confidence=0.4)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray | None:
         h, w = frame.shape[:2]
-        with quiet_native_stderr():
+        with quiet_native_output():
             result = self._mesh.process(np.ascontiguousarray(frame))
         if not result.multi_face_landmarks:
             return None
