@@ -45,7 +45,7 @@ CAVITY = (0.16, 0.05, 0.06)
 @dataclass(frozen=True)
 class WarpSettings:
     field_resolution: int = 64  # coarse grid the smooth warp is evaluated on
-    border_anchors: int = 8  # fixed points per crop side
+    border_anchors: int = 16  # fixed points per crop side
     inverse_iterations: int = 4
     stiffness: float = 1e-4  # thin-plate regularisation (relative to the crop side)
 
