@@ -41,7 +41,7 @@ def main() -> None:
 
     Set TM_DEBUG=1 to see the traceback of an unexpected error."""
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)
     except TmError as exc:
         console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
         if exc.hint:
@@ -66,3 +66,4 @@ def main() -> None:
         console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}", soft_wrap=True)
         console.print("  hint: run again with TM_DEBUG=1 for the traceback, and please report it")
         sys.exit(70)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,68 @@
+"""The command line: bad input gets one clear line, a non-zero exit, no traceback, no file."""
+
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from conftest import PORTRAIT, SPEECH
+from PIL import Image
+
+from tmcli.cli.app import main
+
+
+def run_tm(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["tm", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_help_lists_the_commands(monkeypatch, capsys):
+    code, out, _ = run_tm(monkeypatch, capsys, "--help")
+    assert code == 0 and "render" in out and "eval" in out
+
+
+@pytest.fixture()
+def bad_inputs(tmp_path):
+    (tmp_path / "notimage.png").write_text("not an image")
+    Image.fromarray(np.full((300, 300, 3), 90, np.uint8)).save(tmp_path / "wall.png")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "corrupt.mp3").write_bytes(b"\xff\xfb\x90\x00" + b"\x13" * 400)
+    return tmp_path
+
+
+@pytest.mark.parametrize("portrait,audio,out,message", [
+    ("missing.png", SPEECH, "o.mp4", "portrait not found"),
+    ("notimage.png", SPEECH, "o.mp4", "cannot read"),
+    ("wall.png", SPEECH, "o.mp4", "no face found"),
+    (PORTRAIT, "missing.wav", "o.mp4", "audio file not found"),
+    (PORTRAIT, "empty.wav", "o.mp4", "audio"),
+    (PORTRAIT, "corrupt.mp3", "o.mp4", "audio"),
+    (PORTRAIT, SPEECH, "nodir/o.mp4", "does not exist"),
+])
+def test_bad_input_is_one_clear_line(monkeypatch, capsys, bad_inputs, portrait, audio, out, message):
+    monkeypatch.chdir(bad_inputs)
+    code, stdout, err = run_tm(monkeypatch, capsys, "render", portrait, audio, "-o", out, "-q")
+    assert code != 0
+    assert message in err.splitlines()[0]
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2  # the error, maybe a hint
+    assert not (bad_inputs / out).exists()
+    assert not list(bad_inputs.glob("*.partial.mp4"))
+
+
+def test_unknown_preset_and_bad_size(monkeypatch, capsys, tmp_path):
+    code, _, err = run_tm(monkeypatch, capsys, "render", PORTRAIT, SPEECH, "--preset", "nope", "-o", tmp_path / "o.mp4")
+    assert code == 2 and "preset nope not found" in err
+    code, _, err = run_tm(monkeypatch, capsys, "render", PORTRAIT, SPEECH, "--size", "63", "-o", tmp_path / "o.mp4")
+    assert code == 2 and "size" in err
+
+
+def test_unreadable_output_folder(monkeypatch, capsys, tmp_path):
+    if shutil.which("id") and __import__("os").geteuid() == 0:
+        pytest.skip("root can write anywhere")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    code, _, err = run_tm(monkeypatch, capsys, "render", PORTRAIT, SPEECH, "-o", locked / "o.mp4")
+    assert code == 3 and "cannot write" in err

@@ -1,0 +1,28 @@
+import pytest
+
+from tmcli.config import Preset, load_preset
+from tmcli.errors import ConfigError
+
+
+def test_default_preset_matches_the_dataclass_defaults():
+    assert load_preset("default") == Preset()
+
+
+def test_flags_override_presets_and_none_means_unset():
+    still = load_preset("still")
+    assert still.driver.pose_intensity == 0.0
+    p = still.with_overrides(output={"fps": 30, "size": None}, driver={"pose_intensity": 0.5})
+    assert p.output.fps == 30.0 and p.output.size == 512 and p.driver.pose_intensity == 0.5
+
+
+def test_unknown_keys_and_wrong_types_are_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[output]\nfsp = 30\n")
+    with pytest.raises(ConfigError, match="unknown setting \\[output\\] fsp"):
+        load_preset(str(bad))
+    bad.write_text("[outptu]\nfps = 30\n")
+    with pytest.raises(ConfigError, match="unknown table"):
+        load_preset(str(bad))
+    bad.write_text('[output]\nfps = "fast"\n')
+    with pytest.raises(ConfigError, match="must be float"):
+        load_preset(str(bad))
