@@ -24,7 +24,7 @@ def portrait_image() -> np.ndarray:
 def portrait(portrait_image):
     """The astronaut prepared for rendering with the default preset."""
     from tmcli.config import load_preset
-    from tmcli.pipeline import Portrait
+    from tmcli.portrait import Portrait
 
     return Portrait.load(PORTRAIT, load_preset())
 

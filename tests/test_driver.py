@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from tmcli.audio import extract_features
-from tmcli.driver import DriverSettings, PhoneticDriver
+from tmcli.config import DriverSettings
+from tmcli.driver import PhoneticDriver
 from tmcli.face.motion import INDEX, MOTION_DIM
 from tmcli.speech import Phone
 

@@ -11,11 +11,30 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .driver import DriverSettings
 from .errors import ConfigError
-from .render.meshwarp import WarpSettings
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+
+@dataclasses.dataclass(frozen=True)
+class DriverSettings:
+    lead: float = 0.04  # s the lips move ahead of the sound
+    jaw_gain: float = 1.0  # how wide the mouth opens
+    envelope_floor: float = 0.35  # jaw opening at the quietest voiced sound, relative to the loudest
+    pose_intensity: float = 1.0  # scales head motion (0 = still head)
+    blink_min: float = 2.0  # s between blinks, drawn uniformly in [min, max]
+    blink_max: float = 6.0
+    gaze_x: float = 0.0  # where the eyes rest, [-1, 1]
+    gaze_y: float = 0.0
+    brow_gain: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WarpSettings:
+    field_resolution: int = 64  # coarse grid the smooth warp is evaluated on
+    border_anchors: int = 16  # fixed points per crop side
+    inverse_iterations: int = 4
+    stiffness: float = 1e-4  # thin-plate regularisation (relative to the crop side)
 
 
 @dataclasses.dataclass(frozen=True)

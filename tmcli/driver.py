@@ -9,11 +9,10 @@ gaze shifts and idle head motion come from a seeded random generator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .audio import AudioFeatures
+from .config import DriverSettings
 from .face.motion import INDEX, neutral
 from .speech import Phone
 
@@ -52,19 +51,6 @@ def _strength(label: str) -> tuple[float, float]:
     if label == "SIL":
         return 0.7, 0.05
     return 0.4, 0.04
-
-
-@dataclass(frozen=True)
-class DriverSettings:
-    lead: float = 0.04  # s the lips move ahead of the sound
-    jaw_gain: float = 1.0  # how wide the mouth opens
-    envelope_floor: float = 0.35  # jaw opening at the quietest voiced sound, relative to the loudest
-    pose_intensity: float = 1.0  # scales head motion (0 = still head)
-    blink_min: float = 2.0  # s between blinks, drawn uniformly in [min, max]
-    blink_max: float = 6.0
-    gaze_x: float = 0.0  # where the eyes rest, [-1, 1]
-    gaze_y: float = 0.0
-    brow_gain: float = 1.0
 
 
 class PhoneticDriver:

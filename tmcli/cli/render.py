@@ -42,6 +42,6 @@ def render(
                             face_index=face_index,
                             on_frame=lambda done, total: progress.update(task, completed=done, total=total))
     if not quiet:
-        total = sum(result.stage_seconds.values())
+        total = result.wall_seconds
         console.print(f"wrote {output}: {result.frames} frames, {result.seconds_of_audio:.2f} s "
                       f"in {total:.1f} s ({result.seconds_of_audio / max(total, 1e-9):.1f}x real time)")

@@ -17,12 +17,11 @@ a fresh machine. A frame is made in four steps:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import WarpSettings
 from ..face import landmarks as L
 
 # Contours handled by the column remap (step 2), top to bottom, each ordered left to right.
@@ -40,14 +39,6 @@ REMAPPED = (set(L.LIPS_UPPER_OUTER + L.LIPS_UPPER_INNER + L.LIPS_LOWER_INNER + L
 
 DEFAULT_TEETH = (0.88, 0.85, 0.78)
 CAVITY = (0.16, 0.05, 0.06)
-
-
-@dataclass(frozen=True)
-class WarpSettings:
-    field_resolution: int = 64  # coarse grid the smooth warp is evaluated on
-    border_anchors: int = 16  # fixed points per crop side
-    inverse_iterations: int = 4
-    stiffness: float = 1e-4  # thin-plate regularisation (relative to the crop side)
 
 
 def _tps_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:

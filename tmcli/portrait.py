@@ -1,0 +1,47 @@
+"""A portrait prepared for rendering: landmarks, aligned crop, rig and renderer, found once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import Preset
+from .face.align import Alignment, Compositor, align_face, crop_image, to_uint8
+from .face.landmarks import Face, find_face
+from .face.motion import FaceRig
+from .media import load_image
+from .render.meshwarp import MeshWarpRenderer
+
+
+@dataclass
+class Portrait:
+    image: np.ndarray  # H x W x 3 uint8, the whole picture
+    face: Face
+    alignment: Alignment
+    rig: FaceRig
+    renderer: MeshWarpRenderer
+    compositor: Compositor | None  # None when writing the crop alone
+
+    @classmethod
+    def load(cls, path: str | Path, preset: Preset, face_index: int = 0) -> "Portrait":
+        image = load_image(path)
+        face = find_face(image, face_index, name=str(path))
+        alignment = align_face(face.landmarks, preset.output.size)
+        landmarks = alignment.to_crop(face.landmarks)
+        crop = crop_image(image, alignment)
+        renderer = MeshWarpRenderer(crop, landmarks, preset.warp)
+        compositor = None if preset.output.crop else Compositor(image, alignment)
+        return cls(image, face, alignment, FaceRig(landmarks), renderer, compositor)
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the frames this portrait renders to."""
+        if self.compositor is None:
+            return self.alignment.size, self.alignment.size
+        return self.compositor.width, self.compositor.height
+
+    def render_frame(self, motion: np.ndarray) -> np.ndarray:
+        crop = self.renderer(self.rig.apply(motion))
+        return to_uint8(crop) if self.compositor is None else self.compositor(crop)
