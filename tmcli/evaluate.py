@@ -147,10 +147,10 @@ def evaluate_video(video: str | Path, audio_path: str | Path, transcript: str | 
     best, offset = max(valid) if valid else (float("nan"), 0)
 
     phones = align_phones(samples, transcript) if transcript else recognize_phones(samples)
-    closed = [aperture[_frames_of(p.start, p.end, fps, n)].min() < CLOSED
-              for p in phones if p.label in BILABIALS and _frames_of(p.start, p.end, fps, n).stop > _frames_of(p.start, p.end, fps, n).start]
-    opened = [aperture[_frames_of(p.start, p.end, fps, n)].max() > OPEN
-              for p in phones if p.label in OPEN_VOWELS and p.end - p.start >= 0.05]
+    spans = [(p, _frames_of(p.start, p.end, fps, n)) for p in phones]
+    closed = [aperture[s].min() < CLOSED for p, s in spans if p.label in BILABIALS and s.stop > s.start]
+    opened = [aperture[s].max() > OPEN for p, s in spans
+              if p.label in OPEN_VOWELS and p.end - p.start >= 0.05 and s.stop > s.start]
     silent = np.zeros(n, dtype=bool)
     for p in phones:
         if p.label == "SIL" and p.end - p.start >= 0.3:
