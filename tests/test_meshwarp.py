@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 import torch
 
 from tmcli.evaluate import CLOSED, OPEN, mouth_aperture

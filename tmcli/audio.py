@@ -51,17 +51,6 @@ def load_audio(path: str | Path) -> np.ndarray:
     return check_audio(audio, str(path))
 
 
-def decode_pcm(data: bytes, sample_rate: int, channels: int = 1) -> np.ndarray:
-    """Raw little-endian s16 PCM (as piped from another program) -> mono float32 at SAMPLE_RATE."""
-    audio = np.frombuffer(data[: len(data) // (2 * channels) * 2 * channels], dtype="<i2")
-    audio = audio.reshape(-1, channels).mean(axis=1).astype(np.float32) / 32768.0
-    if sample_rate != SAMPLE_RATE:
-        import librosa
-
-        audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=SAMPLE_RATE).astype(np.float32)
-    return check_audio(audio, "standard input")
-
-
 def check_audio(audio: np.ndarray, name: str) -> np.ndarray:
     if audio.size == 0:
         raise AudioError(f"{name} has no audio samples", hint="is it empty or zero-length?")

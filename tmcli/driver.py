@@ -102,17 +102,14 @@ class PhoneticDriver:
     @staticmethod
     def _force_closures(phones: list[Phone], close: np.ndarray, jaw: np.ndarray, fps: float, lead: float) -> None:
         """Every /p b m/ shows closed lips on at least the frame nearest its middle."""
-        n = len(close)
         for ph in phones:
             if ph.label not in BILABIALS:
                 continue
-            a = int(np.floor((ph.start - lead) * fps + 0.25))
-            b = int(np.ceil((ph.end - lead) * fps - 0.25))
-            mid = int((ph.start + ph.end) / 2 * fps - lead * fps)
-            frames = range(max(min(a, mid), 0), min(max(b, mid + 1), n))
-            for f in frames:
-                close[f] = 1.0
-                jaw[f] = min(jaw[f], 0.05)
+            start, end = (ph.start - lead) * fps, (ph.end - lead) * fps  # in frames
+            middle = int((start + end) / 2)
+            frames = slice(max(min(int(np.floor(start + 0.25)), middle), 0), max(int(np.ceil(end - 0.25)), middle + 1))
+            close[frames] = 1.0
+            jaw[frames] = np.minimum(jaw[frames], 0.05)
 
     def _prosody(self, motion: np.ndarray, features: AudioFeatures, rng: np.random.Generator) -> None:
         """Idle head sway and breathing, nods on loud syllables, brows up on raised pitch."""

@@ -153,7 +153,8 @@ def read_video_frames(path: str | Path):
         reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         meta = next(reader)
     except (RuntimeError, OSError, StopIteration) as exc:
-        raise InputError(f"cannot read {path} as a video: {str(exc).strip().splitlines()[-1] if str(exc) else exc}") from None
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot read {path} as a video: {reason}") from None
     w, h = meta["size"]
     yield meta["fps"]
     for raw in reader:

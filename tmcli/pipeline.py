@@ -8,6 +8,7 @@ on two cores that hides most of the start-up.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
@@ -32,17 +33,13 @@ class StageTimer:
     def __init__(self):
         self.seconds: dict[str, float] = defaultdict(float)
 
+    @contextlib.contextmanager
     def __call__(self, stage: str):
-        timer = self
-
-        class _Span:
-            def __enter__(self):
-                self.start = time.perf_counter()
-
-            def __exit__(self, *exc):
-                timer.seconds[stage] += time.perf_counter() - self.start
-
-        return _Span()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
 
 
 @dataclass

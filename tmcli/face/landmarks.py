@@ -57,11 +57,6 @@ class Face:
         return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
 
 
-def eye_centres(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(right eye, left eye) centres in the image: the iris centres."""
-    return landmarks[RIGHT_IRIS[0], :2], landmarks[LEFT_IRIS[0], :2]
-
-
 def interocular(landmarks: np.ndarray) -> float:
     """Distance between the eye corners' midpoints: the face's unit of length (stable under gaze)."""
     right = (landmarks[33, :2] + landmarks[133, :2]) / 2
@@ -94,12 +89,12 @@ def detect_faces(image: np.ndarray, max_faces: int = 8) -> list[Face]:
     Small images are enlarged and tight crops padded before detection: the detector misses
     faces that fill the frame or are only a few dozen pixels wide.
     """
-    h, w = image.shape[:2]
-    attempts = []
-    scale = max(1.0, 256.0 / min(h, w))
-    attempts.append((scale, 0))
-    attempts.append((max(scale, 384.0 / max(h, w)), int(0.35 * max(h, w) * max(scale, 384.0 / max(h, w)))))
     from PIL import Image
+
+    h, w = image.shape[:2]
+    enlarge = max(1.0, 256.0 / min(h, w))  # the detector wants faces of more than a few dozen pixels
+    padded = max(enlarge, 384.0 / max(h, w))
+    attempts = [(enlarge, 0), (padded, int(0.35 * max(h, w) * padded))]  # (scale, border in pixels)
 
     for s, pad in attempts:
         img = image
