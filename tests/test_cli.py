@@ -24,6 +24,12 @@ def test_help_lists_the_commands(monkeypatch, capsys):
     assert code == 0 and "render" in out and "eval" in out
 
 
+@pytest.mark.parametrize("args", [("render", PORTRAIT), ("render", PORTRAIT, SPEECH, "extra"), ("render", "--fps", "fast")])
+def test_usage_errors_are_reported_by_typer(monkeypatch, capsys, args):
+    code, _, err = run_tm(monkeypatch, capsys, *args)
+    assert code == 2 and "Usage: tm render" in err and "Traceback" not in err and "unexpected" not in err
+
+
 @pytest.fixture()
 def bad_inputs(tmp_path):
     (tmp_path / "notimage.png").write_text("not an image")

@@ -22,7 +22,7 @@ from . import audio as audio_mod
 from .errors import InputError
 from .face import landmarks as L
 from .media import read_video_frames
-from .speech import align_phones, recognize_phones
+from .speech import speech_phones
 
 CLOSED = 0.035  # inner-lip gap below this (interocular units) counts as closed lips
 OPEN = 0.10  # inner-lip gap above this counts as an open mouth
@@ -146,7 +146,7 @@ def evaluate_video(video: str | Path, audio_path: str | Path, transcript: str | 
     valid = [(c, lag) for c, lag in zip(corrs, lags) if not np.isnan(c)]
     best, offset = max(valid) if valid else (float("nan"), 0)
 
-    phones = align_phones(samples, transcript) if transcript else recognize_phones(samples)
+    phones = speech_phones(samples, transcript)
     spans = [(p, _frames_of(p.start, p.end, fps, n)) for p in phones]
     closed = [aperture[s].min() < CLOSED for p, s in spans if p.label in BILABIALS and s.stop > s.start]
     opened = [aperture[s].max() > OPEN for p, s in spans
@@ -172,5 +172,5 @@ def evaluate_video(video: str | Path, audio_path: str | Path, transcript: str | 
         silence_frames=int(silent.sum()),
         silence_closed=float((aperture[silent] < CLOSED).mean()) if silent.any() else float("nan"),
         silence_jitter=jitter, background_change=background,
-        phones_from="forced alignment" if transcript else "phone recognition",
+        phones_from="forced alignment" if transcript else "recognised words, aligned",
     )

@@ -24,7 +24,7 @@ from . import audio as audio_mod
 from .config import DriverSettings, Preset
 from .driver import PhoneticDriver
 from .media import VideoWriter, check_writable
-from .speech import align_phones, recognize_phones
+from .speech import speech_phones
 
 
 class StageTimer:
@@ -58,7 +58,7 @@ def motion_from_speech(samples: np.ndarray, fps: float, settings: DriverSettings
     with timer("audio features"):
         features = audio_mod.extract_features(samples, fps)
     with timer("phones"):
-        phones = align_phones(samples, transcript) if transcript else recognize_phones(samples)
+        phones = speech_phones(samples, transcript)
     with timer("driver"):
         motion = PhoneticDriver(settings)(phones, features, seed)
     return motion, dict(timer.seconds)

@@ -39,31 +39,18 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 def main() -> None:
     """Console entry point: one clear line and a non-zero exit for every failure.
 
-    Set TM_DEBUG=1 to see the traceback of an unexpected error."""
+    Typer reports usage errors itself (exit 2); tm's own errors carry their exit code and a
+    hint. Set TM_DEBUG=1 to see the traceback of an unexpected error."""
     try:
-        result = app(standalone_mode=False)
+        app(prog_name="tm")
     except TmError as exc:
         console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
         if exc.hint:
             console.print(f"  hint: {exc.hint}", soft_wrap=True)
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        console.print("aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        console.print("interrupted")
-        sys.exit(130)
-    except Exception as exc:  # click's usage errors and real bugs
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show(file=sys.stderr)
-            sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug: say so in one line unless asked for the traceback
         if os.environ.get("TM_DEBUG"):
             raise
         console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}", soft_wrap=True)
         console.print("  hint: run again with TM_DEBUG=1 for the traceback, and please report it")
         sys.exit(70)
-    sys.exit(result if isinstance(result, int) else 0)
