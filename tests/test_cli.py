@@ -27,7 +27,7 @@ def test_help_lists_the_commands(monkeypatch, capsys):
 @pytest.mark.parametrize("args", [("render", PORTRAIT), ("render", PORTRAIT, SPEECH, "extra"), ("render", "--fps", "fast")])
 def test_usage_errors_are_reported_by_typer(monkeypatch, capsys, args):
     code, _, err = run_tm(monkeypatch, capsys, *args)
-    assert code == 2 and "Usage: tm render" in err and "Traceback" not in err and "unexpected" not in err
+    assert code == 2 and "Usage: tm render" in err and "Traceback" not in err and "error: unexpected" not in err
 
 
 @pytest.fixture()
