@@ -5,7 +5,7 @@ from PIL import Image
 from tmcli.errors import NoFaceError
 from tmcli.face import landmarks as L
 from tmcli.face.align import EYE_SPAN, align_face
-from tmcli.face.motion import BLENDSHAPES, CHANNELS, INDEX, MOTION_DIM, FaceRig, neutral
+from tmcli.face.motion import BLENDSHAPES, CHANNELS, INDEX, MOTION_DIM, REST_GAP, FaceRig, neutral
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,15 @@ def _with(**values):
 
 
 def test_neutral_motion_is_the_identity(rig):
-    assert np.allclose(rig.apply(neutral(1)[0]), rig.source)
+    assert np.allclose(rig.apply(neutral(1)[0]), rig.source)  # her smile is within REST_GAP
+
+
+def test_a_mouth_caught_open_rests_nearly_closed(rig):
+    talking = rig.source.copy()
+    talking[L.LIPS_LOWER_INNER + L.LIPS_LOWER_OUTER, 1] += 0.3 * rig.unit  # lips 0.46 u apart
+    rested = FaceRig(talking).apply(neutral(1)[0])
+    assert (rested[14, 1] - rested[13, 1]) / rig.unit == pytest.approx(REST_GAP)
+    assert np.allclose(rested[L.FACE_OVAL], talking[L.FACE_OVAL])  # only the lips move
 
 
 def test_jaw_drops_the_lower_lip_and_chin_only(rig):

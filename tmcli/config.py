@@ -19,8 +19,8 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 @dataclasses.dataclass(frozen=True)
 class DriverSettings:
     lead: float = 0.04  # s the lips move ahead of the sound
-    jaw_gain: float = 1.0  # how wide the mouth opens
-    envelope_floor: float = 0.35  # jaw opening at the quietest voiced sound, relative to the loudest
+    jaw_gain: float = 1.4  # how wide the mouth opens
+    envelope_floor: float = 0.0  # jaw opening at the quietest voiced sound, relative to the loudest
     pose_intensity: float = 1.0  # scales head motion (0 = still head)
     blink_min: float = 2.0  # s between blinks, drawn uniformly in [min, max]
     blink_max: float = 6.0

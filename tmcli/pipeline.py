@@ -14,6 +14,7 @@ import os
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -87,7 +88,12 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
             torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
             portrait = Portrait.load(portrait_path, preset, face_index)
         with timer("waiting for speech"):
-            motion, speech_seconds = speech.result()
+            try:
+                motion, speech_seconds = speech.result()
+            except BrokenProcessPool:
+                # the worker could not start: spawn re-imports __main__, which fails for code read
+                # from stdin and for scripts without a main guard. Do the same work here instead.
+                motion, speech_seconds = motion_from_speech(samples, preset.output.fps, preset.driver, seed, transcript)
     width, height = portrait.frame_size
     out = preset.output
     with VideoWriter(output, width, height, out.fps, audio_path=audio_path, crf=out.crf,

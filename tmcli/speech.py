@@ -437,11 +437,42 @@ def speech_phones(audio: np.ndarray, transcript: str | None = None) -> list[Phon
     if transcript:
         return align_phones(audio, transcript)
     heard = transcribe(audio)
+    recognized = recognize_phones(audio)
     if heard:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a partial alignment of what was heard is still useful
-                return align_phones(audio, heard)
+                aligned = align_phones(audio, heard)
         except AudioError:
-            pass
-    return recognize_phones(audio)
+            return recognized
+        # misheard words lose lip closures that phone recognition still hears
+        return _add_closures(aligned, [p for p in recognized if p.label in BILABIALS])
+    return recognized
+
+
+BILABIALS = frozenset({"P", "B", "M"})
+_VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"})
+_VOWEL_CORE = 0.04  # s: a closure heard this far inside an aligned vowel is taken as a recognition error
+
+
+def _add_closures(phones: list[Phone], closures: list[Phone]) -> list[Phone]:
+    """Overlay bilabials on a contiguous phone list where it has none, except mid-vowel."""
+    out = list(phones)
+    for c in closures:
+        mid = (c.start + c.end) / 2
+        if any(p.label in BILABIALS and p.start < c.end and c.start < p.end for p in out):
+            continue
+        host = next((p for p in out if p.start <= mid < p.end), None)
+        if host is None or (host.label in _VOWELS and host.start + _VOWEL_CORE < mid < host.end - _VOWEL_CORE):
+            continue
+        cut = []
+        for p in out:
+            if p.end <= c.start or p.start >= c.end:
+                cut.append(p)
+                continue
+            if p.start < c.start:
+                cut.append(Phone(p.label, p.start, c.start))
+            if p.end > c.end:
+                cut.append(Phone(p.label, c.end, p.end))
+        out = sorted(cut + [c], key=lambda p: p.start)
+    return out

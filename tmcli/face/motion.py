@@ -31,6 +31,7 @@ GAZE = ["gazeX", "gazeY"]
 CHANNELS = POSE + BLENDSHAPES + GAZE
 MOTION_DIM = len(CHANNELS)
 INDEX = {name: i for i, name in enumerate(CHANNELS)}
+REST_GAP = 0.18  # largest inner-lip gap (u) at rest: a portrait caught mid-word rests with its lips this far apart
 
 
 def neutral(num_frames: int = 1) -> np.ndarray:
@@ -51,6 +52,8 @@ class FaceRig:
     """A portrait's landmarks plus its blendshape basis; `apply` poses and expresses them.
 
     `landmarks` are (478, 3) in the render crop's pixels, with the eyes level (see align.py).
+    Motion is applied to `rest`: the portrait itself, except that a mouth caught wide open is
+    brought to REST_GAP, so that jawOpen opens from where a mouth rests on every face.
     """
 
     def __init__(self, landmarks: np.ndarray):
@@ -65,6 +68,10 @@ class FaceRig:
         depth = 1.2 * self.unit
         self.pivot = np.array([self.eye_mid[0], p[L.NOSE_TIP, 1], self.source[L.NOSE_TIP, 2] + depth])
         self.basis = self._build_basis()  # (len(BLENDSHAPES), 478, 2) pixels per unit coefficient
+        self.rest = self.source.copy()
+        gap = (self.source[14, 1] - self.source[13, 1]) / self.unit
+        if gap > REST_GAP:
+            self._close_lips(self.rest, 1 - REST_GAP / gap)
 
     # -- the basis -------------------------------------------------------------------------
     def _local(self) -> tuple[np.ndarray, np.ndarray]:
@@ -154,7 +161,7 @@ class FaceRig:
         """One frame of motion (MOTION_DIM,) -> deformed landmarks (478, 3) in crop pixels."""
         m = np.asarray(motion, dtype=np.float64)
         coeffs = m[len(POSE): len(POSE) + len(BLENDSHAPES)]
-        pts = self.source.copy()
+        pts = self.rest.copy()
         pts[:, :2] += np.tensordot(coeffs, self.basis, axes=1)
         self._close_lips(pts, coeffs[BLENDSHAPES.index("mouthClose")])
         gx, gy = m[INDEX["gazeX"]], m[INDEX["gazeY"]]

@@ -141,8 +141,9 @@ class MeshWarpRenderer:
                ends: tuple[int, int], rigid: int | None = None):
         """Per-column piecewise-linear map from output rows to rows after the smooth warp.
 
-        Segment `rigid` (the mouth opening) is shifted, not stretched: the portrait's own teeth
-        stay their size when the mouth opens wider, and the rest is painted.
+        Segment `rigid` (the mouth opening) is shifted, not stretched: the upper half of the
+        portrait's own mouth interior moves with the upper lip, the lower half with the lower lip,
+        so its teeth keep their size; what opens between the halves is painted.
         Returns (x0, y0, source_y (R, C), knots_out (C, K), knots_in (C, K)) or None."""
         x0 = int(np.floor(min(deformed[ends[0], 0], settled[ends[0], 0])))
         x1 = int(np.ceil(max(deformed[ends[1], 0], settled[ends[1], 0])))
@@ -165,7 +166,11 @@ class MeshWarpRenderer:
         t = ((query - lo) / (hi - lo).clamp(min=1e-6)).clamp(0, 1)
         mapped = ki.gather(1, j) + t * (ki.gather(1, j + 1) - ki.gather(1, j))
         if rigid is not None:
-            shifted = (ki[:, rigid: rigid + 1] + query - ko[:, rigid: rigid + 1]).minimum(ki[:, rigid + 1: rigid + 2])
+            top_in, bottom_in = ki[:, rigid: rigid + 1], ki[:, rigid + 1: rigid + 2]
+            from_top, from_bottom = query - ko[:, rigid: rigid + 1], ko[:, rigid + 1: rigid + 2] - query
+            half = (bottom_in - top_in) / 2
+            shifted = torch.where(from_top <= from_bottom, top_in + from_top.minimum(half),
+                                  bottom_in - from_bottom.minimum(half))
             mapped = torch.where(j == rigid, shifted, mapped)
         inside = (query >= ko[:, :1]) & (query <= ko[:, -1:])
         source_y = torch.where(inside, mapped, query)
@@ -174,18 +179,19 @@ class MeshWarpRenderer:
     # -- step 4: mouth interior ------------------------------------------------------------------
     def _paint_mouth(self, frame: torch.Tensor, x0: int, y0: int, knots: np.ndarray,
                      knots_in: np.ndarray, deformed: np.ndarray) -> None:
-        """Paint the opening below what the portrait's own mouth interior covers."""
+        """Paint the part of the opening between the two halves of the portrait's own interior."""
         top = torch.from_numpy(knots[:, UPPER_INNER]).float()  # (C,)
         bottom = torch.from_numpy(knots[:, LOWER_INNER]).float()
         own = torch.from_numpy(knots_in[:, LOWER_INNER] - knots_in[:, UPPER_INNER]).float()
+        half = own / 2
         if float((bottom - top).max()) < 0.05:
             return
         c = len(top)
         y1 = min(int(np.ceil(float(bottom.max()))) + 1, self.size)
         y0 = max(int(np.floor(float(top.min()))), 0, y0)
         rows = torch.arange(y0, y1, dtype=torch.float32)[:, None]  # (R, 1)
-        # cover only the part of the opening below the portrait's own interior, fading in with width
-        alpha = ((rows - top - own + 0.5).clamp(0, 1) * (bottom - rows + 0.5).clamp(0, 1)
+        # cover only what opens beyond the portrait's own interior, fading in with the width
+        alpha = ((rows - top - half + 0.5).clamp(0, 1) * (bottom - half - rows + 0.5).clamp(0, 1)
                  * (bottom - top - own).clamp(0, 1))  # (R, C)
         if float(alpha.max()) <= 0:
             return
@@ -201,7 +207,7 @@ class MeshWarpRenderer:
         lower_edge = bottom - 0.045 * u * arch
         has_teeth = float(own.max()) > 0.04 * u  # the portrait shows its own upper teeth
         upper = ((upper_edge - rows + 0.5).clamp(0, 1) * (arch > 0.15) * (not has_teeth)).float()
-        lower = ((rows - lower_edge + 0.5).clamp(0, 1) * (arch > 0.3)).float()
+        lower = ((rows - lower_edge + 0.5).clamp(0, 1) * (arch > 0.3) * (not has_teeth)).float()
         depth = ((rows - top) / (bottom - top).clamp(min=1)).clamp(0, 1)
         cavity = torch.tensor(CAVITY).view(3, 1, 1) * (0.6 + 0.4 * (2 * depth - 1).abs()) * (0.5 + 0.5 * arch)
         teeth = self.teeth_colour * (0.45 + 0.55 * arch.sqrt())
