@@ -37,6 +37,7 @@ VISEMES: dict[str, dict[str, float]] = {
 }
 KEYS = ["jaw", "close", "funnel", "pucker", "stretch", "rollLower", "upperUp"]
 BILABIALS = {"P", "B", "M"}
+MIN_CLOSURE = 0.08  # s: bilabial closures last 60-120 ms in speech
 VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
 
 
@@ -101,13 +102,17 @@ class PhoneticDriver:
 
     @staticmethod
     def _force_closures(phones: list[Phone], close: np.ndarray, jaw: np.ndarray, fps: float, lead: float) -> None:
-        """Every /p b m/ shows closed lips on at least the frame nearest its middle."""
+        """Every /p b m/ shows closed lips for at least MIN_CLOSURE (a single closed frame between
+        fast jaw moves is lost to the encoder and to a viewer), centred on the phone."""
+        hold = max(1, int(round(MIN_CLOSURE * fps)))
         for ph in phones:
             if ph.label not in BILABIALS:
                 continue
             start, end = (ph.start - lead) * fps, (ph.end - lead) * fps  # in frames
-            middle = int((start + end) / 2)
-            frames = slice(max(min(int(np.floor(start + 0.25)), middle), 0), max(int(np.ceil(end - 0.25)), middle + 1))
+            middle = (start + end) / 2
+            first = min(int(np.floor(start + 0.25)), int(np.floor(middle - hold / 2 + 0.5)))
+            last = max(int(np.ceil(end - 0.25)), first + hold)
+            frames = slice(max(first, 0), last)
             close[frames] = 1.0
             jaw[frames] = np.minimum(jaw[frames], 0.05)
 
