@@ -81,7 +81,8 @@ def main() -> None:
     console.print(table)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     console.print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, commit {commit}")
-    console.print("(worker stages run in parallel with 'landmarks'; 'waiting for speech' is what was not hidden)")
+    console.print("(phones are found in a worker process during 'landmarks' and 'audio features'; "
+                  "'waiting for phones' is what was not hidden)")
 
 
 if __name__ == "__main__":

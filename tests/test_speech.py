@@ -226,3 +226,31 @@ def test_labels_are_normalised():
                              ("<sil>", 0.5), ("SIL", 0.6)], 1.0)
     assert phones == [Phone("SIL", 0.0, 0.2), Phone("P", 0.2, 0.3), Phone("AA", 0.3, 0.5),
                       Phone("SIL", 0.5, 1.0)]
+
+
+# ---------------------------------------------------------------- words, then phones
+
+def _contiguous(phones, duration):
+    assert phones[0].start == 0.0 and phones[-1].end == pytest.approx(duration)
+    assert all(a.end == pytest.approx(b.start) for a, b in zip(phones, phones[1:]))
+
+
+def test_recognised_closures_fill_gaps_but_not_vowels_or_nasals():
+    aligned = [Phone("SIL", 0, 0.2), Phone("AA", 0.2, 0.5), Phone("T", 0.5, 0.6), Phone("N", 0.6, 0.7),
+               Phone("IY", 0.7, 1.0)]
+    heard = [Phone("P", 0.52, 0.58),  # over a consonant: a closure the words missed -> added
+             Phone("B", 0.30, 0.36),  # mid-vowel: a recognition error -> ignored
+             Phone("M", 0.62, 0.68)]  # over an aligned N: nasal confusion -> ignored
+    out = speech._add_closures(aligned, heard)
+    _contiguous(out, 1.0)
+    assert [p.label for p in out] == ["SIL", "AA", "T", "P", "T", "N", "IY"]
+    assert speech._add_closures(out, [Phone("B", 0.53, 0.57)]) == out  # already closed there
+
+
+def test_without_a_transcript_the_heard_words_are_aligned(voice):
+    phones = speech.speech_phones(voice)
+    _contiguous(phones, DURATION)
+    p = [ph for ph in phones if ph.label == "P"]
+    assert any(abs(ph.start - P_SUPERLATIVE[0]) < TOL for ph in p)  # the /p/ of "superlative"
+    assert speech.transcribe(voice).startswith("and you always want to see it")
+    assert speech.transcribe(np.zeros(16000, dtype=np.float32)) == ""

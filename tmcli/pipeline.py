@@ -1,9 +1,9 @@
 """The render pipeline: audio -> features -> generator -> motion -> renderer -> sink.
 
 `render` runs the stages in order and reports how long each took, so `tm render` and the
-benchmark share one code path. Speech analysis (librosa, pocketsphinx) needs neither torch nor
-mediapipe, so it runs in a worker process while this one loads them and prepares the portrait:
-on two cores that hides most of the start-up.
+benchmark share one code path. Finding phones (pocketsphinx) needs neither torch nor mediapipe,
+so it runs in a worker process while this one loads them, prepares the portrait and computes
+the audio features: on two cores that hides most of the start-up.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from . import audio as audio_mod
-from .config import DriverSettings, Preset
+from .config import Preset
 from .driver import PhoneticDriver
 from .media import VideoWriter, check_writable
 from .speech import speech_phones
@@ -52,19 +52,6 @@ class RenderResult:
     motion: np.ndarray | None = None
 
 
-def motion_from_speech(samples: np.ndarray, fps: float, settings: DriverSettings, seed: int,
-                       transcript: str | None) -> tuple[np.ndarray, dict[str, float]]:
-    """Audio -> features -> phones -> motion (T, MOTION_DIM), with the seconds each stage took."""
-    timer = StageTimer()
-    with timer("audio features"):
-        features = audio_mod.extract_features(samples, fps)
-    with timer("phones"):
-        phones = speech_phones(samples, transcript)
-    with timer("driver"):
-        motion = PhoneticDriver(settings)(phones, features, seed)
-    return motion, dict(timer.seconds)
-
-
 def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path, preset: Preset,
            seed: int = 0, transcript: str | None = None, face_index: int = 0,
            on_frame: Callable[[int, int], None] | None = None) -> RenderResult:
@@ -77,7 +64,7 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
         samples = audio_mod.load_audio(audio_path)
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch, no threads forked
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-        speech = pool.submit(motion_from_speech, samples, preset.output.fps, preset.driver, seed, transcript)
+        phones_job = pool.submit(speech_phones, samples, transcript)
         with timer("landmarks"):
             import torch
 
@@ -87,13 +74,17 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
             # half the cores render, the rest encode: oversubscribed OpenMP threads spin and run 10x slower
             torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
             portrait = Portrait.load(portrait_path, preset, face_index)
-        with timer("waiting for speech"):
+        with timer("audio features"):
+            features = audio_mod.extract_features(samples, preset.output.fps)
+        with timer("waiting for phones (worker)"):
             try:
-                motion, speech_seconds = speech.result()
+                phones = phones_job.result()
             except BrokenProcessPool:
                 # the worker could not start: spawn re-imports __main__, which fails for code read
                 # from stdin and for scripts without a main guard. Do the same work here instead.
-                motion, speech_seconds = motion_from_speech(samples, preset.output.fps, preset.driver, seed, transcript)
+                phones = speech_phones(samples, transcript)
+    with timer("driver"):
+        motion = PhoneticDriver(preset.driver)(phones, features, seed)
     width, height = portrait.frame_size
     out = preset.output
     with VideoWriter(output, width, height, out.fps, audio_path=audio_path, crf=out.crf,
@@ -106,6 +97,5 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
             if on_frame:
                 on_frame(i + 1, len(motion))
     timer.seconds["encode (pipe)"] += writer.close_seconds
-    stages = dict(timer.seconds) | {f"{k} (worker)": v for k, v in speech_seconds.items()}
     return RenderResult(len(motion), len(samples) / audio_mod.SAMPLE_RATE, time.perf_counter() - start,
-                        stages, motion)
+                        dict(timer.seconds), motion)

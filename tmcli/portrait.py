@@ -14,6 +14,8 @@ from .face.motion import FaceRig
 from .media import load_image
 from .render.meshwarp import MeshWarpRenderer
 
+MIN_RENDER_SIZE = 192  # smallest crop the warp works at: lips stay several pixels thick
+
 
 @dataclass
 class Portrait:
@@ -29,6 +31,10 @@ class Portrait:
         image = load_image(path)
         face = find_face(image, face_index, name=str(path))
         alignment = align_face(face.landmarks, preset.output.size)
+        if not preset.output.crop and alignment.scale > 1:
+            # pasted back at the portrait's own resolution, a larger crop adds no detail, only work
+            size = max(MIN_RENDER_SIZE, 2 * int(np.ceil(preset.output.size / alignment.scale / 2)))
+            alignment = align_face(face.landmarks, min(size, preset.output.size))
         landmarks = alignment.to_crop(face.landmarks)
         crop = crop_image(image, alignment)
         renderer = MeshWarpRenderer(crop, landmarks, preset.warp)

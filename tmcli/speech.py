@@ -132,7 +132,9 @@ def _allphone_decoder():
 def _word_decoder():
     ps = _import_pocketsphinx()
     model = _model_dir()
-    config = _config(lm=os.path.join(model, "en-us.lm.bin"), dict=os.path.join(model, "cmudict-en-us.dict"))
+    # no second (flat-lexicon) pass: 20% faster, and words it would fix rarely change the phones
+    config = _config(lm=os.path.join(model, "en-us.lm.bin"), dict=os.path.join(model, "cmudict-en-us.dict"),
+                     fwdflat=False)
     return ps.Decoder(config), threading.Lock()
 
 
@@ -452,6 +454,7 @@ def speech_phones(audio: np.ndarray, transcript: str | None = None) -> list[Phon
 
 BILABIALS = frozenset({"P", "B", "M"})
 _VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"})
+_OTHER_NASALS = frozenset({"N", "NG"})
 _VOWEL_CORE = 0.04  # s: a closure heard this far inside an aligned vowel is taken as a recognition error
 
 
@@ -464,6 +467,8 @@ def _add_closures(phones: list[Phone], closures: list[Phone]) -> list[Phone]:
             continue
         host = next((p for p in out if p.start <= mid < p.end), None)
         if host is None or (host.label in _VOWELS and host.start + _VOWEL_CORE < mid < host.end - _VOWEL_CORE):
+            continue
+        if c.label == "M" and host.label in _OTHER_NASALS:  # recognisers confuse nasals: trust the words
             continue
         cut = []
         for p in out:
