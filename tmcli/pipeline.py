@@ -48,6 +48,7 @@ class RenderResult:
     frames: int
     seconds_of_audio: float
     wall_seconds: float
+    render_size: int  # side of the crop the renderer worked at
     stage_seconds: dict[str, float] = field(default_factory=dict)
     motion: np.ndarray | None = None
 
@@ -98,4 +99,4 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
                 on_frame(i + 1, len(motion))
     timer.seconds["encode (pipe)"] += writer.close_seconds
     return RenderResult(len(motion), len(samples) / audio_mod.SAMPLE_RATE, time.perf_counter() - start,
-                        dict(timer.seconds), motion)
+                        portrait.alignment.size, dict(timer.seconds), motion)
