@@ -77,7 +77,7 @@ class MeshWarpRenderer:
         ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32),
                                 torch.arange(size, dtype=torch.float32), indexing="ij")
         self.pixels = torch.stack([xs, ys], dim=-1)  # (S, S, 2) x, y
-        self.teeth_colour = self._teeth_colour()
+        self.teeth_colour = self._teeth_colour()  # None: the portrait shows no teeth, paint them
 
     @staticmethod
     def _border_anchors(size: int, per_side: int) -> np.ndarray:
@@ -86,23 +86,23 @@ class MeshWarpRenderer:
         return np.concatenate([np.stack([t, 0 * t], 1), np.stack([e + 0 * t, t], 1),
                                np.stack([e - t, e + 0 * t], 1), np.stack([0 * t, e - t], 1)])
 
-    def _teeth_colour(self) -> torch.Tensor:
-        """Teeth as the portrait shows them, if its mouth is open; a neutral white otherwise."""
+    def _teeth_colour(self) -> torch.Tensor | None:
+        """The colour of the teeth the portrait shows between its lips, or None if it shows none."""
         top, bottom = self.source[13, 1], self.source[14, 1]
         if bottom - top < 0.04 * self.unit:
-            return torch.tensor(DEFAULT_TEETH).view(3, 1, 1)
+            return None
         x0, x1 = self.source[78, 0], self.source[308, 0]
         mid = (x0 + x1) / 2
         half = max((x1 - x0) / 4, 1)
         patch = self.image[0, :, int(top) + 1: int(bottom) + 1, int(mid - half): int(mid + half) + 1]
         pixels = patch.reshape(3, -1)
         if pixels.shape[1] < 4:
-            return torch.tensor(DEFAULT_TEETH).view(3, 1, 1)
+            return None
         luma = pixels.mean(dim=0)
         bright = pixels[:, luma >= torch.quantile(luma, 0.7)]
         colour = bright.median(dim=1).values
         if colour.mean() < 0.45:  # what shows is not teeth
-            return torch.tensor(DEFAULT_TEETH).view(3, 1, 1)
+            return None
         return colour.view(3, 1, 1)
 
     # -- step 1: smooth warp ------------------------------------------------------------------
@@ -200,19 +200,19 @@ class MeshWarpRenderer:
         mid, half = (left + right) / 2, max((right - left) / 2, 1.0)
         arch = (1 - ((cols - mid) / half) ** 2).clamp(min=0).sqrt()  # (C,) 1 mid-mouth, 0 at corners
         u = self.unit
-        # upper teeth hang from the skull: a fixed depth below the above-lip ring
-        rest_gap = float(self.source[L.LIPS_UPPER_INNER, 1].mean() - self.source[L.ABOVE_LIPS, 1].mean())
-        above = torch.from_numpy(knots[:, 0]).float()
-        upper_edge = above + rest_gap + 0.10 * u * arch
-        lower_edge = bottom - 0.045 * u * arch
-        has_teeth = float(own.max()) > 0.04 * u  # the portrait shows its own upper teeth
+        # upper teeth hang from the skull: in each column, a fixed depth below the above-lip ring
+        rest_depth = torch.from_numpy(knots_in[:, UPPER_INNER] - knots_in[:, 0]).float()
+        upper_edge = torch.from_numpy(knots[:, 0]).float() + rest_depth + 0.10 * u * arch
+        lower_edge = bottom - 0.03 * u * arch
+        has_teeth = self.teeth_colour is not None  # then its own teeth move with the lips (see _remap)
         upper = ((upper_edge - rows + 0.5).clamp(0, 1) * (arch > 0.15) * (not has_teeth)).float()
         lower = ((rows - lower_edge + 0.5).clamp(0, 1) * (arch > 0.3) * (not has_teeth)).float()
         depth = ((rows - top) / (bottom - top).clamp(min=1)).clamp(0, 1)
         cavity = torch.tensor(CAVITY).view(3, 1, 1) * (0.6 + 0.4 * (2 * depth - 1).abs()) * (0.5 + 0.5 * arch)
-        teeth = self.teeth_colour * (0.45 + 0.55 * arch.sqrt())
+        colour = self.teeth_colour if has_teeth else torch.tensor(DEFAULT_TEETH).view(3, 1, 1)
+        teeth = colour * (0.45 + 0.55 * arch.sqrt())
         paint = cavity * (1 - upper) + teeth * upper
-        paint = paint * (1 - lower) + 0.5 * teeth * lower
+        paint = paint * (1 - lower) + 0.35 * teeth * lower
         shadow = 1 - 0.35 * (1 - (rows - top).clamp(0, 2) / 2)  # the upper lip shades what is below it
         paint = paint * shadow
         region = frame[0, :, y0:y1, x0: x0 + c]
