@@ -34,3 +34,37 @@ def speech() -> np.ndarray:
     from tmcli.audio import load_audio
 
     return load_audio(SPEECH)
+
+
+def toy_clip(rng: np.random.Generator, frames: int):
+    """A clip whose motion is a known function of its audio features: jawOpen follows the
+    first mel band, so a model that learns anything must learn that."""
+    from tmcli.audio import GENERATOR_FEATURE_DIM
+    from tmcli.controls import Controls
+    from tmcli.data.shards import Clip
+    from tmcli.face.motion import INDEX, neutral
+
+    loud = (np.sin(np.arange(frames) / rng.uniform(2, 5) + rng.uniform(0, 6)) > 0).astype(np.float32)
+    features = rng.normal(0, 0.3, (frames, GENERATOR_FEATURE_DIM)).astype(np.float32)
+    features[:, 0] += 2 * loud
+    motion = neutral(frames)
+    motion[:, INDEX["jawOpen"]] = 0.6 * loud
+    motion[:, INDEX["mouthClose"]] = 1 - loud
+    controls = Controls(gaze=(float(rng.uniform(-0.5, 0.5)), 0.0))
+    motion[:, INDEX["gazeX"]] = controls.gaze[0]
+    audio = rng.normal(0, 0.05, int(frames / 25 * 16000)).astype(np.float32)
+    return Clip(audio=audio, features=features, motion=motion, valid=np.ones(frames, bool),
+                controls=controls.vector(), neutral=neutral(1)[0], info={"toy": True})
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory):
+    """A small data set of toy clips in the on-disk format, two shards."""
+    from tmcli.data.shards import ShardWriter
+
+    root = tmp_path_factory.mktemp("toy_data")
+    rng = np.random.default_rng(0)
+    with ShardWriter(root, fps=25.0, source="toy", shard_mb=0.3) as writer:
+        for _ in range(12):
+            writer.add(toy_clip(rng, int(rng.integers(60, 120))))
+    return root

@@ -72,3 +72,29 @@ def test_unreadable_output_folder(monkeypatch, capsys, tmp_path):
     locked.mkdir(mode=0o500)
     code, _, err = run_tm(monkeypatch, capsys, "render", PORTRAIT, SPEECH, "-o", locked / "o.mp4")
     assert code == 3 and "cannot write" in err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--generator", "teacher"), "needs --checkpoint"),
+    (("--generator", "teacher", "--checkpoint", "nowhere"), "not a tm checkpoint"),
+    (("--generator", "oracle"), "unknown generator"),
+    (("--emotion", "angry"), "unknown emotion"),
+    (("--emotion", "happy:x"), "must be a number"),
+    (("--gaze", "3,0"), "gaze must be in"),
+    (("--gaze", "left"), "--gaze takes two numbers"),
+    (("--blink-rate", "0"), "blink rate"),
+])
+def test_bad_generator_options(monkeypatch, capsys, tmp_path, extra, message):
+    out = tmp_path / "o.mp4"
+    code, _, err = run_tm(monkeypatch, capsys, "render", PORTRAIT, SPEECH, "-o", out, "-q", *extra)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_bad_training_and_data_commands(monkeypatch, capsys, tmp_path):
+    code, _, err = run_tm(monkeypatch, capsys, "train", tmp_path, "-o", tmp_path / "ckpt", "-q")
+    assert code == 2 and "not a tm data set" in err
+    code, _, err = run_tm(monkeypatch, capsys, "data", "synth", tmp_path / "d", "--languages", "xx", "-q")
+    assert code == 2 and "unknown language" in err
+    code, _, err = run_tm(monkeypatch, capsys, "data", "synth", tmp_path / "d", "--minutes", "0", "-q")
+    assert code == 2 and "--minutes must be positive" in err

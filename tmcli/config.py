@@ -53,10 +53,73 @@ class OutputSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ModelSettings:
+    """Size of the MotionDiT (teacher and student share it)."""
+
+    hidden_size: int = 192
+    num_layers: int = 4
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    window: int = 100  # frames generated per window (4 s at 25 fps)
+    context_frames: int = 10  # frames of the previous window the next one is conditioned on
+    audio_context: int = 2  # each frame hears this many audio frames either side
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    steps: int = 6000
+    batch_size: int = 24
+    learning_rate: float = 5e-4
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 25
+    # probability of dropping each condition, so classifier-free guidance works per condition
+    drop_audio: float = 0.1
+    drop_neutral: float = 0.1
+    drop_gaze: float = 0.2
+    drop_emotion: float = 0.2
+    drop_pose_intensity: float = 0.2
+    drop_blink_rate: float = 0.2
+    drop_context: float = 0.25  # windows trained as if they were a clip's first
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorSettings:
+    """How a learned generator samples motion at render time."""
+
+    steps: int = 16  # Euler steps of the flow-matching sampler (teacher)
+    cfg_audio: float = 1.5  # guidance scale per condition; 1 = plain conditional sampling
+    cfg_gaze: float = 1.0
+    cfg_emotion: float = 1.0
+    cfg_pose_intensity: float = 1.0
+    cfg_blink_rate: float = 1.0
+    gaze_x: float = 0.0  # controls: where the eyes rest, [-1, 1]
+    gaze_y: float = 0.0
+    emotion: str = "neutral"  # neutral | happy | sad | surprised, optionally NAME:STRENGTH
+    pose_intensity: float = 1.0
+    blink_rate: float = 15.0  # blinks per minute
+
+    def validate(self) -> None:
+        if not 1 <= self.steps <= 1000:
+            raise ConfigError(f"steps must be between 1 and 1000, got {self.steps}")
+        if not (-1 <= self.gaze_x <= 1 and -1 <= self.gaze_y <= 1):
+            raise ConfigError(f"gaze must be in [-1, 1], got {self.gaze_x},{self.gaze_y}")
+        if not 0 <= self.pose_intensity <= 3:
+            raise ConfigError(f"pose intensity must be in [0, 3], got {self.pose_intensity}")
+        if not 0 < self.blink_rate <= 120:
+            raise ConfigError(f"blink rate must be in (0, 120] per minute, got {self.blink_rate}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Preset:
     output: OutputSettings = OutputSettings()
     driver: DriverSettings = DriverSettings()
     warp: WarpSettings = WarpSettings()
+    model: ModelSettings = ModelSettings()
+    train: TrainSettings = TrainSettings()
+    generator: GeneratorSettings = GeneratorSettings()
 
     def with_overrides(self, **tables: dict[str, Any]) -> "Preset":
         """Apply flags: `with_overrides(output={"fps": 30})`; None values are ignored."""
@@ -66,6 +129,7 @@ class Preset:
             changes[table] = _replace(getattr(self, table), values, table)
         preset = dataclasses.replace(self, **changes)
         preset.output.validate()
+        preset.generator.validate()
         return preset
 
 

@@ -9,6 +9,7 @@ the audio features: on two cores that hides most of the start-up.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import time
@@ -23,9 +24,14 @@ import numpy as np
 
 from . import audio as audio_mod
 from .config import Preset
+from .controls import Controls, parse_emotion
 from .driver import PhoneticDriver
+from .errors import ConfigError
 from .media import VideoWriter, check_writable
 from .speech import speech_phones
+
+
+GENERATORS = ("phonetic", "teacher")
 
 
 class StageTimer:
@@ -53,19 +59,48 @@ class RenderResult:
     motion: np.ndarray | None = None
 
 
+def controls_from(preset: Preset) -> Controls:
+    g = preset.generator
+    return Controls((g.gaze_x, g.gaze_y), parse_emotion(g.emotion), g.pose_intensity, g.blink_rate)
+
+
+def phonetic_motion(phones, features, preset: Preset, seed: int) -> np.ndarray:
+    """The phonetic driver, steered by the same controls as the learned generators."""
+    controls = controls_from(preset)
+    interval = 60.0 / max(controls.blink_rate, 1e-3)
+    settings = dataclasses.replace(preset.driver, pose_intensity=preset.driver.pose_intensity * controls.pose_intensity,
+                                   gaze_x=preset.driver.gaze_x + controls.gaze[0],
+                                   gaze_y=preset.driver.gaze_y + controls.gaze[1],
+                                   blink_min=0.5 * interval, blink_max=1.5 * interval)
+    return PhoneticDriver(settings)(phones, features, seed) + controls.expression_offset()
+
+
 def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path, preset: Preset,
            seed: int = 0, transcript: str | None = None, face_index: int = 0,
-           on_frame: Callable[[int, int], None] | None = None) -> RenderResult:
-    """Render `audio_path` spoken by the face in `portrait_path` to the mp4 `output`."""
+           on_frame: Callable[[int, int], None] | None = None, generator: str = "phonetic",
+           checkpoint: str | Path | None = None) -> RenderResult:
+    """Render `audio_path` spoken by the face in `portrait_path` to the mp4 `output`.
+
+    generator: "phonetic" (phones -> visemes; needs no weights) or "teacher" (the MotionDiT
+    in `checkpoint`, sampled over sliding windows).
+    """
     start = time.perf_counter()
     timer = StageTimer()
     if str(output) != "-":
         check_writable(Path(output))
+    if generator not in GENERATORS:
+        raise ConfigError(f"unknown generator {generator!r}", hint=f"use one of {', '.join(GENERATORS)}")
+    if generator != "phonetic" and checkpoint is None:
+        raise ConfigError(f"--generator {generator} needs --checkpoint", hint="train one with `tm train`")
+    controls_from(preset)  # a bad emotion fails here, before any work
     with timer("load audio"):
         samples = audio_mod.load_audio(audio_path)
-    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch, no threads forked
-    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-        phones_job = pool.submit(speech_phones, samples, transcript)
+    with contextlib.ExitStack() as stack:
+        phones_job = None
+        if generator == "phonetic":
+            spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch, no threads forked
+            pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=spawn))
+            phones_job = pool.submit(speech_phones, samples, transcript)
         with timer("landmarks"):
             import torch
 
@@ -77,15 +112,19 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
             portrait = Portrait.load(portrait_path, preset, face_index)
         with timer("audio features"):
             features = audio_mod.extract_features(samples, preset.output.fps)
-        with timer("waiting for phones (worker)"):
-            try:
-                phones = phones_job.result()
-            except BrokenProcessPool:
-                # the worker could not start: spawn re-imports __main__, which fails for code read
-                # from stdin and for scripts without a main guard. Do the same work here instead.
-                phones = speech_phones(samples, transcript)
-    with timer("driver"):
-        motion = PhoneticDriver(preset.driver)(phones, features, seed)
+        if phones_job is not None:
+            with timer("waiting for phones (worker)"):
+                try:
+                    phones = phones_job.result()
+                except BrokenProcessPool:
+                    # the worker could not start: spawn re-imports __main__, which fails for code read
+                    # from stdin and for scripts without a main guard. Do the same work here instead.
+                    phones = speech_phones(samples, transcript)
+            with timer("driver"):
+                motion = phonetic_motion(phones, features, preset, seed)
+        else:
+            with timer("generator"):
+                motion = learned_motion(features, preset, checkpoint, seed)
     width, height = portrait.frame_size
     out = preset.output
     with VideoWriter(output, width, height, out.fps, audio_path=audio_path, crf=out.crf,
@@ -100,3 +139,13 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
     timer.seconds["encode (pipe)"] += writer.close_seconds
     return RenderResult(len(motion), len(samples) / audio_mod.SAMPLE_RATE, time.perf_counter() - start,
                         portrait.alignment.size, dict(timer.seconds), motion)
+
+
+def learned_motion(features: audio_mod.AudioFeatures, preset: Preset, checkpoint: str | Path, seed: int) -> np.ndarray:
+    from .generator import TeacherGenerator, load_motion_dit
+
+    model = load_motion_dit(checkpoint)
+    if abs(model.config.fps - features.fps) > 1e-6:
+        raise ConfigError(f"the checkpoint generates {model.config.fps} fps motion; asked for {features.fps} fps",
+                          hint=f"render with --fps {model.config.fps:g}")
+    return TeacherGenerator(model, preset.generator)(audio_mod.generator_features(features), controls_from(preset), seed)

@@ -24,22 +24,31 @@ def render(
     size: Annotated[Optional[int], typer.Option(help="Side of the face crop the renderer works at (preset: 512).")] = None,
     crop: Annotated[Optional[bool], typer.Option("--crop/--paste-back", help="Write only the aligned face square, or paste it back into the portrait.")] = None,
     face_index: Annotated[int, typer.Option(help="Which face when there are several: 0 is the largest.")] = 0,
+    generator: Annotated[str, typer.Option(help="phonetic (phones -> visemes, no weights) or teacher (a trained MotionDiT, needs --checkpoint).")] = "phonetic",
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Folder of a trained generator (from tm train).")] = None,
+    cfg_scale: Annotated[Optional[float], typer.Option(help="Audio guidance of a learned generator; 1 = none (preset: 1.5).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Sampling steps of a learned generator (preset: 16).")] = None,
+    gaze: Annotated[Optional[str], typer.Option(help="Where the eyes rest: X,Y in [-1, 1], right/down positive (preset: 0,0).")] = None,
+    emotion: Annotated[Optional[str], typer.Option(help="neutral, happy, sad or surprised, optionally NAME:STRENGTH; mixes with commas.")] = None,
     pose_intensity: Annotated[Optional[float], typer.Option(help="Head motion, 0 (still) to 2 (lively); preset: 1.")] = None,
+    blink_rate: Annotated[Optional[float], typer.Option(help="Blinks per minute (preset: 15).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
     """Render AUDIO spoken by the face in PORTRAIT to an mp4 (H.264 + AAC)."""
     from ..pipeline import render as run_render
 
+    gaze_x, gaze_y = options.parse_pair(gaze, "--gaze") if gaze else (None, None)
     settings = load_preset(preset).with_overrides(
         output={"fps": fps, "size": size, "crop": crop},
-        driver={"pose_intensity": pose_intensity},
+        generator={"cfg_audio": cfg_scale, "steps": steps, "gaze_x": gaze_x, "gaze_y": gaze_y, "emotion": emotion,
+                   "pose_intensity": pose_intensity, "blink_rate": blink_rate},
     )
     output = output or Path(audio.stem + ".mp4")
     with Progress(TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True, disable=quiet) as progress:
         task = progress.add_task("render", total=None)
         result = run_render(portrait, audio, output, settings, seed=seed, transcript=transcript,
-                            face_index=face_index,
+                            face_index=face_index, generator=generator, checkpoint=checkpoint,
                             on_frame=lambda done, total: progress.update(task, completed=done, total=total))
     if not quiet:
         total = result.wall_seconds

@@ -1,0 +1,113 @@
+"""Speed of the learned motion generator: training steps/s and generation ms per second of audio.
+
+    python benchmarks/generator_speed.py [--preset default] [--checkpoint CKPT] [--steps N]
+
+Training: optimisation steps per second at the preset's batch and window, next to a forward
+pass alone on the same batch (the floor a training step cannot beat). Generation: the teacher's
+ms per second of audio at the preset's sampling steps and guidance, next to one unguided
+forward pass per step (the floor guidance adds to), and the phonetic driver on the same audio.
+Weights are random unless --checkpoint is given: speed does not depend on their values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tmcli import audio as audio_mod  # noqa: E402
+from tmcli.config import load_preset  # noqa: E402
+from tmcli.controls import Controls  # noqa: E402
+from tmcli.face.motion import MOTION_DIM  # noqa: E402
+from tmcli.generator import TeacherGenerator, load_motion_dit  # noqa: E402
+from tmcli.pipeline import phonetic_motion  # noqa: E402
+from tmcli.speech import speech_phones  # noqa: E402
+from tmcli.train.data import Batch  # noqa: E402
+from tmcli.train.trainer import flow_matching_loss, new_model  # noqa: E402
+
+
+def timed(fn, repeat: int) -> float:
+    fn()  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - start) / repeat
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--audio", default=str(ROOT / "samples/extra/codec2_speech_orig_16k_female.wav"))
+    parser.add_argument("--steps", type=int, default=10, help="training steps timed")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    preset = load_preset(args.preset)
+    stats = {"mean": [0.0] * MOTION_DIM, "std": [1.0] * MOTION_DIM}
+    model = load_motion_dit(args.checkpoint) if args.checkpoint else new_model(preset.model, {"fps": 25.0, "stats": stats})
+    cfg, b = model.config, preset.train.batch_size
+    g = torch.Generator().manual_seed(0)
+    batch = Batch(torch.randn(b, cfg.window, MOTION_DIM, generator=g), torch.ones(b, cfg.window, dtype=torch.bool),
+                  torch.randn(b, cfg.context_frames, MOTION_DIM, generator=g), torch.ones(b, dtype=torch.bool),
+                  torch.randn(b, cfg.context_frames + cfg.window, audio_mod.GENERATOR_FEATURE_DIM, generator=g),
+                  torch.rand(b, 7, generator=g), torch.zeros(b, MOTION_DIM))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+
+    def train_step():
+        loss = flow_matching_loss(model, batch, preset.train, torch.Generator().manual_seed(1), torch.device("cpu"))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def forward_only():
+        with torch.no_grad():
+            flow_matching_loss(model, batch, preset.train, torch.Generator().manual_seed(1), torch.device("cpu"))
+
+    step_s, forward_s = timed(train_step, args.steps), timed(forward_only, args.steps)
+    model.eval()
+    samples = audio_mod.load_audio(args.audio)
+    seconds = len(samples) / audio_mod.SAMPLE_RATE
+    features = audio_mod.extract_features(samples, cfg.fps)
+    frame_features = audio_mod.generator_features(features)
+    teacher = TeacherGenerator(model, preset.generator)
+    unguided = TeacherGenerator(model, preset.generator.__class__(
+        **{**preset.generator.__dict__, **{k: 1.0 for k in preset.generator.__dict__ if k.startswith("cfg_")}}))
+    with torch.no_grad():
+        teacher_s = timed(lambda: teacher(frame_features, Controls()), 3)
+        unguided_s = timed(lambda: unguided(frame_features, Controls()), 3)
+    phones = speech_phones(samples)
+    driver_s = timed(lambda: phonetic_motion(phones, features, preset, 0), 3)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    params = sum(p.numel() for p in model.parameters())
+    table = Table(title=f"MotionDiT {params / 1e6:.2f}M params, preset {args.preset}; {platform.processor() or platform.machine()}, "
+                        f"{os.cpu_count()} cores, torch {torch.__version__}, commit {commit}")
+    table.add_column("stage")
+    table.add_column("time", justify="right")
+    table.add_column("rate", justify="right")
+    table.add_row(f"training step (batch {b} x {cfg.window} frames)", f"{step_s * 1e3:.0f} ms", f"{1 / step_s:.2f} steps/s")
+    table.add_row("  floor: forward pass alone", f"{forward_s * 1e3:.0f} ms", f"{1 / forward_s:.2f} /s")
+    table.add_row(f"teacher generation ({preset.generator.steps} steps, guidance as preset)",
+                  f"{teacher_s / seconds * 1e3:.0f} ms per s of audio", f"{seconds / teacher_s:.0f}x real time")
+    table.add_row("  floor: same steps, no guidance", f"{unguided_s / seconds * 1e3:.0f} ms per s of audio",
+                  f"{seconds / unguided_s:.0f}x real time")
+    table.add_row("phonetic driver (phones already found)", f"{driver_s / seconds * 1e3:.1f} ms per s of audio",
+                  f"{seconds / driver_s:.0f}x real time")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

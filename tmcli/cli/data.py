@@ -1,0 +1,72 @@
+"""tm data: make training data (synthetic speech, or real videos you own)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..console import console
+from ..errors import ConfigError
+
+app = typer.Typer(help="Make training data for tm train.", no_args_is_help=True)
+
+
+def _progress(label: str, quiet: bool) -> Progress:
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                    console=console, transient=True, disable=quiet)
+
+
+@app.command(no_args_is_help=True)
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder of the data set (made, or resumed if it exists).")],
+    minutes: Annotated[float, typer.Option(help="Minutes of speech the data set should hold.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed makes the same clips.")] = 0,
+    languages: Annotated[str | None, typer.Option(help="Comma-separated espeak-ng languages (default: all tm knows).")] = None,
+    workers: Annotated[int, typer.Option(help="Processes making clips.")] = 2,
+    fps: Annotated[float, typer.Option(help="Frames per second of the motion labels.")] = 25.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Synthetic talking clips: espeak-ng speech with exact phoneme timings, labelled motion, augmented audio."""
+    from ..data import espeak
+    from ..data.synth import SynthSettings, synth_dataset
+
+    if minutes <= 0:
+        raise ConfigError(f"--minutes must be positive, got {minutes}")
+    settings = SynthSettings()
+    if languages:
+        chosen = tuple(lang.strip() for lang in languages.split(",") if lang.strip())
+        unknown = [lang for lang in chosen if lang not in espeak.LANGUAGES]
+        if unknown or not chosen:
+            raise ConfigError(f"unknown language(s): {', '.join(unknown) or languages!r}",
+                              hint=f"known: {', '.join(espeak.LANGUAGES)}")
+        settings = SynthSettings(languages=chosen)
+    with _progress("synth", quiet) as progress:
+        task = progress.add_task("", total=minutes)
+        added = synth_dataset(out_dir, minutes, seed=seed, fps=fps, settings=settings, workers=workers,
+                              on_clip=lambda done, total: progress.update(
+                                  task, completed=done, description=f"{done:.1f}/{total:g} min"))
+    if not quiet:
+        console.print(f"{out_dir}: {added} clips added")
+
+
+@app.command(no_args_is_help=True)
+def extract(
+    paths: Annotated[list[Path], typer.Argument(help="Talking-head videos (with sound), then the output folder.")],
+    fps: Annotated[float, typer.Option(help="Frames per second of the motion labels.")] = 25.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Real videos you own -> landmarks per frame -> fitted motion + audio, in the format of synth."""
+    from ..data.extract import extract_videos
+
+    if len(paths) < 2:
+        raise ConfigError("give at least one video and then the output folder")
+    *videos, out_dir = paths
+    with _progress("extract", quiet) as progress:
+        task = progress.add_task("", total=len(videos))
+        added = extract_videos(videos, out_dir, fps=fps,
+                               on_clip=lambda video, clip: progress.update(task, advance=1, description=video.name))
+    if not quiet:
+        console.print(f"{out_dir}: {added} clips added ({len(videos) - added} already there)")

@@ -1,0 +1,1 @@
+"""Training data: synthetic speech with known phone timings."""

@@ -1,0 +1,1 @@
+"""Networks: the motion diffusion transformer."""

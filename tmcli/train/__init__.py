@@ -1,0 +1,1 @@
+"""Training: data streams and the teacher trainer."""
