@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -31,6 +30,7 @@ from tmcli import audio as audio_mod  # noqa: E402
 from tmcli.config import load_preset  # noqa: E402
 from tmcli.controls import Controls  # noqa: E402
 from tmcli.face.motion import MOTION_DIM  # noqa: E402
+from tmcli.features import FEATURE_DIM, generator_features  # noqa: E402
 from tmcli.generator import TeacherGenerator, load_motion_dit  # noqa: E402
 from tmcli.pipeline import phonetic_motion  # noqa: E402
 from tmcli.speech import speech_phones  # noqa: E402
@@ -61,7 +61,7 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     batch = Batch(torch.randn(b, cfg.window, MOTION_DIM, generator=g), torch.ones(b, cfg.window, dtype=torch.bool),
                   torch.randn(b, cfg.context_frames, MOTION_DIM, generator=g), torch.ones(b, dtype=torch.bool),
-                  torch.randn(b, cfg.context_frames + cfg.window, audio_mod.GENERATOR_FEATURE_DIM, generator=g),
+                  torch.randn(b, cfg.context_frames + cfg.window, FEATURE_DIM, generator=g),
                   torch.rand(b, 7, generator=g), torch.zeros(b, MOTION_DIM))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
@@ -81,14 +81,14 @@ def main() -> None:
     samples = audio_mod.load_audio(args.audio)
     seconds = len(samples) / audio_mod.SAMPLE_RATE
     features = audio_mod.extract_features(samples, cfg.fps)
-    frame_features = audio_mod.generator_features(features)
+    phones = speech_phones(samples)
+    frame_features = generator_features(features, phones)
     teacher = TeacherGenerator(model, preset.generator)
     unguided = TeacherGenerator(model, preset.generator.__class__(
         **{**preset.generator.__dict__, **{k: 1.0 for k in preset.generator.__dict__ if k.startswith("cfg_")}}))
     with torch.no_grad():
         teacher_s = timed(lambda: teacher(frame_features, Controls()), 3)
         unguided_s = timed(lambda: unguided(frame_features, Controls()), 3)
-    phones = speech_phones(samples)
     driver_s = timed(lambda: phonetic_motion(phones, features, preset, 0), 3)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()

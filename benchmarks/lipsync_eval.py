@@ -52,7 +52,7 @@ def main() -> None:
                 report = evaluate_video(out, ROOT / case["audio"], transcript=case["transcript"])
                 results[spec][case["name"]] = report.as_dict()
                 print(f"{spec:>12} | {case['name']}: corr {report.correlation:.2f}", file=sys.stderr)
-    console = Console()
+    console = Console(width=160)
     table = Table(title="tm eval on real voices (offset frames / correlation / /p b m/ closed / open vowels open)")
     table.add_column("case")
     for spec in args.generator:

@@ -98,3 +98,20 @@ def test_bad_training_and_data_commands(monkeypatch, capsys, tmp_path):
     assert code == 2 and "unknown language" in err
     code, _, err = run_tm(monkeypatch, capsys, "data", "synth", tmp_path / "d", "--minutes", "0", "-q")
     assert code == 2 and "--minutes must be positive" in err
+
+
+def test_data_commands_write_a_data_set(monkeypatch, capsys, tmp_path):
+    from tmcli.data import espeak
+
+    try:
+        espeak.synthesize("a")
+    except espeak.EspeakError as exc:
+        pytest.skip(str(exc))
+    code, _, err = run_tm(monkeypatch, capsys, "data", "synth", tmp_path / "d", "--minutes", "0.05",
+                          "--languages", "en-us", "--workers", "1")
+    assert code in (0, None), err
+    from tmcli.data.shards import read_manifest
+
+    assert read_manifest(tmp_path / "d")["frames"] >= 0.05 * 60 * 25
+    code, _, err = run_tm(monkeypatch, capsys, "data", "extract", tmp_path / "d2")
+    assert code == 2 and "at least one video" in err

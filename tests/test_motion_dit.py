@@ -9,6 +9,7 @@ from tmcli.controls import Controls
 from tmcli.generator import TeacherGenerator, guided_velocity, load_motion_dit, split_controls
 from tmcli.nn.motion_dit import MotionDiT
 from tmcli.errors import InputError
+from tmcli.features import FEATURE_DIM
 
 
 def tiny_model(seed=0) -> MotionDiT:
@@ -22,7 +23,7 @@ def tiny_model(seed=0) -> MotionDiT:
 def inputs(model, seed=0, gaze=(0.0, 0.0), emotion=(0.0, 0.0, 0.0)):
     g = torch.Generator().manual_seed(seed)
     k, w = model.config.context_frames, model.config.window
-    return {"audio": torch.randn(1, k + w, 84, generator=g), "context": torch.randn(1, k, 35, generator=g),
+    return {"audio": torch.randn(1, k + w, FEATURE_DIM, generator=g), "context": torch.randn(1, k, 35, generator=g),
             "has_context": torch.tensor([True]), "neutral": torch.zeros(1, 35),
             "controls": split_controls(torch.as_tensor(Controls(gaze, emotion).vector())[None])}
 
@@ -88,7 +89,7 @@ def test_guidance_per_condition_matches_its_definition():
 def test_teacher_is_deterministic_per_seed_and_covers_every_frame():
     model = tiny_model()
     settings = load_preset("tiny").generator
-    features = np.random.default_rng(0).normal(size=(31, 84)).astype(np.float32)  # 3 windows, the last one short
+    features = np.random.default_rng(0).normal(size=(31, FEATURE_DIM)).astype(np.float32)  # 3 windows, the last one short
     gen = TeacherGenerator(model, settings)
     a, b = gen(features, Controls(), seed=3), gen(features, Controls(), seed=3)
     c = gen(features, Controls(), seed=4)
@@ -97,6 +98,9 @@ def test_teacher_is_deterministic_per_seed_and_covers_every_frame():
     assert np.abs(a - c).max() > 1e-3
     short = gen(features[:5], Controls(), seed=3)  # shorter than one window
     assert short.shape == (5, 35)
+    just_over = gen(features[:14], Controls(), seed=3)  # the last window starts inside the first's context
+    assert just_over.shape == (14, 35) and np.isfinite(just_over).all()
+    np.testing.assert_array_equal(just_over[:12], gen(features[:12], Controls(), seed=3))
 
 
 def test_windows_are_conditioned_on_the_previous_window():
@@ -104,9 +108,9 @@ def test_windows_are_conditioned_on_the_previous_window():
     model = tiny_model()
     gen = TeacherGenerator(model, load_preset("tiny").generator)
     rng = np.random.default_rng(1)
-    features = rng.normal(size=(24, 84)).astype(np.float32)
+    features = rng.normal(size=(24, FEATURE_DIM)).astype(np.float32)
     changed = features.copy()
-    changed[:8] = rng.normal(size=(8, 84))  # far from window 2's own audio (frames 12-23, context 9-11)
+    changed[:8] = rng.normal(size=(8, FEATURE_DIM))  # far from window 2's own audio (frames 12-23, context 9-11)
     a, b = gen(features, Controls(), seed=0), gen(changed, Controls(), seed=0)
     assert np.abs(a[:12] - b[:12]).max() > 1e-3
     assert np.abs(a[12:] - b[12:]).max() > 1e-4  # window 2 still moved: it saw window 1's last frames

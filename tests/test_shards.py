@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import toy_clip
 
-from tmcli.audio import GENERATOR_FEATURES_VERSION
+from tmcli.features import FEATURE_DIM, FEATURES_VERSION
 from tmcli.data.shards import MANIFEST, ShardWriter, read_clips, read_manifest
 from tmcli.errors import InputError
 
@@ -73,7 +73,7 @@ def test_bad_data_sets_are_refused(tmp_path):
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(InputError, match="other audio features"):
         read_manifest(tmp_path)
-    manifest["features"]["version"] = GENERATOR_FEATURES_VERSION
+    manifest["features"]["version"] = FEATURES_VERSION
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(InputError, match="fps"):
         ShardWriter(tmp_path, 30.0, "toy")
@@ -91,9 +91,9 @@ def test_window_stream_is_deterministic_and_resumable(toy_data):
     for a, b in zip(first[7:], resumed):
         assert (a.motion == b.motion).all()
     batch = first[0]
-    assert batch.motion.shape == (3, 20, 35) and batch.audio.shape == (3, 24, 84) and batch.context.shape == (3, 4, 35)
+    assert batch.motion.shape == (3, 20, 35) and batch.audio.shape == (3, 24, FEATURE_DIM) and batch.context.shape == (3, 4, 35)
     # a window at a clip's start has no context, and hears silence there
-    from tmcli.audio import silence_features
+    from tmcli.features import silence_features
 
     for b in first:
         for i in np.flatnonzero(~b.has_context.numpy()):

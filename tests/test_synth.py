@@ -14,13 +14,14 @@ except espeak.EspeakError as exc:  # CI installs espeak-ng; a bare dev machine m
 from tmcli.data.shards import read_clips, read_manifest  # noqa: E402
 from tmcli.data.synth import SynthSettings, synth_clip, synth_dataset  # noqa: E402
 from tmcli.errors import InputError  # noqa: E402
+from tmcli.features import FEATURE_DIM  # noqa: E402
 from tmcli.face.motion import INDEX  # noqa: E402
 
 
 def test_clip_arrays_agree_and_controls_shape_the_labels():
     clip = synth_clip(3, seed=1)
     t = len(clip.motion)
-    assert clip.features.shape == (t, 84) and clip.valid.all()
+    assert clip.features.shape == (t, FEATURE_DIM) and clip.valid.all()
     assert abs(len(clip.audio) / 16000 * 25 - t) <= 1
     gaze_x = clip.controls[0]
     assert abs(np.median(clip.motion[:, INDEX["gazeX"]]) - gaze_x) < 0.25  # eyes rest where the control says
@@ -65,3 +66,20 @@ def test_same_seed_same_data_and_resume(tmp_path):
         np.testing.assert_array_equal(x.audio, y.audio)
     with pytest.raises(InputError, match="seed"):
         synth_dataset(whole, minutes=0.3, seed=8, settings=settings)
+
+
+def test_misrecognized_phones_keep_timing_and_make_some_errors():
+    from tmcli.data.synth import RECOGNITION_ERRORS, misrecognize
+    from tmcli.speech import Phone
+
+    labels = ["M", "AA", "P", "IY", "T"] * 200
+    true = [Phone("SIL", 0.0, 0.1)] + [Phone(lab, 0.1 + i * 0.08, 0.18 + i * 0.08) for i, lab in enumerate(labels)]
+    heard = misrecognize(true, np.random.default_rng(0))
+    assert heard[0].start == 0.0 and heard[-1].end == true[-1].end
+    assert all(a.end == b.start and a.start < a.end for a, b in zip(heard, heard[1:]))
+    assert 0.9 * len(true) < len(heard) < len(true)  # a few merged away
+    # at the centre of each true phone, the heard label is mostly right, and sometimes wrong
+    centres = [(p.start + p.end) / 2 for p in true[1:]]
+    heard_at = [next(h.label for h in heard if h.start <= t < h.end) for t in centres]
+    wrong = np.mean([h != p.label for h, p in zip(heard_at, true[1:])])
+    assert 0.5 * RECOGNITION_ERRORS["substitute"] < wrong < 3 * RECOGNITION_ERRORS["substitute"]

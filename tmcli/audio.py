@@ -131,26 +131,3 @@ def extract_features(audio: np.ndarray, fps: float) -> AudioFeatures:
         mel=to_video_frames(logmel, num_frames, fps).astype(np.float32),
     )
 
-
-GENERATOR_FEATURES_VERSION = 1  # bump when generator_features changes: data made before must be remade
-GENERATOR_FEATURE_DIM = N_MELS + 4
-
-
-def generator_features(features: AudioFeatures) -> np.ndarray:
-    """(T, GENERATOR_FEATURE_DIM) float32: what learned generators hear per video frame.
-
-    The log-mel is taken relative to the clip's loud frames, so a quiet recording and a loud
-    one of the same speech look alike; loudness, envelope, voicing and pitch follow.
-    """
-    mel = features.mel.astype(np.float64)
-    ref = np.percentile(mel.mean(axis=1), 95) if len(mel) else 0.0
-    mel = np.clip((mel - ref) / 4.0, -6.0, 3.0)
-    extra = np.stack([features.rms_db / 60.0, features.envelope, features.voiced.astype(np.float64),
-                      np.clip(features.pitch / 12.0, -2.0, 2.0)], axis=1)
-    return np.concatenate([mel, extra], axis=1).astype(np.float32)
-
-
-def silence_features(num_frames: int) -> np.ndarray:
-    """generator_features of silence: what frames before a clip's start or past its end hear."""
-    row = np.concatenate([np.full(N_MELS, -6.0), [-1.0, 0.0, 0.0, 0.0]]).astype(np.float32)
-    return np.tile(row, (num_frames, 1))

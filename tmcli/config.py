@@ -68,7 +68,7 @@ class ModelSettings:
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
     steps: int = 6000
-    batch_size: int = 24
+    batch_size: int = 32
     learning_rate: float = 5e-4
     warmup_steps: int = 200
     weight_decay: float = 0.01

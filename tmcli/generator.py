@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import silence_features
+from .features import FEATURE_DIM, silence_features
 from .config import GeneratorSettings
 from .controls import GROUPS, Controls
 from .errors import InputError
@@ -30,6 +30,9 @@ def load_motion_dit(path: str | Path, device: str = "cpu") -> MotionDiT:
         model = MotionDiT.from_pretrained(path)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise InputError(f"cannot load the checkpoint in {path}: {str(exc).splitlines()[0]}") from None
+    if model.config.audio_dim != FEATURE_DIM:
+        raise InputError(f"{path} was trained on {model.config.audio_dim} audio features per frame; "
+                         f"this tm makes {FEATURE_DIM}", hint="train it again with this version of tm")
     return model.to(device).eval()
 
 
@@ -78,7 +81,7 @@ class TeacherGenerator:
     @torch.no_grad()
     def __call__(self, features: np.ndarray, controls: Controls, seed: int = 0,
                  neutral: np.ndarray | None = None) -> np.ndarray:
-        """features (T, F) from audio.generator_features -> motion (T, MOTION_DIM)."""
+        """features (T, F) from features.generator_features -> motion (T, MOTION_DIM)."""
         model, cfg = self.model, self.model.config
         w, k = cfg.window, cfg.context_frames
         device = model.motion_mean.device
@@ -92,7 +95,7 @@ class TeacherGenerator:
         done = 0
         while done < total:
             start = min(done, max(total, w) - w)  # the last window ends at the clip's end
-            has_context = start > 0
+            has_context = start >= k  # as in training: a window this close to the start has no full context
             context = out[start - k: start] if has_context else torch.zeros(k, MOTION_DIM, device=device)
             audio = torch.as_tensor(padded[start: start + k + w], device=device)  # padded is offset by k
             inputs = {"audio": audio[None], "context": context[None],

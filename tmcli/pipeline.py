@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import multiprocessing
 import os
 import time
@@ -28,7 +29,8 @@ from .controls import Controls, parse_emotion
 from .driver import PhoneticDriver
 from .errors import ConfigError
 from .media import VideoWriter, check_writable
-from .speech import speech_phones
+from .features import generator_features
+from .speech import Phone, speech_phones
 
 
 GENERATORS = ("phonetic", "teacher")
@@ -96,11 +98,12 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
     with timer("load audio"):
         samples = audio_mod.load_audio(audio_path)
     with contextlib.ExitStack() as stack:
-        phones_job = None
-        if generator == "phonetic":
-            spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch, no threads forked
-            pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=spawn))
-            phones_job = pool.submit(speech_phones, samples, transcript)
+        # phones: the transcript force-aligned, or recognised words + closures; the learned
+        # generators hear them as one of their inputs
+        find_phones = functools.partial(speech_phones, transcript=transcript)
+        spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch, no threads forked
+        pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=spawn))
+        phones_job = pool.submit(find_phones, samples)
         with timer("landmarks"):
             import torch
 
@@ -112,19 +115,18 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
             portrait = Portrait.load(portrait_path, preset, face_index)
         with timer("audio features"):
             features = audio_mod.extract_features(samples, preset.output.fps)
-        if phones_job is not None:
-            with timer("waiting for phones (worker)"):
-                try:
-                    phones = phones_job.result()
-                except BrokenProcessPool:
-                    # the worker could not start: spawn re-imports __main__, which fails for code read
-                    # from stdin and for scripts without a main guard. Do the same work here instead.
-                    phones = speech_phones(samples, transcript)
-            with timer("driver"):
+        with timer("waiting for phones (worker)"):
+            try:
+                phones = phones_job.result()
+            except BrokenProcessPool:
+                # the worker could not start: spawn re-imports __main__, which fails for code read
+                # from stdin and for scripts without a main guard. Do the same work here instead.
+                phones = find_phones(samples)
+        with timer("generator"):
+            if generator == "phonetic":
                 motion = phonetic_motion(phones, features, preset, seed)
-        else:
-            with timer("generator"):
-                motion = learned_motion(features, preset, checkpoint, seed)
+            else:
+                motion = learned_motion(features, phones, preset, checkpoint, seed)
     width, height = portrait.frame_size
     out = preset.output
     with VideoWriter(output, width, height, out.fps, audio_path=audio_path, crf=out.crf,
@@ -141,11 +143,12 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
                         portrait.alignment.size, dict(timer.seconds), motion)
 
 
-def learned_motion(features: audio_mod.AudioFeatures, preset: Preset, checkpoint: str | Path, seed: int) -> np.ndarray:
+def learned_motion(features: audio_mod.AudioFeatures, phones: list[Phone], preset: Preset, checkpoint: str | Path,
+                   seed: int) -> np.ndarray:
     from .generator import TeacherGenerator, load_motion_dit
 
     model = load_motion_dit(checkpoint)
     if abs(model.config.fps - features.fps) > 1e-6:
         raise ConfigError(f"the checkpoint generates {model.config.fps} fps motion; asked for {features.fps} fps",
                           hint=f"render with --fps {model.config.fps:g}")
-    return TeacherGenerator(model, preset.generator)(audio_mod.generator_features(features), controls_from(preset), seed)
+    return TeacherGenerator(model, preset.generator)(generator_features(features, phones), controls_from(preset), seed)

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import extract_features, generator_features, load_audio, num_video_frames
+from ..audio import extract_features, load_audio, num_video_frames
+from ..features import generator_features
+from ..speech import speech_phones
 from ..controls import _EMOTION_SHAPES, EMOTIONS, Controls
 from ..errors import InputError, NoFaceError
 from ..face import landmarks as L
@@ -186,7 +188,7 @@ def extract_clip(video: str | Path, fps: float = 25.0) -> Clip:
                 fitted[j] = fit_motion(rig, alignment.to_crop(tracks[j].astype(np.float64)))
             motion[k], valid[k] = fitted[j], True
     stat = path.stat()
-    return Clip(audio=audio, features=generator_features(extract_features(audio, fps)), motion=motion,
+    return Clip(audio=audio, features=generator_features(extract_features(audio, fps), speech_phones(audio)), motion=motion,
                 valid=valid, controls=measure_controls(motion, valid, fps), neutral=np.zeros(MOTION_DIM, np.float32),
                 info={"video": str(path), "size": stat.st_size, "mtime": stat.st_mtime,
                       "frames_with_face": len(faces)})

@@ -10,7 +10,7 @@ A data set is a folder:
                            the clips of one shard, concatenated:
                              audio          int16 (samples,)      16 kHz speech as heard
                              audio_offsets  int64 (clips + 1,)
-                             features       float16 (frames, F)   tmcli.audio.generator_features
+                             features       float16 (frames, F)   tmcli.features.generator_features
                              motion         float32 (frames, D)   motion latents (face/motion.py)
                              valid          uint8 (frames,)       0 where no face was found
                              frame_offsets  int64 (clips + 1,)
@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import GENERATOR_FEATURE_DIM, GENERATOR_FEATURES_VERSION, SAMPLE_RATE
+from ..audio import SAMPLE_RATE
+from ..features import FEATURE_DIM, FEATURES_VERSION
 from ..controls import CONTROL_DIM
 from ..errors import InputError
 from ..face.motion import CHANNELS, MOTION_DIM
@@ -47,7 +48,7 @@ class Clip:
     """One talking clip: audio, per-frame features and motion, and how it was made."""
 
     audio: np.ndarray  # float32 (samples,) at SAMPLE_RATE
-    features: np.ndarray  # float32 (T, GENERATOR_FEATURE_DIM)
+    features: np.ndarray  # float32 (T, FEATURE_DIM)
     motion: np.ndarray  # float32 (T, MOTION_DIM)
     valid: np.ndarray  # bool (T,)
     controls: np.ndarray  # float32 (CONTROL_DIM,)
@@ -56,7 +57,7 @@ class Clip:
 
     def check(self) -> None:
         t = len(self.motion)
-        if self.features.shape != (t, GENERATOR_FEATURE_DIM) or self.motion.shape != (t, MOTION_DIM):
+        if self.features.shape != (t, FEATURE_DIM) or self.motion.shape != (t, MOTION_DIM):
             raise ValueError(f"clip arrays disagree: features {self.features.shape}, motion {self.motion.shape}")
         if self.valid.shape != (t,) or self.controls.shape != (CONTROL_DIM,) or self.neutral.shape != (MOTION_DIM,):
             raise ValueError("clip valid/controls/neutral have the wrong shape")
@@ -64,7 +65,7 @@ class Clip:
 
 def _manifest_header(fps: float, source: str) -> dict:
     return {"format": FORMAT, "version": VERSION, "source": source, "fps": fps, "sample_rate": SAMPLE_RATE,
-            "channels": CHANNELS, "features": {"version": GENERATOR_FEATURES_VERSION, "dim": GENERATOR_FEATURE_DIM},
+            "channels": CHANNELS, "features": {"version": FEATURES_VERSION, "dim": FEATURE_DIM},
             "control_dim": CONTROL_DIM, "shards": [], "clips": 0, "frames": 0, "stats": None}
 
 
@@ -81,7 +82,7 @@ def read_manifest(root: str | Path) -> dict:
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise InputError(f"{root} holds data of format {manifest.get('format')} v{manifest.get('version')}, "
                          f"tm reads {FORMAT} v{VERSION}")
-    if manifest["features"] != {"version": GENERATOR_FEATURES_VERSION, "dim": GENERATOR_FEATURE_DIM} \
+    if manifest["features"] != {"version": FEATURES_VERSION, "dim": FEATURE_DIM} \
             or manifest["channels"] != CHANNELS:
         raise InputError(f"{root} was made with other audio features or motion channels",
                          hint="make the data again with this version of tm")

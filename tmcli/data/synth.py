@@ -20,12 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import extract_features, generator_features, num_video_frames
+from ..audio import extract_features, num_video_frames
 from ..config import DriverSettings
 from ..controls import EMOTIONS, Controls
 from ..driver import PhoneticDriver
 from ..errors import InputError
 from ..face.motion import INDEX, MOTION_DIM
+from ..features import generator_features
+from ..driver import VISEMES
 from ..speech import Phone
 from . import augment as aug
 from . import espeak
@@ -87,6 +89,29 @@ def _speak(rng: np.random.Generator, settings: SynthSettings) -> tuple[np.ndarra
     return audio.astype(np.float32), phones, info
 
 
+_SPEECH_LABELS = sorted(set(VISEMES) - {"SIL"})
+RECOGNITION_ERRORS = {"substitute": 0.12, "delete": 0.04, "jitter_s": 0.015}  # roughly pocketsphinx on real English
+
+
+def misrecognize(phones: list[Phone], rng: np.random.Generator) -> list[Phone]:
+    """The true phones as a recogniser would report them: some replaced, some merged into the
+    phone before, boundaries off by ~15 ms. At render time the phones come from pocketsphinx,
+    so the model learns how far to trust them, rather than trusting them completely."""
+    out: list[Phone] = []
+    for ph in phones:
+        label = ph.label
+        if label != "SIL" and rng.random() < RECOGNITION_ERRORS["substitute"]:
+            label = str(rng.choice(_SPEECH_LABELS))
+        start = ph.start + (rng.normal(0, RECOGNITION_ERRORS["jitter_s"]) if out else 0.0)
+        if out and (rng.random() < RECOGNITION_ERRORS["delete"] or start <= out[-1].start):
+            out[-1] = Phone(out[-1].label, out[-1].start, ph.end)
+            continue
+        if out:
+            out[-1] = Phone(out[-1].label, out[-1].start, start)
+        out.append(Phone(label, start, ph.end))
+    return out
+
+
 def synth_clip(index: int, seed: int = 0, fps: float = 25.0, settings: SynthSettings | None = None) -> Clip:
     """Clip number `index` of the data set drawn from `seed`."""
     settings = settings or SynthSettings()
@@ -106,7 +131,7 @@ def synth_clip(index: int, seed: int = 0, fps: float = 25.0, settings: SynthSett
     motion = driver(phones, extract_features(audio, fps), seed=int(rng.integers(2**31)))
     motion += controls.expression_offset() + neutral
     heard = aug.augment(audio, rng, dataclasses.replace(a, speed_probability=0.0))
-    features = generator_features(extract_features(heard.audio, fps))
+    features = generator_features(extract_features(heard.audio, fps), misrecognize(phones, rng))
     frames = num_video_frames(len(heard.audio), fps)
     assert len(features) == len(motion) == frames, "augmentation must keep the clip's length"
     info["augment"] = list(heard.applied)

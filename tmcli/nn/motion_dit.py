@@ -25,7 +25,7 @@ from diffusers.models.embeddings import (
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from ..audio import GENERATOR_FEATURE_DIM
+from ..features import FEATURE_DIM
 from ..controls import GROUPS
 from ..face.motion import MOTION_DIM
 
@@ -67,7 +67,7 @@ class Block(nn.Module):
 
 class MotionDiT(ModelMixin, ConfigMixin):
     @register_to_config
-    def __init__(self, motion_dim: int = MOTION_DIM, audio_dim: int = GENERATOR_FEATURE_DIM,
+    def __init__(self, motion_dim: int = MOTION_DIM, audio_dim: int = FEATURE_DIM,
                  control_dims: dict[str, int] | None = None, hidden_size: int = 192, num_layers: int = 4,
                  num_heads: int = 4, mlp_ratio: float = 4.0, window: int = 100, context_frames: int = 10,
                  audio_context: int = 2, fps: float = 25.0):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import silence_features
+from ..features import silence_features
 from ..data.shards import read_manifest, read_shard
 
 

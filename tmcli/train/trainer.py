@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..audio import silence_features
+from ..features import silence_features
 from ..config import ModelSettings, TrainSettings
 from ..data.shards import read_manifest
 from ..generator import split_controls
