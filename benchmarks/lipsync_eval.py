@@ -37,9 +37,13 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write all figures here")
+    parser.add_argument("--cfg-scale", type=float, help="audio guidance of learned generators (preset's otherwise)")
+    parser.add_argument("--tuning-only", action="store_true", help="skip the held-out cases (for tuning)")
     args = parser.parse_args()
     cases = tomllib.loads(Path(args.cases).read_text())["case"]
-    preset = load_preset(args.preset).with_overrides(output={"crop": True, "size": 256})
+    cases = [c for c in cases if not (args.tuning_only and c.get("held_out"))]
+    preset = load_preset(args.preset).with_overrides(output={"crop": True, "size": 256},
+                                                     generator={"cfg_audio": args.cfg_scale})
     results: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.generator:
@@ -63,19 +67,25 @@ def main() -> None:
             r = results[spec][case["name"]]
             row.append(" / ".join(fmt.format(r[key]) if r[key] is not None else "n/a" for _, key, fmt in MEASURES))
         table.add_row(*row)
-    mean_row = ["mean"]
-    for spec in args.generator:
-        values = results[spec].values()
+    for label, subset in (("mean", cases), ("mean, held out", [c for c in cases if c.get("held_out")])):
+        if subset:
+            table.add_row(*_mean_row(label, subset, args.generator, results))
+    console.print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def _mean_row(label: str, cases: list[dict], specs: list[str], results: dict) -> list[str]:
+    row = [label]
+    for spec in specs:
+        values = [results[spec][c["name"]] for c in cases]
         parts = []
         for _, key, fmt in MEASURES:
             xs = [abs(v[key]) if key == "offset_frames" else v[key] for v in values if v[key] is not None]
             mean = sum(xs) / max(len(xs), 1)
             parts.append(f"|{mean:.1f}|" if key == "offset_frames" else fmt.format(mean))
-        mean_row.append(" / ".join(parts))
-    table.add_row(*mean_row)
-    console.print(table)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        row.append(" / ".join(parts))
+    return row
 
 
 if __name__ == "__main__":

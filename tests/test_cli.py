@@ -75,7 +75,6 @@ def test_unreadable_output_folder(monkeypatch, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (("--generator", "teacher"), "needs --checkpoint"),
     (("--generator", "teacher", "--checkpoint", "nowhere"), "not a tm checkpoint"),
     (("--generator", "oracle"), "unknown generator"),
     (("--emotion", "angry"), "unknown emotion"),

@@ -34,6 +34,16 @@ from .speech import Phone, speech_phones
 
 
 GENERATORS = ("phonetic", "teacher")
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def embedded_checkpoint(generator: str) -> Path:
+    """The generator shipped inside the package (see tmcli/weights/*/README.md)."""
+    path = WEIGHTS_DIR / generator
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"no embedded {generator} checkpoint in this install",
+                          hint="pass --checkpoint DIR (train one with `tm train`)")
+    return path
 
 
 class StageTimer:
@@ -84,7 +94,7 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
     """Render `audio_path` spoken by the face in `portrait_path` to the mp4 `output`.
 
     generator: "phonetic" (phones -> visemes; needs no weights) or "teacher" (the MotionDiT
-    in `checkpoint`, sampled over sliding windows).
+    in `checkpoint`, by default the one shipped in tmcli/weights/, sampled over sliding windows).
     """
     start = time.perf_counter()
     timer = StageTimer()
@@ -93,7 +103,7 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
     if generator not in GENERATORS:
         raise ConfigError(f"unknown generator {generator!r}", hint=f"use one of {', '.join(GENERATORS)}")
     if generator != "phonetic" and checkpoint is None:
-        raise ConfigError(f"--generator {generator} needs --checkpoint", hint="train one with `tm train`")
+        checkpoint = embedded_checkpoint(generator)
     controls_from(preset)  # a bad emotion fails here, before any work
     with timer("load audio"):
         samples = audio_mod.load_audio(audio_path)

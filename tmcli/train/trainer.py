@@ -114,7 +114,7 @@ def train(data_dir: str | Path, out_dir: str | Path, model_settings: ModelSettin
     stream = WindowStream(data_dir, model.config.window, model.config.context_frames, settings.batch_size,
                           settings.seed)
     start, first_step, loss_value = time.perf_counter(), step, float("nan")
-    with open(out / "loss.csv", "a", newline="") as log:
+    with open(out / "loss.csv", "a", newline="") as log, torch.enable_grad():  # a render may have turned it off
         writer = csv.writer(log)
         for batch in stream(step):
             if step >= settings.steps:
