@@ -106,7 +106,7 @@ def main() -> None:
                   f"{seconds / unguided_s:.0f}x real time")
     table.add_row("phonetic driver (phones already found)", f"{driver_s / seconds * 1e3:.1f} ms per s of audio",
                   f"{seconds / driver_s:.0f}x real time")
-    Console().print(table)
+    Console(width=120).print(table)
 
 
 if __name__ == "__main__":
