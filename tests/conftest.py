@@ -39,10 +39,10 @@ def speech() -> np.ndarray:
 def toy_clip(rng: np.random.Generator, frames: int):
     """A clip whose motion is a known function of its audio features: jawOpen follows the
     first mel band, so a model that learns anything must learn that."""
-    from tmcli.features import FEATURE_DIM
     from tmcli.controls import Controls
     from tmcli.data.shards import Clip
     from tmcli.face.motion import INDEX, neutral
+    from tmcli.features import FEATURE_DIM
 
     loud = (np.sin(np.arange(frames) / rng.uniform(2, 5) + rng.uniform(0, 6)) > 0).astype(np.float32)
     features = rng.normal(0, 0.3, (frames, FEATURE_DIM)).astype(np.float32)

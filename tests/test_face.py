@@ -5,7 +5,15 @@ from PIL import Image
 from tmcli.errors import NoFaceError
 from tmcli.face import landmarks as L
 from tmcli.face.align import EYE_SPAN, align_face
-from tmcli.face.motion import BLENDSHAPES, CHANNELS, INDEX, MOTION_DIM, REST_GAP, FaceRig, neutral
+from tmcli.face.motion import (
+    BLENDSHAPES,
+    CHANNELS,
+    INDEX,
+    MOTION_DIM,
+    REST_GAP,
+    FaceRig,
+    neutral,
+)
 
 
 @pytest.fixture(scope="module")

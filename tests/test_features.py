@@ -4,7 +4,14 @@ the silence inside a real clip."""
 import numpy as np
 
 from tmcli.audio import extract_features
-from tmcli.features import ACOUSTIC_DIM, FEATURE_DIM, PHONE_CLASSES, generator_features, phone_classes, silence_features
+from tmcli.features import (
+    ACOUSTIC_DIM,
+    FEATURE_DIM,
+    PHONE_CLASSES,
+    generator_features,
+    phone_classes,
+    silence_features,
+)
 from tmcli.speech import Phone
 
 

@@ -6,10 +6,15 @@ import torch
 
 from tmcli.config import load_preset
 from tmcli.controls import Controls
-from tmcli.generator import TeacherGenerator, guided_velocity, load_motion_dit, split_controls
-from tmcli.nn.motion_dit import MotionDiT
 from tmcli.errors import InputError
 from tmcli.features import FEATURE_DIM
+from tmcli.generator import (
+    TeacherGenerator,
+    guided_velocity,
+    load_motion_dit,
+    split_controls,
+)
+from tmcli.nn.motion_dit import MotionDiT
 
 
 def tiny_model(seed=0) -> MotionDiT:

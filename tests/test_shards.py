@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from conftest import toy_clip
 
-from tmcli.features import FEATURE_DIM, FEATURES_VERSION
 from tmcli.data.shards import MANIFEST, ShardWriter, read_clips, read_manifest
 from tmcli.errors import InputError
+from tmcli.features import FEATURE_DIM, FEATURES_VERSION
 
 
 def test_round_trip(tmp_path):

@@ -14,8 +14,8 @@ except espeak.EspeakError as exc:  # CI installs espeak-ng; a bare dev machine m
 from tmcli.data.shards import read_clips, read_manifest  # noqa: E402
 from tmcli.data.synth import SynthSettings, synth_clip, synth_dataset  # noqa: E402
 from tmcli.errors import InputError  # noqa: E402
-from tmcli.features import FEATURE_DIM  # noqa: E402
 from tmcli.face.motion import INDEX  # noqa: E402
+from tmcli.features import FEATURE_DIM  # noqa: E402
 
 
 def test_clip_arrays_agree_and_controls_shape_the_labels():

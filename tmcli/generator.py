@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .features import FEATURE_DIM, silence_features
 from .config import GeneratorSettings
 from .controls import GROUPS, Controls
 from .errors import InputError
 from .face.motion import MOTION_DIM
+from .features import FEATURE_DIM, silence_features
 from .nn.motion_dit import MotionDiT
 
 

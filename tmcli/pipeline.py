@@ -28,10 +28,9 @@ from .config import Preset
 from .controls import Controls, parse_emotion
 from .driver import PhoneticDriver
 from .errors import ConfigError
-from .media import VideoWriter, check_writable
 from .features import generator_features
+from .media import VideoWriter, check_writable
 from .speech import Phone, speech_phones
-
 
 GENERATORS = ("phonetic", "teacher")
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"

@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import extract_features, load_audio, num_video_frames
-from ..features import generator_features
-from ..speech import speech_phones
 from ..controls import _EMOTION_SHAPES, EMOTIONS, Controls
 from ..errors import InputError, NoFaceError
 from ..face import landmarks as L
 from ..face.align import align_face
 from ..face.motion import BLENDSHAPES, INDEX, MOTION_DIM, POSE, FaceRig
+from ..features import generator_features
 from ..media import read_video_frames
+from ..speech import speech_phones
 from .shards import CLIPS, Clip, ShardWriter
 
 FIT_SIZE = 256  # crop side the fit works in (the ridge weights below are relative to it)

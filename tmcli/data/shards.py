@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from ..features import FEATURE_DIM, FEATURES_VERSION
 from ..controls import CONTROL_DIM
 from ..errors import InputError
 from ..face.motion import CHANNELS, MOTION_DIM
+from ..features import FEATURE_DIM, FEATURES_VERSION
 
 FORMAT = "tm-motion-data"
 VERSION = 1

@@ -23,11 +23,10 @@ import numpy as np
 from ..audio import extract_features, num_video_frames
 from ..config import DriverSettings
 from ..controls import EMOTIONS, Controls
-from ..driver import PhoneticDriver
+from ..driver import VISEMES, PhoneticDriver
 from ..errors import InputError
 from ..face.motion import INDEX, MOTION_DIM
 from ..features import generator_features
-from ..driver import VISEMES
 from ..speech import Phone
 from . import augment as aug
 from . import espeak

@@ -25,9 +25,10 @@ from diffusers.models.embeddings import (
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from ..features import FEATURE_DIM
 from ..controls import GROUPS
 from ..face.motion import MOTION_DIM
+from ..features import FEATURE_DIM
+
 
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int):

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..features import silence_features
 from ..data.shards import read_manifest, read_shard
+from ..features import silence_features
 
 
 @dataclasses.dataclass

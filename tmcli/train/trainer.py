@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from ..features import silence_features
 from ..config import ModelSettings, TrainSettings
 from ..data.shards import read_manifest
+from ..features import silence_features
 from ..generator import split_controls
 from ..nn.motion_dit import MotionDiT
 from .data import Batch, WindowStream
