@@ -80,7 +80,7 @@ def track_video(path: str | Path) -> tuple[float, list[np.ndarray | None], float
     """(fps, landmarks per frame, background change) for a video."""
     frames = read_video_frames(path)
     fps = next(frames)
-    tracker = L.LandmarkTracker()
+    tracker = L.LandmarkTracker(static=True)  # each frame measured on its own
     tracks: list[np.ndarray | None] = []
     first, mask, diffs = None, None, []
     try:

@@ -128,13 +128,17 @@ def find_face(image: np.ndarray, face_index: int = 0, name: str = "the portrait"
 
 
 class LandmarkTracker:
-    """Landmarks frame by frame through a video (mediapipe's tracking mode); None where no face."""
+    """Landmarks frame by frame through a video; None where no face.
 
-    def __init__(self):
+    Tracking mode (the default) starts each frame from the last one's face region: fast and
+    steady. `static=True` reads every frame on its own, for measurements: tracking reads a
+    closure that lasts two or three frames late or not at all."""
+
+    def __init__(self, static: bool = False):
         import mediapipe as mp
 
         with quiet_native_output():
-            self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
+            self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=static, max_num_faces=1,
                                                          refine_landmarks=True, min_detection_confidence=0.4)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray | None:
