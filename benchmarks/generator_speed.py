@@ -12,6 +12,7 @@ Weights are random unless --checkpoint is given: speed does not depend on their 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import subprocess
@@ -29,10 +30,10 @@ sys.path.insert(0, str(ROOT))
 from tmcli import audio as audio_mod  # noqa: E402
 from tmcli.config import load_preset  # noqa: E402
 from tmcli.controls import Controls  # noqa: E402
+from tmcli.driver import PhoneticDriver  # noqa: E402
 from tmcli.face.motion import MOTION_DIM  # noqa: E402
 from tmcli.features import FEATURE_DIM, generator_features  # noqa: E402
 from tmcli.generator import TeacherGenerator, load_motion_dit  # noqa: E402
-from tmcli.pipeline import phonetic_motion  # noqa: E402
 from tmcli.speech import speech_phones  # noqa: E402
 from tmcli.train.data import Batch  # noqa: E402
 from tmcli.train.trainer import flow_matching_loss, new_model  # noqa: E402
@@ -84,12 +85,12 @@ def main() -> None:
     phones = speech_phones(samples)
     frame_features = generator_features(features, phones)
     teacher = TeacherGenerator(model, preset.generator)
-    unguided = TeacherGenerator(model, preset.generator.__class__(
-        **{**preset.generator.__dict__, **{k: 1.0 for k in preset.generator.__dict__ if k.startswith("cfg_")}}))
+    unguided = TeacherGenerator(model, dataclasses.replace(
+        preset.generator, **{f.name: 1.0 for f in dataclasses.fields(preset.generator) if f.name.startswith("cfg_")}))
     with torch.no_grad():
         teacher_s = timed(lambda: teacher(frame_features, Controls()), 3)
         unguided_s = timed(lambda: unguided(frame_features, Controls()), 3)
-    driver_s = timed(lambda: phonetic_motion(phones, features, preset, 0), 3)
+    driver_s = timed(lambda: PhoneticDriver(preset.driver)(phones, features, 0), 3)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     params = sum(p.numel() for p in model.parameters())

@@ -2,6 +2,7 @@
 the CLI wires data -> train -> render."""
 
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ def _weights(path):
 
 def test_tiny_training_lowers_the_loss(toy_data, tmp_path):
     preset = load_preset("tiny")
-    settings = preset.train.__class__(**{**preset.train.__dict__, "steps": 80, "log_every": 10})
+    settings = dataclasses.replace(preset.train, steps=80, log_every=10)
     report = train(toy_data, tmp_path, preset.model, settings)
     rows = list(csv.DictReader(open(tmp_path / "loss.csv")))
     losses = [float(r["loss"]) for r in rows]

@@ -23,8 +23,6 @@ class DriverSettings:
     jaw_gain: float = 1.4  # how wide the mouth opens
     envelope_floor: float = 0.0  # jaw opening at the quietest voiced sound, relative to the loudest
     pose_intensity: float = 1.0  # scales head motion (0 = still head)
-    blink_min: float = 2.0  # s between blinks, drawn uniformly in [min, max]
-    blink_max: float = 6.0
     gaze_x: float = 0.0  # where the eyes rest, [-1, 1]
     gaze_y: float = 0.0
     brow_gain: float = 1.0

@@ -22,7 +22,7 @@ BLINK_SCALE = 30.0  # blinks per minute that map to 1.0 in the vector
 
 # blendshape offsets each emotion adds at full strength (a smile lifts the corners, sadness
 # lowers them and raises the inner brows, surprise raises the brows and widens the eyes)
-_EMOTION_SHAPES: dict[str, dict[str, float]] = {
+EMOTION_SHAPES: dict[str, dict[str, float]] = {
     "happy": {"mouthSmileLeft": 0.7, "mouthSmileRight": 0.7, "eyeSquintLeft": 0.35, "eyeSquintRight": 0.35},
     "sad": {"mouthSmileLeft": -0.45, "mouthSmileRight": -0.45, "browInnerUp": 0.6, "mouthPressLeft": 0.3,
             "mouthPressRight": 0.3},
@@ -51,7 +51,7 @@ class Controls:
         """(MOTION_DIM,) blendshape offset of this emotion mix."""
         offset = np.zeros(MOTION_DIM, dtype=np.float32)
         for name, strength in zip(EMOTIONS, self.emotion):
-            for shape, value in _EMOTION_SHAPES[name].items():
+            for shape, value in EMOTION_SHAPES[name].items():
                 offset[INDEX[shape]] += strength * value
         return offset
 

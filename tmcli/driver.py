@@ -13,6 +13,7 @@ import numpy as np
 
 from .audio import AudioFeatures
 from .config import DriverSettings
+from .controls import Controls
 from .face.motion import INDEX, neutral
 from .speech import Phone
 
@@ -58,9 +59,12 @@ class PhoneticDriver:
     def __init__(self, settings: DriverSettings = DriverSettings()):
         self.settings = settings
 
-    def __call__(self, phones: list[Phone], features: AudioFeatures, seed: int = 0) -> np.ndarray:
-        """Motion (T, MOTION_DIM) for T = features.num_frames frames."""
+    def __call__(self, phones: list[Phone], features: AudioFeatures, seed: int = 0,
+                 controls: Controls | None = None) -> np.ndarray:
+        """Motion (T, MOTION_DIM) for T = features.num_frames frames, steered by the same
+        controls as the learned generators (which learn from this driver's motion)."""
         s = self.settings
+        controls = controls or Controls()
         n, fps = features.num_frames, features.fps
         rng = np.random.default_rng(seed)
         times = (np.arange(n) + 0.5) / fps + s.lead
@@ -77,10 +81,10 @@ class PhoneticDriver:
             motion[:, INDEX[f"mouthStretch{side}"]] = 0.6 * visemes["stretch"]
             motion[:, INDEX[f"mouthUpperUp{side}"]] = visemes["upperUp"]
         motion[:, INDEX["mouthRollLower"]] = visemes["rollLower"]
-        self._prosody(motion, features, rng)
-        self._blinks(motion, fps, rng)
-        self._gaze(motion, fps, rng)
-        return motion
+        self._prosody(motion, features, rng, s.pose_intensity * controls.pose_intensity)
+        self._blinks(motion, fps, rng, 60.0 / controls.blink_rate)
+        self._gaze(motion, fps, rng, s.gaze_x + controls.gaze[0], s.gaze_y + controls.gaze[1])
+        return motion + controls.expression_offset()
 
     @staticmethod
     def _coarticulate(phones: list[Phone], times: np.ndarray) -> dict[str, np.ndarray]:
@@ -116,11 +120,10 @@ class PhoneticDriver:
             close[frames] = 1.0
             jaw[frames] = np.minimum(jaw[frames], 0.05)
 
-    def _prosody(self, motion: np.ndarray, features: AudioFeatures, rng: np.random.Generator) -> None:
-        """Idle head sway and breathing, nods on loud syllables, brows up on raised pitch."""
+    def _prosody(self, motion: np.ndarray, features: AudioFeatures, rng: np.random.Generator, k: float) -> None:
+        """Idle head sway and breathing, nods on loud syllables, brows up on raised pitch; k scales the head."""
         n, fps = len(motion), features.fps
         t = np.arange(n) / fps
-        k = self.settings.pose_intensity
 
         def sway(amplitude: float) -> np.ndarray:
             freqs = rng.uniform(0.05, 0.35, 3)
@@ -137,22 +140,23 @@ class PhoneticDriver:
         raised = np.where(features.voiced, np.clip(features.pitch / 4.0, 0, 1), 0.0)
         motion[:, INDEX["browInnerUp"]] = self.settings.brow_gain * 0.5 * _smooth(raised, 0.15 * fps)
 
-    def _blinks(self, motion: np.ndarray, fps: float, rng: np.random.Generator) -> None:
+    def _blinks(self, motion: np.ndarray, fps: float, rng: np.random.Generator, interval: float) -> None:
+        """Blinks `interval` s apart on average, each gap drawn from [0.5, 1.5] x interval."""
         n = len(motion)
-        t, start = np.arange(n) / fps, rng.uniform(0.5, self.settings.blink_max)
+        t, start = np.arange(n) / fps, rng.uniform(0.5, 1.5 * interval)
         blink = np.zeros(n)
         while start < n / fps:
             rel = t - start
             shape = np.interp(rel, [0.0, 0.07, 0.11, 0.26], [0.0, 1.0, 1.0, 0.0], left=0.0, right=0.0)
             blink = np.maximum(blink, shape)
-            start += rng.uniform(self.settings.blink_min, self.settings.blink_max)
+            start += rng.uniform(0.5 * interval, 1.5 * interval)
         motion[:, INDEX["eyeBlinkLeft"]] = blink
         motion[:, INDEX["eyeBlinkRight"]] = blink
 
-    def _gaze(self, motion: np.ndarray, fps: float, rng: np.random.Generator) -> None:
+    def _gaze(self, motion: np.ndarray, fps: float, rng: np.random.Generator, rest_x: float, rest_y: float) -> None:
         """Fixations held 1-3 s around the resting gaze, with quick saccades between them."""
         n = len(motion)
-        gx, gy = np.full(n, self.settings.gaze_x), np.full(n, self.settings.gaze_y)
+        gx, gy = np.full(n, rest_x), np.full(n, rest_y)
         start = 0
         while start < n:
             length = int(rng.uniform(1.0, 3.0) * fps)

@@ -9,7 +9,6 @@ the audio features: on two cores that hides most of the start-up.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import multiprocessing
 import os
@@ -30,7 +29,7 @@ from .driver import PhoneticDriver
 from .errors import ConfigError
 from .features import generator_features
 from .media import VideoWriter, check_writable
-from .speech import Phone, speech_phones
+from .speech import speech_phones
 
 GENERATORS = ("phonetic", "teacher")
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -75,17 +74,6 @@ def controls_from(preset: Preset) -> Controls:
     return Controls((g.gaze_x, g.gaze_y), parse_emotion(g.emotion), g.pose_intensity, g.blink_rate)
 
 
-def phonetic_motion(phones, features, preset: Preset, seed: int) -> np.ndarray:
-    """The phonetic driver, steered by the same controls as the learned generators."""
-    controls = controls_from(preset)
-    interval = 60.0 / max(controls.blink_rate, 1e-3)
-    settings = dataclasses.replace(preset.driver, pose_intensity=preset.driver.pose_intensity * controls.pose_intensity,
-                                   gaze_x=preset.driver.gaze_x + controls.gaze[0],
-                                   gaze_y=preset.driver.gaze_y + controls.gaze[1],
-                                   blink_min=0.5 * interval, blink_max=1.5 * interval)
-    return PhoneticDriver(settings)(phones, features, seed) + controls.expression_offset()
-
-
 def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path, preset: Preset,
            seed: int = 0, transcript: str | None = None, face_index: int = 0,
            on_frame: Callable[[int, int], None] | None = None, generator: str = "phonetic",
@@ -106,13 +94,15 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
     controls_from(preset)  # a bad emotion fails here, before any work
     with timer("load audio"):
         samples = audio_mod.load_audio(audio_path)
-    with contextlib.ExitStack() as stack:
-        # phones: the transcript force-aligned, or recognised words + closures; the learned
-        # generators hear them as one of their inputs
-        find_phones = functools.partial(speech_phones, transcript=transcript)
-        spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch, no threads forked
-        pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=spawn))
+    # phones: the transcript force-aligned, or recognised words + closures; the learned
+    # generators hear them as one of their inputs
+    find_phones = functools.partial(speech_phones, transcript=transcript)
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch, no threads forked
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
         phones_job = pool.submit(find_phones, samples)
+        if generator != "phonetic":
+            with timer("load generator"):  # while the worker finds phones; a bad checkpoint fails early
+                teacher = load_teacher(checkpoint, preset)
         with timer("landmarks"):
             import torch
 
@@ -133,9 +123,9 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
                 phones = find_phones(samples)
         with timer("generator"):
             if generator == "phonetic":
-                motion = phonetic_motion(phones, features, preset, seed)
+                motion = PhoneticDriver(preset.driver)(phones, features, seed, controls_from(preset))
             else:
-                motion = learned_motion(features, phones, preset, checkpoint, seed)
+                motion = teacher(generator_features(features, phones), controls_from(preset), seed)
     width, height = portrait.frame_size
     out = preset.output
     with VideoWriter(output, width, height, out.fps, audio_path=audio_path, crf=out.crf,
@@ -152,12 +142,13 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
                         portrait.alignment.size, dict(timer.seconds), motion)
 
 
-def learned_motion(features: audio_mod.AudioFeatures, phones: list[Phone], preset: Preset, checkpoint: str | Path,
-                   seed: int) -> np.ndarray:
+
+def load_teacher(checkpoint: str | Path, preset: Preset):
+    """The MotionDiT teacher in `checkpoint`, checked against the frame rate asked for."""
     from .generator import TeacherGenerator, load_motion_dit
 
     model = load_motion_dit(checkpoint)
-    if abs(model.config.fps - features.fps) > 1e-6:
-        raise ConfigError(f"the checkpoint generates {model.config.fps} fps motion; asked for {features.fps} fps",
+    if abs(model.config.fps - preset.output.fps) > 1e-6:
+        raise ConfigError(f"the checkpoint generates {model.config.fps:g} fps motion; asked for {preset.output.fps:g} fps",
                           hint=f"render with --fps {model.config.fps:g}")
-    return TeacherGenerator(model, preset.generator)(generator_features(features, phones), controls_from(preset), seed)
+    return TeacherGenerator(model, preset.generator)

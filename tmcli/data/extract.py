@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import extract_features, load_audio, num_video_frames
-from ..controls import _EMOTION_SHAPES, EMOTIONS, Controls
+from ..controls import EMOTION_SHAPES, EMOTIONS, Controls
 from ..errors import InputError, NoFaceError
 from ..face import landmarks as L
 from ..face.align import align_face
@@ -204,8 +204,8 @@ def measure_controls(motion: np.ndarray, valid: np.ndarray, fps: float) -> np.nd
 
     seen = motion[valid].astype(np.float64) if valid.any() else np.zeros((1, MOTION_DIM))
     mean = seen.mean(axis=0)
-    shapes = sorted({s for offsets in _EMOTION_SHAPES.values() for s in offsets} - {"jawOpen"})
-    mix = np.array([[_EMOTION_SHAPES[e].get(s, 0.0) for e in EMOTIONS] for s in shapes])
+    shapes = sorted({s for offsets in EMOTION_SHAPES.values() for s in offsets} - {"jawOpen"})
+    mix = np.array([[EMOTION_SHAPES[e].get(s, 0.0) for e in EMOTIONS] for s in shapes])
     emotion = lsq_linear(mix, mean[[INDEX[s] for s in shapes]], bounds=(0.0, 1.0)).x
     rotation = seen[:, [INDEX["headYaw"], INDEX["headPitch"], INDEX["headRoll"]]]
     blink = np.where(valid, (motion[:, INDEX["eyeBlinkLeft"]] + motion[:, INDEX["eyeBlinkRight"]]) / 2, 0.0)

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import extract_features, num_video_frames
-from ..config import DriverSettings
 from ..controls import EMOTIONS, Controls
 from ..driver import VISEMES, PhoneticDriver
 from ..errors import InputError
@@ -123,12 +122,7 @@ def synth_clip(index: int, seed: int = 0, fps: float = 25.0, settings: SynthSett
         phones = [Phone(p.label, p.start * scale, p.end * scale) for p in phones]
         info["speed"] = round(float(factor), 3)
     controls, neutral = _controls(rng), _neutral(rng)
-    blink_interval = 60.0 / controls.blink_rate
-    driver = PhoneticDriver(DriverSettings(pose_intensity=controls.pose_intensity, blink_min=0.5 * blink_interval,
-                                           blink_max=1.5 * blink_interval, gaze_x=controls.gaze[0],
-                                           gaze_y=controls.gaze[1]))
-    motion = driver(phones, extract_features(audio, fps), seed=int(rng.integers(2**31)))
-    motion += controls.expression_offset() + neutral
+    motion = PhoneticDriver()(phones, extract_features(audio, fps), int(rng.integers(2**31)), controls) + neutral
     heard = aug.augment(audio, rng, dataclasses.replace(a, speed_probability=0.0))
     features = generator_features(extract_features(heard.audio, fps), misrecognize(phones, rng))
     frames = num_video_frames(len(heard.audio), fps)
