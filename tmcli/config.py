@@ -85,6 +85,33 @@ class TrainSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistillSettings:
+    """The causal student and its distillation from the teacher (tm distill)."""
+
+    chunk_frames: int = 5  # frames per streamed chunk (200 ms at 25 fps)
+    window_chunks: int = 8  # past chunks each chunk attends to, besides the first (the sink)
+    lookahead_frames: int = 3  # audio-only frames past a chunk's end it hears (+ audio_context)
+    student_steps: int = 2  # denoising steps per chunk, 1-4
+    ode_pairs: int = 1024  # teacher samples (noise -> motion) for stage 1 and the regression term
+    ode_steps: int = 400  # stage 1: regression on the teacher's ODE pairs
+    dmd_steps: int = 600  # stage 2: distribution matching on self-forcing rollouts
+    fake_updates: int = 5  # fake-score steps per student step
+    regression_weight: float = 0.25  # of the ODE-pair regression beside the DMD loss
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    fake_learning_rate: float = 2e-4
+    seed: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 10
+
+    def validate(self) -> None:
+        if not 1 <= self.student_steps <= 4:
+            raise ConfigError(f"student steps must be 1-4, got {self.student_steps}")
+        if min(self.chunk_frames, self.window_chunks, self.ode_pairs, self.batch_size) < 1 or self.lookahead_frames < 0:
+            raise ConfigError("[distill] chunk_frames, window_chunks, ode_pairs and batch_size must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
 class GeneratorSettings:
     """How a learned generator samples motion at render time."""
 
@@ -118,6 +145,7 @@ class Preset:
     warp: WarpSettings = WarpSettings()
     model: ModelSettings = ModelSettings()
     train: TrainSettings = TrainSettings()
+    distill: DistillSettings = DistillSettings()
     generator: GeneratorSettings = GeneratorSettings()
 
     def with_overrides(self, **tables: dict[str, Any]) -> "Preset":
@@ -129,6 +157,7 @@ class Preset:
         preset = dataclasses.replace(self, **changes)
         preset.output.validate()
         preset.generator.validate()
+        preset.distill.validate()
         return preset
 
 

@@ -3,10 +3,14 @@
 `TeacherGenerator` samples the bidirectional teacher over consecutive windows, each one
 conditioned on the last frames of the window before it (VASA-1's sliding windows), with the
 flow-matching Euler sampler from diffusers and classifier-free guidance per condition.
+`StreamingGenerator` runs the distilled causal student chunk by chunk with a KV cache
+(TalkingMachines): 1-4 denoising steps per chunk, audio in, motion out, for ever.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +21,24 @@ from .controls import GROUPS, Controls
 from .errors import InputError
 from .face.motion import MOTION_DIM
 from .features import FEATURE_DIM, silence_features
+from .nn.causal_dit import CausalMotionDiT, KVCache
 from .nn.motion_dit import MotionDiT
 
 
+MODEL_CLASSES = {cls.__name__: cls for cls in (MotionDiT, CausalMotionDiT)}
+
+
 def load_motion_dit(path: str | Path, device: str = "cpu") -> MotionDiT:
-    """A MotionDiT saved with save_pretrained (config.json + safetensors), with a clear error."""
+    """A teacher or student saved with save_pretrained (config.json + safetensors), with a clear error."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise InputError(f"{path} is not a tm checkpoint (no config.json)",
                          hint="train one with `tm train DATA -o CKPT`")
     try:
-        model = MotionDiT.from_pretrained(path)
+        name = json.loads((path / "config.json").read_text()).get("_class_name", "MotionDiT")
+        if name not in MODEL_CLASSES:
+            raise ValueError(f"unknown model class {name!r}")
+        model = MODEL_CLASSES[name].from_pretrained(path)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise InputError(f"cannot load the checkpoint in {path}: {str(exc).splitlines()[0]}") from None
     if model.config.audio_dim != FEATURE_DIM:
@@ -55,16 +66,19 @@ def guided_velocity(model: MotionDiT, x: torch.Tensor, timestep: torch.Tensor, i
     v = v(all) + sum_c (s_c - 1) * (v(all) - v(all but c))."""
     guided = [name for name, s in scales.items() if s != 1.0]
     names = model.condition_names
-    drop = torch.zeros(1 + len(guided), len(names), dtype=torch.bool, device=x.device)
+    b, n = x.shape[0], 1 + len(guided)
+    drop = torch.zeros(n, b, len(names), dtype=torch.bool, device=x.device)
     for row, name in enumerate(guided, start=1):
-        drop[row, names.index(name)] = True
-    n = drop.shape[0]
-    batch = {k: (v.expand(n, *v.shape[1:]) if torch.is_tensor(v) else {c: t.expand(n, *t.shape[1:]) for c, t in v.items()})
-             for k, v in inputs.items()}
-    v = model(x.expand(n, *x.shape[1:]), timestep.expand(n), drop=drop, **batch)
-    out = v[:1]
+        drop[row, :, names.index(name)] = True
+
+    def repeat(t: torch.Tensor) -> torch.Tensor:
+        return t.repeat(n, *([1] * (t.dim() - 1)))
+
+    batch = {k: repeat(v) if torch.is_tensor(v) else {c: repeat(t) for c, t in v.items()} for k, v in inputs.items()}
+    v = model(repeat(x), repeat(timestep), drop=drop.flatten(0, 1), **batch).view(n, b, *x.shape[1:])
+    out = v[0]
     for row, name in enumerate(guided, start=1):
-        out = out + (scales[name] - 1.0) * (v[:1] - v[row: row + 1])
+        out = out + (scales[name] - 1.0) * (v[0] - v[row])
     return out
 
 
@@ -113,3 +127,65 @@ class TeacherGenerator:
             v = guided_velocity(self.model, x, t.expand(1), inputs, scales)
             x = self.scheduler.step(v, t, x).prev_sample
         return x
+
+
+class StreamingGenerator:
+    """The causal student, chunk by chunk: feature rows in, motion chunks out, with a KV cache.
+
+    Rendering a file runs exactly this path, as fast as the features come. A chunk is made
+    once the audio past its end (look-ahead and audio context) has arrived; guidance was
+    distilled into the student, so each denoising step is one pass of one chunk.
+    """
+
+    def __init__(self, model: CausalMotionDiT):
+        self.model = model
+
+    @torch.no_grad()
+    def stream(self, features: Iterable[np.ndarray], controls: Controls, seed: int = 0,
+               neutral: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """features: blocks of generator_features rows (any sizes) -> motion (C, MOTION_DIM) blocks.
+
+        Memory holds one chunk's audio span and the KV cache, however long the stream."""
+        model, cfg = self.model, self.model.config
+        c, r, span = cfg.chunk_frames, cfg.audio_context, model.audio_span
+        device = model.motion_mean.device
+        generator = torch.Generator().manual_seed(seed)
+        neutral_motion = torch.as_tensor(neutral if neutral is not None else np.zeros(MOTION_DIM), dtype=torch.float32)
+        const = {"neutral": model.normalize(neutral_motion.to(device))[None],
+                 "controls": split_controls(torch.as_tensor(controls.vector(), device=device)[None])}
+        cache = KVCache(cfg.num_layers, cfg.window_chunks)
+        pending = silence_features(r)  # audio rows from audio_context frames before the next chunk
+        total = 0
+        for block in features:
+            block = np.asarray(block, dtype=np.float32).reshape(-1, FEATURE_DIM)
+            total += len(block)
+            pending = np.concatenate([pending, block])
+            while len(pending) >= span:
+                yield self._chunk(pending[:span], cache, const, generator)
+                pending = pending[c:]
+        made = cache.chunks * c
+        while made < total:  # the end: silence past the last frame
+            pending = np.concatenate([pending, silence_features(max(0, span - len(pending)))])
+            yield self._chunk(pending[:span], cache, const, generator)[: total - made]
+            pending, made = pending[c:], made + c
+
+    def _chunk(self, audio: np.ndarray, cache: KVCache, const: dict, generator: torch.Generator) -> np.ndarray:
+        model = self.model
+        device = model.motion_mean.device
+        audio_t = torch.as_tensor(audio, device=device)[None]
+        x = torch.randn(1, model.config.chunk_frames, MOTION_DIM, generator=generator).to(device)
+        sigmas = model.sigmas
+        for i, sigma in enumerate(sigmas):
+            v = model.step(x, torch.full((1,), sigma * 1000, device=device), audio_t, cache, **const)
+            clean = x - sigma * v
+            if i + 1 < len(sigmas):
+                noise = torch.randn(x.shape, generator=generator).to(device)
+                x = (1 - sigmas[i + 1]) * clean + sigmas[i + 1] * noise
+        model.step(clean, torch.zeros(1, device=device), audio_t, cache, write=True, **const)
+        return model.denormalize(clean[0]).cpu().numpy()
+
+    def __call__(self, features: np.ndarray, controls: Controls, seed: int = 0,
+                 neutral: np.ndarray | None = None) -> np.ndarray:
+        """features (T, F) -> motion (T, MOTION_DIM): the streaming path over a whole clip."""
+        chunks = list(self.stream([features], controls, seed, neutral))
+        return np.concatenate(chunks) if chunks else np.zeros((0, MOTION_DIM), dtype=np.float32)

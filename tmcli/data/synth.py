@@ -88,13 +88,14 @@ def _speak(rng: np.random.Generator, settings: SynthSettings) -> tuple[np.ndarra
 
 
 _SPEECH_LABELS = sorted(set(VISEMES) - {"SIL"})
-RECOGNITION_ERRORS = {"substitute": 0.12, "delete": 0.04, "jitter_s": 0.015}  # roughly pocketsphinx on real English
+RECOGNITION_ERRORS = {"substitute": 0.06, "delete": 0.02, "jitter_s": 0.005}  # measured: benchmarks/phone_errors.py
 
 
 def misrecognize(phones: list[Phone], rng: np.random.Generator) -> list[Phone]:
     """The true phones as a recogniser would report them: some replaced, some merged into the
-    phone before, boundaries off by ~15 ms. At render time the phones come from pocketsphinx,
-    so the model learns how far to trust them, rather than trusting them completely."""
+    phone before, boundaries off by ~5 ms. At render time the phones come from pocketsphinx, so
+    the model learns how far to trust them; the rates match how often pocketsphinx errs on real
+    voices (benchmarks/phone_errors.py): more errors than that teach the model to hedge."""
     out: list[Phone] = []
     for ph in phones:
         label = ph.label

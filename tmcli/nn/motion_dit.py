@@ -37,13 +37,21 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, N, dim) -> queries, keys, values (B, heads, N, dim / heads), before RoPE."""
         b, n, _ = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        return q, k, v
+
+    def merge(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, heads, N, dim / heads) attention output -> (B, N, dim)."""
+        return self.out(y.transpose(1, 2).flatten(2))
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        q, k, v = self.project(x)
         q, k = apply_rotary_emb(q, rope), apply_rotary_emb(k, rope)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out(y.transpose(1, 2).reshape(b, n, -1))
+        return self.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
 
 
 class Block(nn.Module):
@@ -60,8 +68,13 @@ class Block(nn.Module):
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
 
+    def modulate(self, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """shift, scale, gate for attention then MLP; cond is (B, dim), or (B, N, dim) per token."""
+        mod = self.modulation(cond)
+        return (mod.unsqueeze(1) if mod.dim() == 2 else mod).chunk(6, dim=-1)
+
     def forward(self, x, cond, rope, mask=None):
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(cond).unsqueeze(1).chunk(6, dim=-1)
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulate(cond)
         x = x + gate1 * self.attn(self.norm1(x) * (1 + scale1) + shift1, rope, mask)
         return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
 
@@ -117,6 +130,24 @@ class MotionDiT(ModelMixin, ConfigMixin):
         mask = drop[:, self.condition_names.index(name)].view(-1, *([1] * (emb.dim() - 1)))
         return torch.where(mask, self.null[name].to(emb.dtype), emb)
 
+    def condition(self, timestep: torch.Tensor, neutral: torch.Tensor, controls: dict[str, torch.Tensor],
+                  drop: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, hidden): the diffusion time and the global conditions, ready to modulate blocks."""
+        cond = self.time_embed(self.time_proj(timestep).to(self.dtype))
+        cond = cond + self._drop(self.neutral_in(neutral), "neutral", drop)
+        for name, layer in self.control_in.items():
+            cond = cond + self._drop(layer(controls[name]), name, drop)
+        return F.silu(cond)
+
+    def rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return get_1d_rotary_pos_embed(self.config.hidden_size // self.config.num_heads, positions,
+                                       use_real=True, repeat_interleave_real=True)
+
+    def output(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Final modulated norm and projection of the generated tokens -> velocity."""
+        shift, scale = self.out_modulation(cond).unsqueeze(1).chunk(2, dim=-1)
+        return self.out(self.norm_out(x) * (1 + scale) + shift)
+
     def forward(self, noisy: torch.Tensor, timestep: torch.Tensor, audio: torch.Tensor,
                 context: torch.Tensor, has_context: torch.Tensor, neutral: torch.Tensor,
                 controls: dict[str, torch.Tensor], drop: torch.Tensor | None = None,
@@ -134,15 +165,8 @@ class MotionDiT(ModelMixin, ConfigMixin):
                           self.token_kind.weight[2])
         x = torch.cat([ctx, self.motion_in(noisy) + self.token_kind.weight[0]], dim=1)
         x = x + self._drop(self.audio_in(self.audio_windows(audio)), "audio", drop)
-        cond = self.time_embed(self.time_proj(timestep).to(x.dtype))
-        cond = cond + self._drop(self.neutral_in(neutral), "neutral", drop)
-        for name, layer in self.control_in.items():
-            cond = cond + self._drop(layer(controls[name]), name, drop)
-        cond = F.silu(cond)
-        rope = get_1d_rotary_pos_embed(x.shape[-1] // self.config.num_heads, torch.arange(k + w, device=x.device),
-                                       use_real=True, repeat_interleave_real=True)
+        cond = self.condition(timestep, neutral, controls, drop)
+        rope = self.rope(torch.arange(k + w, device=x.device))
         for block in self.blocks:
             x = block(x, cond, rope, mask)
-        shift, scale = self.out_modulation(cond).unsqueeze(1).chunk(2, dim=-1)
-        x = self.norm_out(x[:, k:]) * (1 + scale) + shift
-        return self.out(x)
+        return self.output(x[:, k:], cond)

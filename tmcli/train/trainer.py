@@ -103,7 +103,7 @@ def train(data_dir: str | Path, out_dir: str | Path, model_settings: ModelSettin
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         step = state["step"]
-        _truncate_log(out / "loss.csv", step)
+        truncate_log(out / "loss.csv", step)
     else:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train.json").write_text(json.dumps({
@@ -141,7 +141,7 @@ def train(data_dir: str | Path, out_dir: str | Path, model_settings: ModelSettin
     return TrainReport(step, loss_value, seconds, (step - first_step) / max(seconds, 1e-9))
 
 
-def _truncate_log(path: Path, step: int) -> None:
+def truncate_log(path: Path, step: int) -> None:
     """Drop log rows after the checkpoint a run resumes from: they are trained again."""
     with open(path) as f:
         rows = list(csv.reader(f))
@@ -149,21 +149,27 @@ def _truncate_log(path: Path, step: int) -> None:
         csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= step])
 
 
-def plot_loss(csv_path: Path, png_path: Path) -> None:
+def plot_loss(csv_path: Path, png_path: Path, curves: dict[str, str] | None = None) -> None:
+    """Plot columns of a loss CSV (column -> label) against the step, on a log scale."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    curves = curves or {"loss": "flow-matching loss"}
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    ax.plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows], lw=1)
+    steps = [int(r["step"]) for r in rows]
+    for column, label in curves.items():
+        values = [float(r[column]) for r in rows]
+        if any(v == v for v in values):  # a column may be empty (NaN) in some stages
+            ax.plot(steps, values, lw=1, label=label)
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("flow-matching loss")
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(png_path)

@@ -1,0 +1,69 @@
+"""Distillation on the toy data set: the student learns from the teacher, resumes exactly, and streams."""
+
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from tmcli.config import load_preset
+from tmcli.controls import Controls
+from tmcli.generator import StreamingGenerator, load_motion_dit
+from tmcli.nn.causal_dit import CausalMotionDiT
+from tmcli.train.distill import distill, teacher_ode, clips_of, new_student
+from tmcli.train.trainer import train
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(toy_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    preset = load_preset("tiny")
+    train(toy_data, out, preset.model, dataclasses.replace(preset.train, steps=60))
+    return out
+
+
+def test_distillation_runs_both_stages_and_the_student_streams(toy_data, tiny_teacher, tmp_path):
+    preset = load_preset("tiny")
+    report = distill(tiny_teacher, toy_data, tmp_path, preset.distill, preset.generator)
+    rows = list(csv.DictReader(open(tmp_path / "loss.csv")))
+    assert report.steps == 20 and [r["stage"] for r in rows] == ["ode"] * 5 + ["dmd"] * 5
+    regression = [float(r["regression"]) for r in rows]
+    assert np.mean(regression[3:5]) < np.mean(regression[:2])  # stage 1 fits the teacher's pairs
+    assert all(np.isfinite(float(r["fake"])) for r in rows[5:])
+    student = load_motion_dit(tmp_path)
+    assert isinstance(student, CausalMotionDiT) and student.config.denoising_steps == 2
+    features = np.random.default_rng(0).normal(size=(37, student.config.audio_dim)).astype(np.float32)
+    motion = StreamingGenerator(student)(features, Controls(), seed=0)
+    assert motion.shape == (37, 35) and np.isfinite(motion).all()
+
+
+def test_resumed_distillation_equals_an_uninterrupted_run(toy_data, tiny_teacher, tmp_path):
+    preset = load_preset("tiny")
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    distill(tiny_teacher, toy_data, whole, preset.distill, preset.generator)
+
+    def stop_at_15(stage, step, total, loss):
+        if stage == "dmd" and step == 15:
+            raise KeyboardInterrupt  # the last checkpoint is at step 10, the end of stage 1
+
+    with pytest.raises(KeyboardInterrupt):
+        distill(tiny_teacher, toy_data, split, preset.distill, preset.generator, on_progress=stop_at_15)
+    distill(tiny_teacher, toy_data, split, preset.distill, preset.generator)
+    a, b = CausalMotionDiT.from_pretrained(whole), CausalMotionDiT.from_pretrained(split)
+    for (name, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_the_teacher_ode_passes_through_the_students_noise_levels(toy_data, tiny_teacher):
+    from tmcli.train.data import WindowStream
+
+    preset = load_preset("tiny")
+    teacher = load_motion_dit(tiny_teacher)
+    student = new_student(teacher, preset.distill)
+    batch = next(WindowStream(toy_data, teacher.config.window, teacher.config.context_frames, 2)())
+    noise = torch.randn(2, teacher.config.window, 35)
+    states, clean = teacher_ode(teacher, clips_of(batch, teacher, student), noise, student.sigmas, preset.generator)
+    assert states.shape == (2, 2, teacher.config.window, 35)
+    torch.testing.assert_close(states[:, 0], noise)  # sigma 1 is the noise itself
+    assert not torch.allclose(states[:, 1], noise) and not torch.allclose(clean, states[:, 1])

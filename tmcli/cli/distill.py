@@ -1,0 +1,63 @@
+"""tm distill: distill the teacher into the causal few-step student that streams."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from ..config import load_preset
+from ..console import console
+from ..errors import ConfigError
+from . import options
+
+
+def distill(
+    teacher: Annotated[Path, typer.Argument(help="Teacher checkpoint from `tm train`.")],
+    data_dir: Annotated[Path, typer.Argument(help="Data set the teacher was trained on (conditions are drawn from it).")],
+    out: Annotated[Path, typer.Option("-o", "--output", help="Student checkpoint folder (resumed if it holds one).")],
+    preset: options.Preset = "default",
+    steps: Annotated[int | None, typer.Option(
+        help="Total student steps, split between the two stages as in the preset.")] = None,
+    student_steps: Annotated[int | None, typer.Option(
+        help="Denoising steps per chunk the student is made for, 1-4 (preset: 2).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every random draw.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Distill a teacher into a causal, chunk-wise, few-step student (ODE regression, then DMD
+    on self-forcing rollouts). Rerun to resume."""
+    from ..data.shards import read_manifest
+    from ..generator import load_motion_dit
+    from ..train.distill import distill as run_distill
+
+    settings = load_preset(preset)
+    d = settings.distill
+    changes = {"student_steps": student_steps, "seed": seed}
+    if steps is not None:
+        if steps < 1:
+            raise ConfigError(f"--steps must be positive, got {steps}")
+        ode = round(steps * d.ode_steps / (d.ode_steps + d.dmd_steps))
+        changes.update(ode_steps=ode, dmd_steps=steps - ode)
+    settings = settings.with_overrides(distill=changes)
+    load_motion_dit(teacher)  # a bad checkpoint fails here, in one line
+    read_manifest(data_dir)  # likewise a folder that is not a data set
+    with Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.description}"), TimeRemainingColumn(), console=console, transient=True,
+                  disable=quiet) as progress:
+        task = progress.add_task("", total=None, stage="distilling")
+
+        def show(stage: str, step: int, total: int, loss: float) -> None:
+            progress.update(task, completed=step, total=total, stage=stage,
+                            description="" if loss != loss else f"loss {loss:.4f}")
+
+        report = run_distill(teacher, data_dir, out, settings.distill, settings.generator, on_progress=show)
+    if not quiet:
+        console.print(f"{out}: step {report.steps}, loss {report.last_loss:.4f}, {report.seconds:.0f} s")

@@ -1,0 +1,303 @@
+"""Asymmetric distillation: the bidirectional many-step teacher -> a causal few-step student.
+
+TalkingMachines, after CausVid (ODE initialisation, DMD) and Self-Forcing (training on the
+student's own rollouts with its KV cache). One clip is one teacher window (4 s), streamed by
+the student as chunks.
+
+Stage 1, ode: the teacher samples motion from noise for `ode_pairs` training windows (its
+guided Euler ODE). The student sees the teacher's clean motion as its past (teacher forcing,
+one masked pass) and learns to map the ODE's state at each of its noise levels to the
+teacher's motion.
+
+Stage 2, dmd: the student makes whole clips chunk by chunk with its own KV cache, exactly as
+when streaming (self forcing; the gradient flows through one random denoising step per
+chunk). Distribution matching: the clip is noised at a random level; the frozen teacher's
+guided prediction gives the real score, a fake-score network (initialised from the teacher and
+trained `fake_updates` times per student step on the student's clips) the fake one, and the
+student moves along fake - real. A regression term on the ODE pairs keeps it stable.
+
+The output folder: the student (config.json + safetensors, a `tm render --checkpoint`), fake/,
+ode_pairs.pt, distill_state.pt (optimizers, step), distill.json, loss.csv and loss.png.
+Rerunning resumes; every random draw of a step comes from (seed, step).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..config import DistillSettings, GeneratorSettings
+from ..features import silence_features
+from ..generator import guidance_scales, guided_velocity, split_controls
+from ..nn.causal_dit import CausalMotionDiT, KVCache
+from ..nn.motion_dit import MotionDiT
+from .data import Batch, WindowStream
+from .trainer import plot_loss, truncate_log
+
+STATE = "distill_state.pt"
+PAIRS = "ode_pairs.pt"
+LOG_COLUMNS = ["step", "stage", "loss", "regression", "fake", "seconds"]
+CURVES = {"regression": "ODE-pair regression", "loss": "student (DMD stage: DMD + weighted regression)",
+          "fake": "fake-score flow matching"}
+
+
+@dataclasses.dataclass
+class Clips:
+    """Conditions of a batch of clips, in the forms the teacher and the student take them."""
+
+    teacher_audio: torch.Tensor  # (B, K + W, F): silent context, as a clip's first window
+    student_audio: torch.Tensor  # (B, W + lookahead + 2 r, F)
+    neutral: torch.Tensor  # (B, D) normalised
+    controls: torch.Tensor  # (B, CONTROL_DIM)
+
+    def teacher_inputs(self, teacher: MotionDiT) -> dict:
+        b, k = len(self.neutral), teacher.config.context_frames
+        return {"audio": self.teacher_audio, "context": torch.zeros(b, k, self.neutral.shape[-1]),
+                "has_context": torch.zeros(b, dtype=torch.bool), "neutral": self.neutral,
+                "controls": split_controls(self.controls)}
+
+    def student_inputs(self) -> dict:
+        return {"audio": self.student_audio, "neutral": self.neutral, "controls": split_controls(self.controls)}
+
+    def select(self, index: torch.Tensor) -> Clips:
+        return Clips(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
+
+
+def clips_of(batch: Batch, teacher: MotionDiT, student: CausalMotionDiT) -> Clips:
+    k, r = teacher.config.context_frames, student.config.audio_context
+    b, w = batch.motion.shape[:2]
+    after = student.config.lookahead_frames + r
+    teacher_audio = batch.audio.clone()
+    teacher_audio[:, :k] = torch.as_tensor(silence_features(k))
+    student_audio = torch.cat([torch.as_tensor(silence_features(r)).expand(b, r, -1), batch.audio[:, k:],
+                               torch.as_tensor(silence_features(after)).expand(b, after, -1)], dim=1)
+    return Clips(teacher_audio, student_audio, teacher.normalize(batch.neutral), batch.controls)
+
+
+def new_student(teacher: MotionDiT, settings: DistillSettings) -> CausalMotionDiT:
+    if teacher.config.window % settings.chunk_frames:
+        raise ValueError(f"the teacher's window ({teacher.config.window} frames) is not a whole number of "
+                         f"{settings.chunk_frames}-frame chunks")
+    return CausalMotionDiT.from_teacher(teacher, chunk_frames=settings.chunk_frames,
+                                        window_chunks=settings.window_chunks,
+                                        lookahead_frames=settings.lookahead_frames,
+                                        denoising_steps=settings.student_steps)
+
+
+@torch.no_grad()
+def teacher_ode(teacher: MotionDiT, clips: Clips, noise: torch.Tensor, student_sigmas: list[float],
+                generator_settings: GeneratorSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's guided Euler ODE from `noise`: (its states at the student's sigmas (B, S, W, D), clean)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    n = len(student_sigmas)
+    steps = math.ceil(generator_settings.steps / n) * n  # a grid that passes through the student's sigmas
+    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+    scheduler.set_timesteps(sigmas=[1.0 - i / steps for i in range(steps)])
+    inputs, scales = clips.teacher_inputs(teacher), guidance_scales(generator_settings)
+    x, states = noise, []
+    for i, t in enumerate(scheduler.timesteps):
+        if i % (steps // n) == 0:
+            states.append(x)
+        v = guided_velocity(teacher, x, t.expand(len(x)), inputs, scales)
+        x = scheduler.step(v, t, x).prev_sample
+    return torch.stack(states, dim=1), x
+
+
+def make_ode_pairs(teacher: MotionDiT, student: CausalMotionDiT, data_dir: Path, settings: DistillSettings,
+                   generator_settings: GeneratorSettings, on_batch: Callable[[int, int], None] | None = None) -> dict:
+    """`ode_pairs` teacher samples: the clips' conditions, ODE states and clean motion."""
+    w = teacher.config.window
+    stream = WindowStream(data_dir, w, teacher.config.context_frames, settings.batch_size, settings.seed + 1)
+    parts = []
+    batches = math.ceil(settings.ode_pairs / settings.batch_size)
+    for i, batch in zip(range(batches), stream()):
+        clips = clips_of(batch, teacher, student)
+        g = torch.Generator().manual_seed(settings.seed * 1_000_003 + i)
+        noise = torch.randn(len(batch.motion), w, teacher.config.motion_dim, generator=g)
+        states, clean = teacher_ode(teacher, clips, noise, student.sigmas, generator_settings)
+        parts.append({**dataclasses.asdict(clips), "states": states, "clean": clean})
+        if on_batch:
+            on_batch(i + 1, batches)
+    return {k: torch.cat([p[k] for p in parts])[: settings.ode_pairs] for k in parts[0]}
+
+
+def regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Teacher forcing: each chunk from the ODE state at one of the student's sigmas -> the teacher's motion."""
+    clips = Clips(*(pairs[f.name][index] for f in dataclasses.fields(Clips)))
+    states, clean = pairs["states"][index], pairs["clean"][index]
+    b, s, w, d = states.shape
+    c = student.config.chunk_frames
+    level = torch.randint(0, s, (b, w // c), generator=g)  # a noise level per chunk
+    sigma = torch.tensor(student.sigmas)[level]
+    pick = level.repeat_interleave(c, dim=1)[:, None, :, None].expand(b, 1, w, d)
+    noisy = states.gather(1, pick)[:, 0]
+    v = student.forward_sequence(clean, noisy, sigma * 1000, **clips.student_inputs())
+    predicted = noisy - sigma.repeat_interleave(c, dim=1)[..., None] * v
+    return ((predicted - clean) ** 2).mean()
+
+
+def rollout(student: CausalMotionDiT, clips: Clips, g: torch.Generator) -> torch.Tensor:
+    """Self forcing: a whole clip streamed chunk by chunk with the KV cache, normalised (B, W, D).
+
+    Each chunk stops at a random denoising step (the same across the batch), the only one the
+    gradient flows through; the cache is written without gradient, as at inference."""
+    cfg = student.config
+    c, steps = cfg.chunk_frames, student.sigmas
+    b = len(clips.neutral)
+    w = clips.student_audio.shape[1] - student.audio_span + c
+    inputs = clips.student_inputs()
+    cache = KVCache(cfg.num_layers, cfg.window_chunks)
+    out = []
+    for i in range(w // c):
+        audio = inputs["audio"][:, i * c: i * c + student.audio_span]
+        const = {"neutral": inputs["neutral"], "controls": inputs["controls"]}
+        exit_step = int(torch.randint(0, len(steps), (1,), generator=g))
+        x = torch.randn(b, c, cfg.motion_dim, generator=g)
+        for k in range(exit_step + 1):
+            with torch.set_grad_enabled(k == exit_step and torch.is_grad_enabled()):
+                v = student.step(x, torch.full((b,), steps[k] * 1000), audio, cache, **const)
+                clean = x - steps[k] * v
+            if k < exit_step:
+                x = (1 - steps[k + 1]) * clean + steps[k + 1] * torch.randn(x.shape, generator=g)
+        with torch.no_grad():
+            student.step(clean.detach(), torch.zeros(b), audio, cache, write=True, **const)
+        out.append(clean)
+    return torch.cat(out, dim=1)
+
+
+def dmd_loss(student_clip: torch.Tensor, teacher: MotionDiT, fake: MotionDiT, clips: Clips,
+             generator_settings: GeneratorSettings, g: torch.Generator) -> torch.Tensor:
+    """DMD: move the student's clip along (fake - real) denoised predictions at a random noise level."""
+    b = len(student_clip)
+    sigma = (0.02 + 0.96 * torch.rand(b, generator=g)).view(b, 1, 1)
+    noisy = (1 - sigma) * student_clip.detach() + sigma * torch.randn(student_clip.shape, generator=g)
+    with torch.no_grad():
+        inputs = clips.teacher_inputs(teacher)
+        real = noisy - sigma * guided_velocity(teacher, noisy, sigma.view(b) * 1000, inputs,
+                                               guidance_scales(generator_settings))
+        fake_pred = noisy - sigma * fake(noisy, sigma.view(b) * 1000, **inputs)
+        weight = (student_clip.detach() - real).abs().mean(dim=(1, 2), keepdim=True).clamp(min=1e-4)
+        grad = (fake_pred - real) / weight
+    return 0.5 * ((student_clip - (student_clip - grad).detach()) ** 2).mean()
+
+
+def fake_loss(fake: MotionDiT, student_clip: torch.Tensor, clips: Clips, g: torch.Generator) -> torch.Tensor:
+    """Flow matching of the fake-score network on the student's clips: it learns what the student makes."""
+    x0 = student_clip.detach()
+    b = len(x0)
+    sigma = torch.sigmoid(torch.randn(b, generator=g)).view(b, 1, 1)
+    noise = torch.randn(x0.shape, generator=g)
+    v = fake((1 - sigma) * x0 + sigma * noise, sigma.view(b) * 1000, **clips.teacher_inputs(fake))
+    return ((v - (noise - x0)) ** 2).mean()
+
+
+@dataclasses.dataclass
+class DistillReport:
+    steps: int
+    last_loss: float
+    seconds: float
+
+
+def distill(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, settings: DistillSettings,
+            generator_settings: GeneratorSettings,
+            on_progress: Callable[[str, int, int, float], None] | None = None) -> DistillReport:
+    """Distill (or resume distilling) the teacher in `teacher_dir` into a student in `out_dir`."""
+    from ..generator import load_motion_dit
+
+    out, data_dir = Path(out_dir), Path(data_dir)
+    resume = (out / STATE).is_file()
+    if resume:
+        saved = json.loads((out / "distill.json").read_text())
+        settings = dataclasses.replace(DistillSettings(**saved["distill"]), ode_steps=settings.ode_steps,
+                                       dmd_steps=settings.dmd_steps)
+        generator_settings = GeneratorSettings(**saved["generator"])
+    torch.manual_seed(settings.seed)
+    teacher = load_motion_dit(teacher_dir)
+    teacher.requires_grad_(False)
+    if resume:
+        student = CausalMotionDiT.from_pretrained(out)
+        fake = MotionDiT.from_pretrained(out / "fake")
+    else:
+        student, fake = new_student(teacher, settings), MotionDiT.from_config(teacher.config)
+        fake.load_state_dict(teacher.state_dict())
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "distill.json").write_text(json.dumps({
+            "teacher": str(Path(teacher_dir).resolve()), "data": str(data_dir.resolve()),
+            "distill": dataclasses.asdict(settings), "generator": dataclasses.asdict(generator_settings)}, indent=1))
+        (out / "loss.csv").write_text(",".join(LOG_COLUMNS) + "\n")
+    student.train()
+    fake.train()
+    optimizer = torch.optim.AdamW(student.parameters(), lr=settings.learning_rate, weight_decay=0.0)
+    fake_optimizer = torch.optim.AdamW(fake.parameters(), lr=settings.fake_learning_rate, weight_decay=0.0)
+    step = 0
+    if resume:
+        state = torch.load(out / STATE, weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        fake_optimizer.load_state_dict(state["fake_optimizer"])
+        step = state["step"]
+        truncate_log(out / "loss.csv", step)
+
+    if (out / PAIRS).is_file():
+        pairs = torch.load(out / PAIRS, weights_only=True)
+    else:
+        pairs = make_ode_pairs(teacher, student, data_dir, settings, generator_settings,
+                               lambda i, n: on_progress and on_progress("teacher ODE pairs", i, n, float("nan")))
+        torch.save(pairs, out / PAIRS)
+    stream = WindowStream(data_dir, teacher.config.window, teacher.config.context_frames, settings.batch_size,
+                          settings.seed)
+    total = settings.ode_steps + settings.dmd_steps
+    start, loss_value = time.perf_counter(), float("nan")
+    batches = stream(max(0, step - settings.ode_steps))
+    with open(out / "loss.csv", "a", newline="") as log, torch.enable_grad():
+        writer = csv.writer(log)
+        while step < total:
+            g = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
+            index = torch.randint(0, len(pairs["clean"]), (settings.batch_size,), generator=g)
+            regression = regression_loss(student, pairs, index, g)
+            if step < settings.ode_steps:
+                stage, loss, fake_value = "ode", regression, float("nan")
+            else:
+                stage = "dmd"
+                clips = clips_of(next(batches), teacher, student)
+                clip = rollout(student, clips, g)
+                for _ in range(settings.fake_updates):
+                    f_loss = fake_loss(fake, clip, clips, g)
+                    fake_optimizer.zero_grad(set_to_none=True)
+                    f_loss.backward()
+                    torch.nn.utils.clip_grad_norm_(fake.parameters(), 1.0)
+                    fake_optimizer.step()
+                fake_value = f_loss.item()
+                loss = dmd_loss(clip, teacher, fake, clips, generator_settings, g)
+                loss = loss + settings.regression_weight * regression
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+            loss_value = loss.item()
+            if step % settings.log_every == 0 or step == total:
+                writer.writerow([step, stage, f"{loss_value:.5f}", f"{regression.item():.5f}", f"{fake_value:.5f}",
+                                 f"{time.perf_counter() - start:.1f}"])
+                log.flush()
+            if step % settings.checkpoint_every == 0 or step == total:
+                _checkpoint(student, fake, optimizer, fake_optimizer, step, out)
+                plot_loss(out / "loss.csv", out / "loss.png", CURVES)
+            if on_progress:
+                on_progress(stage, step, total, loss_value)
+    return DistillReport(step, loss_value, time.perf_counter() - start)
+
+
+def _checkpoint(student, fake, optimizer, fake_optimizer, step: int, out: Path) -> None:
+    student.save_pretrained(out)
+    fake.save_pretrained(out / "fake")
+    tmp = out / (STATE + ".tmp")
+    torch.save({"step": step, "optimizer": optimizer.state_dict(), "fake_optimizer": fake_optimizer.state_dict()}, tmp)
+    tmp.replace(out / STATE)
