@@ -11,7 +11,7 @@ from tmcli.config import load_preset
 from tmcli.controls import Controls
 from tmcli.generator import StreamingGenerator, load_motion_dit
 from tmcli.nn.causal_dit import CausalMotionDiT
-from tmcli.train.distill import distill, teacher_ode, clips_of, new_student
+from tmcli.train.distill import clips_of, distill, new_student, teacher_ode
 from tmcli.train.trainer import train
 
 

@@ -24,7 +24,6 @@ from .features import FEATURE_DIM, silence_features
 from .nn.causal_dit import CausalMotionDiT, KVCache
 from .nn.motion_dit import MotionDiT
 
-
 MODEL_CLASSES = {cls.__name__: cls for cls in (MotionDiT, CausalMotionDiT)}
 
 

@@ -24,7 +24,6 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import apply_rotary_emb
 
