@@ -56,13 +56,16 @@ def test_the_shipped_teacher_lip_syncs_the_sample(tmp_path):
 
     out = tmp_path / "teacher.mp4"
     preset = load_preset().with_overrides(output={"crop": True, "size": 256})
-    result = render(PORTRAIT, SPEECH, out, preset, seed=0, generator="teacher")
+    result = render(PORTRAIT, SPEECH, out, preset, seed=0, generator="teacher", keep_motion=True)
+    assert result.motion.shape == (result.frames, 35)
     report = evaluate_video(out, SPEECH, transcript=TRANSCRIPT)
     assert abs(report.offset_frames) <= 1 and report.correlation >= 0.5
     assert report.bilabial_closed >= 0.85 and report.open_vowel_open >= 0.8
-    again = render(PORTRAIT, SPEECH, tmp_path / "again.mp4", preset, seed=0, generator="teacher")
+    again = render(PORTRAIT, SPEECH, tmp_path / "again.mp4", preset, seed=0, generator="teacher",
+                   keep_motion=True)
     np.testing.assert_array_equal(result.motion, again.motion)  # same seed, same motion
     happy = render(PORTRAIT, SPEECH, tmp_path / "happy.mp4",
-                   preset.with_overrides(generator={"emotion": "happy"}), seed=0, generator="teacher")
+                   preset.with_overrides(generator={"emotion": "happy"}), seed=0, generator="teacher",
+                   keep_motion=True)
     smile = INDEX["mouthSmileLeft"]
     assert happy.motion[:, smile].mean() > result.motion[:, smile].mean() + 0.2

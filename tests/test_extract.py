@@ -82,7 +82,7 @@ def rendered(tmp_path_factory):
     sf.write(wav, audio[rate // 2: 3 * rate], rate)
     preset = load_preset("default").with_overrides(output={"crop": True, "size": 256},
                                                    driver={"pose_intensity": 3.0})
-    result = render(PORTRAIT, wav, tmp / "talk.mp4", preset, seed=2)
+    result = render(PORTRAIT, wav, tmp / "talk.mp4", preset, seed=2, keep_motion=True)
     return tmp / "talk.mp4", wav, result
 
 

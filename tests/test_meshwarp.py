@@ -71,3 +71,13 @@ def test_paste_back_has_no_seam(portrait, portrait_image):
 def test_render_is_deterministic(portrait):
     a, b = _crop(portrait, jawOpen=0.3, gazeX=0.5), _crop(portrait, jawOpen=0.3, gazeX=0.5)
     assert torch.equal(a, b)
+
+
+def test_motion_outside_a_faces_range_is_clamped_not_a_crash(portrait):
+    from tmcli.face.motion import MOTION_DIM, UPPER
+
+    wild = portrait.render_frame(np.full(MOTION_DIM, 50.0))
+    at_limit = portrait.render_frame(UPPER)
+    np.testing.assert_array_equal(wild, at_limit)  # clamped to the same face
+    broken = portrait.render_frame(np.full(MOTION_DIM, np.nan))
+    assert broken.shape == wild.shape and broken.dtype == np.uint8

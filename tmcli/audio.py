@@ -7,6 +7,7 @@ someone changes one so that frames stop lining up with samples.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,32 +32,11 @@ def ffmpeg_exe() -> str:
 
 
 def load_audio(path: str | Path) -> np.ndarray:
-    """Decode the audio (or a video's audio track) of any format ffmpeg reads.
+    """Decode the audio (or a video's audio track) of any format ffmpeg reads, whole.
 
     Returns mono float32 at SAMPLE_RATE in [-1, 1]. Resampling happens here, once.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"audio file not found: {path}")
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-map", "0:a:0",
-           "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"]
-    proc = subprocess.run(cmd, capture_output=True)
-    if proc.returncode != 0:
-        detail = proc.stderr.decode(errors="replace").strip()
-        reason = detail.splitlines()[-1] if detail else f"ffmpeg exit {proc.returncode}"
-        if "matches no streams" in detail:
-            reason = "it has no audio track"
-        raise AudioError(f"cannot read audio from {path}: {reason}")
-    audio = np.frombuffer(proc.stdout, dtype=np.float32).copy()
-    return check_audio(audio, str(path))
-
-
-def check_audio(audio: np.ndarray, name: str) -> np.ndarray:
-    if audio.size == 0:
-        raise AudioError(f"{name} has no audio samples", hint="is it empty or zero-length?")
-    if not np.all(np.isfinite(audio)):
-        raise AudioError(f"{name} has non-finite samples")
-    return np.clip(audio, -1.0, 1.0)
+    return np.concatenate(list(read_audio_blocks(path, block_seconds=60.0)))
 
 
 def num_video_frames(num_samples: int, fps: float) -> int:
@@ -131,3 +111,42 @@ def extract_features(audio: np.ndarray, fps: float) -> AudioFeatures:
         mel=to_video_frames(logmel, num_frames, fps).astype(np.float32),
     )
 
+
+
+def read_audio_blocks(source: str | Path, raw_rate: int | None = None,
+                      block_seconds: float = 0.2) -> Iterator[np.ndarray]:
+    """Decode a file, or standard input ("-"), to mono float32 blocks at SAMPLE_RATE as it arrives.
+
+    raw_rate: the input is headerless 16-bit mono PCM at this rate (stdin pipelines); otherwise
+    ffmpeg finds the format itself (wav, flac, mp3, ...). Bad or empty input raises AudioError."""
+    from_stdin = str(source) == "-"
+    if not from_stdin and not Path(source).is_file():
+        raise InputError(f"audio file not found: {source}")
+    name = "standard input" if from_stdin else str(source)
+    fmt = ["-f", "s16le", "-ar", str(raw_rate), "-ac", "1"] if raw_rate else []
+    cmd = [ffmpeg_exe(), "-v", "error", *fmt, "-i", "pipe:0" if from_stdin else str(source), "-vn",
+           "-map", "0:a:0", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "pipe:1"]
+    proc = subprocess.Popen(cmd, stdin=None if from_stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    block_bytes = 4 * max(1, int(block_seconds * SAMPLE_RATE))
+    total = 0
+    try:
+        while chunk := proc.stdout.read(block_bytes):
+            block = np.frombuffer(chunk[: len(chunk) // 4 * 4], dtype=np.float32).copy()
+            if not np.all(np.isfinite(block)):
+                raise AudioError(f"{name} has non-finite samples")
+            total += len(block)
+            yield np.clip(block, -1.0, 1.0)
+        proc.wait()
+        if proc.returncode != 0:
+            detail = proc.stderr.read().decode(errors="replace").strip()
+            reason = detail.splitlines()[-1] if detail else f"ffmpeg exit {proc.returncode}"
+            if "matches no streams" in detail:
+                reason = "it has no audio track"
+            raise AudioError(f"cannot read audio from {name}: {reason}")
+        if total == 0:
+            raise AudioError(f"{name} has no audio samples", hint="is it empty or zero-length?")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -13,9 +13,13 @@ Two views of the same audio, concatenated per frame:
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+
 import numpy as np
 
-from .audio import FEATURE_RATE, N_MELS, AudioFeatures, to_video_frames
+from .audio import FEATURE_RATE, N_MELS, SAMPLE_RATE, AudioFeatures, to_video_frames
 from .speech import Phone
 
 FEATURES_VERSION = 2  # bump when anything here changes: data made before must be remade
@@ -65,3 +69,126 @@ def silence_features(num_frames: int) -> np.ndarray:
     row[N_MELS] = -1.0
     row[ACOUSTIC_DIM] = 1.0  # the silence class
     return np.tile(row, (num_frames, 1))
+
+
+class FeatureStream:
+    """Audio blocks in, generator_features rows out, one utterance at a time (streaming render).
+
+    The phones need pocketsphinx, which hears words best over whole utterances, so the audio
+    is cut at pauses: the first 0.2 s stretch 35 dB under the loud level once `min_seconds`
+    are in, or the quietest frame of the last 3 s at `max_seconds`. Each piece gets its own
+    features and phones (recognised in a worker process while the previous piece renders;
+    at most `in_flight` pieces wait, so memory stays bounded). Cuts fall on video-frame edges,
+    so the rows tile the audio exactly. Rendering a file cuts it the same way: a file and the
+    same audio on stdin give the same video.
+    """
+
+    def __init__(self, fps: float, phones_of: Callable[[np.ndarray, float], list[Phone]], min_seconds: float = 2.0,
+                 max_seconds: float = 8.0, in_flight: int = 3, pool=None):
+        self.fps, self.phones_of = fps, phones_of
+        self.min_frames, self.max_frames = int(min_seconds * fps), int(max_seconds * fps)
+        self.in_flight, self.pool = in_flight, pool
+
+    def _sample(self, frame: int) -> int:
+        return int(round(frame * SAMPLE_RATE / self.fps))
+
+    def _cut(self, audio: np.ndarray, first: int, final: bool) -> int | None:
+        """Frame (absolute) to end the piece starting at `first` at, or None to wait for more audio."""
+        frames = int(np.floor((self._sample(first) + len(audio)) * self.fps / SAMPLE_RATE)) - first
+        if final:
+            frames = int(round((self._sample(first) + len(audio)) * self.fps / SAMPLE_RATE)) - first
+            return None if frames <= 0 else first + frames
+        if frames < self.min_frames + int(0.2 * self.fps):
+            return None
+        edges = [self._sample(first + i) - self._sample(first) for i in range(frames + 1)]
+        power = np.array([np.mean(audio[a:b] ** 2) + 1e-12 for a, b in zip(edges, edges[1:])])
+        db = 10 * np.log10(power)
+        quiet = db < np.percentile(db, 95) - 35.0
+        run = max(1, int(round(0.2 * self.fps)))
+        for i in range(self.min_frames, frames - run + 1):
+            if quiet[i: i + run].all():
+                return first + i + run // 2
+        if frames >= self.max_frames:
+            lo = max(self.min_frames, self.max_frames - int(3 * self.fps))
+            return first + lo + int(np.argmin(db[lo: self.max_frames]))
+        return None
+
+    def __call__(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        from collections import deque
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        from .audio import extract_features
+
+        pending: deque[tuple[np.ndarray, float, Future | list[Phone]]] = deque()
+
+        def submit(piece: np.ndarray, start: float) -> None:
+            phones = self.pool.submit(self.phones_of, piece, start) if self.pool else self.phones_of(piece, start)
+            pending.append((piece, start, phones))
+
+        def finish(piece: np.ndarray, start: float, phones) -> np.ndarray:
+            if isinstance(phones, Future):
+                try:
+                    phones = phones.result()
+                except BrokenProcessPool:  # the worker could not start (see pipeline._result)
+                    phones = self.phones_of(piece, start)
+            return generator_features(extract_features(piece, self.fps), phones)
+
+        # input is read in a thread, so a piece whose phones are done goes out while the input is quiet
+        source = _read_ahead(blocks)
+        buffer, first, final = np.zeros(0, dtype=np.float32), 0, False
+        while not final:
+            try:
+                block = source.get(timeout=0.05)
+            except queue.Empty:
+                while pending and _ready(pending[0][2]):
+                    yield finish(*pending.popleft())
+                continue
+            if isinstance(block, BaseException):
+                raise block
+            final = block is None
+            if not final:
+                buffer = np.concatenate([buffer, block])
+            while (end := self._cut(buffer, first, final)) is not None:
+                n = self._sample(end) - self._sample(first)
+                piece = buffer[:n] if len(buffer) >= n else np.pad(buffer, (0, n - len(buffer)))  # the last frame
+                submit(piece, self._sample(first) / SAMPLE_RATE)
+                buffer, first = buffer[n:], end
+                while len(pending) > self.in_flight or (pending and _ready(pending[0][2])):
+                    yield finish(*pending.popleft())
+            while pending and (final or _ready(pending[0][2])):
+                yield finish(*pending.popleft())
+
+
+def _read_ahead(blocks: Iterable[np.ndarray], max_blocks: int = 64) -> queue.Queue:
+    """Blocks from a thread into a bounded queue, then None at the end (or the exception raised)."""
+    out: queue.Queue = queue.Queue(max_blocks)
+
+    def run() -> None:
+        try:
+            for block in blocks:
+                out.put(block)
+            out.put(None)
+        except BaseException as exc:  # handed to the reading thread, which raises it
+            out.put(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    return out
+
+
+def _ready(phones) -> bool:
+    return not hasattr(phones, "done") or phones.done()
+
+
+def recognised_phones(piece: np.ndarray, start: float) -> list[Phone]:
+    """FeatureStream's phones_of: what pocketsphinx hears in the piece."""
+    from .speech import speech_phones
+
+    return speech_phones(piece)
+
+
+def phones_within(phones: list[Phone], piece: np.ndarray, start: float) -> list[Phone]:
+    """FeatureStream's phones_of for phones known in advance (a transcript aligned to the whole file)."""
+    end = start + len(piece) / SAMPLE_RATE
+    return [Phone(p.label, max(p.start, start) - start, min(p.end, end) - start)
+            for p in phones if p.end > start and p.start < end]

@@ -128,6 +128,29 @@ class TeacherGenerator:
         return x
 
 
+def denoise_chunk(model: CausalMotionDiT, audio: torch.Tensor, cache: KVCache, const: dict,
+                  generator: torch.Generator, exit_step: int | None = None) -> torch.Tensor:
+    """One chunk: few-step sampling against the cache (predict clean, re-noise to the next
+    level), then the clean chunk committed to the cache. Normalised (B, C, D).
+
+    exit_step stops early (self-forcing training); where gradients are on, they flow through
+    the last step run only, and never into the cache."""
+    b, sigmas = len(const["neutral"]), model.sigmas
+    last = len(sigmas) - 1 if exit_step is None else exit_step
+    device = audio.device
+    x = torch.randn(b, model.config.chunk_frames, model.config.motion_dim, generator=generator).to(device)
+    grad = torch.is_grad_enabled()
+    for k in range(last + 1):
+        with torch.set_grad_enabled(grad and k == last):
+            v = model.step(x, torch.full((b,), sigmas[k] * 1000, device=device), audio, cache, **const)
+            clean = x - sigmas[k] * v
+        if k < last:
+            x = (1 - sigmas[k + 1]) * clean + sigmas[k + 1] * torch.randn(x.shape, generator=generator).to(device)
+    with torch.no_grad():
+        model.step(clean.detach(), torch.zeros(b, device=device), audio, cache, write=True, **const)
+    return clean
+
+
 class StreamingGenerator:
     """The causal student, chunk by chunk: feature rows in, motion chunks out, with a KV cache.
 
@@ -169,19 +192,9 @@ class StreamingGenerator:
             pending, made = pending[c:], made + c
 
     def _chunk(self, audio: np.ndarray, cache: KVCache, const: dict, generator: torch.Generator) -> np.ndarray:
-        model = self.model
-        device = model.motion_mean.device
-        audio_t = torch.as_tensor(audio, device=device)[None]
-        x = torch.randn(1, model.config.chunk_frames, MOTION_DIM, generator=generator).to(device)
-        sigmas = model.sigmas
-        for i, sigma in enumerate(sigmas):
-            v = model.step(x, torch.full((1,), sigma * 1000, device=device), audio_t, cache, **const)
-            clean = x - sigma * v
-            if i + 1 < len(sigmas):
-                noise = torch.randn(x.shape, generator=generator).to(device)
-                x = (1 - sigmas[i + 1]) * clean + sigmas[i + 1] * noise
-        model.step(clean, torch.zeros(1, device=device), audio_t, cache, write=True, **const)
-        return model.denormalize(clean[0]).cpu().numpy()
+        audio_t = torch.as_tensor(audio, device=self.model.motion_mean.device)[None]
+        clean = denoise_chunk(self.model, audio_t, cache, const, generator)
+        return self.model.denormalize(clean[0]).cpu().numpy()
 
     def __call__(self, features: np.ndarray, controls: Controls, seed: int = 0,
                  neutral: np.ndarray | None = None) -> np.ndarray:

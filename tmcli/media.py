@@ -8,7 +8,10 @@ render never leaves a partial file at the output path.
 from __future__ import annotations
 
 import os
+import queue
+import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -62,19 +65,24 @@ class VideoWriter:
     """Raw RGB frames in, an H.264 yuv420p + AAC mp4 out (with +faststart).
 
     Use as a context manager: the file appears at `path` only if the block finishes without
-    an exception. `audio_path` is muxed as it is (its own rate and channels), re-encoded to AAC.
-    `path` of "-" writes a fragmented mp4 to standard output (for pipelines).
+    an exception. `audio_path` is muxed as it is (its own rate and channels), re-encoded to AAC;
+    or, with `audio_rate`, mono float samples given to write_audio / tee_audio as they come.
+    `path` of "-" writes a fragmented mp4 to standard output (for pipelines), a fragment per
+    second, so a reader gets the video while it is being made.
     """
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float,
-                 audio_path: str | Path | None = None, crf: int = 18, preset: str = "veryfast"):
+                 audio_path: str | Path | None = None, crf: int = 18, preset: str = "veryfast",
+                 audio_rate: int | None = None):
         if width % 2 or height % 2:
             raise ValueError(f"H.264 yuv420p needs even sizes, got {width}x{height}")
         self.to_stdout = str(path) == "-"
         self.path = Path(path)
         self.width, self.height, self.fps = width, height, fps
-        self.audio_path = audio_path
+        self.audio_path, self.audio_rate = audio_path, audio_rate
         self.crf, self.preset = crf, preset
+        self._audio_queue: queue.Queue | None = None
+        self._audio_thread: threading.Thread | None = None
         self.frames_written = 0
         self.close_seconds = 0.0  # time spent waiting for ffmpeg to finish after the last frame
         self._proc = None
@@ -95,14 +103,47 @@ class VideoWriter:
         video = ffmpeg.input("pipe:0", format="rawvideo", pix_fmt="rgb24",
                              s=f"{self.width}x{self.height}", r=self.fps)
         streams = [video.video]
+        audio_fd = None
         if self.audio_path is not None:
             streams.append(ffmpeg.input(str(self.audio_path)).audio)
+        elif self.audio_rate is not None:
+            audio_fd, write_fd = os.pipe()
+            streams.append(ffmpeg.input(f"pipe:{audio_fd}", format="f32le", ar=self.audio_rate, ac=1).audio)
+        # a stream: a fragment per second, and no B-frames (they delay output, and with no edit
+        # list in a fragmented mp4 they would start the video 2 frames after the audio)
+        extra = {"g": max(1, round(self.fps)), "tune": "zerolatency"} if self.to_stdout else {}
         out = ffmpeg.output(*streams, target, format="mp4", vcodec="libx264", pix_fmt="yuv420p",
                             crf=self.crf, preset=self.preset, acodec="aac", audio_bitrate="128k",
-                            movflags=movflags, r=self.fps)
+                            movflags=movflags, r=self.fps, **extra)
         out = out.global_args("-nostdin", "-v", "error", "-y")
-        self._proc = out.run_async(pipe_stdin=True, pipe_stderr=True, cmd=ffmpeg_exe())
+        self._proc = subprocess.Popen(out.compile(cmd=ffmpeg_exe()), stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      pass_fds=(audio_fd,) if audio_fd is not None else ())
+        if audio_fd is not None:
+            os.close(audio_fd)
+            # a thread feeds the audio, so neither pipe can stall the other inside ffmpeg
+            self._audio_queue = queue.Queue()
+            self._audio_thread = threading.Thread(target=self._feed_audio, args=(os.fdopen(write_fd, "wb"),),
+                                                  daemon=True)
+            self._audio_thread.start()
         return self
+
+    def _feed_audio(self, pipe) -> None:
+        with pipe:
+            while (block := self._audio_queue.get()) is not None:
+                try:
+                    pipe.write(block)
+                except BrokenPipeError:
+                    return
+
+    def write_audio(self, samples: np.ndarray) -> None:
+        """Mono float samples at audio_rate, in order (only with audio_rate)."""
+        self._audio_queue.put(np.asarray(samples, dtype=np.float32).tobytes())
+
+    def tee_audio(self, blocks):
+        """Pass audio blocks through, writing each one to the video as it goes by."""
+        for block in blocks:
+            self.write_audio(block)
+            yield block
 
     def write(self, frame: np.ndarray) -> None:
         """One H x W x 3 uint8 frame."""
@@ -123,13 +164,16 @@ class VideoWriter:
 
         start = time.perf_counter()
         try:
+            if exc_type is not None:
+                self._proc.kill()
             if self._proc.stdin:
                 try:
                     self._proc.stdin.close()
                 except BrokenPipeError:
                     pass
-            if exc_type is not None:
-                self._proc.kill()
+            if self._audio_thread is not None:  # after the video's end, so ffmpeg can drain the audio
+                self._audio_queue.put(None)
+                self._audio_thread.join()
             self._proc.wait()
             self.close_seconds = time.perf_counter() - start
             if exc_type is None and self._proc.returncode != 0:
@@ -150,7 +194,8 @@ def read_video_frames(path: str | Path):
     if not path.is_file():
         raise InputError(f"video not found: {path}")
     try:
-        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+        # passthrough: the frames as stored (a stream whose audio runs longer is not padded with copies)
+        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24", output_params=["-fps_mode", "passthrough"])
         meta = next(reader)
     except (RuntimeError, OSError, StopIteration) as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__

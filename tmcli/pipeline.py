@@ -14,11 +14,11 @@ import multiprocessing
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -29,9 +29,9 @@ from .driver import PhoneticDriver
 from .errors import ConfigError
 from .features import generator_features
 from .media import VideoWriter, check_writable
-from .speech import speech_phones
+from .speech import speech_phones, warm_up
 
-GENERATORS = ("phonetic", "teacher")
+GENERATORS = ("phonetic", "teacher", "student")
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
@@ -76,12 +76,17 @@ def controls_from(preset: Preset) -> Controls:
 
 def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path, preset: Preset,
            seed: int = 0, transcript: str | None = None, face_index: int = 0,
-           on_frame: Callable[[int, int], None] | None = None, generator: str = "phonetic",
-           checkpoint: str | Path | None = None) -> RenderResult:
-    """Render `audio_path` spoken by the face in `portrait_path` to the mp4 `output`.
+           on_frame: Callable[[int, int | None], None] | None = None, generator: str = "phonetic",
+           checkpoint: str | Path | None = None, raw_rate: int | None = None,
+           keep_motion: bool = False) -> RenderResult:
+    """Render `audio_path` ("-": standard input) spoken by the face in `portrait_path` to the
+    mp4 `output` ("-": standard output).
 
-    generator: "phonetic" (phones -> visemes; needs no weights) or "teacher" (the MotionDiT
-    in `checkpoint`, by default the one shipped in tmcli/weights/, sampled over sliding windows).
+    generator: "student" streams: audio is read, cut into utterances, turned into motion chunk
+    by chunk and rendered as it comes (memory does not grow with the length). "teacher" (the
+    bidirectional MotionDiT over sliding windows) and "phonetic" (phones -> visemes, no
+    weights) read the whole audio first. Learned generators load `checkpoint`, by default the
+    one shipped in tmcli/weights/. raw_rate: the audio is headerless 16-bit PCM at this rate.
     """
     start = time.perf_counter()
     timer = StageTimer()
@@ -91,18 +96,21 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
         raise ConfigError(f"unknown generator {generator!r}", hint=f"use one of {', '.join(GENERATORS)}")
     if generator != "phonetic" and checkpoint is None:
         checkpoint = embedded_checkpoint(generator)
-    controls_from(preset)  # a bad emotion fails here, before any work
-    with timer("load audio"):
-        samples = audio_mod.load_audio(audio_path)
-    # phones: the transcript force-aligned, or recognised words + closures; the learned
-    # generators hear them as one of their inputs
-    find_phones = functools.partial(speech_phones, transcript=transcript)
+    controls = controls_from(preset)  # a bad emotion fails here, before any work
+    from_stdin = str(audio_path) == "-"
+    streaming = generator == "student"
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch, no threads forked
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-        phones_job = pool.submit(find_phones, samples)
+        if streaming:
+            pool.submit(warm_up)  # the worker loads pocketsphinx while this process loads the rest
+        else:
+            with timer("load audio"):
+                samples = np.concatenate(list(audio_mod.read_audio_blocks(audio_path, raw_rate, 60.0)))
+            # phones: the transcript force-aligned, or recognised words + closures
+            phones_job = pool.submit(speech_phones, samples, transcript)
         if generator != "phonetic":
             with timer("load generator"):  # while the worker finds phones; a bad checkpoint fails early
-                teacher = load_teacher(checkpoint, preset)
+                model = load_generator(checkpoint, preset, generator)
         with timer("landmarks"):
             import torch
 
@@ -112,43 +120,90 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
             # half the cores render, the rest encode: oversubscribed OpenMP threads spin and run 10x slower
             torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
             portrait = Portrait.load(portrait_path, preset, face_index)
-        with timer("audio features"):
-            features = audio_mod.extract_features(samples, preset.output.fps)
-        with timer("waiting for phones (worker)"):
-            try:
-                phones = phones_job.result()
-            except BrokenProcessPool:
-                # the worker could not start: spawn re-imports __main__, which fails for code read
-                # from stdin and for scripts without a main guard. Do the same work here instead.
-                phones = find_phones(samples)
-        with timer("generator"):
-            if generator == "phonetic":
-                motion = PhoneticDriver(preset.driver)(phones, features, seed, controls_from(preset))
+        width, height = portrait.frame_size
+        out = preset.output
+        with VideoWriter(output, width, height, out.fps, audio_path=None if from_stdin else audio_path,
+                         audio_rate=audio_mod.SAMPLE_RATE if from_stdin else None, crf=out.crf,
+                         preset=out.x264_preset) as writer:
+            if streaming:
+                blocks = audio_mod.read_audio_blocks(audio_path, raw_rate)
+                if from_stdin:
+                    blocks = writer.tee_audio(blocks)
+                motion_chunks = _student_motion(model, blocks, preset, controls, seed, transcript, audio_path, pool)
+                total_frames = None
+                seconds_of_audio = 0.0
             else:
-                motion = teacher(generator_features(features, phones), controls_from(preset), seed)
-    width, height = portrait.frame_size
-    out = preset.output
-    with VideoWriter(output, width, height, out.fps, audio_path=audio_path, crf=out.crf,
-                     preset=out.x264_preset) as writer:
-        for i, frame_motion in enumerate(motion):
-            with timer("render"):
-                frame = portrait.render_frame(frame_motion)
-            with timer("encode (pipe)"):
-                writer.write(frame)
-            if on_frame:
-                on_frame(i + 1, len(motion))
-    timer.seconds["encode (pipe)"] += writer.close_seconds
-    return RenderResult(len(motion), len(samples) / audio_mod.SAMPLE_RATE, time.perf_counter() - start,
-                        portrait.alignment.size, dict(timer.seconds), motion)
+                if from_stdin:
+                    writer.write_audio(samples)
+                with timer("audio features"):
+                    features = audio_mod.extract_features(samples, out.fps)
+                with timer("waiting for phones (worker)"):
+                    phones = _result(phones_job, functools.partial(speech_phones, samples, transcript))
+                with timer("generator"):
+                    if generator == "phonetic":
+                        motion = PhoneticDriver(preset.driver)(phones, features, seed, controls)
+                    else:
+                        motion = model(generator_features(features, phones), controls, seed)
+                motion_chunks = iter([motion])
+                total_frames, seconds_of_audio = len(motion), len(samples) / audio_mod.SAMPLE_RATE
+            kept, frames = [], 0
+            while True:
+                with timer("audio, phones, generator (streamed)" if streaming else "generator"):
+                    chunk = next(motion_chunks, None)
+                if chunk is None:
+                    break
+                if keep_motion:
+                    kept.append(chunk)
+                for frame_motion in chunk:
+                    with timer("render"):
+                        frame = portrait.render_frame(frame_motion)
+                    with timer("encode (pipe)"):
+                        writer.write(frame)
+                    frames += 1
+                    if on_frame:
+                        on_frame(frames, total_frames)
+        timer.seconds["encode (pipe)"] += writer.close_seconds
+    if streaming:
+        seconds_of_audio = frames / out.fps
+    return RenderResult(frames, seconds_of_audio, time.perf_counter() - start, portrait.alignment.size,
+                        dict(timer.seconds), np.concatenate(kept) if keep_motion else None)
 
 
+def _result(job, fallback):
+    """A worker's result; if the worker could not start (spawn re-imports __main__, which fails
+    for code read from stdin and scripts without a main guard), do the same work here."""
+    try:
+        return job.result()
+    except BrokenProcessPool:
+        return fallback()
 
-def load_teacher(checkpoint: str | Path, preset: Preset):
-    """The MotionDiT teacher in `checkpoint`, checked against the frame rate asked for."""
-    from .generator import TeacherGenerator, load_motion_dit
+
+def _student_motion(model, blocks, preset: Preset, controls: Controls, seed: int, transcript: str | None,
+                    audio_path, pool) -> Iterator[np.ndarray]:
+    """Motion chunks of the streaming student as the audio blocks arrive."""
+    from .features import FeatureStream, phones_within, recognised_phones
+
+    if transcript:  # the alignment needs the whole text and audio: align first, then stream
+        samples = audio_mod.load_audio(audio_path)
+        phones_of = functools.partial(phones_within, speech_phones(samples, transcript))
+        pool = None
+    else:
+        phones_of = recognised_phones
+    features = FeatureStream(preset.output.fps, phones_of, pool=pool)(blocks)
+    return model.stream(features, controls, seed)
+
+
+def load_generator(checkpoint: str | Path, preset: Preset, kind: str):
+    """The teacher or student in `checkpoint`, checked against the kind and frame rate asked for."""
+    from .generator import StreamingGenerator, TeacherGenerator, load_motion_dit
+    from .nn.causal_dit import CausalMotionDiT
 
     model = load_motion_dit(checkpoint)
+    if isinstance(model, CausalMotionDiT) != (kind == "student"):
+        made = "a causal student (tm distill)" if isinstance(model, CausalMotionDiT) else "a teacher (tm train)"
+        raise ConfigError(f"{checkpoint} holds {made}, not a {kind}",
+                          hint=f"render it with --generator {'student' if kind == 'teacher' else 'teacher'}")
     if abs(model.config.fps - preset.output.fps) > 1e-6:
         raise ConfigError(f"the checkpoint generates {model.config.fps:g} fps motion; asked for {preset.output.fps:g} fps",
                           hint=f"render with --fps {model.config.fps:g}")
-    return TeacherGenerator(model, preset.generator)
+    return StreamingGenerator(model) if kind == "student" else TeacherGenerator(model, preset.generator)

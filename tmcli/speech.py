@@ -146,6 +146,11 @@ def _align_decoder():
     return ps.Decoder(config), threading.Lock()
 
 
+def warm_up() -> None:
+    """Load the decoders now (a few seconds), e.g. in a worker before the first audio arrives."""
+    _word_decoder(), _allphone_decoder(), _align_decoder()
+
+
 def _decode(decoder, raw: bytes) -> None:
     """One utterance, from a clean feature state (see module docstring)."""
     decoder.reinit_feat()

@@ -34,6 +34,14 @@ INDEX = {name: i for i, name in enumerate(CHANNELS)}
 REST_GAP = 0.18  # largest inner-lip gap (u) at rest: a portrait caught mid-word rests with its lips this far apart
 
 
+# the range a face can take: learned generators may step outside it, the rig never does
+LIMITS = {"headYaw": (-0.8, 0.8), "headPitch": (-0.6, 0.6), "headRoll": (-0.6, 0.6), "headX": (-1.5, 1.5),
+          "headY": (-1.5, 1.5), "headScale": (-0.5, 0.5), **{name: (0.0, 1.0) for name in BLENDSHAPES},
+          "gazeX": (-1.0, 1.0), "gazeY": (-1.0, 1.0)}
+LOWER = np.array([LIMITS[name][0] for name in CHANNELS])
+UPPER = np.array([LIMITS[name][1] for name in CHANNELS])
+
+
 def neutral(num_frames: int = 1) -> np.ndarray:
     """Motion that leaves the portrait as it is."""
     return np.zeros((num_frames, MOTION_DIM), dtype=np.float32)
@@ -159,7 +167,7 @@ class FaceRig:
     # -- apply -----------------------------------------------------------------------------
     def apply(self, motion: np.ndarray) -> np.ndarray:
         """One frame of motion (MOTION_DIM,) -> deformed landmarks (478, 3) in crop pixels."""
-        m = np.asarray(motion, dtype=np.float64)
+        m = np.clip(np.nan_to_num(np.asarray(motion, dtype=np.float64)), LOWER, UPPER)
         coeffs = m[len(POSE): len(POSE) + len(BLENDSHAPES)]
         pts = self.rest.copy()
         pts[:, :2] += np.tensordot(coeffs, self.basis, axes=1)

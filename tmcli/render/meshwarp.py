@@ -189,6 +189,8 @@ class MeshWarpRenderer:
         c = len(top)
         y1 = min(int(np.ceil(float(bottom.max()))) + 1, self.size)
         y0 = max(int(np.floor(float(top.min()))), 0, y0)
+        if y1 <= y0:  # the mouth is outside the crop
+            return
         rows = torch.arange(y0, y1, dtype=torch.float32)[:, None]  # (R, 1)
         # cover only what opens beyond the portrait's own interior, fading in with the width
         alpha = ((rows - top - half + 0.5).clamp(0, 1) * (bottom - half - rows + 0.5).clamp(0, 1)

@@ -35,7 +35,7 @@ import torch
 
 from ..config import DistillSettings, GeneratorSettings
 from ..features import silence_features
-from ..generator import guidance_scales, guided_velocity, split_controls
+from ..generator import denoise_chunk, guidance_scales, guided_velocity, split_controls
 from ..nn.causal_dit import CausalMotionDiT, KVCache
 from ..nn.motion_dit import MotionDiT
 from .data import Batch, WindowStream
@@ -150,26 +150,16 @@ def rollout(student: CausalMotionDiT, clips: Clips, g: torch.Generator) -> torch
     Each chunk stops at a random denoising step (the same across the batch), the only one the
     gradient flows through; the cache is written without gradient, as at inference."""
     cfg = student.config
-    c, steps = cfg.chunk_frames, student.sigmas
-    b = len(clips.neutral)
+    c = cfg.chunk_frames
     w = clips.student_audio.shape[1] - student.audio_span + c
     inputs = clips.student_inputs()
     cache = KVCache(cfg.num_layers, cfg.window_chunks)
     out = []
+    const = {"neutral": inputs["neutral"], "controls": inputs["controls"]}
     for i in range(w // c):
         audio = inputs["audio"][:, i * c: i * c + student.audio_span]
-        const = {"neutral": inputs["neutral"], "controls": inputs["controls"]}
-        exit_step = int(torch.randint(0, len(steps), (1,), generator=g))
-        x = torch.randn(b, c, cfg.motion_dim, generator=g)
-        for k in range(exit_step + 1):
-            with torch.set_grad_enabled(k == exit_step and torch.is_grad_enabled()):
-                v = student.step(x, torch.full((b,), steps[k] * 1000), audio, cache, **const)
-                clean = x - steps[k] * v
-            if k < exit_step:
-                x = (1 - steps[k + 1]) * clean + steps[k + 1] * torch.randn(x.shape, generator=g)
-        with torch.no_grad():
-            student.step(clean.detach(), torch.zeros(b), audio, cache, write=True, **const)
-        out.append(clean)
+        exit_step = int(torch.randint(0, len(student.sigmas), (1,), generator=g))
+        out.append(denoise_chunk(student, audio, cache, const, g, exit_step))
     return torch.cat(out, dim=1)
 
 
