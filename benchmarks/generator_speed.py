@@ -1,12 +1,16 @@
-"""Speed of the learned motion generator: training steps/s and generation ms per second of audio.
+"""Speed of the learned motion generators: training steps/s, generation ms per second of audio,
+and the teacher next to the streaming student: latency to the first motion and ms per chunk.
 
-    python benchmarks/generator_speed.py [--preset default] [--checkpoint CKPT] [--steps N]
+    python benchmarks/generator_speed.py [--preset default] [--checkpoint CKPT] [--student CKPT] [--steps N]
 
 Training: optimisation steps per second at the preset's batch and window, next to a forward
 pass alone on the same batch (the floor a training step cannot beat). Generation: the teacher's
 ms per second of audio at the preset's sampling steps and guidance, next to one unguided
 forward pass per step (the floor guidance adds to), and the phonetic driver on the same audio.
-Weights are random unless --checkpoint is given: speed does not depend on their values.
+Latency: the teacher cannot start before a whole window of audio (4 s) has arrived, then samples
+it; the student starts once its first chunk and look-ahead have arrived, then makes one chunk
+with its few steps and commits it to the KV cache. Weights are random unless --checkpoint /
+--student are given: speed does not depend on their values.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from tmcli.controls import Controls  # noqa: E402
 from tmcli.driver import PhoneticDriver  # noqa: E402
 from tmcli.face.motion import MOTION_DIM  # noqa: E402
 from tmcli.features import FEATURE_DIM, generator_features  # noqa: E402
-from tmcli.generator import TeacherGenerator, load_motion_dit  # noqa: E402
+from tmcli.generator import StreamingGenerator, TeacherGenerator, load_motion_dit  # noqa: E402
+from tmcli.nn.causal_dit import CausalMotionDiT  # noqa: E402
 from tmcli.speech import speech_phones  # noqa: E402
 from tmcli.train.data import Batch  # noqa: E402
 from tmcli.train.trainer import flow_matching_loss, new_model  # noqa: E402
@@ -52,6 +57,7 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--checkpoint")
     parser.add_argument("--audio", default=str(ROOT / "samples/extra/codec2_speech_orig_16k_female.wav"))
+    parser.add_argument("--student", help="student checkpoint (default: the teacher's weights, made causal)")
     parser.add_argument("--steps", type=int, default=10, help="training steps timed")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -91,6 +97,24 @@ def main() -> None:
         teacher_s = timed(lambda: teacher(frame_features, Controls()), 3)
         unguided_s = timed(lambda: unguided(frame_features, Controls()), 3)
     driver_s = timed(lambda: PhoneticDriver(preset.driver)(phones, features, 0), 3)
+    d = preset.distill
+    student = load_motion_dit(args.student) if args.student else CausalMotionDiT.from_teacher(
+        model, chunk_frames=d.chunk_frames, window_chunks=d.window_chunks, lookahead_frames=d.lookahead_frames,
+        denoising_steps=d.student_steps).eval()
+    streaming = StreamingGenerator(student)
+    with torch.no_grad():
+        window_s = timed(lambda: teacher(frame_features[: cfg.window], Controls()), 3)
+        streaming(frame_features, Controls())  # warm-up
+        per_chunk = []
+        start = time.perf_counter()
+        for _ in streaming.stream([frame_features], Controls()):
+            now = time.perf_counter()
+            per_chunk.append(now - start)
+            start = now
+    sc = student.config
+    student_s = sum(per_chunk)
+    first_audio = (sc.chunk_frames + sc.lookahead_frames + sc.audio_context) / sc.fps
+    steady = sorted(per_chunk[1:])[len(per_chunk[1:]) // 2] if len(per_chunk) > 1 else per_chunk[0]
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     params = sum(p.numel() for p in model.parameters())
@@ -108,6 +132,18 @@ def main() -> None:
     table.add_row("phonetic driver (phones already found)", f"{driver_s / seconds * 1e3:.1f} ms per s of audio",
                   f"{seconds / driver_s:.0f}x real time")
     Console(width=120).print(table)
+
+    side = Table(title=f"teacher vs streaming student (student: {sc.chunk_frames}-frame chunks, {sc.denoising_steps} "
+                       f"steps, look-ahead {sc.lookahead_frames}+{sc.audio_context} frames, no guidance at run time)")
+    for column in ("generator", "audio needed first", "compute to first motion", "per chunk / window",
+                   "ms per s of audio"):
+        side.add_column(column, justify="left" if column == "generator" else "right")
+    side.add_row(f"teacher ({cfg.window}-frame windows)", f"{cfg.window / cfg.fps * 1e3:.0f} ms", f"{window_s * 1e3:.0f} ms",
+                 f"{window_s * 1e3:.0f} ms", f"{teacher_s / seconds * 1e3:.0f}")
+    side.add_row(f"student ({sc.chunk_frames}-frame chunks)", f"{first_audio * 1e3:.0f} ms",
+                 f"{per_chunk[0] * 1e3:.1f} ms", f"{steady * 1e3:.1f} ms (median)",
+                 f"{student_s / seconds * 1e3:.0f}")
+    Console(width=120).print(side)
 
 
 if __name__ == "__main__":

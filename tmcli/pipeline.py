@@ -66,7 +66,6 @@ class RenderResult:
     wall_seconds: float
     render_size: int  # side of the crop the renderer worked at
     stage_seconds: dict[str, float] = field(default_factory=dict)
-    motion: np.ndarray | None = None
 
 
 def controls_from(preset: Preset) -> Controls:
@@ -78,7 +77,7 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
            seed: int = 0, transcript: str | None = None, face_index: int = 0,
            on_frame: Callable[[int, int | None], None] | None = None, generator: str = "phonetic",
            checkpoint: str | Path | None = None, raw_rate: int | None = None,
-           keep_motion: bool = False) -> RenderResult:
+           on_motion: Callable[[np.ndarray], None] | None = None) -> RenderResult:
     """Render `audio_path` ("-": standard input) spoken by the face in `portrait_path` to the
     mp4 `output` ("-": standard output).
 
@@ -87,6 +86,7 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
     bidirectional MotionDiT over sliding windows) and "phonetic" (phones -> visemes, no
     weights) read the whole audio first. Learned generators load `checkpoint`, by default the
     one shipped in tmcli/weights/. raw_rate: the audio is headerless 16-bit PCM at this rate.
+    on_motion: called with each block of motion (frames, MOTION_DIM) before it is rendered.
     """
     start = time.perf_counter()
     timer = StageTimer()
@@ -146,14 +146,14 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
                         motion = model(generator_features(features, phones), controls, seed)
                 motion_chunks = iter([motion])
                 total_frames, seconds_of_audio = len(motion), len(samples) / audio_mod.SAMPLE_RATE
-            kept, frames = [], 0
+            frames = 0
             while True:
                 with timer("audio, phones, generator (streamed)" if streaming else "generator"):
                     chunk = next(motion_chunks, None)
                 if chunk is None:
                     break
-                if keep_motion:
-                    kept.append(chunk)
+                if on_motion:
+                    on_motion(chunk)
                 for frame_motion in chunk:
                     with timer("render"):
                         frame = portrait.render_frame(frame_motion)
@@ -166,7 +166,7 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
     if streaming:
         seconds_of_audio = frames / out.fps
     return RenderResult(frames, seconds_of_audio, time.perf_counter() - start, portrait.alignment.size,
-                        dict(timer.seconds), np.concatenate(kept) if keep_motion else None)
+                        dict(timer.seconds))
 
 
 def _result(job, fallback):

@@ -1,0 +1,134 @@
+"""A long stream through the streaming student: flat memory, linear time, no drift.
+
+    python benchmarks/long_stream.py [--minutes 60] [--short-seconds 10] [--student CKPT] [--json out.json]
+
+Makes speech with espeak-ng (sentences in varied voices, 0.2-1.5 s pauses), then renders a
+short and a long stretch of it, each in its own process, with `tm render --generator student`
+from standard input (raw PCM), at a 128 px face crop (memory and drift do not depend on the
+size). Reported: peak resident memory of each run, seconds of compute per second of audio, and
+per-minute motion statistics - mouth aperture (jawOpen while speaking), head-pose spread
+(std of yaw, pitch, roll) and blinks per minute - for the first and the last minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from tmcli.audio import SAMPLE_RATE  # noqa: E402
+
+
+def make_speech(seconds: float, seed: int = 0) -> np.ndarray:
+    """espeak-ng sentences in random voices with pauses, to `seconds` of 16 kHz audio."""
+    from tmcli.data.espeak import VARIANTS, random_text, synthesize
+
+    rng = np.random.default_rng(seed)
+    parts, total = [], 0
+    while total < seconds * SAMPLE_RATE:
+        audio, _ = synthesize(random_text(rng, "en-us", int(rng.integers(4, 14))), "en-us",
+                              variant=str(rng.choice(VARIANTS)), rate=int(rng.integers(140, 200)),
+                              pitch=int(rng.integers(30, 70)))
+        pause = np.zeros(int(rng.uniform(0.2, 1.5) * SAMPLE_RATE), dtype=np.float32)
+        parts += [audio.astype(np.float32), pause]
+        total += len(audio) + len(pause)
+    return np.concatenate(parts)[: int(seconds * SAMPLE_RATE)]
+
+
+CHILD = """
+import json, resource, sys, time
+import numpy as np
+from tmcli.config import load_preset
+from tmcli.face.motion import INDEX
+from tmcli.pipeline import render
+fps = 25.0
+stats, minute = [], []
+def on_motion(chunk):
+    minute.extend(chunk)
+    while len(minute) >= 60 * fps:
+        m = np.array(minute[: int(60 * fps)]); del minute[: int(60 * fps)]
+        jaw = m[:, INDEX["jawOpen"]]
+        blink = (m[:, INDEX["eyeBlinkLeft"]] + m[:, INDEX["eyeBlinkRight"]]) / 2
+        onsets = int(np.sum((blink[1:] > 0.5) & (blink[:-1] <= 0.5)))
+        stats.append({"jaw_speaking": float(jaw[jaw > 0.05].mean()) if (jaw > 0.05).any() else 0.0,
+                      "jaw_p90": float(np.percentile(jaw, 90)),
+                      "pose_std": [float(m[:, INDEX[k]].std()) for k in ("headYaw", "headPitch", "headRoll")],
+                      "blinks": onsets})
+preset = load_preset().with_overrides(output={"crop": True, "size": 128})
+start = time.perf_counter()
+checkpoint = sys.argv[2] if len(sys.argv) > 2 else None
+result = render("samples/portrait.png", "-", sys.argv[1], preset, generator="student", checkpoint=checkpoint,
+                raw_rate=16000, on_motion=on_motion)
+print(json.dumps({"frames": result.frames, "wall": time.perf_counter() - start, "stats": stats,
+                  "stages": result.stage_seconds,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+"""
+
+
+def run(audio: np.ndarray, student: str | None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        pcm = Path(tmp) / "speech.raw"
+        pcm.write_bytes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+        cmd = [sys.executable, "-c", CHILD, str(Path(tmp) / "out.mp4")] + ([student] if student else [])
+        with open(pcm, "rb") as stdin:
+            proc = subprocess.run(cmd, stdin=stdin, capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr[-2000:])
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--short-seconds", type=float, default=10.0)
+    parser.add_argument("--student", help="student checkpoint (default: the shipped one)")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    t = time.perf_counter()
+    audio = make_speech(args.minutes * 60)
+    made = time.perf_counter() - t
+    short = run(audio[: int(args.short_seconds * SAMPLE_RATE)], args.student)
+    long_ = run(audio, args.student)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    console = Console(width=120)
+    table = Table(title=f"streaming student, {platform.machine()}, {os.cpu_count()} cores, commit {commit} "
+                        f"(speech made in {made:.0f} s)")
+    for column in ("run", "audio", "frames", "wall", "s per s of audio", "peak RSS (tm)",
+                   "peak RSS (phones worker, ffmpeg)"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for name, r, seconds in (("short", short, args.short_seconds), ("long", long_, args.minutes * 60)):
+        table.add_row(name, f"{seconds:.0f} s", str(r["frames"]), f"{r['wall']:.0f} s", f"{r['wall'] / seconds:.3f}",
+                      f"{r['peak_rss_mb']:.0f} MB", f"{r['children_peak_rss_mb']:.0f} MB")
+    console.print(table)
+    growth = long_["peak_rss_mb"] / short["peak_rss_mb"] - 1
+    console.print(f"peak memory, long vs short: {growth:+.1%}")
+    if len(long_["stats"]) >= 2:
+        drift = Table(title="motion per minute: first vs last")
+        for column in ("minute", "jawOpen speaking", "jawOpen p90", "pose std yaw/pitch/roll", "blinks"):
+            drift.add_column(column, justify="right")
+        for label, s in (("first", long_["stats"][0]), ("last", long_["stats"][-1])):
+            drift.add_row(label, f"{s['jaw_speaking']:.3f}", f"{s['jaw_p90']:.3f}",
+                          " / ".join(f"{v:.3f}" for v in s["pose_std"]), str(s["blinks"]))
+        console.print(drift)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"short": short, "long": long_, "commit": commit}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
