@@ -33,7 +33,7 @@ MEASURES = [("offset", "offset_frames", "{:+d}"), ("corr", "correlation", "{:.2f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", action="append", required=True,
-                        help="phonetic, or teacher:CHECKPOINT_DIR (repeat to compare)")
+                        help="phonetic, teacher[:CHECKPOINT_DIR] or student[:CHECKPOINT_DIR] (repeat to compare)")
     parser.add_argument("--cases", default=str(ROOT / "benchmarks/eval_cases.toml"))
     parser.add_argument("--preset", default="default")
     parser.add_argument("--seed", type=int, default=0)

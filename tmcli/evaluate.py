@@ -38,6 +38,7 @@ class EvalReport:
     fps: float
     face_found: float  # share of frames with a face
     offset_frames: int
+    offset_ms: float  # the correlation peak between frames (parabola through the best three lags)
     correlation: float  # at the offset
     correlation_at_zero: float
     bilabials: int
@@ -56,7 +57,7 @@ class EvalReport:
 
         return [
             ("frames (face found)", f"{self.frames} ({pct(self.face_found)})", ""),
-            ("audio/video offset", f"{self.offset_frames:+d} frames", "|x| <= 1"),
+            ("audio/video offset", f"{self.offset_frames:+d} frames ({self.offset_ms:+.0f} ms)", "|x| <= 1"),
             ("aperture~envelope correlation", f"{self.correlation:.2f} (at 0: {self.correlation_at_zero:.2f})", ">= 0.50"),
             (f"lips closed on /p b m/ (n={self.bilabials})", pct(self.bilabial_closed), ">= 85%"),
             (f"open on open vowels (n={self.open_vowels})", pct(self.open_vowel_open), ">= 80%"),
@@ -120,6 +121,15 @@ def _frames_of(start: float, end: float, fps: float, n: int) -> slice:
     return slice(max(a, 0), min(b, n))
 
 
+def _peak_shift(values: list[float], i: int) -> float:
+    """Where between samples the peak at index i lies, in (-0.5, 0.5), from a parabola."""
+    if not 0 < i < len(values) - 1 or any(np.isnan(values[j]) for j in (i - 1, i, i + 1)):
+        return 0.0
+    a, b, c = values[i - 1], values[i], values[i + 1]
+    curvature = a - 2 * b + c
+    return float(np.clip(0.5 * (a - c) / curvature, -0.5, 0.5)) if curvature < 0 else 0.0
+
+
 def _lagged_correlation(x: np.ndarray, y: np.ndarray, lag: int) -> float:
     """Correlation of x[t] with y[t - lag] (lag > 0: x, the video, comes later)."""
     if lag > 0:
@@ -145,6 +155,7 @@ def evaluate_video(video: str | Path, audio_path: str | Path, transcript: str | 
     corrs = [_lagged_correlation(aperture, envelope, lag) for lag in lags]
     valid = [(c, lag) for c, lag in zip(corrs, lags) if not np.isnan(c)]
     best, offset = max(valid) if valid else (float("nan"), 0)
+    offset_ms = 1000 * (offset + _peak_shift(corrs, offset + MAX_LAG)) / fps if valid else float("nan")
 
     phones = speech_phones(samples, transcript)
     spans = [(p, _frames_of(p.start, p.end, fps, n)) for p in phones]
@@ -165,7 +176,7 @@ def evaluate_video(video: str | Path, audio_path: str | Path, transcript: str | 
         jitter = float(100 * np.nanmean(second[both])) if both.any() else float("nan")
 
     return EvalReport(
-        frames=n, fps=float(fps), face_found=float(found.mean()), offset_frames=int(offset),
+        frames=n, fps=float(fps), face_found=float(found.mean()), offset_frames=int(offset), offset_ms=float(offset_ms),
         correlation=float(best), correlation_at_zero=float(corrs[MAX_LAG]),
         bilabials=len(closed), bilabial_closed=float(np.mean(closed)) if closed else float("nan"),
         open_vowels=len(opened), open_vowel_open=float(np.mean(opened)) if opened else float("nan"),
