@@ -70,3 +70,19 @@ def test_the_shipped_teacher_lip_syncs_the_sample(tmp_path):
     happy = np.concatenate(happy)
     smile = INDEX["mouthSmileLeft"]
     assert happy[:, smile].mean() > motion[:, smile].mean() + 0.2
+
+
+def test_the_shipped_student_streams_the_sample_in_sync(tmp_path):
+    """The embedded causal student, through the streaming path, measured like the others."""
+    out = tmp_path / "student.mp4"
+    preset = load_preset().with_overrides(output={"crop": True, "size": 256})
+    motion, again = [], []
+    result = render(PORTRAIT, SPEECH, out, preset, seed=0, generator="student", on_motion=motion.append)
+    assert all(len(m) == 5 for m in motion[:-1])  # chunk by chunk
+    motion = np.concatenate(motion)
+    assert motion.shape == (result.frames, 35) == (100, 35)
+    report = evaluate_video(out, SPEECH, transcript=TRANSCRIPT)
+    assert abs(report.offset_frames) <= 1 and report.correlation >= 0.5
+    assert report.bilabial_closed >= 0.85 and report.open_vowel_open >= 0.8
+    render(PORTRAIT, SPEECH, tmp_path / "again.mp4", preset, seed=0, generator="student", on_motion=again.append)
+    np.testing.assert_array_equal(motion, np.concatenate(again))  # same seed, same motion

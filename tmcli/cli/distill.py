@@ -27,6 +27,8 @@ def distill(
     preset: options.Preset = "default",
     steps: Annotated[int | None, typer.Option(
         help="Total student steps, split between the two stages as in the preset.")] = None,
+    dmd_steps: Annotated[int | None, typer.Option(
+        help="Of those, steps of distribution matching (stage 2); the rest regress on ODE pairs.")] = None,
     student_steps: Annotated[int | None, typer.Option(
         help="Denoising steps per chunk the student is made for, 1-4 (preset: 2).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every random draw.")] = None,
@@ -40,12 +42,16 @@ def distill(
 
     settings = load_preset(preset)
     d = settings.distill
-    changes = {"student_steps": student_steps, "seed": seed}
+    changes = {"student_steps": student_steps, "seed": seed, "dmd_steps": dmd_steps}
+    if dmd_steps is not None and dmd_steps < 0:
+        raise ConfigError(f"--dmd-steps must be 0 or more, got {dmd_steps}")
     if steps is not None:
         if steps < 1:
             raise ConfigError(f"--steps must be positive, got {steps}")
-        ode = round(steps * d.ode_steps / (d.ode_steps + d.dmd_steps))
-        changes.update(ode_steps=ode, dmd_steps=steps - ode)
+        dmd = dmd_steps if dmd_steps is not None else round(steps * d.dmd_steps / (d.ode_steps + d.dmd_steps))
+        if dmd > steps:
+            raise ConfigError(f"--dmd-steps {dmd} is more than --steps {steps}")
+        changes.update(ode_steps=steps - dmd, dmd_steps=dmd)
     settings = settings.with_overrides(distill=changes)
     load_motion_dit(teacher)  # a bad checkpoint fails here, in one line
     read_manifest(data_dir)  # likewise a folder that is not a data set
