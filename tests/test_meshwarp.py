@@ -74,10 +74,11 @@ def test_render_is_deterministic(portrait):
 
 
 def test_motion_outside_a_faces_range_is_clamped_not_a_crash(portrait):
-    from tmcli.face.motion import MOTION_DIM, UPPER
+    from tmcli.face.motion import LOWER, MOTION_DIM, UPPER
 
     wild = portrait.render_frame(np.full(MOTION_DIM, 50.0))
     at_limit = portrait.render_frame(UPPER)
     np.testing.assert_array_equal(wild, at_limit)  # clamped to the same face
+    np.testing.assert_array_equal(portrait.render_frame(np.full(MOTION_DIM, -50.0)), portrait.render_frame(LOWER))
     broken = portrait.render_frame(np.full(MOTION_DIM, np.nan))
     assert broken.shape == wild.shape and broken.dtype == np.uint8

@@ -34,9 +34,10 @@ INDEX = {name: i for i, name in enumerate(CHANNELS)}
 REST_GAP = 0.18  # largest inner-lip gap (u) at rest: a portrait caught mid-word rests with its lips this far apart
 
 
-# the range a face can take: learned generators may step outside it, the rig never does
+# the range the rig takes motion in: learned generators may step outside it, the rig never does.
+# Blendshapes may be negative (a sad mouth is a negative smile; a neutral face may lower its brows).
 LIMITS = {"headYaw": (-0.8, 0.8), "headPitch": (-0.6, 0.6), "headRoll": (-0.6, 0.6), "headX": (-1.5, 1.5),
-          "headY": (-1.5, 1.5), "headScale": (-0.5, 0.5), **{name: (0.0, 1.0) for name in BLENDSHAPES},
+          "headY": (-1.5, 1.5), "headScale": (-0.5, 0.5), **{name: (-1.0, 1.0) for name in BLENDSHAPES},
           "gazeX": (-1.0, 1.0), "gazeY": (-1.0, 1.0)}
 LOWER = np.array([LIMITS[name][0] for name in CHANNELS])
 UPPER = np.array([LIMITS[name][1] for name in CHANNELS])
