@@ -118,14 +118,22 @@ def main() -> None:
     console.print(table)
     growth = long_["peak_rss_mb"] / short["peak_rss_mb"] - 1
     console.print(f"peak memory, long vs short: {growth:+.1%}")
-    if len(long_["stats"]) >= 2:
-        drift = Table(title="motion per minute: first vs last")
-        for column in ("minute", "jawOpen speaking", "jawOpen p90", "pose std yaw/pitch/roll", "blinks"):
+    stats = long_["stats"]
+    if len(stats) >= 2:
+        k = max(1, min(5, len(stats) // 2))  # minutes averaged at each end
+        drift = Table(title=f"motion per minute: mean of the first {k} vs the last {k} minutes")
+        for column in ("minutes", "jawOpen speaking", "jawOpen p90", "pose std yaw / pitch / roll", "blinks per minute"):
             drift.add_column(column, justify="right")
-        for label, s in (("first", long_["stats"][0]), ("last", long_["stats"][-1])):
-            drift.add_row(label, f"{s['jaw_speaking']:.3f}", f"{s['jaw_p90']:.3f}",
-                          " / ".join(f"{v:.3f}" for v in s["pose_std"]), str(s["blinks"]))
+        for label, part in (("first", stats[:k]), ("last", stats[-k:])):
+            pose = np.mean([s["pose_std"] for s in part], axis=0)
+            drift.add_row(label, f"{np.mean([s['jaw_speaking'] for s in part]):.3f}",
+                          f"{np.mean([s['jaw_p90'] for s in part]):.3f}", " / ".join(f"{v:.3f}" for v in pose),
+                          f"{np.mean([s['blinks'] for s in part]):.1f}")
         console.print(drift)
+        blinks = np.array([s["blinks"] for s in stats], dtype=float)
+        slope = np.polyfit(np.arange(len(blinks)), blinks, 1)[0]
+        console.print(f"blinks per minute over all {len(blinks)} minutes: {blinks.mean():.1f} +- {blinks.std():.1f}, "
+                      f"trend {slope * 10:+.2f} per 10 minutes")
     if args.json:
         Path(args.json).write_text(json.dumps({"short": short, "long": long_, "commit": commit}, indent=1))
 
