@@ -55,6 +55,14 @@ def split_controls(vector: torch.Tensor) -> dict[str, torch.Tensor]:
     return out
 
 
+def global_conditions(model: MotionDiT, controls: Controls, neutral: np.ndarray | None) -> dict:
+    """The neutral face (normalised) and the controls of one clip, as a batch of one."""
+    device = model.motion_mean.device
+    neutral_motion = torch.as_tensor(neutral if neutral is not None else np.zeros(MOTION_DIM), dtype=torch.float32)
+    return {"neutral": model.normalize(neutral_motion.to(device))[None],
+            "controls": split_controls(torch.as_tensor(controls.vector(), device=device)[None])}
+
+
 def guidance_scales(settings: GeneratorSettings) -> dict[str, float]:
     return {"audio": settings.cfg_audio, **{name: getattr(settings, f"cfg_{name}") for name in GROUPS}}
 
@@ -101,9 +109,7 @@ class TeacherGenerator:
         total = len(features)
         padded = np.concatenate([silence_features(k), features, silence_features(max(0, w - total))])
         generator = torch.Generator().manual_seed(seed)
-        neutral_motion = torch.as_tensor(neutral if neutral is not None else np.zeros(MOTION_DIM), dtype=torch.float32)
-        const = {"neutral": model.normalize(neutral_motion.to(device))[None],
-                 "controls": split_controls(torch.as_tensor(controls.vector(), device=device)[None])}
+        const = global_conditions(model, controls, neutral)
         out = torch.zeros(max(total, w), MOTION_DIM, device=device)  # normalised
         done = 0
         while done < total:
@@ -170,11 +176,8 @@ class StreamingGenerator:
         Memory holds one chunk's audio span and the KV cache, however long the stream."""
         model, cfg = self.model, self.model.config
         c, r, span = cfg.chunk_frames, cfg.audio_context, model.audio_span
-        device = model.motion_mean.device
         generator = torch.Generator().manual_seed(seed)
-        neutral_motion = torch.as_tensor(neutral if neutral is not None else np.zeros(MOTION_DIM), dtype=torch.float32)
-        const = {"neutral": model.normalize(neutral_motion.to(device))[None],
-                 "controls": split_controls(torch.as_tensor(controls.vector(), device=device)[None])}
+        const = global_conditions(model, controls, neutral)
         cache = KVCache(cfg.num_layers, cfg.window_chunks)
         pending = silence_features(r)  # audio rows from audio_context frames before the next chunk
         total = 0

@@ -199,8 +199,7 @@ class CausalMotionDiT(MotionDiT):
         start = g * group  # noisy groups follow the clean ones
         frames = torch.cat([x[:, start + i * group: start + i * group + c] for i in range(g)], dim=1)
         cond_noisy = torch.cat([cond[:, start + i * group: start + i * group + c] for i in range(g)], dim=1)
-        shift, scale = self.out_modulation(cond_noisy).chunk(2, dim=-1)
-        return self.out(self.norm_out(frames) * (1 + scale) + shift)
+        return self.output(frames, cond_noisy)
 
     def _sequence_masks(self, g: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Who may attend to whom in forward_sequence: (band (L, L), sink (L, C)), bool."""

@@ -144,8 +144,9 @@ class MotionDiT(ModelMixin, ConfigMixin):
                                        use_real=True, repeat_interleave_real=True)
 
     def output(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Final modulated norm and projection of the generated tokens -> velocity."""
-        shift, scale = self.out_modulation(cond).unsqueeze(1).chunk(2, dim=-1)
+        """Final modulated norm and projection of the generated tokens -> velocity; cond (B, d) or per token."""
+        mod = self.out_modulation(cond)
+        shift, scale = (mod.unsqueeze(1) if mod.dim() == 2 else mod).chunk(2, dim=-1)
         return self.out(self.norm_out(x) * (1 + scale) + shift)
 
     def forward(self, noisy: torch.Tensor, timestep: torch.Tensor, audio: torch.Tensor,
