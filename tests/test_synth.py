@@ -34,14 +34,14 @@ def test_bilabials_close_the_lips_at_their_true_time(monkeypatch):
     from tmcli.data import synth as synth_mod
 
     captured = {}
-    original = synth_mod._speak
+    original = synth_mod.lengthen_phrase_ends
 
-    def spy(rng, settings):
-        audio, phones, info = original(rng, settings)
+    def spy(audio, phones, rng):
+        audio, phones = original(audio, phones, rng)
         captured["phones"] = phones
-        return audio, phones, info
+        return audio, phones
 
-    monkeypatch.setattr(synth_mod, "_speak", spy)
+    monkeypatch.setattr(synth_mod, "lengthen_phrase_ends", spy)
     from tmcli.data.augment import AugmentSettings
 
     clip = synth_clip(0, seed=2, settings=SynthSettings(languages=("en-us",), augment=AugmentSettings(probability=0)))
@@ -83,3 +83,26 @@ def test_misrecognized_phones_keep_timing_and_make_some_errors():
     heard_at = [next(h.label for h in heard if h.start <= t < h.end) for t in centres]
     wrong = np.mean([h != p.label for h, p in zip(heard_at, true[1:])])
     assert 0.5 * RECOGNITION_ERRORS["substitute"] < wrong < 3 * RECOGNITION_ERRORS["substitute"]
+
+
+def test_phrase_ends_are_drawn_out_and_fade_while_the_rest_keeps_its_timing(monkeypatch):
+    from tmcli.data import synth as synth_mod
+    from tmcli.speech import Phone
+
+    monkeypatch.setitem(synth_mod.PHRASE_FINAL, "probability", 1.0)
+    sr = 16000
+    t = np.arange(int(1.2 * sr)) / sr
+    audio = (0.5 * np.sin(2 * np.pi * 150 * t)).astype(np.float32)
+    audio[int(1.0 * sr):] = 0
+    phones = [Phone("SIL", 0.0, 0.2), Phone("M", 0.2, 0.5), Phone("AA", 0.5, 1.0), Phone("SIL", 1.0, 1.2)]
+    out, new = synth_mod.lengthen_phrase_ends(audio, phones, np.random.default_rng(0))
+    assert new[:2] == phones[:2]  # before the phrase end nothing moves
+    assert np.array_equal(out[: int(0.5 * sr)], audio[: int(0.5 * sr)])
+    vowel = new[2]
+    assert vowel.start == 0.5 and 1.3 * 0.5 - 0.02 < vowel.end - vowel.start < 3.0 * 0.5 + 0.02
+    assert all(a.end == b.start for a, b in zip(new, new[1:]))
+    assert new[-1].end - new[-1].start == pytest.approx(0.2) and new[-1].end == pytest.approx(len(out) / sr, abs=1e-3)
+    piece = out[int(vowel.start * sr): int(vowel.end * sr)]
+    head, tail = piece[: len(piece) // 5], piece[-len(piece) // 5:]
+    assert np.sqrt(np.mean(tail ** 2)) < 0.8 * np.sqrt(np.mean(head ** 2))  # it trails off
+    assert np.abs(out[int(new[-1].start * sr) + 200:]).max() < 1e-3  # the pause is still silent

@@ -8,7 +8,8 @@ Per clip, drawn from (seed, clip index) so a data set is reproducible and resuma
      the emotion's expression and the neutral offset;
   4. the audio a model hears: the clean speech through random rooms, noise, EQ, codecs and
      levels (augment.py), and its generator features.
-A speed change is applied to the clean speech before the labels, so their timings follow.
+A speed change and phrase-final lengthening are applied to the clean speech before the labels,
+so their timings follow.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import multiprocessing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import librosa
 import numpy as np
 
 from ..audio import extract_features, num_video_frames
 from ..controls import EMOTIONS, Controls
-from ..driver import VISEMES, PhoneticDriver
+from ..driver import VISEMES, VOWELS, PhoneticDriver
 from ..errors import InputError
 from ..face.motion import INDEX, MOTION_DIM
 from ..features import generator_features
@@ -87,6 +89,39 @@ def _speak(rng: np.random.Generator, settings: SynthSettings) -> tuple[np.ndarra
     return audio.astype(np.float32), phones, info
 
 
+PHRASE_FINAL = {"probability": 0.5, "stretch": (1.3, 3.0), "fade_db": (3.0, 18.0)}
+_SUSTAINED = VOWELS | {"L", "R", "W", "Y", "M", "N", "NG", "Z", "S", "F", "V", "SH", "ZH", "HH"}
+
+
+def lengthen_phrase_ends(audio: np.ndarray, phones: list[Phone], rng: np.random.Generator
+                         ) -> tuple[np.ndarray, list[Phone]]:
+    """Draw out and fade the last sound before each pause, as speakers do and espeak-ng does not.
+
+    espeak-ng ends a phrase at full level and on time; real voices lengthen the final syllable
+    and trail off ("forev-er..."). A teacher that never heard that shuts the mouth while the
+    sound still goes on. Each phrase-final sustained phone is stretched (phase vocoder: same
+    pitch) and faded out; later phones shift by the added time."""
+    out, kept, shift = [], 0, 0.0
+    new_phones: list[Phone] = []
+    for i, ph in enumerate(phones):
+        start, end = ph.start + shift, ph.end + shift
+        final = i + 1 == len(phones) or phones[i + 1].label == "SIL"
+        a, b = int(round(ph.start * aug.SAMPLE_RATE)), int(round(ph.end * aug.SAMPLE_RATE))
+        if (ph.label in _SUSTAINED and final and b - a >= aug.SAMPLE_RATE // 25
+                and rng.random() < PHRASE_FINAL["probability"]):
+            factor = rng.uniform(*PHRASE_FINAL["stretch"])
+            piece = librosa.effects.time_stretch(audio[a:b], rate=1 / factor, n_fft=512, hop_length=128)
+            fade_db = rng.uniform(*PHRASE_FINAL["fade_db"])
+            piece = piece * np.float32(10 ** (-np.linspace(0, fade_db, len(piece)) / 20))
+            out += [audio[kept:a], piece.astype(np.float32)]
+            kept = b
+            shift += (len(piece) - (b - a)) / aug.SAMPLE_RATE
+            end = ph.end + shift
+        new_phones.append(Phone(ph.label, start, end))
+    out.append(audio[kept:])
+    return np.concatenate(out), new_phones
+
+
 _SPEECH_LABELS = sorted(set(VISEMES) - {"SIL"})
 RECOGNITION_ERRORS = {"substitute": 0.06, "delete": 0.02, "jitter_s": 0.005}  # measured: benchmarks/phone_errors.py
 
@@ -116,6 +151,7 @@ def synth_clip(index: int, seed: int = 0, fps: float = 25.0, settings: SynthSett
     settings = settings or SynthSettings()
     rng = np.random.default_rng([seed, index])
     audio, phones, info = _speak(rng, settings)
+    audio, phones = lengthen_phrase_ends(audio, phones, rng)
     a = settings.augment
     if rng.random() < a.probability * a.speed_probability:
         factor = rng.uniform(*a.speed)
