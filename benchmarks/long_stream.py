@@ -7,7 +7,8 @@ short and a long stretch of it, each in its own process, with `tm render --gener
 from standard input (raw PCM), at a 128 px face crop (memory and drift do not depend on the
 size). Reported: peak resident memory of each run, seconds of compute per second of audio, and
 per-minute motion statistics - mouth aperture (jawOpen while speaking), head-pose spread
-(std of yaw, pitch, roll) and blinks per minute - for the first and the last minute.
+(std of yaw, pitch, roll) and blinks per minute - for the first and the last minute - and the
+resident memory at the end of each minute, so growth can be placed in time.
 """
 
 from __future__ import annotations
@@ -50,14 +51,27 @@ def make_speech(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 CHILD = """
-import json, resource, sys, time
+import json, os, resource, sys, threading, time
 import numpy as np
 from tmcli.config import load_preset
 from tmcli.face.motion import INDEX
 from tmcli.pipeline import render
 fps = 25.0
-stats, minute = [], []
+stats, minute, rises = [], [], []
+frames_done = [0]
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def watch_memory():  # each new high of resident memory by 5 MB or more, with the frame it came at
+    high = 0.0
+    while True:
+        now = rss_mb()
+        if now > high + 5:
+            high = now
+            rises.append([round(now), frames_done[0]])
+        time.sleep(0.05)
+threading.Thread(target=watch_memory, daemon=True).start()
 def on_motion(chunk):
+    frames_done[0] += len(chunk)
     minute.extend(chunk)
     while len(minute) >= 60 * fps:
         m = np.array(minute[: int(60 * fps)]); del minute[: int(60 * fps)]
@@ -67,13 +81,14 @@ def on_motion(chunk):
         stats.append({"jaw_speaking": float(jaw[jaw > 0.05].mean()) if (jaw > 0.05).any() else 0.0,
                       "jaw_p90": float(np.percentile(jaw, 90)),
                       "pose_std": [float(m[:, INDEX[k]].std()) for k in ("headYaw", "headPitch", "headRoll")],
-                      "blinks": onsets})
+                      "blinks": onsets,
+                      "rss_mb": rss_mb()})
 preset = load_preset().with_overrides(output={"crop": True, "size": 128})
 start = time.perf_counter()
 checkpoint = sys.argv[2] if len(sys.argv) > 2 else None
 result = render("samples/portrait.png", "-", sys.argv[1], preset, generator="student", checkpoint=checkpoint,
                 raw_rate=16000, on_motion=on_motion)
-print(json.dumps({"frames": result.frames, "wall": time.perf_counter() - start, "stats": stats,
+print(json.dumps({"frames": result.frames, "rss_rises": rises, "wall": time.perf_counter() - start, "stats": stats,
                   "stages": result.stage_seconds,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
@@ -134,6 +149,13 @@ def main() -> None:
         slope = np.polyfit(np.arange(len(blinks)), blinks, 1)[0]
         console.print(f"blinks per minute over all {len(blinks)} minutes: {blinks.mean():.1f} +- {blinks.std():.1f}, "
                       f"trend {slope * 10:+.2f} per 10 minutes")
+        rss = [s["rss_mb"] for s in stats]
+        marks = sorted({0, len(rss) // 4, len(rss) // 2, 3 * len(rss) // 4, len(rss) - 1})
+        console.print("resident memory at the end of minute " + ", ".join(f"{i + 1}: {rss[i]:.0f} MB" for i in marks))
+    late = [(mb, frame) for mb, frame in long_["rss_rises"] if frame > 0]
+    if late:
+        console.print("new highs of resident memory after the first frame (MB at minute): "
+                      + ", ".join(f"{mb} at {frame / 25 / 60:.1f}" for mb, frame in late[-8:]))
     if args.json:
         Path(args.json).write_text(json.dumps({"short": short, "long": long_, "commit": commit}, indent=1))
 

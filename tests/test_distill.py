@@ -67,3 +67,35 @@ def test_the_teacher_ode_passes_through_the_students_noise_levels(toy_data, tiny
     assert states.shape == (2, 2, teacher.config.window, 35)
     torch.testing.assert_close(states[:, 0], noise)  # sigma 1 is the noise itself
     assert not torch.allclose(states[:, 1], noise) and not torch.allclose(clean, states[:, 1])
+
+
+def test_velocity_term_penalises_jitter_that_the_per_frame_error_cannot_tell_apart():
+    """Two students with the same per-frame error: one off by a constant, one jittering around the
+    teacher. Only the velocity term tells them apart."""
+    from types import SimpleNamespace
+
+    from tmcli.features import FEATURE_DIM
+    from tmcli.train.distill import regression_loss
+
+    b, w, d, e = 2, 10, 35, 0.1
+    clean = torch.randn(b, w, d, generator=torch.Generator().manual_seed(0))
+    states = torch.randn(b, 2, w, d, generator=torch.Generator().manual_seed(1))
+    pairs = {"states": states, "clean": clean, "teacher_audio": torch.zeros(b, 1, FEATURE_DIM),
+             "student_audio": torch.zeros(b, 1, FEATURE_DIM), "neutral": torch.zeros(b, d),
+             "controls": torch.zeros(b, 7)}
+
+    def student(error: torch.Tensor):
+        def forward_sequence(clean, noisy, timestep, **_):  # v such that noisy - sigma v = clean + error
+            sigma = (timestep / 1000).repeat_interleave(5, dim=1)[..., None]
+            return (noisy - clean - error) / sigma
+        return SimpleNamespace(sigmas=[1.0, 0.5], config=SimpleNamespace(chunk_frames=5),
+                               forward_sequence=forward_sequence)
+
+    offset = torch.full((b, w, d), e)
+    jitter = e * (-1.0) ** torch.arange(w)[None, :, None].expand(b, w, d)
+    index = torch.arange(b)
+    losses = {name: [regression_loss(student(err), pairs, index, torch.Generator().manual_seed(2), weight).item()
+                     for weight in (0.0, 1.0)] for name, err in (("offset", offset), ("jitter", jitter))}
+    assert losses["offset"][0] == pytest.approx(e ** 2, rel=1e-4) == pytest.approx(losses["jitter"][0], rel=1e-4)
+    assert losses["offset"][1] == pytest.approx(e ** 2, rel=1e-4)  # a steady error moves nothing
+    assert losses["jitter"][1] == pytest.approx(e ** 2 + (2 * e) ** 2, rel=1e-4)

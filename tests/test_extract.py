@@ -83,7 +83,7 @@ def rendered(tmp_path_factory):
     preset = load_preset("default").with_overrides(output={"crop": True, "size": 256},
                                                    driver={"pose_intensity": 3.0})
     motion = []
-    result = render(PORTRAIT, wav, tmp / "talk.mp4", preset, seed=2, on_motion=motion.append)
+    result = render(PORTRAIT, wav, tmp / "talk.mp4", preset, seed=2, generator="phonetic", on_motion=motion.append)
     return tmp / "talk.mp4", wav, result, np.concatenate(motion)
 
 

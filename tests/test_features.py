@@ -1,7 +1,10 @@
 """What learned generators hear: phone classes per frame, and silence padding that looks like
 the silence inside a real clip."""
 
+import threading
+
 import numpy as np
+import pytest
 
 from tmcli.audio import extract_features
 from tmcli.features import (
@@ -10,6 +13,7 @@ from tmcli.features import (
     PHONE_CLASSES,
     generator_features,
     phone_classes,
+    prefetch,
     silence_features,
 )
 from tmcli.speech import Phone
@@ -35,3 +39,19 @@ def test_padding_looks_like_the_silence_inside_a_clip(speech):
     np.testing.assert_allclose(quiet[:, :ACOUSTIC_DIM], pad[:, :ACOUSTIC_DIM], atol=0.05)
     np.testing.assert_array_equal(quiet[:, ACOUSTIC_DIM:], pad[:, ACOUSTIC_DIM:])
     assert np.abs(features[:40, :80].mean() - pad[0, :80].mean()) > 2  # speech does not
+
+
+def test_prefetch_starts_at_once_keeps_order_and_passes_errors_on():
+    """A file's first utterances are heard while the model loads; a bad file still fails the render."""
+    started = threading.Event()
+
+    def items():
+        started.set()
+        yield from range(5)
+        raise ValueError("unreadable audio")
+
+    stream = prefetch(items())
+    assert started.wait(5)  # before anything was asked for
+    assert [next(stream) for _ in range(5)] == list(range(5))
+    with pytest.raises(ValueError, match="unreadable"):
+        next(stream)

@@ -97,6 +97,7 @@ class DistillSettings:
     dmd_steps: int = 600  # stage 2: distribution matching on self-forcing rollouts
     fake_updates: int = 5  # fake-score steps per student step
     regression_weight: float = 0.25  # of the ODE-pair regression beside the DMD loss
+    velocity_weight: float = 0.0  # of the frame-to-frame change error in the regression (against jitter)
     batch_size: int = 16
     learning_rate: float = 1e-4
     fake_learning_rate: float = 2e-4

@@ -135,7 +135,7 @@ class FeatureStream:
             return generator_features(extract_features(piece, self.fps), phones)
 
         # input is read in a thread, so a piece whose phones are done goes out while the input is quiet
-        source = _read_ahead(blocks)
+        source = read_ahead(blocks)
         buffer, first, final = np.zeros(0, dtype=np.float32), 0, False
         while not final:
             try:
@@ -160,20 +160,33 @@ class FeatureStream:
                 yield finish(*pending.popleft())
 
 
-def _read_ahead(blocks: Iterable[np.ndarray], max_blocks: int = 64) -> queue.Queue:
-    """Blocks from a thread into a bounded queue, then None at the end (or the exception raised)."""
-    out: queue.Queue = queue.Queue(max_blocks)
+def read_ahead(items: Iterable, max_items: int = 64) -> queue.Queue:
+    """Items from a thread into a bounded queue, then None at the end (or the exception raised)."""
+    out: queue.Queue = queue.Queue(max_items)
 
     def run() -> None:
         try:
-            for block in blocks:
-                out.put(block)
+            for item in items:
+                out.put(item)
             out.put(None)
         except BaseException as exc:  # handed to the reading thread, which raises it
             out.put(exc)
 
     threading.Thread(target=run, daemon=True).start()
     return out
+
+
+def prefetch(items: Iterable, max_items: int = 2) -> Iterator:
+    """`items`, started now in a thread: the first ones are made while the caller does other work."""
+    source = read_ahead(items, max_items)
+
+    def drain() -> Iterator:
+        while (item := source.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    return drain()
 
 
 def _ready(phones) -> bool:

@@ -27,7 +27,7 @@ from .config import Preset
 from .controls import Controls, parse_emotion
 from .driver import PhoneticDriver
 from .errors import ConfigError
-from .features import generator_features
+from .features import generator_features, prefetch
 from .media import VideoWriter, check_writable
 from .speech import speech_phones, warm_up
 
@@ -103,6 +103,9 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
         if streaming:
             pool.submit(warm_up)  # the worker loads pocketsphinx while this process loads the rest
+            if not from_stdin:  # a file's first utterances are cut and heard while the model loads
+                features = prefetch(_student_features(audio_mod.read_audio_blocks(audio_path, raw_rate),
+                                                      preset, transcript, audio_path, pool))
         else:
             with timer("load audio"):
                 samples = np.concatenate(list(audio_mod.read_audio_blocks(audio_path, raw_rate, 60.0)))
@@ -126,10 +129,10 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
                          audio_rate=audio_mod.SAMPLE_RATE if from_stdin else None, crf=out.crf,
                          preset=out.x264_preset) as writer:
             if streaming:
-                blocks = audio_mod.read_audio_blocks(audio_path, raw_rate)
                 if from_stdin:
-                    blocks = writer.tee_audio(blocks)
-                motion_chunks = _student_motion(model, blocks, preset, controls, seed, transcript, audio_path, pool)
+                    blocks = writer.tee_audio(audio_mod.read_audio_blocks(audio_path, raw_rate))
+                    features = _student_features(blocks, preset, transcript, audio_path, pool)
+                motion_chunks = model.stream(features, controls, seed)
                 total_frames = None
                 seconds_of_audio = 0.0
             else:
@@ -178,9 +181,8 @@ def _result(job, fallback):
         return fallback()
 
 
-def _student_motion(model, blocks, preset: Preset, controls: Controls, seed: int, transcript: str | None,
-                    audio_path, pool) -> Iterator[np.ndarray]:
-    """Motion chunks of the streaming student as the audio blocks arrive."""
+def _student_features(blocks, preset: Preset, transcript: str | None, audio_path, pool) -> Iterator[np.ndarray]:
+    """The streaming student's input: generator features, an utterance at a time, as audio blocks arrive."""
     from .features import FeatureStream, phones_within, recognised_phones
 
     if transcript:  # the alignment needs the whole text and audio: align first, then stream
@@ -189,8 +191,7 @@ def _student_motion(model, blocks, preset: Preset, controls: Controls, seed: int
         pool = None
     else:
         phones_of = recognised_phones
-    features = FeatureStream(preset.output.fps, phones_of, pool=pool)(blocks)
-    return model.stream(features, controls, seed)
+    return FeatureStream(preset.output.fps, phones_of, pool=pool)(blocks)
 
 
 def load_generator(checkpoint: str | Path, preset: Preset, kind: str):

@@ -129,8 +129,12 @@ def make_ode_pairs(teacher: MotionDiT, student: CausalMotionDiT, data_dir: Path,
     return {k: torch.cat([p[k] for p in parts])[: settings.ode_pairs] for k in parts[0]}
 
 
-def regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Teacher forcing: each chunk from the ODE state at one of the student's sigmas -> the teacher's motion."""
+def regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Tensor, g: torch.Generator,
+                    velocity_weight: float = 0.0) -> torch.Tensor:
+    """Teacher forcing: each chunk from the ODE state at one of the student's sigmas -> the teacher's motion.
+
+    velocity_weight adds the error of frame-to-frame changes: a few-step student that lets some
+    of its input noise through jitters in place, which the per-frame error barely sees."""
     clips = Clips(*(pairs[f.name][index] for f in dataclasses.fields(Clips)))
     states, clean = pairs["states"][index], pairs["clean"][index]
     b, s, w, d = states.shape
@@ -141,7 +145,10 @@ def regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Tensor, 
     noisy = states.gather(1, pick)[:, 0]
     v = student.forward_sequence(clean, noisy, sigma * 1000, **clips.student_inputs())
     predicted = noisy - sigma.repeat_interleave(c, dim=1)[..., None] * v
-    return ((predicted - clean) ** 2).mean()
+    loss = ((predicted - clean) ** 2).mean()
+    if velocity_weight:
+        loss = loss + velocity_weight * ((predicted.diff(dim=1) - clean.diff(dim=1)) ** 2).mean()
+    return loss
 
 
 def rollout(student: CausalMotionDiT, clips: Clips, g: torch.Generator) -> torch.Tensor:
@@ -251,7 +258,7 @@ def distill(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, 
         while step < total:
             g = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
             index = torch.randint(0, len(pairs["clean"]), (settings.batch_size,), generator=g)
-            regression = regression_loss(student, pairs, index, g)
+            regression = regression_loss(student, pairs, index, g, settings.velocity_weight)
             if step < settings.ode_steps:
                 stage, loss, fake_value = "ode", regression, float("nan")
             else:
