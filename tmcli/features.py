@@ -123,8 +123,13 @@ class FeatureStream:
         pending: deque[tuple[np.ndarray, float, Future | list[Phone]]] = deque()
 
         def submit(piece: np.ndarray, start: float) -> None:
-            phones = self.pool.submit(self.phones_of, piece, start) if self.pool else self.phones_of(piece, start)
-            pending.append((piece, start, phones))
+            phones = None
+            if self.pool:
+                try:
+                    phones = self.pool.submit(self.phones_of, piece, start)
+                except BrokenProcessPool:  # the worker could not start: find phones here from now on
+                    self.pool = None
+            pending.append((piece, start, phones if phones is not None else self.phones_of(piece, start)))
 
         def finish(piece: np.ndarray, start: float, phones) -> np.ndarray:
             if isinstance(phones, Future):

@@ -75,7 +75,7 @@ def controls_from(preset: Preset) -> Controls:
 
 def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path, preset: Preset,
            seed: int = 0, transcript: str | None = None, face_index: int = 0,
-           on_frame: Callable[[int, int | None], None] | None = None, generator: str = "phonetic",
+           on_frame: Callable[[int, int | None], None] | None = None, generator: str = "student",
            checkpoint: str | Path | None = None, raw_rate: int | None = None,
            on_motion: Callable[[np.ndarray], None] | None = None) -> RenderResult:
     """Render `audio_path` ("-": standard input) spoken by the face in `portrait_path` to the

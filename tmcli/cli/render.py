@@ -31,7 +31,7 @@ def render(
     size: Annotated[Optional[int], typer.Option(help="Side of the face crop the renderer works at (preset: 512).")] = None,
     crop: Annotated[Optional[bool], typer.Option("--crop/--paste-back", help="Write only the aligned face square, or paste it back into the portrait.")] = None,
     face_index: Annotated[int, typer.Option(help="Which face when there are several: 0 is the largest.")] = 0,
-    generator: Annotated[str, typer.Option(help="student (the causal streaming student), teacher (the bidirectional motion diffusion teacher) or phonetic (phones -> visemes, no weights).")] = "phonetic",
+    generator: Annotated[str, typer.Option(help="student (the causal streaming student), teacher (the bidirectional motion diffusion teacher) or phonetic (phones -> visemes, no weights).")] = "student",
     checkpoint: Annotated[Optional[Path], typer.Option(help="Folder of a trained generator (tm train / tm distill); default: the one shipped with tm.")] = None,
     rate: Annotated[Optional[int], typer.Option(help="AUDIO is headerless 16-bit mono PCM at this sample rate (for pipes).")] = None,
     cfg_scale: Annotated[Optional[float], typer.Option(help="Audio guidance of a learned generator; 1 = none (preset: 1.5).")] = None,
