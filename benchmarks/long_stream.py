@@ -38,23 +38,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from tmcli.audio import SAMPLE_RATE  # noqa: E402
-
-
-def make_speech(seconds: float, seed: int = 0) -> np.ndarray:
-    """espeak-ng sentences in random voices with pauses, to `seconds` of 16 kHz audio."""
-    from tmcli.data.espeak import VARIANTS, random_text, synthesize
-
-    rng = np.random.default_rng(seed)
-    parts, total = [], 0
-    while total < seconds * SAMPLE_RATE:
-        audio, _ = synthesize(random_text(rng, "en-us", int(rng.integers(4, 14))), "en-us",
-                              variant=str(rng.choice(VARIANTS)), rate=int(rng.integers(140, 200)),
-                              pitch=int(rng.integers(30, 70)))
-        pause = np.zeros(int(rng.uniform(0.2, 1.5) * SAMPLE_RATE), dtype=np.float32)
-        parts += [audio.astype(np.float32), pause]
-        total += len(audio) + len(pause)
-    return np.concatenate(parts)[: int(seconds * SAMPLE_RATE)]
-
+from tmcli.data.espeak import speech_for_seconds  # noqa: E402
 
 CHILD = """
 import json, os, resource, sys, threading, time
@@ -124,7 +108,7 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     t = time.perf_counter()
-    audio = make_speech(args.minutes * 60)
+    audio = speech_for_seconds(args.minutes * 60)
     made = time.perf_counter() - t
     short = run(audio[: int(args.short_seconds * SAMPLE_RATE)], args.student)
     long_ = run(audio, args.student)

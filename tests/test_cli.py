@@ -24,7 +24,7 @@ def test_help_lists_the_commands(monkeypatch, capsys):
     assert code == 0 and "render" in out and "eval" in out
 
 
-@pytest.mark.parametrize("args", [("render", PORTRAIT), ("render", PORTRAIT, SPEECH, "extra"), ("render", "--fps", "fast")])
+@pytest.mark.parametrize("args", [("render", PORTRAIT), ("render", "--fps", "fast"), ("render", PORTRAIT, SPEECH, "--num-processes", "x")])
 def test_usage_errors_are_reported_by_typer(monkeypatch, capsys, args):
     code, _, err = run_tm(monkeypatch, capsys, *args)
     assert code == 2 and "Usage: tm render" in err and "Traceback" not in err and "error: unexpected" not in err

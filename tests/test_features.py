@@ -13,9 +13,9 @@ from tmcli.features import (
     PHONE_CLASSES,
     generator_features,
     phone_classes,
-    prefetch,
     silence_features,
 )
+from tmcli.runtime import staged
 from tmcli.speech import Phone
 
 
@@ -41,7 +41,7 @@ def test_padding_looks_like_the_silence_inside_a_clip(speech):
     assert np.abs(features[:40, :80].mean() - pad[0, :80].mean()) > 2  # speech does not
 
 
-def test_prefetch_starts_at_once_keeps_order_and_passes_errors_on():
+def test_a_stage_starts_at_once_keeps_order_and_passes_errors_on():
     """A file's first utterances are heard while the model loads; a bad file still fails the render."""
     started = threading.Event()
 
@@ -50,7 +50,7 @@ def test_prefetch_starts_at_once_keeps_order_and_passes_errors_on():
         yield from range(5)
         raise ValueError("unreadable audio")
 
-    stream = prefetch(items())
+    stream = staged(items(), 2)
     assert started.wait(5)  # before anything was asked for
     assert [next(stream) for _ in range(5)] == list(range(5))
     with pytest.raises(ValueError, match="unreadable"):

@@ -56,7 +56,7 @@ def test_head_motion_leaves_the_crop_border_alone(portrait):
 
 
 def test_paste_back_has_no_seam(portrait, portrait_image):
-    full = portrait.compositor(_crop(portrait, headYaw=0.1, jawOpen=0.3))
+    full = portrait.compositor(_crop(portrait, headYaw=0.1, jawOpen=0.3)).numpy()
     assert full.shape == portrait_image.shape
     comp = portrait.compositor
     outside = np.ones(full.shape[:2], bool)

@@ -14,12 +14,12 @@ Two views of the same audio, concatenated per frame:
 from __future__ import annotations
 
 import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
 from .audio import FEATURE_RATE, N_MELS, SAMPLE_RATE, AudioFeatures, to_video_frames
+from .runtime import read_ahead
 from .speech import Phone
 
 FEATURES_VERSION = 2  # bump when anything here changes: data made before must be remade
@@ -163,35 +163,6 @@ class FeatureStream:
                     yield finish(*pending.popleft())
             while pending and (final or _ready(pending[0][2])):
                 yield finish(*pending.popleft())
-
-
-def read_ahead(items: Iterable, max_items: int = 64) -> queue.Queue:
-    """Items from a thread into a bounded queue, then None at the end (or the exception raised)."""
-    out: queue.Queue = queue.Queue(max_items)
-
-    def run() -> None:
-        try:
-            for item in items:
-                out.put(item)
-            out.put(None)
-        except BaseException as exc:  # handed to the reading thread, which raises it
-            out.put(exc)
-
-    threading.Thread(target=run, daemon=True).start()
-    return out
-
-
-def prefetch(items: Iterable, max_items: int = 2) -> Iterator:
-    """`items`, started now in a thread: the first ones are made while the caller does other work."""
-    source = read_ahead(items, max_items)
-
-    def drain() -> Iterator:
-        while (item := source.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    return drain()
 
 
 def _ready(phones) -> bool:

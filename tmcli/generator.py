@@ -9,8 +9,9 @@ flow-matching Euler sampler from diffusers and classifier-free guidance per cond
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -92,10 +93,11 @@ def guided_velocity(model: MotionDiT, x: torch.Tensor, timestep: torch.Tensor, i
 class TeacherGenerator:
     """Sliding-window sampling of the bidirectional teacher."""
 
-    def __init__(self, model: MotionDiT, settings: GeneratorSettings | None = None):
+    def __init__(self, model: MotionDiT, settings: GeneratorSettings | None = None,
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        self.model = model
+        self.model, self.autocast = model, autocast
         self.settings = settings or GeneratorSettings()
         self.scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
 
@@ -120,7 +122,8 @@ class TeacherGenerator:
             inputs = {"audio": audio[None], "context": context[None],
                       "has_context": torch.tensor([has_context], device=device), **const}
             noise = torch.randn(1, w, MOTION_DIM, generator=generator).to(device)
-            window = self._sample(noise, inputs)
+            with self.autocast():
+                window = self._sample(noise, inputs).float()
             out[done: start + w] = window[0, done - start:]
             done = start + w
         return model.denormalize(out[:total]).cpu().numpy()
@@ -165,8 +168,9 @@ class StreamingGenerator:
     distilled into the student, so each denoising step is one pass of one chunk.
     """
 
-    def __init__(self, model: CausalMotionDiT):
-        self.model = model
+    def __init__(self, model: CausalMotionDiT,
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+        self.model, self.autocast = model, autocast  # autocast: the precision of a GPU run
 
     @torch.no_grad()
     def stream(self, features: Iterable[np.ndarray], controls: Controls, seed: int = 0,
@@ -196,7 +200,8 @@ class StreamingGenerator:
 
     def _chunk(self, audio: np.ndarray, cache: KVCache, const: dict, generator: torch.Generator) -> np.ndarray:
         audio_t = torch.as_tensor(audio, device=self.model.motion_mean.device)[None]
-        clean = denoise_chunk(self.model, audio_t, cache, const, generator)
+        with self.autocast():
+            clean = denoise_chunk(self.model, audio_t, cache, const, generator).float()
         return self.model.denormalize(clean[0]).cpu().numpy()
 
     def __call__(self, features: np.ndarray, controls: Controls, seed: int = 0,

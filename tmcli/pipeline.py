@@ -13,7 +13,6 @@ import functools
 import multiprocessing
 import os
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -27,11 +26,14 @@ from .config import Preset
 from .controls import Controls, parse_emotion
 from .driver import PhoneticDriver
 from .errors import ConfigError
-from .features import generator_features, prefetch
+from .features import generator_features
 from .media import VideoWriter, check_writable
+from .runtime import HostFrames, StageDevices, StageTimer, on_stream, staged
 from .speech import speech_phones, warm_up
 
 GENERATORS = ("phonetic", "teacher", "student")
+CHUNK_FRAMES = 5  # frames per rendered chunk of the generators that make all motion at once
+QUEUE_CHUNKS = 4  # chunks one stage may run ahead of the next
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
@@ -44,27 +46,13 @@ def embedded_checkpoint(generator: str) -> Path:
     return path
 
 
-class StageTimer:
-    """Wall time per stage, summed over calls."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    @contextlib.contextmanager
-    def __call__(self, stage: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] += time.perf_counter() - start
-
-
 @dataclass
 class RenderResult:
     frames: int
     seconds_of_audio: float
     wall_seconds: float
     render_size: int  # side of the crop the renderer worked at
+    frame_size: tuple[int, int]  # (width, height) written
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -73,47 +61,103 @@ def controls_from(preset: Preset) -> Controls:
     return Controls((g.gaze_x, g.gaze_y), parse_emotion(g.emotion), g.pose_intensity, g.blink_rate)
 
 
+class MotionSource:
+    """Audio -> motion chunks: reading, features, phones and the generator (the stages up to
+    motion). `start` sets them going; `chunks` yields motion (frames, MOTION_DIM) blocks.
+
+    "student" streams: audio is read, cut into utterances, turned into motion chunk by chunk
+    (memory does not grow with the length). "teacher" and "phonetic" read the whole audio first.
+    Finding phones (pocketsphinx) needs neither torch nor mediapipe, so it runs in the worker
+    process `pool` while this process loads them."""
+
+    def __init__(self, audio_path: str | Path, preset: Preset, generator: str, checkpoint: str | Path | None,
+                 devices: StageDevices, seed: int, transcript: str | None, raw_rate: int | None,
+                 timer: StageTimer, pool):
+        if generator not in GENERATORS:
+            raise ConfigError(f"unknown generator {generator!r}", hint=f"use one of {', '.join(GENERATORS)}")
+        if generator != "phonetic" and checkpoint is None:
+            checkpoint = embedded_checkpoint(generator)
+        self.controls = controls_from(preset)  # a bad emotion fails here, before any work
+        self.audio_path, self.preset, self.generator, self.checkpoint = audio_path, preset, generator, checkpoint
+        self.devices, self.seed, self.transcript, self.raw_rate = devices, seed, transcript, raw_rate
+        self.timer, self.pool = timer, pool
+        self.from_stdin = str(audio_path) == "-"
+        self.streaming = generator == "student"
+        self.stage = "audio, phones, generator (streamed)" if self.streaming else "generator"
+        self.total_frames: int | None = None  # known once the whole audio is read
+
+    def start(self) -> None:
+        timer, pool = self.timer, self.pool
+        if self.streaming:
+            pool.submit(warm_up)  # the worker loads pocketsphinx while this process loads the rest
+            if not self.from_stdin:  # a file's first utterances are cut and heard while the model loads
+                blocks = audio_mod.read_audio_blocks(self.audio_path, self.raw_rate)
+                self.features = staged(_student_features(blocks, self.preset, self.transcript, self.audio_path, pool))
+        else:
+            with timer("load audio"):
+                self.samples = np.concatenate(list(audio_mod.read_audio_blocks(self.audio_path, self.raw_rate, 60.0)))
+            # phones: the transcript force-aligned, or recognised words + closures
+            self.phones_job = pool.submit(speech_phones, self.samples, self.transcript)
+            self.total_frames = int(round(len(self.samples) / audio_mod.SAMPLE_RATE * self.preset.output.fps))
+        if self.generator != "phonetic":
+            with timer("load generator"):  # while the worker finds phones; a bad checkpoint fails early
+                self.model = load_generator(self.checkpoint, self.preset, self.generator, self.devices)
+
+    def chunks(self, writer: VideoWriter | None = None) -> Iterator[np.ndarray]:
+        """Motion blocks. writer: for audio from stdin, the video that gets the audio as it is read."""
+        if self.streaming:
+            features = self.features if not self.from_stdin else _student_features(
+                writer.tee_audio(audio_mod.read_audio_blocks(self.audio_path, self.raw_rate)),
+                self.preset, self.transcript, self.audio_path, self.pool)
+            yield from self.model.stream(features, self.controls, self.seed)
+            return
+        if self.from_stdin:
+            writer.write_audio(self.samples)
+        with self.timer("audio features"):
+            features = audio_mod.extract_features(self.samples, self.preset.output.fps)
+        with self.timer("waiting for phones (worker)"):
+            phones = _result(self.phones_job, functools.partial(speech_phones, self.samples, self.transcript))
+        if self.generator == "phonetic":
+            motion = PhoneticDriver(self.preset.driver)(phones, features, self.seed, self.controls)
+        else:
+            motion = self.model(generator_features(features, phones), self.controls, self.seed)
+        self.total_frames = len(motion)
+        # rendered a chunk at a time, as the student's, so frames in flight stay few
+        yield from np.array_split(motion, range(CHUNK_FRAMES, len(motion), CHUNK_FRAMES))
+
+
 def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path, preset: Preset,
            seed: int = 0, transcript: str | None = None, face_index: int = 0,
            on_frame: Callable[[int, int | None], None] | None = None, generator: str = "student",
            checkpoint: str | Path | None = None, raw_rate: int | None = None,
-           on_motion: Callable[[np.ndarray], None] | None = None) -> RenderResult:
+           on_motion: Callable[[np.ndarray], None] | None = None, devices: StageDevices | None = None,
+           timer: StageTimer | None = None) -> RenderResult:
     """Render `audio_path` ("-": standard input) spoken by the face in `portrait_path` to the
     mp4 `output` ("-": standard output).
 
-    generator: "student" streams: audio is read, cut into utterances, turned into motion chunk
-    by chunk and rendered as it comes (memory does not grow with the length). "teacher" (the
-    bidirectional MotionDiT over sliding windows) and "phonetic" (phones -> visemes, no
-    weights) read the whole audio first. Learned generators load `checkpoint`, by default the
-    one shipped in tmcli/weights/. raw_rate: the audio is headerless 16-bit PCM at this rate.
-    on_motion: called with each block of motion (frames, MOTION_DIM) before it is rendered.
+    generator: student (streams), teacher or phonetic (see MotionSource). Learned generators
+    load `checkpoint`, by default the one shipped in tmcli/weights/. raw_rate: the audio is
+    headerless 16-bit PCM at this rate. on_motion: called with each block of motion before it
+    is rendered. devices: where the generator and the renderer run (default: the CPU); with
+    `devices.processes`, the generator runs in a process of its own (see remote.py). The
+    generator, the renderer and the encoder run side by side (runtime.py); `timer` gets each
+    stage's busy time and the moments the stream began and its first frame came out.
     """
     start = time.perf_counter()
-    timer = StageTimer()
+    timer = timer or StageTimer()
+    devices = devices or StageDevices.cpu()
     if str(output) != "-":
         check_writable(Path(output))
-    if generator not in GENERATORS:
-        raise ConfigError(f"unknown generator {generator!r}", hint=f"use one of {', '.join(GENERATORS)}")
-    if generator != "phonetic" and checkpoint is None:
-        checkpoint = embedded_checkpoint(generator)
-    controls = controls_from(preset)  # a bad emotion fails here, before any work
-    from_stdin = str(audio_path) == "-"
-    streaming = generator == "student"
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch, no threads forked
-    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-        if streaming:
-            pool.submit(warm_up)  # the worker loads pocketsphinx while this process loads the rest
-            if not from_stdin:  # a file's first utterances are cut and heard while the model loads
-                features = prefetch(_student_features(audio_mod.read_audio_blocks(audio_path, raw_rate),
-                                                      preset, transcript, audio_path, pool))
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool, contextlib.ExitStack() as stack:
+        args = (audio_path, preset, generator, checkpoint, devices, seed, transcript, raw_rate)
+        if devices.processes:
+            from .remote import RemoteMotionSource
+
+            source = stack.enter_context(RemoteMotionSource(*args, timer=timer))
         else:
-            with timer("load audio"):
-                samples = np.concatenate(list(audio_mod.read_audio_blocks(audio_path, raw_rate, 60.0)))
-            # phones: the transcript force-aligned, or recognised words + closures
-            phones_job = pool.submit(speech_phones, samples, transcript)
-        if generator != "phonetic":
-            with timer("load generator"):  # while the worker finds phones; a bad checkpoint fails early
-                model = load_generator(checkpoint, preset, generator)
+            source = MotionSource(*args, timer=timer, pool=pool)
+        source.start()
         with timer("landmarks"):
             import torch
 
@@ -122,54 +166,64 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
             torch.set_grad_enabled(False)
             # half the cores render, the rest encode: oversubscribed OpenMP threads spin and run 10x slower
             torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
-            portrait = Portrait.load(portrait_path, preset, face_index)
+            portrait = Portrait.load(portrait_path, preset, face_index, devices.renderer)
         width, height = portrait.frame_size
         out = preset.output
+        from_stdin = str(audio_path) == "-"
         with VideoWriter(output, width, height, out.fps, audio_path=None if from_stdin else audio_path,
                          audio_rate=audio_mod.SAMPLE_RATE if from_stdin else None, crf=out.crf,
                          preset=out.x264_preset) as writer:
-            if streaming:
-                if from_stdin:
-                    blocks = writer.tee_audio(audio_mod.read_audio_blocks(audio_path, raw_rate))
-                    features = _student_features(blocks, preset, transcript, audio_path, pool)
-                motion_chunks = model.stream(features, controls, seed)
-                total_frames = None
-                seconds_of_audio = 0.0
-            else:
-                if from_stdin:
-                    writer.write_audio(samples)
-                with timer("audio features"):
-                    features = audio_mod.extract_features(samples, out.fps)
-                with timer("waiting for phones (worker)"):
-                    phones = _result(phones_job, functools.partial(speech_phones, samples, transcript))
-                with timer("generator"):
-                    if generator == "phonetic":
-                        motion = PhoneticDriver(preset.driver)(phones, features, seed, controls)
-                    else:
-                        motion = model(generator_features(features, phones), controls, seed)
-                motion_chunks = iter([motion])
-                total_frames, seconds_of_audio = len(motion), len(samples) / audio_mod.SAMPLE_RATE
             frames = 0
+            timer.mark("stream start")
+            for frame, chunk_started in frame_stream(source.chunks(writer), portrait, devices, timer, source.stage,
+                                                     on_motion):
+                with timer("encode (pipe)"):
+                    writer.write(frame)
+                frames += 1
+                if frames == 1:
+                    timer.mark("first frame")
+                if chunk_started is not None:  # a chunk's last frame is out
+                    timer.record("chunk latency", time.perf_counter() - chunk_started)
+                if on_frame:
+                    on_frame(frames, source.total_frames)
+        timer.seconds["encode (pipe)"] += writer.close_seconds
+    return RenderResult(frames, frames / out.fps, time.perf_counter() - start, portrait.alignment.size,
+                        portrait.frame_size, dict(timer.seconds))
+
+
+def frame_stream(motion_chunks: Iterator[np.ndarray], portrait, devices: StageDevices, timer: StageTimer,
+                 generator_stage: str = "generator", on_motion: Callable[[np.ndarray], None] | None = None,
+                 queue_chunks: int = QUEUE_CHUNKS) -> Iterator[tuple[np.ndarray, float | None]]:
+    """Motion chunks -> frames (H x W x 3 uint8, host), the generator and the renderer each in a
+    thread of its own on its own device and stream, at most `queue_chunks` chunks apart.
+
+    Yields (frame, None), and with a chunk's last frame (frame, when the chunk was begun)."""
+    import torch
+
+    def generate():
+        with on_stream(devices.generator), torch.no_grad():
             while True:
-                with timer("audio, phones, generator (streamed)" if streaming else "generator"):
+                started = time.perf_counter()
+                with timer(generator_stage):
                     chunk = next(motion_chunks, None)
                 if chunk is None:
-                    break
+                    return
                 if on_motion:
                     on_motion(chunk)
-                for frame_motion in chunk:
-                    with timer("render"):
-                        frame = portrait.render_frame(frame_motion)
-                    with timer("encode (pipe)"):
-                        writer.write(frame)
-                    frames += 1
-                    if on_frame:
-                        on_frame(frames, total_frames)
-        timer.seconds["encode (pipe)"] += writer.close_seconds
-    if streaming:
-        seconds_of_audio = frames / out.fps
-    return RenderResult(frames, seconds_of_audio, time.perf_counter() - start, portrait.alignment.size,
-                        dict(timer.seconds))
+                yield started, chunk
+
+    def render_chunks(chunks):
+        host = None
+        with on_stream(devices.renderer), torch.no_grad():
+            for started, chunk in chunks:
+                # frames in flight: a queue of chunks, one waiting to enter it, one encoding, one rendering
+                host = host or HostFrames(devices.renderer, slots=(queue_chunks + 3) * len(chunk))
+                with timer("render"):
+                    yield started, [host(portrait.frame_tensor(frame_motion)) for frame_motion in chunk]
+
+    for started, pending in staged(render_chunks(staged(generate(), queue_chunks)), queue_chunks):
+        for i, wait in enumerate(pending):
+            yield wait(), started if i == len(pending) - 1 else None
 
 
 def _result(job, fallback):
@@ -194,12 +248,14 @@ def _student_features(blocks, preset: Preset, transcript: str | None, audio_path
     return FeatureStream(preset.output.fps, phones_of, pool=pool)(blocks)
 
 
-def load_generator(checkpoint: str | Path, preset: Preset, kind: str):
-    """The teacher or student in `checkpoint`, checked against the kind and frame rate asked for."""
+def load_generator(checkpoint: str | Path, preset: Preset, kind: str, devices: StageDevices | None = None):
+    """The teacher or student in `checkpoint` on the generator's device, checked against the kind
+    and frame rate asked for."""
     from .generator import StreamingGenerator, TeacherGenerator, load_motion_dit
     from .nn.causal_dit import CausalMotionDiT
 
-    model = load_motion_dit(checkpoint)
+    devices = devices or StageDevices.cpu()
+    model = load_motion_dit(checkpoint, devices.generator)
     if isinstance(model, CausalMotionDiT) != (kind == "student"):
         made = "a causal student (tm distill)" if isinstance(model, CausalMotionDiT) else "a teacher (tm train)"
         raise ConfigError(f"{checkpoint} holds {made}, not a {kind}",
@@ -207,4 +263,6 @@ def load_generator(checkpoint: str | Path, preset: Preset, kind: str):
     if abs(model.config.fps - preset.output.fps) > 1e-6:
         raise ConfigError(f"the checkpoint generates {model.config.fps:g} fps motion; asked for {preset.output.fps:g} fps",
                           hint=f"render with --fps {model.config.fps:g}")
-    return StreamingGenerator(model) if kind == "student" else TeacherGenerator(model, preset.generator)
+    if kind == "student":
+        return StreamingGenerator(model, devices.autocast)
+    return TeacherGenerator(model, preset.generator, devices.autocast)

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .config import Preset
-from .face.align import Alignment, Compositor, align_face, crop_image, to_uint8
+from .face.align import Alignment, Compositor, align_face, crop_image, uint8_frame
 from .face.landmarks import Face, find_face
 from .face.motion import FaceRig
 from .media import load_image
@@ -27,7 +28,9 @@ class Portrait:
     compositor: Compositor | None  # None when writing the crop alone
 
     @classmethod
-    def load(cls, path: str | Path, preset: Preset, face_index: int = 0) -> "Portrait":
+    def load(cls, path: str | Path, preset: Preset, face_index: int = 0,
+             device: torch.device | str = "cpu") -> "Portrait":
+        """Landmarks, crop and warp set up once; frames are then rendered on `device`."""
         image = load_image(path)
         face = find_face(image, face_index, name=str(path))
         alignment = align_face(face.landmarks, preset.output.size)
@@ -37,8 +40,8 @@ class Portrait:
             alignment = align_face(face.landmarks, min(size, preset.output.size))
         landmarks = alignment.to_crop(face.landmarks)
         crop = crop_image(image, alignment)
-        renderer = MeshWarpRenderer(crop, landmarks, preset.warp)
-        compositor = None if preset.output.crop else Compositor(image, alignment)
+        renderer = MeshWarpRenderer(crop, landmarks, preset.warp, device)
+        compositor = None if preset.output.crop else Compositor(image, alignment, device)
         return cls(image, face, alignment, FaceRig(landmarks), renderer, compositor)
 
     @property
@@ -48,6 +51,10 @@ class Portrait:
             return self.alignment.size, self.alignment.size
         return self.compositor.width, self.compositor.height
 
-    def render_frame(self, motion: np.ndarray) -> np.ndarray:
+    def frame_tensor(self, motion: np.ndarray) -> torch.Tensor:
+        """One frame, H x W x 3 uint8 on the renderer's device (the runtime copies it to the host)."""
         crop = self.renderer(self.rig.apply(motion))
-        return to_uint8(crop) if self.compositor is None else self.compositor(crop)
+        return uint8_frame(crop) if self.compositor is None else self.compositor(crop)
+
+    def render_frame(self, motion: np.ndarray) -> np.ndarray:
+        return self.frame_tensor(motion).cpu().numpy()

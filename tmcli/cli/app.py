@@ -10,7 +10,7 @@ import typer
 from .. import __version__
 from ..console import console
 from ..errors import TmError
-from . import data, distill, evaluate, render, train
+from . import bench, data, distill, evaluate, render, train
 
 app = typer.Typer(
     name="tm",
@@ -24,6 +24,7 @@ app.command("render", no_args_is_help=True)(render.render)
 app.command("eval", no_args_is_help=True)(evaluate.evaluate)
 app.command("train", no_args_is_help=True)(train.train)
 app.command("distill", no_args_is_help=True)(distill.distill)
+app.command("bench")(bench.bench)
 app.add_typer(data.app, name="data")
 
 

@@ -21,9 +21,16 @@ from . import options
 
 
 def render(
-    portrait: Annotated[Path, typer.Argument(help="Portrait image (png, jpg, webp, ...). Any size; the largest face is used.")],
-    audio: Annotated[Path, typer.Argument(help="Speech: wav, flac, ogg, mp3, m4a, a video file's audio track, or - for standard input.")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output mp4, or - for standard output (default: AUDIO's name with .mp4, here; standard output when AUDIO is -).")] = None,
+    portrait: Annotated[Optional[Path], typer.Argument(help="Portrait image (png, jpg, webp, ...). Any size; the largest face is used. With --manifest: the portrait of rows that name none.", show_default=False)] = None,
+    audio: Annotated[Optional[list[Path]], typer.Argument(help="Speech: wav, flac, ogg, mp3, m4a, a video file's audio track, or - for standard input. Several files: one video each, in the folder -o.", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output mp4, or - for standard output (default: AUDIO's name with .mp4, here; standard output when AUDIO is -). With several inputs: a folder.")] = None,
+    manifest: Annotated[Optional[Path], typer.Option(help="Jobs, a .csv (header: portrait,audio,output,...) or .jsonl (an object a line); option columns: seed, transcript, generator, checkpoint, emotion, gaze, pose_intensity, blink_rate, cfg_scale, steps, fps, size, crop.")] = None,
+    skip_existing: Annotated[bool, typer.Option(help="Leave outputs that already exist (rerun a batch to do what is left).")] = False,
+    num_processes: Annotated[int, typer.Option(help="Render a batch in this many processes (as `accelerate launch -m tmcli render` does).")] = 1,
+    device: Annotated[Optional[str], typer.Option(help="Where every stage runs: cpu, cuda or cuda:N (default cpu; in a multi-GPU launch, each process its own GPU).")] = None,
+    devices: Annotated[Optional[str], typer.Option(help="GENERATOR,RENDERER devices, e.g. cuda:0,cuda:1: the generator on one, the renderer on the other.")] = None,
+    dtype: Annotated[str, typer.Option(help="Generator precision on a GPU: fp32, bf16 or fp16.")] = "fp32",
+    disaggregate: Annotated[bool, typer.Option(help="Run the generator in a process of its own, sending motion to the renderer's over torch.distributed (gloo; nccl between GPUs).")] = False,
     preset: options.Preset = "default",
     seed: options.Seed = 0,
     transcript: options.Transcript = None,
@@ -42,25 +49,76 @@ def render(
     blink_rate: Annotated[Optional[float], typer.Option(help="Blinks per minute (preset: 15).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
-    """Render AUDIO spoken by the face in PORTRAIT to an mp4 (H.264 + AAC)."""
-    from ..pipeline import render as run_render
+    """Render AUDIO spoken by the face in PORTRAIT to an mp4 (H.264 + AAC); or many jobs."""
+    import os
 
-    gaze_x, gaze_y = options.parse_pair(gaze, "--gaze") if gaze else (None, None)
-    settings = load_preset(preset).with_overrides(
-        output={"fps": fps, "size": size, "crop": crop},
-        generator={"cfg_audio": cfg_scale, "steps": steps, "gaze_x": gaze_x, "gaze_y": gaze_y, "emotion": emotion,
-                   "pose_intensity": pose_intensity, "blink_rate": blink_rate},
-    )
+    from ..batch import Batch, jobs_from_arguments, launch, preset_for, read_manifest, render_batch
+    from ..pipeline import render as run_render
+    from ..runtime import StageDevices
+
+    audio = audio or []
+    job_options = {"seed": seed, "transcript": transcript, "face_index": face_index, "generator": generator,
+                   "checkpoint": checkpoint, "gaze": gaze, "emotion": emotion, "pose_intensity": pose_intensity,
+                   "blink_rate": blink_rate, "cfg_scale": cfg_scale, "steps": steps, "fps": fps, "size": size,
+                   "crop": crop}
+    settings = preset_for(load_preset(preset), job_options)  # bad flags fail here, before any work
     if rate is not None and not 1000 <= rate <= 384000:
         raise ConfigError(f"--rate must be a sample rate in Hz (1000-384000), got {rate}")
-    output = output or Path("-" if str(audio) == "-" else audio.stem + ".mp4")
-    with Progress(TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True, disable=quiet) as progress:
-        task = progress.add_task("render", total=None)
-        result = run_render(portrait, audio, output, settings, seed=seed, transcript=transcript,
-                            face_index=face_index, generator=generator, checkpoint=checkpoint, raw_rate=rate,
-                            on_frame=lambda done, total: progress.update(task, completed=done, total=total))
-    if not quiet:  # on stderr, as the progress bar: stdout may be the video
-        total = result.wall_seconds
-        console.print(f"wrote {output}: {result.frames} frames, {result.seconds_of_audio:.2f} s "
-                      f"in {total:.1f} s ({result.seconds_of_audio / max(total, 1e-9):.1f}x real time)")
+    if num_processes < 1:
+        raise ConfigError(f"--num-processes must be at least 1, got {num_processes}")
+    stage_devices = StageDevices.parse(device, devices, dtype, disaggregate)
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # inside accelerate launch / torchrun
+    if manifest is None and len(audio) == 1 and num_processes == 1 and not launched:
+        if portrait is None:
+            raise typer.BadParameter("give PORTRAIT and AUDIO")
+        output = output or Path("-" if str(audio[0]) == "-" else audio[0].stem + ".mp4")
+        if skip_existing and str(output) != "-" and output.exists():
+            if not quiet:
+                console.print(f"skipped {output}: it exists")
+            return
+        with Progress(TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=True, disable=quiet) as progress:
+            task = progress.add_task("render", total=None)
+            result = run_render(portrait, audio[0], output, settings, seed=seed, transcript=transcript,
+                                face_index=face_index, generator=generator, checkpoint=checkpoint, raw_rate=rate,
+                                devices=stage_devices,
+                                on_frame=lambda done, total: progress.update(task, completed=done, total=total))
+        if not quiet:  # on stderr, as the progress bar: stdout may be the video
+            total = result.wall_seconds
+            console.print(f"wrote {output}: {result.frames} frames, {result.seconds_of_audio:.2f} s "
+                          f"in {total:.1f} s ({result.seconds_of_audio / max(total, 1e-9):.1f}x real time)")
+        return
+
+    if manifest is not None:
+        if audio:
+            raise ConfigError("give AUDIO files or --manifest, not both")
+        jobs = read_manifest(manifest, portrait, output)
+    else:
+        if portrait is None or not audio:
+            raise typer.BadParameter("give PORTRAIT and AUDIO (or --manifest)")
+        if any(str(a) == "-" for a in audio):
+            raise ConfigError("standard input can be the only AUDIO")
+        jobs = jobs_from_arguments(portrait, audio, output)
+    if output is not None and str(output) == "-":
+        raise ConfigError("many videos cannot all go to standard output", hint="give -o a folder")
+    batch = Batch(jobs, load_preset(preset), {k: v for k, v in job_options.items() if v is not None},
+                  skip_existing, device, devices, dtype, disaggregate)
+    report = _print_result if not quiet else _silent
+    results = launch(batch, num_processes, report) if num_processes > 1 else render_batch(batch, report)
+    if results:  # the main process sums up
+        counts = {s: sum(r.status == s for r in results) for s in ("rendered", "skipped", "failed")}
+        if not quiet:
+            console.print(f"{counts['rendered']} rendered, {counts['skipped']} skipped, {counts['failed']} failed")
+        if counts["failed"]:
+            raise typer.Exit(1)
+
+
+def _print_result(result) -> None:
+    line = {"rendered": f"wrote {result.output} ({result.seconds:.1f} s)", "skipped": f"skipped {result.output}: it exists",
+            "failed": f"[bold red]failed[/] {result.output}: {result.message}"}[result.status]
+    console.print(f"[dim]p{result.process}[/] {line}", soft_wrap=True)
+
+
+def _silent(result) -> None:
+    if result.status == "failed":
+        console.print(f"[bold red]failed[/] {result.output}: {result.message}", soft_wrap=True)

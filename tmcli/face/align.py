@@ -92,10 +92,10 @@ class Compositor:
 
     FEATHER = 0.06  # fraction of the crop side over which the crop fades into the portrait
 
-    def __init__(self, image: np.ndarray, alignment: Alignment):
+    def __init__(self, image: np.ndarray, alignment: Alignment, device: torch.device | str = "cpu"):
         h, w = image.shape[:2]
         self.height, self.width = h - h % 2, w - w % 2  # H.264 yuv420p wants even sizes
-        self.background = np.ascontiguousarray(image[: self.height, : self.width])
+        background = np.ascontiguousarray(image[: self.height, : self.width])
         size = alignment.size
         corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64)
         inv = alignment.inverse()
@@ -106,21 +106,27 @@ class Compositor:
         self.x1, self.y1 = min(x1, self.width), min(y1, self.height)
         ys, xs = np.mgrid[self.y0: self.y1, self.x0: self.x1].astype(np.float64)
         crop_pts = np.stack([xs, ys], axis=-1) @ alignment.matrix[:, :2].T + alignment.matrix[:, 2]
-        self.grid = _normalised_grid(torch.from_numpy(crop_pts).float(), size, size)[None]
+        self.grid = _normalised_grid(torch.from_numpy(crop_pts).float(), size, size)[None].to(device)
         edge = np.minimum(crop_pts, size - crop_pts).min(axis=-1) / (self.FEATHER * size)
         ramp = np.clip(edge, 0, 1)
-        self.mask = torch.from_numpy(ramp * ramp * (3 - 2 * ramp)).float()[None, None]
-        self.region = image_to_tensor(self.background[self.y0: self.y1, self.x0: self.x1])
+        self.mask = torch.from_numpy(ramp * ramp * (3 - 2 * ramp)).float()[None, None].to(device)
+        self.region = image_to_tensor(background[self.y0: self.y1, self.x0: self.x1]).to(device)
+        self.background = torch.from_numpy(background.copy()).to(device)
 
-    def __call__(self, crop: torch.Tensor) -> np.ndarray:
-        """1 x 3 x size x size in [0, 1] -> full frame, H x W x 3 uint8."""
+    def __call__(self, crop: torch.Tensor) -> torch.Tensor:
+        """1 x 3 x size x size in [0, 1] -> full frame, H x W x 3 uint8, on the crop's device."""
         pasted = F.grid_sample(crop, self.grid, mode="bilinear", padding_mode="border", align_corners=False)
         region = self.region + self.mask * (pasted - self.region)
-        frame = self.background.copy()
-        frame[self.y0: self.y1, self.x0: self.x1] = to_uint8(region)
+        frame = self.background.clone()
+        frame[self.y0: self.y1, self.x0: self.x1] = uint8_frame(region)
         return frame
 
 
+def uint8_frame(image: torch.Tensor) -> torch.Tensor:
+    """1 x 3 x H x W in [0, 1] -> H x W x 3 uint8, on the same device."""
+    return (image[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).contiguous()
+
+
 def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """1 x 3 x H x W in [0, 1] -> H x W x 3 uint8."""
-    return (image[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    """1 x 3 x H x W in [0, 1] -> H x W x 3 uint8 numpy."""
+    return uint8_frame(image).cpu().numpy()

@@ -49,8 +49,10 @@ def _tps_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class MeshWarpRenderer:
     """Renders a crop (1 x 3 x S x S, [0, 1]) posed by deformed landmarks (478, 3) in crop pixels."""
 
-    def __init__(self, crop: torch.Tensor, landmarks: np.ndarray, settings: WarpSettings = WarpSettings()):
-        self.image = crop
+    def __init__(self, crop: torch.Tensor, landmarks: np.ndarray, settings: WarpSettings = WarpSettings(),
+                 device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.image = crop.to(self.device)
         self.size = size = crop.shape[-1]
         self.settings = settings
         self.source = np.asarray(landmarks, dtype=np.float64)[:, :2]
@@ -72,12 +74,18 @@ class MeshWarpRenderer:
         grid_pts = np.stack([gx.ravel(), gy.ravel()], axis=1)
         basis = np.concatenate([_tps_kernel(grid_pts, pts), np.ones((g * g, 1)), grid_pts], axis=1)
         weights = np.linalg.solve(lhs, np.eye(n + 3)[:, :n])  # (n+3, n): displacement -> spline
-        self.field_matrix = torch.from_numpy((basis @ weights)[:, : self.num_moving]).float()
-        self.coarse_pixels = torch.from_numpy(grid_pts * size).float().reshape(g, g, 2)
-        ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32),
-                                torch.arange(size, dtype=torch.float32), indexing="ij")
+        self.field_matrix = self._tensor((basis @ weights)[:, : self.num_moving])
+        self.coarse_pixels = self._tensor(grid_pts * size).reshape(g, g, 2)
+        ys, xs = torch.meshgrid(self._arange(0, size), self._arange(0, size), indexing="ij")
         self.pixels = torch.stack([xs, ys], dim=-1)  # (S, S, 2) x, y
         self.teeth_colour = self._teeth_colour()  # None: the portrait shows no teeth, paint them
+
+    def _tensor(self, array) -> torch.Tensor:
+        """Host numbers (landmarks, knots) -> float32 on the renderer's device."""
+        return torch.as_tensor(np.asarray(array), dtype=torch.float32, device=self.device)
+
+    def _arange(self, start: int, stop: int) -> torch.Tensor:
+        return torch.arange(start, stop, dtype=torch.float32, device=self.device)
 
     @staticmethod
     def _border_anchors(size: int, per_side: int) -> np.ndarray:
@@ -107,7 +115,7 @@ class MeshWarpRenderer:
 
     # -- step 1: smooth warp ------------------------------------------------------------------
     def _forward_field(self, deformed: np.ndarray) -> torch.Tensor:
-        disp = torch.from_numpy(deformed[self.control] - self.source[self.control]).float()
+        disp = self._tensor(deformed[self.control] - self.source[self.control])
         g = self.settings.field_resolution
         return (self.field_matrix @ disp).reshape(g, g, 2)  # pixels, on the coarse grid
 
@@ -157,9 +165,8 @@ class MeshWarpRenderer:
         y1 = min(int(np.ceil(out_knots[:, -1].max())), self.size - 1)
         if y1 <= y0:
             return None
-        rows = torch.arange(y0, y1 + 1, dtype=torch.float32)
-        ko = torch.from_numpy(out_knots).float()
-        ki = torch.from_numpy(in_knots).float()
+        rows = self._arange(y0, y1 + 1)
+        ko, ki = self._tensor(out_knots), self._tensor(in_knots)
         query = rows[None, :].expand(len(columns), -1).contiguous()  # (C, R)
         j = (torch.searchsorted(ko.contiguous(), query, right=True) - 1).clamp(0, ko.shape[1] - 2)
         lo, hi = ko.gather(1, j), ko.gather(1, j + 1)
@@ -180,9 +187,9 @@ class MeshWarpRenderer:
     def _paint_mouth(self, frame: torch.Tensor, x0: int, y0: int, knots: np.ndarray,
                      knots_in: np.ndarray, deformed: np.ndarray) -> None:
         """Paint the part of the opening between the two halves of the portrait's own interior."""
-        top = torch.from_numpy(knots[:, UPPER_INNER]).float()  # (C,)
-        bottom = torch.from_numpy(knots[:, LOWER_INNER]).float()
-        own = torch.from_numpy(knots_in[:, LOWER_INNER] - knots_in[:, UPPER_INNER]).float()
+        top = self._tensor(knots[:, UPPER_INNER])  # (C,)
+        bottom = self._tensor(knots[:, LOWER_INNER])
+        own = self._tensor(knots_in[:, LOWER_INNER] - knots_in[:, UPPER_INNER])
         half = own / 2
         if float((bottom - top).max()) < 0.05:
             return
@@ -191,27 +198,27 @@ class MeshWarpRenderer:
         y0 = max(int(np.floor(float(top.min()))), 0, y0)
         if y1 <= y0:  # the mouth is outside the crop
             return
-        rows = torch.arange(y0, y1, dtype=torch.float32)[:, None]  # (R, 1)
+        rows = self._arange(y0, y1)[:, None]  # (R, 1)
         # cover only what opens beyond the portrait's own interior, fading in with the width
         alpha = ((rows - top - half + 0.5).clamp(0, 1) * (bottom - half - rows + 0.5).clamp(0, 1)
                  * (bottom - top - own).clamp(0, 1))  # (R, C)
         if float(alpha.max()) <= 0:
             return
-        cols = torch.arange(x0, x0 + c, dtype=torch.float32)
+        cols = self._arange(x0, x0 + c)
         left, right = deformed[78, 0], deformed[308, 0]
         mid, half = (left + right) / 2, max((right - left) / 2, 1.0)
         arch = (1 - ((cols - mid) / half) ** 2).clamp(min=0).sqrt()  # (C,) 1 mid-mouth, 0 at corners
         u = self.unit
         # upper teeth hang from the skull: in each column, a fixed depth below the above-lip ring
-        rest_depth = torch.from_numpy(knots_in[:, UPPER_INNER] - knots_in[:, 0]).float()
-        upper_edge = torch.from_numpy(knots[:, 0]).float() + rest_depth + 0.10 * u * arch
+        rest_depth = self._tensor(knots_in[:, UPPER_INNER] - knots_in[:, 0])
+        upper_edge = self._tensor(knots[:, 0]) + rest_depth + 0.10 * u * arch
         lower_edge = bottom - 0.03 * u * arch
         has_teeth = self.teeth_colour is not None  # then its own teeth move with the lips (see _remap)
         upper = ((upper_edge - rows + 0.5).clamp(0, 1) * (arch > 0.15) * (not has_teeth)).float()
         lower = ((rows - lower_edge + 0.5).clamp(0, 1) * (arch > 0.3) * (not has_teeth)).float()
         depth = ((rows - top) / (bottom - top).clamp(min=1)).clamp(0, 1)
-        cavity = torch.tensor(CAVITY).view(3, 1, 1) * (0.6 + 0.4 * (2 * depth - 1).abs()) * (0.5 + 0.5 * arch)
-        colour = self.teeth_colour if has_teeth else torch.tensor(DEFAULT_TEETH).view(3, 1, 1)
+        cavity = self._tensor(CAVITY).view(3, 1, 1) * (0.6 + 0.4 * (2 * depth - 1).abs()) * (0.5 + 0.5 * arch)
+        colour = self.teeth_colour if has_teeth else self._tensor(DEFAULT_TEETH).view(3, 1, 1)
         teeth = colour * (0.45 + 0.55 * arch.sqrt())
         paint = cavity * (1 - upper) + teeth * upper
         paint = paint * (1 - lower) + 0.35 * teeth * lower
@@ -226,7 +233,7 @@ class MeshWarpRenderer:
         forward = self._forward_field(deformed)
         back_coarse = self._backward_field(forward)
         # where the smooth warp alone puts every landmark (the remap's input side)
-        settled = self.source + self._sample(forward, torch.from_numpy(self.source).float()).double().numpy()
+        settled = self.source + self._sample(forward, self._tensor(self.source)).double().cpu().numpy()
         settled[self.control] = deformed[self.control]
         back = F.interpolate(back_coarse.permute(2, 0, 1)[None], size=(self.size, self.size),
                              mode="bilinear", align_corners=True)[0].permute(1, 2, 0)
