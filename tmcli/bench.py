@@ -24,6 +24,7 @@ from .runtime import StageDevices, StageTimer, host_peak_memory, peak_device_mem
 PIPELINE_STAGES = {  # timer stage -> the device that runs it ("host": the CPU whatever the devices)
     "audio, phones, generator (streamed)": "generator",
     "generator": "generator",
+    "motion from the generator process": "generator",
     "render": "renderer",
     "encode (pipe)": "host",
 }
@@ -117,8 +118,7 @@ def bench(preset: Preset, devices: StageDevices, seconds: float = 20.0, generato
         date=datetime.date.today().isoformat(), machine=machine(), commit=commit(), preset=preset_name,
         generator=generator, devices=devices.describe(), dtype=devices.dtype, frame_size=f"{width}x{height}",
         render_size=result.render_size, seconds_of_audio=result.seconds_of_audio, frames=result.frames,
-        load_s={k: round(v, 3) for k, v in result.stage_seconds.items() if k in ("load generator", "landmarks",
-                                                                                  "load audio")},
+        load_s={k: round(v, 3) for k, v in result.stage_seconds.items() if k.startswith(("load", "landmarks"))},
         audio_before_first_frame_ms=_audio_before_first_frame(generator, checkpoint, preset),
         first_frame_ms=1000 * first_frame,
         chunk_latency_p50_ms=1000 * float(np.median(latency)), chunk_latency_p95_ms=1000 * float(np.percentile(latency, 95)),

@@ -103,6 +103,9 @@ class MotionSource:
             with timer("load generator"):  # while the worker finds phones; a bad checkpoint fails early
                 self.model = load_generator(self.checkpoint, self.preset, self.generator, self.devices)
 
+    def wait_ready(self) -> None:
+        """Loaded in start(): nothing to wait for (a RemoteMotionSource waits for its process)."""
+
     def chunks(self, writer: VideoWriter | None = None) -> Iterator[np.ndarray]:
         """Motion blocks. writer: for audio from stdin, the video that gets the audio as it is read."""
         if self.streaming:
@@ -174,6 +177,7 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
                          audio_rate=audio_mod.SAMPLE_RATE if from_stdin else None, crf=out.crf,
                          preset=out.x264_preset) as writer:
             frames = 0
+            source.wait_ready()
             timer.mark("stream start")
             for frame, chunk_started in frame_stream(source.chunks(writer), portrait, devices, timer, source.stage,
                                                      on_motion):

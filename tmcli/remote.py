@@ -22,7 +22,7 @@ from .errors import ConfigError, TmError
 from .face.motion import MOTION_DIM
 from .runtime import StageDevices, StageTimer, staged
 
-END, FAILED = 0, -1  # chunk headers that are not frame counts
+END, FAILED, READY = 0, -1, -2  # chunk headers that are not frame counts
 JOIN_TIMEOUT_S = 300  # how long either side waits for the other to join
 
 
@@ -45,6 +45,16 @@ class MotionLink:
         if chunk is not None:
             dist.send(torch.as_tensor(np.ascontiguousarray(chunk, dtype=np.float32), device=self.device), self.peer)
 
+    def wait_ready(self) -> None:
+        """Wait for READY (or the failure that came instead)."""
+        import torch
+        import torch.distributed as dist
+
+        header = torch.zeros(1, dtype=torch.int64, device=self.device)
+        dist.recv(header, self.peer)
+        if int(header.item()) == FAILED:
+            raise _Failed()
+
     def receive(self) -> Iterator[np.ndarray]:
         import torch
         import torch.distributed as dist
@@ -53,6 +63,8 @@ class MotionLink:
         while True:
             dist.recv(header, self.peer)
             n = int(header.item())
+            if n == READY:
+                continue
             if n <= 0:
                 if n == FAILED:
                     raise _Failed()
@@ -98,17 +110,26 @@ class RemoteMotionSource:
     def start(self) -> None:
         """Nothing to wait for: the process loads while this one finds the portrait's landmarks."""
 
-    def chunks(self, writer=None) -> Iterator[np.ndarray]:
+    def wait_ready(self) -> None:
+        """Join the generator process and wait until it has loaded (so the stream's clock starts
+        with both sides ready, as with one process)."""
         import datetime
 
         import torch.distributed as dist
 
-        with self.timer("join the generator process"):
+        with self.timer("load generator (its process)"):
             dist.init_process_group(backend(self.devices), init_method=self.address, rank=1, world_size=2,
                                     timeout=datetime.timedelta(seconds=JOIN_TIMEOUT_S))
-        self.joined = True
+            self.joined = True
+            self.link = MotionLink(self.devices.renderer, peer=0)
+            try:
+                self.link.wait_ready()
+            except _Failed:
+                raise self.errors.get() from None
+
+    def chunks(self, writer=None) -> Iterator[np.ndarray]:
         try:
-            yield from MotionLink(self.devices.renderer, peer=0).receive()
+            yield from self.link.receive()
         except _Failed:
             raise self.errors.get() from None
 
@@ -141,6 +162,7 @@ def _generator_process(address: str, args: tuple, errors) -> None:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             source = MotionSource(*args, timer=StageTimer(), pool=pool)
             source.start()
+            link.send(None, READY)
             for chunk in staged(source.chunks(), QUEUE_CHUNKS):  # made in a thread, as in one process
                 link.send(chunk)
         link.send(None)
