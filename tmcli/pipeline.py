@@ -129,12 +129,37 @@ class MotionSource:
         yield from np.array_split(motion, range(CHUNK_FRAMES, len(motion), CHUNK_FRAMES))
 
 
-def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path, preset: Preset,
+class FileMotionSource:
+    """Motion read from a motion file (tm's JSON or an ARKit CSV, see curves.py): motion transfer."""
+
+    stage = "motion from file"
+
+    def __init__(self, path: str | Path, preset: Preset, timer: StageTimer):
+        from .curves import read_motion
+
+        with timer("load motion"):
+            self.motion = read_motion(path, preset.output.fps)
+        self.total_frames = len(self.motion)
+
+    def start(self) -> None:
+        """Read in __init__: a bad file fails before any work."""
+
+    def wait_ready(self) -> None:
+        """Nothing to wait for."""
+
+    def chunks(self, writer: VideoWriter | None = None) -> Iterator[np.ndarray]:
+        from .curves import motion_blocks
+
+        return motion_blocks(self.motion, CHUNK_FRAMES)
+
+
+def render(portrait_path: str | Path, audio_path: str | Path | None, output: str | Path | None, preset: Preset,
            seed: int = 0, transcript: str | None = None, face_index: int = 0,
            on_frame: Callable[[int, int | None], None] | None = None, generator: str = "student",
            checkpoint: str | Path | None = None, raw_rate: int | None = None,
            on_motion: Callable[[np.ndarray], None] | None = None, devices: StageDevices | None = None,
-           timer: StageTimer | None = None) -> RenderResult:
+           timer: StageTimer | None = None, motion_in: str | Path | None = None,
+           motion_out: str | Path | None = None) -> RenderResult:
     """Render `audio_path` ("-": standard input) spoken by the face in `portrait_path` to the
     mp4 `output` ("-": standard output).
 
@@ -145,16 +170,28 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
     `devices.processes`, the generator runs in a process of its own (see remote.py). The
     generator, the renderer and the encoder run side by side (runtime.py); `timer` gets each
     stage's busy time and the moments the stream began and its first frame came out.
+    motion_in: render the motion in this file instead of generating it (audio, if any, is
+    only muxed); motion_out: also write the motion to this file (.json or .csv, curves.py);
+    output None: no video, only the motion file.
     """
+    from .curves import MotionWriter, motion_format
+
     start = time.perf_counter()
     timer = timer or StageTimer()
     devices = devices or StageDevices.cpu()
-    if str(output) != "-":
-        check_writable(Path(output))
+    for path in (output, motion_out):
+        if path is not None and str(path) != "-":
+            check_writable(Path(path))
+    if motion_out is not None:
+        motion_format(motion_out)  # a bad extension fails before any work
+    if output is None and motion_out is None:
+        raise ConfigError("nothing to write: give an output video or a motion file")
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch, no threads forked
     with ProcessPoolExecutor(1, mp_context=spawn) as pool, contextlib.ExitStack() as stack:
         args = (audio_path, preset, generator, checkpoint, devices, seed, transcript, raw_rate)
-        if devices.processes:
+        if motion_in is not None:
+            source = FileMotionSource(motion_in, preset, timer)
+        elif devices.processes:
             from .remote import RemoteMotionSource
 
             source = stack.enter_context(RemoteMotionSource(*args, timer=timer))
@@ -170,8 +207,19 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
             # half the cores render, the rest encode: oversubscribed OpenMP threads spin and run 10x slower
             torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
             portrait = Portrait.load(portrait_path, preset, face_index, devices.renderer)
-        width, height = portrait.frame_size
         out = preset.output
+        if motion_out is not None:
+            curves = stack.enter_context(MotionWriter(motion_out, out.fps, portrait.face.landmarks, {
+                "portrait": str(portrait_path), "audio": str(audio_path), "generator": generator, "seed": seed}))
+            on_motion = _both(curves.write, on_motion)
+        if output is None:  # the motion alone
+            frames = 0
+            for chunk in source.chunks():
+                on_motion(chunk)
+                frames += len(chunk)
+            return RenderResult(frames, frames / out.fps, time.perf_counter() - start, portrait.alignment.size,
+                                (0, 0), dict(timer.seconds))
+        width, height = portrait.frame_size
         from_stdin = str(audio_path) == "-"
         with VideoWriter(output, width, height, out.fps, audio_path=None if from_stdin else audio_path,
                          audio_rate=audio_mod.SAMPLE_RATE if from_stdin else None, crf=out.crf,
@@ -193,6 +241,12 @@ def render(portrait_path: str | Path, audio_path: str | Path, output: str | Path
         timer.seconds["encode (pipe)"] += writer.close_seconds
     return RenderResult(frames, frames / out.fps, time.perf_counter() - start, portrait.alignment.size,
                         portrait.frame_size, dict(timer.seconds))
+
+
+def _both(first: Callable, second: Callable | None) -> Callable:
+    if second is None:
+        return first
+    return lambda chunk: (first(chunk), second(chunk))
 
 
 def frame_stream(motion_chunks: Iterator[np.ndarray], portrait, devices: StageDevices, timer: StageTimer,

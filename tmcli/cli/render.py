@@ -24,6 +24,9 @@ def render(
     portrait: Annotated[Optional[Path], typer.Argument(help="Portrait image (png, jpg, webp, ...). Any size; the largest face is used. With --manifest: the portrait of rows that name none.", show_default=False)] = None,
     audio: Annotated[Optional[list[Path]], typer.Argument(help="Speech: wav, flac, ogg, mp3, m4a, a video file's audio track, or - for standard input. Several files: one video each, in the folder -o.", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output mp4, or - for standard output (default: AUDIO's name with .mp4, here; standard output when AUDIO is -). With several inputs: a folder.")] = None,
+    motion_out: Annotated[Optional[Path], typer.Option(help="Also write the motion: .json (tm's own, lossless) or .csv (ARKit / Live Link Face columns, for Unreal, Unity, Blender).")] = None,
+    video: Annotated[bool, typer.Option("--video/--no-video", help="--no-video: write only the --motion-out file.")] = True,
+    motion_in: Annotated[Optional[Path], typer.Option(help="Render the motion in this file (.json or ARKit .csv) instead of generating it; AUDIO, if given, is only muxed.")] = None,
     manifest: Annotated[Optional[Path], typer.Option(help="Jobs, a .csv (header: portrait,audio,output,...) or .jsonl (an object a line); option columns: seed, transcript, generator, checkpoint, emotion, gaze, pose_intensity, blink_rate, cfg_scale, steps, fps, size, crop.")] = None,
     skip_existing: Annotated[bool, typer.Option(help="Leave outputs that already exist (rerun a batch to do what is left).")] = False,
     num_processes: Annotated[int, typer.Option(help="Render a batch in this many processes (as `accelerate launch -m tmcli render` does).")] = 1,
@@ -68,27 +71,42 @@ def render(
         raise ConfigError(f"--num-processes must be at least 1, got {num_processes}")
     stage_devices = StageDevices.parse(device, devices, dtype, disaggregate)
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # inside accelerate launch / torchrun
-    if manifest is None and len(audio) == 1 and num_processes == 1 and not launched:
+    if not video and motion_out is None:
+        raise ConfigError("--no-video leaves nothing to write", hint="add --motion-out FILE.json|FILE.csv")
+    if motion_in is not None and (manifest is not None or len(audio) > 1 or num_processes > 1 or launched):
+        raise ConfigError("--motion-in renders one video", hint="give PORTRAIT, the motion file and at most one AUDIO")
+    if motion_in is not None and audio and str(audio[0]) == "-":
+        raise ConfigError("--motion-in takes its audio from a file, not standard input")
+    single = len(audio) == 1 or (motion_in is not None and not audio)
+    if manifest is None and single and num_processes == 1 and not launched:
         if portrait is None:
             raise typer.BadParameter("give PORTRAIT and AUDIO")
-        output = output or Path("-" if str(audio[0]) == "-" else audio[0].stem + ".mp4")
-        if skip_existing and str(output) != "-" and output.exists():
+        track = audio[0] if audio else None
+        if not video:
+            output = None
+        else:
+            name = track.stem if track is not None else motion_in.stem
+            output = output or Path("-" if str(track) == "-" else name + ".mp4")
+        if skip_existing and output is not None and str(output) != "-" and output.exists():
             if not quiet:
                 console.print(f"skipped {output}: it exists")
             return
         with Progress(TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=console, transient=True, disable=quiet) as progress:
             task = progress.add_task("render", total=None)
-            result = run_render(portrait, audio[0], output, settings, seed=seed, transcript=transcript,
+            result = run_render(portrait, track, output, settings, seed=seed, transcript=transcript,
                                 face_index=face_index, generator=generator, checkpoint=checkpoint, raw_rate=rate,
-                                devices=stage_devices,
+                                devices=stage_devices, motion_in=motion_in, motion_out=motion_out,
                                 on_frame=lambda done, total: progress.update(task, completed=done, total=total))
         if not quiet:  # on stderr, as the progress bar: stdout may be the video
             total = result.wall_seconds
-            console.print(f"wrote {output}: {result.frames} frames, {result.seconds_of_audio:.2f} s "
+            wrote = ", ".join(str(p) for p in (output, motion_out) if p is not None)
+            console.print(f"wrote {wrote}: {result.frames} frames, {result.seconds_of_audio:.2f} s "
                           f"in {total:.1f} s ({result.seconds_of_audio / max(total, 1e-9):.1f}x real time)")
         return
 
+    if motion_out is not None or not video:
+        raise ConfigError("--motion-out and --no-video are for one render", hint="give one PORTRAIT and AUDIO")
     if manifest is not None:
         if audio:
             raise ConfigError("give AUDIO files or --manifest, not both")
