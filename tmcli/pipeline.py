@@ -1,7 +1,8 @@
 """The render pipeline: audio -> features -> generator -> motion -> renderer -> sink.
 
-`render` runs the stages in order and reports how long each took, so `tm render` and the
-benchmark share one code path. Finding phones (pocketsphinx) needs neither torch nor mediapipe,
+`render` wires the stages (a MotionSource: audio, features, phones, generator; then the
+renderer and the encoder, side by side as in runtime.py) and reports how long each took, so
+`tm render` and `tm bench` share one code path. Finding phones (pocketsphinx) needs neither torch nor mediapipe,
 so it runs in a worker process while this one loads them, prepares the portrait and computes
 the audio features: on two cores that hides most of the start-up.
 """
