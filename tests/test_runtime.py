@@ -141,3 +141,24 @@ def test_bench_on_the_tiny_preset_reports_every_stage(tmp_path):
     assert report["overlap"] == pytest.approx(sum(s["share_of_wall"] for s in stages.values()), rel=1e-6)
     assert report["host_peak_mb"] > 100 and report["device_peak_mb"] == {}
     assert {"load generator", "landmarks"} <= set(report["load_s"])
+
+
+def test_reduced_precision_streams_close_to_fp32():
+    """--dtype bf16 / fp16 (autocast of the generator; offered on GPUs, run here on the CPU):
+    the embedded student's motion stays within the precision's reach of fp32."""
+    import torch
+
+    from tmcli.controls import Controls
+    from tmcli.features import FEATURE_DIM
+    from tmcli.generator import StreamingGenerator, load_motion_dit
+    from tmcli.pipeline import embedded_checkpoint
+
+    model = load_motion_dit(embedded_checkpoint("student"))
+    features = np.random.default_rng(0).normal(0, 1, (100, FEATURE_DIM)).astype(np.float32)
+    reference = StreamingGenerator(model)(features, Controls(), 0)
+    for dtype, tolerance in (("bf16", 0.05), ("fp16", 0.01)):
+        devices = StageDevices(torch.device("cpu"), torch.device("cpu"), dtype)
+        out = StreamingGenerator(model, devices.autocast)(features, Controls(), 0)
+        assert out.dtype == np.float32 and out.shape == reference.shape
+        error = np.abs(out - reference)
+        assert 0 < error.max() < tolerance  # it did run in reduced precision, and stayed close
