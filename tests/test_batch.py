@@ -21,6 +21,8 @@ def test_several_audio_files_become_one_video_each_in_the_folder(tmp_path):
                                                                                     ("b.flac", "out/b.mp4")]
     with pytest.raises(ConfigError, match="same output a.mp4"):
         jobs_from_arguments(PORTRAIT, [tmp_path / "a.wav", tmp_path / "x" / "a.mp3"], tmp_path / "out")
+    with pytest.raises(ConfigError, match="must be a folder"):
+        jobs_from_arguments(PORTRAIT, [tmp_path / "a.wav", tmp_path / "b.wav"], tmp_path / "out.mp4")
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="must be a folder"):
         jobs_from_arguments(PORTRAIT, [tmp_path / "a.wav", tmp_path / "b.wav"], tmp_path / "file")

@@ -39,7 +39,7 @@ class RenderJob:
 def jobs_from_arguments(portrait: Path, audios: list[Path], output: Path | None) -> list[RenderJob]:
     """One portrait, several audio files -> one video each in the folder `output`."""
     folder = Path(output) if output is not None else Path(".")
-    if folder.exists() and not folder.is_dir():
+    if (folder.exists() and not folder.is_dir()) or folder.suffix.lower() in (".mp4", ".mov", ".mkv", ".webm"):
         raise ConfigError(f"with several audio files, -o must be a folder; {folder} is a file")
     names = [a.stem for a in audios]
     twins = sorted({n for n in names if names.count(n) > 1})
