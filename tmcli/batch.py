@@ -243,12 +243,15 @@ def render_batch(batch: Batch, on_result: Callable[[JobResult], None]) -> list[J
     for result in run_jobs(batch.jobs, render_one, batch.skip_existing, state.process_index, claims):
         results.append(result)
         on_result(result)
+    main = state.is_main_process
     if distributed:
         state.wait_for_everyone()
         results = gather_object(results)
-        if state.is_main_process:
+        if main:
             claims.clear([j.output for j in batch.jobs])
-    return results if state.is_main_process else []
+        # before exit: a process group left alive aborts the process as its threads are torn down
+        state.destroy_process_group()
+    return results if main else []
 
 
 def _worker(index: int, batch: Batch, world: int, port: int, on_result, results_path: str) -> None:
