@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -116,6 +117,10 @@ def test_motion_out_then_motion_in_gives_the_same_video(tmp_path):
     only = tm(PORTRAIT, SPEECH, "--no-video", "--motion-out", tmp_path / "m.csv", *small)
     assert only.returncode == 0, only.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "m.csv", "m.json"]
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("a.mp4", "m.csv", "m.json"):  # as a plain open() would make them, not mkstemp's 0600
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
     json_motion, csv_motion = read_motion(tmp_path / "m.json", 25.0), read_motion(tmp_path / "m.csv", 25.0)
     assert json_motion.shape == csv_motion.shape == (100, MOTION_DIM)
     again = tm(PORTRAIT, SPEECH, "--motion-in", tmp_path / "m.json", "-o", tmp_path / "b.mp4", *small)

@@ -27,6 +27,7 @@ import numpy as np
 
 from .errors import InputError
 from .face.motion import BLENDSHAPES, CHANNELS, INDEX, MOTION_DIM, POSE, neutral
+from .media import check_writable, publish
 
 FORMAT, VERSION = "tm-motion", 1
 ARKIT_BLENDSHAPES = [
@@ -99,8 +100,6 @@ class MotionWriter:
         self.frames = 0
 
     def __enter__(self) -> MotionWriter:
-        from .media import check_writable
-
         check_writable(self.path)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial.{self.format}",
                                    dir=self.path.parent if str(self.path.parent) else ".")
@@ -131,8 +130,7 @@ class MotionWriter:
                 self.file.write(f'\n], "num_frames": {self.frames}}}\n')
             self.file.close()
             if exc_type is None:
-                os.chmod(self.tmp, 0o644)
-                os.replace(self.tmp, self.path)
+                publish(self.tmp, self.path)
         finally:
             self.tmp.unlink(missing_ok=True)
 

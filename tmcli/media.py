@@ -61,6 +61,15 @@ def check_writable(path: Path) -> None:
         raise OutputError(f"cannot write to {parent}", hint="check the folder's permissions")
 
 
+def publish(tmp: Path, path: Path) -> None:
+    """Rename a finished temporary file into place, with the permissions a plain open() would
+    give it (mkstemp makes files only their owner can read)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 class VideoWriter:
     """Raw RGB frames in, an H.264 yuv420p + AAC mp4 out (with +faststart).
 
@@ -179,7 +188,7 @@ class VideoWriter:
             if exc_type is None and self._proc.returncode != 0:
                 raise OutputError(f"ffmpeg could not write {self.path}: {self._stderr()}")
             if exc_type is None and self._tmp is not None:
-                os.replace(self._tmp, self.path)
+                publish(self._tmp, self.path)
                 self._tmp = None
         finally:
             if self._tmp is not None and self._tmp.exists():
