@@ -20,7 +20,6 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -198,8 +197,3 @@ def _read_csv(path: Path) -> np.ndarray:
             m[INDEX["gazeX"]], m[INDEX["gazeY"]] = gaze
             frames.append(m)
     return np.array(frames, dtype=np.float32).reshape(-1, MOTION_DIM)
-
-
-def motion_blocks(motion: np.ndarray, size: int) -> Iterator[np.ndarray]:
-    for start in range(0, len(motion), size):
-        yield motion[start: start + size]

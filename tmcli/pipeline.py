@@ -38,6 +38,17 @@ QUEUE_CHUNKS = 4  # chunks one stage may run ahead of the next
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
+def check_generator(generator: str) -> None:
+    if generator not in GENERATORS:
+        raise ConfigError(f"unknown generator {generator!r}", hint=f"use one of {', '.join(GENERATORS)}")
+
+
+def motion_blocks(motion: np.ndarray) -> Iterator[np.ndarray]:
+    """Motion made all at once, in chunks as the student's: so the frames in flight stay few."""
+    for start in range(0, len(motion), CHUNK_FRAMES):
+        yield motion[start: start + CHUNK_FRAMES]
+
+
 def embedded_checkpoint(generator: str) -> Path:
     """The generator shipped inside the package (see tmcli/weights/*/README.md)."""
     path = WEIGHTS_DIR / generator
@@ -74,8 +85,7 @@ class MotionSource:
     def __init__(self, audio_path: str | Path, preset: Preset, generator: str, checkpoint: str | Path | None,
                  devices: StageDevices, seed: int, transcript: str | None, raw_rate: int | None,
                  timer: StageTimer, pool):
-        if generator not in GENERATORS:
-            raise ConfigError(f"unknown generator {generator!r}", hint=f"use one of {', '.join(GENERATORS)}")
+        check_generator(generator)
         if generator != "phonetic" and checkpoint is None:
             checkpoint = embedded_checkpoint(generator)
         self.controls = controls_from(preset)  # a bad emotion fails here, before any work
@@ -126,8 +136,7 @@ class MotionSource:
         else:
             motion = self.model(generator_features(features, phones), self.controls, self.seed)
         self.total_frames = len(motion)
-        # rendered a chunk at a time, as the student's, so frames in flight stay few
-        yield from np.array_split(motion, range(CHUNK_FRAMES, len(motion), CHUNK_FRAMES))
+        yield from motion_blocks(motion)
 
 
 class FileMotionSource:
@@ -149,9 +158,7 @@ class FileMotionSource:
         """Nothing to wait for."""
 
     def chunks(self, writer: VideoWriter | None = None) -> Iterator[np.ndarray]:
-        from .curves import motion_blocks
-
-        return motion_blocks(self.motion, CHUNK_FRAMES)
+        return motion_blocks(self.motion)
 
 
 def render(portrait_path: str | Path, audio_path: str | Path | None, output: str | Path | None, preset: Preset,

@@ -63,8 +63,6 @@ class MotionLink:
         while True:
             dist.recv(header, self.peer)
             n = int(header.item())
-            if n == READY:
-                continue
             if n <= 0:
                 if n == FAILED:
                     raise _Failed()
@@ -85,10 +83,9 @@ class RemoteMotionSource:
                  timer: StageTimer):
         if str(audio_path) == "-":
             raise ConfigError("--disaggregate reads audio from a file, not standard input")
-        from .pipeline import GENERATORS
+        from .pipeline import check_generator
 
-        if generator not in GENERATORS:
-            raise ConfigError(f"unknown generator {generator!r}", hint=f"use one of {', '.join(GENERATORS)}")
+        check_generator(generator)  # before a process is started for it
         local = dataclasses.replace(devices, processes=False)
         self.args = (audio_path, preset, generator, checkpoint, local, seed, transcript, raw_rate)
         self.devices, self.timer = devices, timer
