@@ -94,7 +94,8 @@ class DistillSettings:
     student_steps: int = 2  # denoising steps per chunk, 1-4
     ode_pairs: int = 1024  # teacher samples (noise -> motion) for stage 1 and the regression term
     ode_steps: int = 400  # stage 1: regression on the teacher's ODE pairs
-    dmd_steps: int = 0  # stage 2: distribution matching on self-forcing rollouts; off by default (it stopped the blinks)
+    self_forcing_steps: int = 0  # stage 2: regression on rollouts, the student's own past in the cache
+    dmd_steps: int = 0  # stage 3: distribution matching on self-forcing rollouts; off by default (it stopped the blinks)
     fake_updates: int = 5  # fake-score steps per student step
     regression_weight: float = 0.25  # of the ODE-pair regression beside the DMD loss
     velocity_weight: float = 4.0  # of the frame-to-frame change error in the regression (against jitter)

@@ -13,6 +13,7 @@ import contextlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ from .face.motion import MOTION_DIM
 from .features import FEATURE_DIM, silence_features
 from .nn.causal_dit import CausalMotionDiT, KVCache
 from .nn.motion_dit import MotionDiT
+
+if TYPE_CHECKING:
+    from .engine import ExportedChunkStep
 
 MODEL_CLASSES = {cls.__name__: cls for cls in (MotionDiT, CausalMotionDiT)}
 
@@ -44,7 +48,7 @@ def load_motion_dit(path: str | Path, device: str = "cpu") -> MotionDiT:
     if model.config.audio_dim != FEATURE_DIM:
         raise InputError(f"{path} was trained on {model.config.audio_dim} audio features per frame; "
                          f"this tm makes {FEATURE_DIM}", hint="train it again with this version of tm")
-    return model.to(device).eval()
+    return model.to(device).float().eval()  # stored in any dtype (tm export); computed in fp32 or autocast
 
 
 def split_controls(vector: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -138,16 +142,18 @@ class TeacherGenerator:
 
 
 def denoise_chunk(model: CausalMotionDiT, audio: torch.Tensor, cache: KVCache, const: dict,
-                  generator: torch.Generator, exit_step: int | None = None) -> torch.Tensor:
+                  generator: torch.Generator, exit_step: int | None = None,
+                  noise: torch.Tensor | None = None) -> torch.Tensor:
     """One chunk: few-step sampling against the cache (predict clean, re-noise to the next
     level), then the clean chunk committed to the cache. Normalised (B, C, D).
 
     exit_step stops early (self-forcing training); where gradients are on, they flow through
-    the last step run only, and never into the cache."""
+    the last step run only, and never into the cache. noise: the starting point, if given."""
     b, sigmas = len(const["neutral"]), model.sigmas
     last = len(sigmas) - 1 if exit_step is None else exit_step
     device = audio.device
-    x = torch.randn(b, model.config.chunk_frames, model.config.motion_dim, generator=generator).to(device)
+    x = noise if noise is not None else torch.randn(
+        b, model.config.chunk_frames, model.config.motion_dim, generator=generator).to(device)
     grad = torch.is_grad_enabled()
     for k in range(last + 1):
         with torch.set_grad_enabled(grad and k == last):
@@ -165,10 +171,11 @@ class StreamingGenerator:
 
     Rendering a file runs exactly this path, as fast as the features come. A chunk is made
     once the audio past its end (look-ahead and audio context) has arrived; guidance was
-    distilled into the student, so each denoising step is one pass of one chunk.
+    distilled into the student, so each denoising step is one pass of one chunk. The model is
+    the student, or its exported chunk step (engine.py) behind the same interface.
     """
 
-    def __init__(self, model: CausalMotionDiT,
+    def __init__(self, model: CausalMotionDiT | ExportedChunkStep,
                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
         self.model, self.autocast = model, autocast  # autocast: the precision of a GPU run
 
@@ -182,7 +189,7 @@ class StreamingGenerator:
         c, r, span = cfg.chunk_frames, cfg.audio_context, model.audio_span
         generator = torch.Generator().manual_seed(seed)
         const = global_conditions(model, controls, neutral)
-        cache = KVCache(cfg.num_layers, cfg.window_chunks)
+        cache = model.new_cache()
         pending = silence_features(r)  # audio rows from audio_context frames before the next chunk
         total = 0
         for block in features:

@@ -64,10 +64,15 @@ def check_writable(path: Path) -> None:
 def publish(tmp: Path, path: Path) -> None:
     """Rename a finished temporary file into place, with the permissions a plain open() would
     give it (mkstemp makes files only their owner can read)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    os.chmod(tmp, 0o666 & ~umask())
     os.replace(tmp, path)
+
+
+def umask() -> int:
+    """The process's umask (reading it means setting it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class VideoWriter:

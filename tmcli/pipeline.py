@@ -215,6 +215,10 @@ def render(portrait_path: str | Path, audio_path: str | Path | None, output: str
             # half the cores render, the rest encode: oversubscribed OpenMP threads spin and run 10x slower
             torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
             portrait = Portrait.load(portrait_path, preset, face_index, devices.renderer)
+            from .engine import ExportedModel, is_export
+
+            if motion_in is None and is_export(checkpoint):  # the export's face_rig graph poses the landmarks
+                portrait.rig.pose = ExportedModel(checkpoint, graphs=("face_rig",)).face_rig
         out = preset.output
         if motion_out is not None:
             curves = stack.enter_context(MotionWriter(motion_out, out.fps, portrait.face.landmarks, {
@@ -317,10 +321,20 @@ def _student_features(blocks, preset: Preset, transcript: str | None, audio_path
 def load_generator(checkpoint: str | Path, preset: Preset, kind: str, devices: StageDevices | None = None):
     """The teacher or student in `checkpoint` on the generator's device, checked against the kind
     and frame rate asked for."""
+    from .engine import ExportedChunkStep, ExportedModel, is_export
     from .generator import StreamingGenerator, TeacherGenerator, load_motion_dit
     from .nn.causal_dit import CausalMotionDiT
 
     devices = devices or StageDevices.cpu()
+    if is_export(checkpoint):  # tm export's graphs: the student's chunk step, on the CPU
+        if kind != "student" or devices.generator.type != "cpu":
+            raise ConfigError("an export runs the student's chunk step on the CPU",
+                              hint="render it with --generator student and no --device")
+        exported = ExportedChunkStep(ExportedModel(checkpoint, graphs=("chunk_step",)))
+        if abs(exported.config.fps - preset.output.fps) > 1e-6:
+            raise ConfigError(f"the export generates {exported.config.fps:g} fps motion; asked for "
+                              f"{preset.output.fps:g} fps", hint=f"render with --fps {exported.config.fps:g}")
+        return StreamingGenerator(exported)
     model = load_motion_dit(checkpoint, devices.generator)
     if isinstance(model, CausalMotionDiT) != (kind == "student"):
         made = "a causal student (tm distill)" if isinstance(model, CausalMotionDiT) else "a teacher (tm train)"

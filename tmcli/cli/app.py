@@ -10,7 +10,7 @@ import typer
 from .. import __version__
 from ..console import console
 from ..errors import TmError
-from . import bench, data, distill, evaluate, render, train
+from . import bench, data, distill, evaluate, export, render, train
 
 app = typer.Typer(
     name="tm",
@@ -25,6 +25,7 @@ app.command("eval", no_args_is_help=True)(evaluate.evaluate)
 app.command("train", no_args_is_help=True)(train.train)
 app.command("distill", no_args_is_help=True)(distill.distill)
 app.command("bench")(bench.bench)
+app.command("export", no_args_is_help=True)(export.export)
 app.add_typer(data.app, name="data")
 
 

@@ -26,32 +26,39 @@ def distill(
     out: Annotated[Path, typer.Option("-o", "--output", help="Student checkpoint folder (resumed if it holds one).")],
     preset: options.Preset = "default",
     steps: Annotated[int | None, typer.Option(
-        help="Total student steps, split between the two stages as in the preset.")] = None,
+        help="Total student steps, split between the stages as in the preset.")] = None,
+    self_forcing_steps: Annotated[int | None, typer.Option(
+        help="Of those, steps of regression on the student's own rollouts (stage 2).")] = None,
     dmd_steps: Annotated[int | None, typer.Option(
-        help="Of those, steps of distribution matching (stage 2); the rest regress on ODE pairs.")] = None,
+        help="Of those, steps of distribution matching (stage 3); the rest regress on ODE pairs.")] = None,
     student_steps: Annotated[int | None, typer.Option(
         help="Denoising steps per chunk the student is made for, 1-4 (preset: 2).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every random draw.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Distill a teacher into a causal, chunk-wise, few-step student (ODE regression, then DMD
-    on self-forcing rollouts). Rerun to resume."""
+    """Distill a teacher into a causal, chunk-wise, few-step student (ODE regression, regression
+    on its own rollouts, then DMD on self-forcing rollouts). Rerun to resume."""
     from ..data.shards import read_manifest
     from ..generator import load_motion_dit
     from ..train.distill import distill as run_distill
 
     settings = load_preset(preset)
     d = settings.distill
-    changes = {"student_steps": student_steps, "seed": seed, "dmd_steps": dmd_steps}
-    if dmd_steps is not None and dmd_steps < 0:
-        raise ConfigError(f"--dmd-steps must be 0 or more, got {dmd_steps}")
+    later = {"self_forcing_steps": self_forcing_steps, "dmd_steps": dmd_steps}  # stages after the ODE one
+    changes = {"student_steps": student_steps, "seed": seed, **later}
+    for name, value in later.items():
+        if value is not None and value < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {value}")
     if steps is not None:
         if steps < 1:
             raise ConfigError(f"--steps must be positive, got {steps}")
-        dmd = dmd_steps if dmd_steps is not None else round(steps * d.dmd_steps / (d.ode_steps + d.dmd_steps))
-        if dmd > steps:
-            raise ConfigError(f"--dmd-steps {dmd} is more than --steps {steps}")
-        changes.update(ode_steps=steps - dmd, dmd_steps=dmd)
+        preset_total = d.ode_steps + d.self_forcing_steps + d.dmd_steps
+        split = {name: value if value is not None else round(steps * getattr(d, name) / preset_total)
+                 for name, value in later.items()}
+        if sum(split.values()) > steps:
+            raise ConfigError(f"--self-forcing-steps and --dmd-steps ({sum(split.values())}) are more than "
+                              f"--steps {steps}")
+        changes.update(ode_steps=steps - sum(split.values()), **split)
     settings = settings.with_overrides(distill=changes)
     load_motion_dit(teacher)  # a bad checkpoint fails here, in one line
     read_manifest(data_dir)  # likewise a folder that is not a data set

@@ -43,6 +43,8 @@ def render(
     face_index: Annotated[int, typer.Option(help="Which face when there are several: 0 is the largest.")] = 0,
     generator: Annotated[str, typer.Option(help="student (the causal streaming student), teacher (the bidirectional motion diffusion teacher) or phonetic (phones -> visemes, no weights).")] = "student",
     checkpoint: Annotated[Optional[Path], typer.Option(help="Folder of a trained generator (tm train / tm distill); default: the one shipped with tm.")] = None,
+    engine: Annotated[str, typer.Option(help="torch (tm's models), or onnx / torch-export: the graphs of a `tm export` folder given with --model.")] = "torch",
+    model: Annotated[Optional[Path], typer.Option(help="With --engine onnx|torch-export: the export folder (tm export).")] = None,
     rate: Annotated[Optional[int], typer.Option(help="AUDIO is headerless 16-bit mono PCM at this sample rate (for pipes).")] = None,
     cfg_scale: Annotated[Optional[float], typer.Option(help="Audio guidance of a learned generator; 1 = none (preset: 1.5).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Sampling steps of a learned generator (preset: 16).")] = None,
@@ -60,6 +62,7 @@ def render(
     from ..runtime import StageDevices
 
     audio = audio or []
+    checkpoint = _engine_checkpoint(engine, model, checkpoint, generator)
     job_options = {"seed": seed, "transcript": transcript, "face_index": face_index, "generator": generator,
                    "checkpoint": checkpoint, "gaze": gaze, "emotion": emotion, "pose_intensity": pose_intensity,
                    "blink_rate": blink_rate, "cfg_scale": cfg_scale, "steps": steps, "fps": fps, "size": size,
@@ -129,6 +132,24 @@ def render(
             console.print(f"{counts['rendered']} rendered, {counts['skipped']} skipped, {counts['failed']} failed")
         if counts["failed"]:
             raise typer.Exit(1)
+
+
+def _engine_checkpoint(engine: str, model: Path | None, checkpoint: Path | None, generator: str) -> Path | None:
+    """--engine/--model -> the folder the generator loads (an export folder is a checkpoint to it)."""
+    from ..engine import ENGINES, ExportedModel
+
+    if engine == "torch":
+        if model is not None:
+            raise ConfigError("--model is for --engine onnx or torch-export", hint="use --checkpoint for tm's models")
+        return checkpoint
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}", hint=f"use torch, {' or '.join(ENGINES)}")
+    if model is None or checkpoint is not None:
+        raise ConfigError(f"--engine {engine} needs --model EXPORT_DIR (and no --checkpoint)")
+    if generator != "student":
+        raise ConfigError("an export holds the streaming student", hint="drop --generator")
+    ExportedModel(model, engine, graphs=())  # a missing, damaged or other-format export fails here
+    return model
 
 
 def _print_result(result) -> None:

@@ -15,6 +15,7 @@ every face. Distances are in interocular units (u), y points down, left/right ar
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from . import landmarks as L
 
@@ -64,6 +65,8 @@ class FaceRig:
     Motion is applied to `rest`: the portrait itself, except that a mouth caught wide open is
     brought to REST_GAP, so that jawOpen opens from where a mouth rests on every face.
     """
+
+    pose = None  # None: pose_landmarks; or an exported face_rig graph's run (engine.py)
 
     def __init__(self, landmarks: np.ndarray):
         self.source = np.asarray(landmarks, dtype=np.float64)
@@ -166,39 +169,70 @@ class FaceRig:
         return np.stack([basis[name] for name in BLENDSHAPES]) * self.unit
 
     # -- apply -----------------------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """What `pose_landmarks` needs of this portrait (float64)."""
+        return {"rest": torch.from_numpy(self.rest), "basis": torch.from_numpy(self.basis),
+                "pivot": torch.from_numpy(self.pivot), "unit": torch.tensor(float(self.unit), dtype=torch.float64)}
+
     def apply(self, motion: np.ndarray) -> np.ndarray:
         """One frame of motion (MOTION_DIM,) -> deformed landmarks (478, 3) in crop pixels."""
-        m = np.clip(np.nan_to_num(np.asarray(motion, dtype=np.float64)), LOWER, UPPER)
-        coeffs = m[len(POSE): len(POSE) + len(BLENDSHAPES)]
-        pts = self.rest.copy()
-        pts[:, :2] += np.tensordot(coeffs, self.basis, axes=1)
-        self._close_lips(pts, coeffs[BLENDSHAPES.index("mouthClose")])
-        gx, gy = m[INDEX["gazeX"]], m[INDEX["gazeY"]]
-        for iris in (L.LEFT_IRIS, L.RIGHT_IRIS):
-            pts[iris, 0] += 0.11 * gx * self.unit
-            pts[iris, 1] += 0.06 * gy * self.unit
-        return self._pose(pts, m[: len(POSE)])
+        if not hasattr(self, "_tensors"):
+            self._tensors = self.tensors()
+        m = torch.as_tensor(np.asarray(motion, dtype=np.float64)).reshape(1, MOTION_DIM)
+        return (self.pose or pose_landmarks)(m, **self._tensors)[0].numpy()
 
     def _close_lips(self, pts: np.ndarray, amount: float) -> None:
-        """mouthClose: bring the inner lips together, whatever the jaw and the portrait do."""
-        if amount <= 0:
-            return
-        amount = min(float(amount), 1.0)
-        gap = pts[L.LIPS_LOWER_INNER, 1] - pts[L.LIPS_UPPER_INNER, 1]
-        half = 0.5 * amount * gap
-        pts[L.LIPS_UPPER_INNER, 1] += half
-        pts[L.LIPS_UPPER_OUTER, 1] += half
-        pts[L.LIPS_LOWER_INNER, 1] -= half
-        pts[L.LIPS_LOWER_OUTER, 1] -= half
+        pts[:, 1] += close_lips_shift(torch.from_numpy(pts[None, :, 1]), torch.tensor([amount]))[0].numpy()
 
-    def _pose(self, pts: np.ndarray, pose: np.ndarray) -> np.ndarray:
-        yaw, pitch, roll, tx, ty, log_scale = pose
-        cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
-        ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-        rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-        rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
-        rot = rz @ ry @ rx
-        out = (pts - self.pivot) @ rot.T * np.exp(log_scale) + self.pivot
-        out[:, 0] += tx * self.unit
-        out[:, 1] += ty * self.unit
-        return out
+
+def close_lips_shift(y: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    """mouthClose: the y shift (T, N) that brings the inner lips together by `amount` (T,) in
+    [0, 1] of their gap, whatever the jaw and the portrait do; y: landmark rows (T, N)."""
+    spread = RIG_CONSTANTS[2].to(y.dtype)
+    gap = y[:, L.LIPS_LOWER_INNER] - y[:, L.LIPS_UPPER_INNER]
+    half = 0.5 * amount.clamp(0, 1)[:, None] * gap  # (T, 11): the lip contours pair up point by point
+    return half @ spread
+
+
+def _rig_constants() -> tuple[torch.Tensor, ...]:
+    """The rig's fixed tensors: motion limits, the lip-closing spread (11, 478), the irises (478,).
+    Made once, eagerly: a cache filled inside an export's trace would keep its fake tensors."""
+    spread = torch.zeros(len(L.LIPS_UPPER_INNER), L.NUM_LANDMARKS, dtype=torch.float64)
+    for contour, sign in ((L.LIPS_UPPER_INNER, 1), (L.LIPS_UPPER_OUTER, 1), (L.LIPS_LOWER_INNER, -1),
+                          (L.LIPS_LOWER_OUTER, -1)):
+        spread[torch.arange(len(contour)), contour] += sign
+    iris = torch.zeros(L.NUM_LANDMARKS, dtype=torch.float64)
+    iris[L.LEFT_IRIS + L.RIGHT_IRIS] = 1.0
+    return torch.as_tensor(LOWER), torch.as_tensor(UPPER), spread, iris
+
+
+RIG_CONSTANTS = _rig_constants()
+
+
+def pose_landmarks(motion: torch.Tensor, rest: torch.Tensor, basis: torch.Tensor, pivot: torch.Tensor,
+                   unit: torch.Tensor) -> torch.Tensor:
+    """The rig as tensor math: motion (T, MOTION_DIM) -> landmarks (T, 478, 3) in crop pixels.
+
+    One code path for rendering (FaceRig.apply) and for the exported face_rig graph; the
+    portrait comes in as FaceRig.tensors() (rest (478, 3), basis (27, 478, 2), pivot (3,), unit)."""
+    lower, upper, _, iris = (t.to(rest.dtype) for t in RIG_CONSTANTS)
+    m = torch.minimum(torch.maximum(torch.nan_to_num(motion.to(rest.dtype)), lower), upper)
+    coeffs = m[:, len(POSE): len(POSE) + len(BLENDSHAPES)]
+    xy = rest[None, :, :2] + torch.einsum("ts,snk->tnk", coeffs, basis)
+    y = xy[..., 1] + close_lips_shift(xy[..., 1], coeffs[:, BLENDSHAPES.index("mouthClose")])
+    x = xy[..., 0] + 0.11 * unit * m[:, INDEX["gazeX"], None] * iris
+    y = y + 0.06 * unit * m[:, INDEX["gazeY"], None] * iris
+    pts = torch.stack([x, y, rest[None, :, 2].expand_as(x)], dim=-1)
+    yaw, pitch, roll, tx, ty, log_scale = m[:, : len(POSE)].unbind(dim=1)
+    one, zero = torch.ones_like(yaw), torch.zeros_like(yaw)
+
+    def matrix(*rows):  # 3 x 3 per frame from 9 (T,) entries
+        return torch.stack([torch.stack(r, dim=-1) for r in rows], dim=-2)
+
+    ry = matrix((yaw.cos(), zero, yaw.sin()), (zero, one, zero), (-yaw.sin(), zero, yaw.cos()))
+    rx = matrix((one, zero, zero), (zero, pitch.cos(), -pitch.sin()), (zero, pitch.sin(), pitch.cos()))
+    rz = matrix((roll.cos(), -roll.sin(), zero), (roll.sin(), roll.cos(), zero), (zero, zero, one))
+    rot = rz @ ry @ rx
+    out = (pts - pivot) @ rot.transpose(1, 2) * log_scale.exp()[:, None, None] + pivot
+    shift = torch.stack([tx * unit, ty * unit, zero], dim=-1)
+    return out + shift[:, None, :]

@@ -27,6 +27,7 @@ import torch
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import apply_rotary_emb
 
+from ..controls import CONTROL_DIM, GROUPS
 from ..face.motion import MOTION_DIM
 from ..features import FEATURE_DIM
 from .motion_dit import Block, MotionDiT
@@ -111,6 +112,9 @@ class CausalMotionDiT(MotionDiT):
         """Feature frames a chunk hears: its own, the look-ahead, and audio_context either side."""
         cfg = self.config
         return cfg.chunk_frames + cfg.lookahead_frames + 2 * cfg.audio_context
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.config.num_layers, self.config.window_chunks)
 
     @property
     def sigmas(self) -> list[float]:
@@ -217,3 +221,77 @@ class CausalMotionDiT(MotionDiT):
                     band[rows, j * group: j * group + c] = True
                 sink[rows] = i > 0
         return band, sink
+
+
+class FixedShapeStep(torch.nn.Module):
+    """`CausalMotionDiT.step` with every shape fixed and the KV cache as tensors in and out: the
+    form export (ONNX, torch.export) and graph capture need.
+
+    The cache is `sink_keys`/`sink_values` (L, 1, H, C, d) and `band_keys`/`band_values`
+    (L, 1, H, window_chunks * C, d), oldest chunk first, with `sink_valid` (1,) and `band_valid`
+    (window_chunks * C,) saying which slots are written; a young stream's band is padded at the
+    front and masked. Band keys sit at fixed slot positions before the chunk's own: RoPE scores
+    depend only on the distance from query to key, so they score as in `step`. With write=True
+    the chunk is clean at time 0 and the returned cache holds it (the sink if there was none,
+    else the band's newest slot, the oldest chunk dropped); with write=False the cache comes
+    back unchanged. Feed the returned cache to the next call."""
+
+    INPUTS = ("motion", "timestep", "audio", "neutral", "controls", "write",
+              "sink_keys", "sink_values", "band_keys", "band_values", "sink_valid", "band_valid")
+    OUTPUTS = ("velocity", "sink_keys_out", "sink_values_out", "band_keys_out", "band_values_out",
+               "sink_valid_out", "band_valid_out")
+
+    def __init__(self, model: CausalMotionDiT):
+        super().__init__()
+        self.model = model
+        cfg = model.config
+        self.chunk_frames = cfg.chunk_frames
+        self.band_slots = cfg.window_chunks * cfg.chunk_frames
+        tokens = cfg.chunk_frames + cfg.lookahead_frames
+        cos, sin = model.rope(torch.arange(self.band_slots + tokens))
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        """Inputs of the right shapes and dtypes: an empty cache, a noisy chunk."""
+        cfg, dtype = self.model.config, self.model.dtype
+        c, heads = cfg.chunk_frames, cfg.num_heads
+        head_dim = cfg.hidden_size // heads
+        sink = torch.zeros(cfg.num_layers, 1, heads, c, head_dim, dtype=dtype)
+        band = torch.zeros(cfg.num_layers, 1, heads, self.band_slots, head_dim, dtype=dtype)
+        return (torch.randn(1, c, cfg.motion_dim, dtype=dtype), torch.full((1,), 1000.0, dtype=dtype),
+                torch.randn(1, self.model.audio_span, cfg.audio_dim, dtype=dtype),
+                torch.zeros(1, cfg.motion_dim, dtype=dtype), torch.zeros(1, CONTROL_DIM, dtype=dtype),
+                torch.zeros(1, dtype=torch.bool), sink, sink.clone(), band, band.clone(),
+                torch.zeros(1, dtype=torch.bool), torch.zeros(self.band_slots, dtype=torch.bool))
+
+    def forward(self, motion, timestep, audio, neutral, controls, write, sink_keys, sink_values, band_keys,
+                band_values, sink_valid, band_valid):
+        model, c = self.model, self.chunk_frames
+        groups = dict(zip(GROUPS, controls.split(list(GROUPS.values()), dim=-1)))
+        x = model.chunk_tokens(motion, audio, write.long())
+        cond = model.condition(timestep, neutral, groups)
+        rope = (self.rope_cos, self.rope_sin)
+        q_rope = (self.rope_cos[self.band_slots:], self.rope_sin[self.band_slots:])
+        band_mask = torch.cat([band_valid, torch.ones(x.shape[1], dtype=torch.bool, device=x.device)])[None]
+        new_keys, new_values = [], []
+        for layer, block in enumerate(model.blocks):
+            def attention(q, k, v, layer=layer):
+                keys = torch.cat([band_keys[layer], k], dim=-2)
+                values = torch.cat([band_values[layer], v], dim=-2)
+                return attend(q, keys, values, q_rope, rope, (sink_keys[layer], sink_values[layer]), band_mask,
+                              sink_valid[None])
+
+            x, k, v = _block(block, x, cond, attention)
+            new_keys.append(k[:, :, :c])
+            new_values.append(v[:, :, :c])
+        new_keys, new_values = torch.stack(new_keys), torch.stack(new_values)
+        first, later = write & ~sink_valid, write & sink_valid  # (1,): the sink now, or the band
+
+        def roll(band, new):
+            return torch.where(later, torch.cat([band[..., c:, :], new], dim=-2), band)
+
+        return (model.output(x[:, :c], cond),
+                torch.where(first, new_keys, sink_keys), torch.where(first, new_values, sink_values),
+                roll(band_keys, new_keys), roll(band_values, new_values), sink_valid | write,
+                (later & torch.cat([band_valid[c:], torch.ones_like(band_valid[:c])])) | (~later & band_valid))

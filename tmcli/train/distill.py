@@ -9,7 +9,12 @@ guided Euler ODE). The student sees the teacher's clean motion as its past (teac
 one masked pass) and learns to map the ODE's state at each of its noise levels to the
 teacher's motion.
 
-Stage 2, dmd: the student makes whole clips chunk by chunk with its own KV cache, exactly as
+Stage 2, self: the same pairs, streamed chunk by chunk with the KV cache as at inference
+(self forcing): each chunk's past in the cache is the student's own samples, not the teacher's
+motion. Its input is still the teacher's ODE state and its target the teacher's motion, so the
+loss stays a regression; what changes is that the student learns from the past it will see.
+
+Stage 3, dmd: the student makes whole clips chunk by chunk with its own KV cache, exactly as
 when streaming (self forcing; the gradient flows through one random denoising step per
 chunk). Distribution matching: the clip is noised at a random level; the frozen teacher's
 guided prediction gives the real score, a fake-score network (initialised from the teacher and
@@ -44,7 +49,7 @@ from .trainer import plot_loss, truncate_log
 STATE = "distill_state.pt"
 PAIRS = "ode_pairs.pt"
 LOG_COLUMNS = ["step", "stage", "loss", "regression", "fake", "seconds"]
-CURVES = {"regression": "ODE-pair regression", "loss": "student (DMD stage: DMD + weighted regression)",
+CURVES = {"regression": "ODE-pair regression (teacher-forced, then self-forced)", "loss": "student (DMD stage: DMD + weighted regression)",
           "fake": "fake-score flow matching"}
 
 
@@ -145,10 +150,42 @@ def regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Tensor, 
     noisy = states.gather(1, pick)[:, 0]
     v = student.forward_sequence(clean, noisy, sigma * 1000, **clips.student_inputs())
     predicted = noisy - sigma.repeat_interleave(c, dim=1)[..., None] * v
+    return regression_error(predicted, clean, velocity_weight)
+
+
+def regression_error(predicted: torch.Tensor, clean: torch.Tensor, velocity_weight: float) -> torch.Tensor:
     loss = ((predicted - clean) ** 2).mean()
     if velocity_weight:
         loss = loss + velocity_weight * ((predicted.diff(dim=1) - clean.diff(dim=1)) ** 2).mean()
     return loss
+
+
+def rollout_regression(student: CausalMotionDiT, pairs: dict, index: torch.Tensor, g: torch.Generator,
+                       velocity_weight: float = 0.0) -> torch.Tensor:
+    """Self forcing with the regression target: the pairs streamed chunk by chunk with the KV cache.
+
+    Each chunk is predicted from the teacher's ODE state at a random student sigma (with
+    gradient), then sampled from the pair's own starting noise as at inference and committed to
+    the cache (without), so later chunks attend to the student's samples, not the teacher's."""
+    clips = Clips(*(pairs[f.name][index] for f in dataclasses.fields(Clips)))
+    states, clean = pairs["states"][index], pairs["clean"][index]
+    b, s, w, _ = states.shape
+    c = student.config.chunk_frames
+    inputs = clips.student_inputs()
+    const = {"neutral": inputs["neutral"], "controls": inputs["controls"]}
+    cache = KVCache(student.config.num_layers, student.config.window_chunks)
+    rows, predicted = torch.arange(b), []
+    for i in range(w // c):
+        frames = slice(i * c, (i + 1) * c)
+        audio = inputs["audio"][:, i * c: i * c + student.audio_span]
+        level = torch.randint(0, s, (b,), generator=g)
+        sigma = torch.tensor(student.sigmas)[level]
+        noisy = states[rows, level, frames]
+        v = student.step(noisy, sigma * 1000, audio, cache, **const)
+        predicted.append(noisy - sigma.view(b, 1, 1) * v)
+        with torch.no_grad():
+            denoise_chunk(student, audio, cache, const, g, noise=states[:, 0, frames])
+    return regression_error(torch.cat(predicted, dim=1), clean, velocity_weight)
 
 
 def rollout(student: CausalMotionDiT, clips: Clips, g: torch.Generator) -> torch.Tensor:
@@ -214,6 +251,7 @@ def distill(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, 
     if resume:
         saved = json.loads((out / "distill.json").read_text())
         settings = dataclasses.replace(DistillSettings(**saved["distill"]), ode_steps=settings.ode_steps,
+                                       self_forcing_steps=settings.self_forcing_steps,
                                        dmd_steps=settings.dmd_steps)
         generator_settings = GeneratorSettings(**saved["generator"])
     torch.manual_seed(settings.seed)
@@ -226,10 +264,10 @@ def distill(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, 
         student, fake = new_student(teacher, settings), MotionDiT.from_config(teacher.config)
         fake.load_state_dict(teacher.state_dict())
         out.mkdir(parents=True, exist_ok=True)
-        (out / "distill.json").write_text(json.dumps({
-            "teacher": str(Path(teacher_dir).resolve()), "data": str(data_dir.resolve()),
-            "distill": dataclasses.asdict(settings), "generator": dataclasses.asdict(generator_settings)}, indent=1))
         (out / "loss.csv").write_text(",".join(LOG_COLUMNS) + "\n")
+    (out / "distill.json").write_text(json.dumps({  # rewritten on resume: the stages may have grown
+        "teacher": str(Path(teacher_dir).resolve()), "data": str(data_dir.resolve()),
+        "distill": dataclasses.asdict(settings), "generator": dataclasses.asdict(generator_settings)}, indent=1))
     student.train()
     fake.train()
     optimizer = torch.optim.AdamW(student.parameters(), lr=settings.learning_rate, weight_decay=0.0)
@@ -250,18 +288,24 @@ def distill(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, 
         torch.save(pairs, out / PAIRS)
     stream = WindowStream(data_dir, teacher.config.window, teacher.config.context_frames, settings.batch_size,
                           settings.seed)
-    total = settings.ode_steps + settings.dmd_steps
+    regression_steps = settings.ode_steps + settings.self_forcing_steps
+    total = regression_steps + settings.dmd_steps
     start, loss_value = time.perf_counter(), float("nan")
-    batches = stream(max(0, step - settings.ode_steps))
+    batches = stream(max(0, step - regression_steps))
     with open(out / "loss.csv", "a", newline="") as log, torch.enable_grad():
         writer = csv.writer(log)
         while step < total:
             g = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
             index = torch.randint(0, len(pairs["clean"]), (settings.batch_size,), generator=g)
-            regression = regression_loss(student, pairs, index, g, settings.velocity_weight)
-            if step < settings.ode_steps:
-                stage, loss, fake_value = "ode", regression, float("nan")
+            fake_value = float("nan")
+            if settings.ode_steps <= step < regression_steps:
+                stage = "self"
+                loss = regression = rollout_regression(student, pairs, index, g, settings.velocity_weight)
             else:
+                regression = regression_loss(student, pairs, index, g, settings.velocity_weight)
+            if step < settings.ode_steps:
+                stage, loss = "ode", regression
+            elif step >= regression_steps:
                 stage = "dmd"
                 clips = clips_of(next(batches), teacher, student)
                 clip = rollout(student, clips, g)

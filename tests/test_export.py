@@ -1,0 +1,160 @@
+"""tm export: the fixed-shape chunk step, each format's round trip, bad artifacts, and
+`tm render --engine onnx` giving the frames PyTorch gives."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import PORTRAIT, SPEECH
+from test_causal import C, clip, stream, tiny_student
+
+from tmcli.controls import Controls
+from tmcli.engine import ExportedChunkStep, ExportedModel
+from tmcli.errors import InputError, OutputError
+from tmcli.export import ExportError, RealInputs, export
+from tmcli.face.motion import MOTION_DIM, pose_landmarks
+from tmcli.features import FEATURE_DIM
+from tmcli.generator import StreamingGenerator
+from tmcli.nn.causal_dit import FixedShapeStep
+
+
+@torch.no_grad()
+def test_the_fixed_shape_step_equals_the_cached_step_as_the_window_fills_and_rolls():
+    model = tiny_student(window_chunks=2)
+    x = clip(model, chunks=6)
+    want, _ = stream(model, x)
+    step = FixedShapeStep(model)
+    state = list(step.example_inputs()[6:])
+    vector = torch.as_tensor(Controls().vector())[None]
+    got, valid = [], []
+    for i in range(6):
+        frames, audio = slice(i * C, (i + 1) * C), x["audio"][:, i * C: i * C + model.audio_span]
+        velocity, *_ = step(x["noisy"][:, frames], x["timestep"][:, i], audio, x["neutral"], vector,
+                            torch.tensor([False]), *state)
+        got.append(velocity)
+        _, *state = step(x["clean"][:, frames], torch.zeros(1), audio, x["neutral"], vector, torch.tensor([True]),
+                         *state)
+        valid.append(int(state[5].sum()))
+    torch.testing.assert_close(torch.cat(got, dim=1), want, atol=1e-5, rtol=1e-4)
+    assert valid == [0, C, 2 * C, 2 * C, 2 * C, 2 * C]  # the sink first, then the band fills and rolls
+
+
+def test_the_rig_poses_a_batch_as_it_poses_each_frame(portrait):
+    rig = portrait.rig
+    motion = np.random.default_rng(0).normal(scale=0.4, size=(6, MOTION_DIM))
+    batch = pose_landmarks(torch.as_tensor(motion), **rig.tensors()).numpy()
+    np.testing.assert_allclose(batch, np.stack([rig.apply(m) for m in motion]), atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("student")
+    tiny_student(window_chunks=2).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def real(portrait):
+    features = np.random.default_rng(1).normal(size=(23, FEATURE_DIM)).astype(np.float32)
+    return RealInputs(features, portrait.rig.tensors())
+
+
+@pytest.mark.parametrize("fmt, dtype", [("onnx", "fp32"), ("onnx", "fp16"), ("torch-export", "fp32"),
+                                        ("safetensors", "fp16")])
+def test_an_export_streams_the_motion_pytorch_streams(student_dir, real, tmp_path, fmt, dtype):
+    manifest = export(student_dir, tmp_path / "x", fmt, dtype, real)
+    check = manifest["verification"]
+    assert check["stream, real"]["max_abs"] <= check["tolerance"]["motion"] * max(1, check["stream, real"]["scale"])
+    on_disk = json.loads((tmp_path / "x" / "manifest.json").read_text())
+    assert on_disk["verification"] == check and on_disk["chunk"]["frames"] == C
+    assert [p.name for p in tmp_path.iterdir()] == ["x"]  # no temporary folder left
+    if fmt == "safetensors":
+        assert (tmp_path / "x" / "diffusion_pytorch_model.safetensors").is_file()
+        return
+    assert check["face_rig, real"]["max_abs"] <= check["tolerance"]["landmarks_px"]
+    # run it again here, as `tm render --engine` does, on features the check did not see
+    features = np.random.default_rng(5).normal(size=(31, FEATURE_DIM)).astype(np.float32)
+    model = tiny_student(window_chunks=2)
+    want = StreamingGenerator(model)(features, Controls(), seed=3)
+    got = StreamingGenerator(ExportedChunkStep(ExportedModel(tmp_path / "x", fmt)))(features, Controls(), seed=3)
+    assert got.shape == want.shape == (31, MOTION_DIM)
+    want, got = model.normalize(torch.as_tensor(want)), model.normalize(torch.as_tensor(got))
+    error = float((want - got).abs().max())
+    assert error <= check["tolerance"]["motion"] * max(1.0, float(want.abs().max()))
+    assert error > 0 or dtype == "fp32"  # fp16 rounds: the check is not comparing PyTorch with itself
+
+
+def test_bad_requests_and_bad_artifacts_are_clear_errors(student_dir, real, tmp_path):
+    with pytest.raises(ExportError, match="bf16"):
+        export(student_dir, tmp_path / "a", "onnx", "bf16", real)
+    with pytest.raises(ExportError, match="unknown format"):
+        export(student_dir, tmp_path / "a", "tflite", "fp32", real)
+    teacher = tmp_path / "teacher"
+    from tmcli.nn.motion_dit import MotionDiT
+
+    MotionDiT(hidden_size=32, num_layers=1, num_heads=2).save_pretrained(teacher)
+    with pytest.raises(InputError, match="teacher"):
+        export(teacher, tmp_path / "a", "onnx", "fp32", real)
+    good = tmp_path / "good"
+    export(student_dir, good, "onnx", "fp32", real)
+    with pytest.raises(OutputError, match="exists"):
+        export(student_dir, good, "onnx", "fp32", real)
+    with pytest.raises(InputError, match="no manifest.json"):
+        ExportedModel(tmp_path)
+    with pytest.raises(InputError, match="holds a onnx export, not torch-export"):
+        ExportedModel(good, "torch-export")
+
+    def damaged(change):
+        bad = tmp_path / f"bad{len(list(tmp_path.iterdir()))}"
+        subprocess.run(["cp", "-r", str(good), str(bad)], check=True)
+        change(bad, json.loads((bad / "manifest.json").read_text()))
+        return bad
+
+    def write(folder, manifest):
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    cases = {
+        "version 9": lambda d, m: write(d, m | {"version": 9}),
+        "is missing": lambda d, m: (d / "face_rig.onnx").unlink(),
+        "checksum": lambda d, m: (d / "chunk_step.onnx").write_bytes((d / "chunk_step.onnx").read_bytes()[:-9]),
+        "not valid JSON": lambda d, m: (d / "manifest.json").write_text("{"),
+        "not the manifest's": lambda d, m: write(d, m | {"graphs": m["graphs"] | {"chunk_step": m["graphs"][
+            "chunk_step"] | {"inputs": [s | {"shape": [2, *s["shape"][1:]]} if s["name"] == "motion" else s
+                                        for s in m["graphs"]["chunk_step"]["inputs"]]}}}),
+    }
+    for message, change in cases.items():
+        with pytest.raises(InputError, match=message):
+            ExportedModel(damaged(change))
+
+
+def tm(*args):
+    return subprocess.run([sys.executable, "-m", "tmcli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_tm_export_then_render_with_the_onnx_engine_gives_pytorchs_video(tmp_path):
+    """The shipped student exported by the CLI, then rendered by onnxruntime: the same motion and,
+    but for a level of rounding, the same frames."""
+    from tmcli.curves import read_motion
+    from tmcli.media import read_video_frames
+
+    done = tm("export", "default", "-o", tmp_path / "onnx", "-q")
+    assert done.returncode == 0 and done.stderr == "", done.stderr[-2000:]
+    lossless = tmp_path / "lossless.toml"  # so the encoder cannot spread one-level differences (yuv420p still can)
+    lossless.write_text("[output]\ncrf = 0\n")
+    small = ["--size", "192", "--crop", "-q", "--preset", lossless]
+    for name, extra in (("torch", []), ("onnx", ["--engine", "onnx", "--model", tmp_path / "onnx"])):
+        run = tm("render", PORTRAIT, SPEECH, "-o", tmp_path / f"{name}.mp4", "--motion-out",
+                 tmp_path / f"{name}.json", *small, *extra)
+        assert run.returncode == 0, run.stderr[-2000:]
+    a, b = (read_motion(tmp_path / f"{n}.json", 25.0) for n in ("torch", "onnx"))
+    assert a.shape == b.shape == (100, MOTION_DIM) and np.abs(a - b).max() < 1e-4
+    x, y = (np.stack(list(read_video_frames(tmp_path / f"{n}.mp4"))[1:]).astype(float) for n in ("torch", "onnx"))
+    assert x.shape == y.shape and np.abs(x - y).max() <= 4 and np.abs(x - y).mean() < 0.05
+    wrong = tm("render", PORTRAIT, SPEECH, "-o", tmp_path / "w.mp4", "--engine", "torch-export", "--model",
+               tmp_path / "onnx")
+    assert wrong.returncode == 2 and "not torch-export" in wrong.stderr and not (tmp_path / "w.mp4").exists()

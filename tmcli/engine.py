@@ -1,0 +1,179 @@
+"""Exported graphs (tm export) run behind the interfaces tm's own models have.
+
+`ExportedModel` reads an export folder: its manifest (checked: version, files, checksums,
+shapes) and the graphs in it, run by onnxruntime (format onnx) or torch.export's loader
+(format torch-export). `ExportedChunkStep` puts the chunk-step graph behind
+CausalMotionDiT's `step` interface, so StreamingGenerator and its sampler run it unchanged
+(the noise is drawn the same way, so an export renders the frames PyTorch renders, within the
+graph's rounding). `face_rig` is the rig graph with `pose_landmarks`' signature.
+
+The safetensors format is a plain tm checkpoint in the chosen dtype: `--checkpoint DIR` loads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from .controls import GROUPS
+from .errors import InputError
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "tm-export"
+MANIFEST_VERSION = 1
+ENGINES = ("onnx", "torch-export")  # formats that hold graphs (safetensors holds weights)
+NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "bool": np.bool_, "float64": np.float64}
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_export(directory: str | Path | None) -> bool:
+    return directory is not None and (Path(directory) / MANIFEST).is_file()
+
+
+def read_manifest(directory: str | Path) -> dict:
+    """The manifest of an export folder, checked; every problem is one clear InputError."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise InputError(f"{directory} is not a tm export (no {MANIFEST})", hint="make one with `tm export CKPT -o DIR`")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise InputError(f"{path} is not a tm export manifest")
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise InputError(f"{path} is version {manifest.get('version')}; this tm reads version {MANIFEST_VERSION}",
+                         hint="export the checkpoint again with this tm")
+    for name, graph in manifest.get("graphs", {}).items():
+        file = directory / graph["file"]
+        if not file.is_file():
+            raise InputError(f"{directory}: the {name} graph ({graph['file']}) is missing")
+        if sha256(file) != graph["sha256"]:
+            raise InputError(f"{file} does not match its checksum in the manifest (changed or damaged)")
+    return manifest
+
+
+class ExportedModel:
+    """An export folder's graphs, ready to run on the CPU."""
+
+    def __init__(self, directory: str | Path, engine: str | None = None, graphs: tuple[str, ...] | None = None):
+        self.directory = Path(directory)
+        self.manifest = read_manifest(self.directory)
+        fmt = self.manifest["export_format"]
+        if fmt not in ENGINES:
+            raise InputError(f"{self.directory} holds a {fmt} export, which has no graphs to run",
+                             hint="render it with --checkpoint DIR (it is a tm checkpoint)")
+        if engine is not None and engine != fmt:
+            raise InputError(f"{self.directory} holds a {fmt} export, not {engine}", hint=f"use --engine {fmt}")
+        self.format = fmt
+        self._graphs = {name: self._load(name) for name in graphs or self.manifest["graphs"]}
+
+    def _load(self, name: str):
+        file = self.directory / self.manifest["graphs"][name]["file"]
+        try:
+            if self.format == "onnx":
+                import onnxruntime
+
+                options = onnxruntime.SessionOptions()
+                options.log_severity_level = 3
+                session = onnxruntime.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+                self._check_shapes(name, [(i.name, i.shape) for i in session.get_inputs()])
+                return lambda *args: session.run(None, dict(zip(self._names(name), (a.numpy() for a in args))))
+            program = torch.export.load(str(file)).module()
+            return lambda *args: _as_list(program(*args))
+        except ImportError as exc:
+            raise InputError(f"running an {self.format} export needs {exc.name}",
+                             hint='pip install "tm[export]"') from None
+        except InputError:
+            raise
+        except Exception as exc:  # onnxruntime and torch.export raise their own types for a bad graph
+            raise InputError(f"cannot load {file}: {str(exc).splitlines()[0][:200]}") from None
+
+    def _check_shapes(self, name: str, graph_inputs: list[tuple[str, list]]) -> None:
+        """The graph's inputs must be the manifest's (a symbolic size matches any)."""
+        want = [(spec["name"], spec["shape"]) for spec in self.manifest["graphs"][name]["inputs"]]
+        same = len(want) == len(graph_inputs) and all(
+            n == m and len(s) == len(t) and all(isinstance(a, str) or isinstance(b, str) or a == b for a, b in zip(s, t))
+            for (n, s), (m, t) in zip(want, graph_inputs))
+        if not same:
+            raise InputError(f"{self.directory}: the {name} graph's inputs {graph_inputs} are not the manifest's {want}")
+
+    def _names(self, name: str) -> list[str]:
+        return [spec["name"] for spec in self.manifest["graphs"][name]["inputs"]]
+
+    def run(self, name: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        """One call of a graph: inputs cast to its dtypes, outputs back as float32 tensors."""
+        specs = self.manifest["graphs"][name]["inputs"]
+        cast = [t.detach().cpu().to(getattr(torch, spec["dtype"])) for t, spec in zip(inputs, specs)]
+        outputs = self._graphs[name](*cast)
+        return [torch.as_tensor(np.asarray(o)) if not isinstance(o, torch.Tensor) else o for o in outputs]
+
+    def face_rig(self, motion: torch.Tensor, rest: torch.Tensor, basis: torch.Tensor, pivot: torch.Tensor,
+                 unit: torch.Tensor) -> torch.Tensor:
+        """`pose_landmarks` run by the exported face_rig graph."""
+        return self.run("face_rig", motion, rest, basis, pivot, unit)[0].to(rest.dtype)
+
+
+def _as_list(outputs) -> list[torch.Tensor]:
+    """A graph's outputs as a list (a one-output program returns a bare tensor)."""
+    return [t.detach() for t in outputs] if isinstance(outputs, (tuple, list)) else [outputs.detach()]
+
+
+class FixedCache:
+    """The exported chunk step's KV cache: the tensors it takes and gives back."""
+
+    def __init__(self, tensors: list[torch.Tensor]):
+        self.tensors = tensors
+        self.chunks = 0
+
+    def update(self, tensors: list[torch.Tensor]) -> None:
+        self.tensors = tensors
+        self.chunks += 1
+
+
+class ExportedChunkStep:
+    """The exported chunk step behind CausalMotionDiT's streaming interface (step, sigmas,
+    audio_span, normalize, denormalize, new_cache), for StreamingGenerator."""
+
+    def __init__(self, model: ExportedModel):
+        self.exported = model
+        m = model.manifest
+        self.config = SimpleNamespace(**m["model"])
+        self.sigmas = m["sampler"]["sigmas"]
+        self.audio_span = m["audio"]["span_frames"]
+        self.motion_mean = torch.tensor(m["motion"]["mean"])
+        self.motion_std = torch.tensor(m["motion"]["std"])
+        self._empty = [torch.zeros(spec["shape"], dtype=getattr(torch, spec["dtype"]))
+                       for spec in m["graphs"]["chunk_step"]["inputs"][6:]]
+
+    def normalize(self, motion: torch.Tensor) -> torch.Tensor:
+        return (motion - self.motion_mean) / self.motion_std
+
+    def denormalize(self, motion: torch.Tensor) -> torch.Tensor:
+        return motion * self.motion_std + self.motion_mean
+
+    def new_cache(self) -> FixedCache:
+        return FixedCache([t.clone() for t in self._empty])
+
+    def step(self, motion: torch.Tensor, timestep: torch.Tensor, audio: torch.Tensor, cache: FixedCache,
+             neutral: torch.Tensor, controls: dict[str, torch.Tensor], write: bool = False) -> torch.Tensor:
+        vector = torch.cat([controls[name] for name in GROUPS], dim=-1)
+        flag = torch.tensor([write])
+        velocity, *new_cache = self.exported.run("chunk_step", motion, timestep, audio, neutral, vector, flag,
+                                                 *cache.tensors)
+        if write:
+            cache.update(new_cache)
+        return velocity.float()

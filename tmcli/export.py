@@ -1,0 +1,264 @@
+"""tm export: a student checkpoint -> artifacts that run without tm's Python code.
+
+Two graphs, written by torch.onnx (dynamo exporter) or torch.export:
+  chunk_step  the student's step (nn/causal_dit.py FixedShapeStep): one chunk of fixed shape,
+              the KV cache as explicit inputs and outputs, write=False to denoise, True to
+              commit the clean chunk;
+  face_rig    motion (frames, MOTION_DIM) -> landmarks (frames, 478, 3) (face/motion.py
+              pose_landmarks), the portrait's rig tensors as inputs.
+`manifest.json` holds what a runtime needs besides the graphs: input and output shapes and
+dtypes, fps, chunk and audio-feature settings, the sampler's noise levels, motion
+normalisation, checksums, and the verification below. Format safetensors writes the student
+in the chosen dtype as a plain tm checkpoint (`tm render --checkpoint DIR`).
+
+Every export is verified before it is published (written to a temporary folder, renamed on
+success): each graph is run by the engine `tm render --engine` uses (engine.py) against
+PyTorch in fp32, on random inputs and on a real stream (a recording's features, and the motion
+they give on a portrait's rig); max and mean absolute error must be within the dtype's tolerance.
+
+Does not export: the pixel warp (render/meshwarp.py). Its lips and eyelids are remapped per
+column inside a box whose size follows each frame's landmarks, between contours found with
+np.interp over x-sorted points; those data-dependent shapes are not static graphs. It stays in
+tm's Python (torch), fed by the exported graphs' landmarks. The teacher is not exported (it is
+not streamed), nor the video backend (not built yet).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .engine import MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, ExportedChunkStep, ExportedModel, sha256
+from .errors import InputError, OutputError, TmError
+from .media import umask
+from .face.motion import CHANNELS, MOTION_DIM, pose_landmarks
+from .nn.causal_dit import CausalMotionDiT, FixedShapeStep
+
+FORMATS = ("onnx", "torch-export", "safetensors")
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2, "bf16": 2.5e-1}  # max |error| / max(1, max |value|) of motion, cache
+RIG_TOLERANCE_PX = 0.01  # landmarks, in crop pixels (the rig graph is float32 whatever the dtype)
+SUFFIX = {"onnx": ".onnx", "torch-export": ".pt2"}
+
+
+class ExportError(TmError):
+    """An export that cannot be made, or that failed its check against PyTorch."""
+
+
+class FaceRigGraph(torch.nn.Module):
+    """pose_landmarks as a module, for the exporters."""
+
+    INPUTS = ("motion", "rest", "basis", "pivot", "unit")
+    OUTPUTS = ("landmarks",)
+
+    def forward(self, motion, rest, basis, pivot, unit):
+        return pose_landmarks(motion, rest, basis, pivot, unit)
+
+
+@dataclasses.dataclass
+class RealInputs:
+    """What the check runs on besides random tensors: a recording's generator features (T,
+    FEATURE_DIM) and a portrait's rig tensors (FaceRig.tensors())."""
+
+    features: np.ndarray
+    rig: dict[str, torch.Tensor]
+
+
+def export(checkpoint: str | Path, out_dir: str | Path, fmt: str, dtype: str, real: RealInputs,
+           overwrite: bool = False) -> dict:
+    """Export, verify and publish; returns the manifest."""
+    from .generator import load_motion_dit
+
+    check_request(fmt, dtype, out_dir, overwrite)
+    out = Path(out_dir)
+    model = load_motion_dit(checkpoint)
+    if not isinstance(model, CausalMotionDiT):
+        raise InputError(f"{checkpoint} holds a teacher; only the streaming student exports",
+                         hint="distill one with `tm distill`")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        manifest = _manifest(model, fmt, dtype)
+        start = time.perf_counter()
+        if fmt == "safetensors":
+            model.to(DTYPES[dtype]).save_pretrained(tmp)
+            model.float()
+        else:
+            manifest["graphs"] = _write_graphs(model, tmp, fmt, DTYPES[dtype])
+        manifest["export_seconds"] = round(time.perf_counter() - start, 1)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        manifest["verification"] = verify(model, tmp, manifest, real)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.chmod(0o777 & ~umask())  # mkdtemp makes it its owner's only
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def check_request(fmt: str, dtype: str, out_dir: str | Path, overwrite: bool) -> None:
+    """Bad requests fail here, before any work."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+    if dtype not in DTYPES:
+        raise ExportError(f"unknown dtype {dtype!r}", hint=f"use one of {', '.join(DTYPES)}")
+    if fmt == "onnx" and dtype == "bf16":
+        raise ExportError("onnxruntime has no CPU kernels for bf16 (Sigmoid, LayerNormalization, ...): a bf16 ONNX "
+                          "graph could not be checked or run here", hint="use --dtype fp16, or --format torch-export")
+    out = Path(out_dir)
+    if out.exists() and not (out.is_dir() and overwrite):
+        raise OutputError(f"{out} exists", hint="pass --overwrite to replace it" if out.is_dir() else None)
+
+
+def _manifest(model: CausalMotionDiT, fmt: str, dtype: str) -> dict:
+    from .audio import FEATURE_RATE, N_MELS
+    from .controls import GROUPS
+    from .features import FEATURE_DIM, FEATURES_VERSION, PHONE_CLASSES
+
+    cfg = model.config
+    return {
+        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "export_format": fmt, "dtype": dtype,
+        "model": {k: v for k, v in cfg.items() if not k.startswith("_")} | {"class": type(model).__name__},
+        "fps": cfg.fps,
+        "chunk": {"frames": cfg.chunk_frames, "window_chunks": cfg.window_chunks,
+                  "lookahead_frames": cfg.lookahead_frames},
+        "sampler": {"sigmas": model.sigmas, "timestep_scale": 1000,
+                    "rule": "x <- randn; per sigma s_k: clean = x - s_k * velocity(x, s_k * 1000); "
+                            "x <- (1 - s_k+1) clean + s_k+1 randn; then commit clean with write=True at timestep 0"},
+        "audio": {"feature_dim": FEATURE_DIM, "features_version": FEATURES_VERSION, "span_frames": model.audio_span,
+                  "span_starts": f"{cfg.audio_context} frames before the chunk",
+                  "layout": f"{N_MELS} log-mels (feature rate {FEATURE_RATE}/s, pooled to the video frame), "
+                            f"rms, envelope, voiced, pitch, then one-hot phone classes {list(PHONE_CLASSES)}",
+                  "silence_row": "features.silence_features: what frames before the start and past the end hear"},
+        "controls": {"dim": sum(GROUPS.values()), "layout": dict(GROUPS)},
+        "motion": {"channels": CHANNELS, "mean": model.motion_mean.tolist(), "std": model.motion_std.tolist(),
+                   "note": "graphs take and give normalised motion: (motion - mean) / std"},
+        "not_exported": {
+            "pixel warp (render/meshwarp.py)": "lips and eyelids are remapped per column inside a box whose size "
+                                              "follows each frame's landmarks: data-dependent shapes",
+            "teacher": "not streamed", "video backend": "not built yet"},
+    }
+
+
+def _write_graphs(model: CausalMotionDiT, folder: Path, fmt: str, dtype: torch.dtype) -> dict:
+    step = FixedShapeStep(model).to(dtype).eval()
+    frames = torch.export.Dim("frames", min=1, max=100_000)
+    rig_example = (torch.zeros(4, MOTION_DIM), torch.zeros(478, 3), torch.zeros(27, 478, 2), torch.zeros(3),
+                   torch.tensor(1.0))
+    graphs = {}
+    for name, module, example, dynamic in (
+            ("chunk_step", step, step.example_inputs(), None),
+            ("face_rig", FaceRigGraph(), rig_example, ({0: frames}, None, None, None, None))):
+        file = folder / (name + SUFFIX[fmt])
+        with torch.no_grad(), _quiet_exporters():
+            try:
+                if fmt == "onnx":
+                    torch.onnx.export(module, example, str(file), input_names=list(module.INPUTS),
+                                      output_names=list(module.OUTPUTS), dynamo=True, optimize=True, external_data=False,
+                                      dynamic_shapes=dynamic, verbose=False)
+                else:
+                    torch.export.save(torch.export.export(module, example, dynamic_shapes=dynamic), str(file))
+            except ImportError as exc:
+                raise ExportError(f"exporting {fmt} needs {exc.name}", hint='pip install "tm[export]"') from None
+        shapes = [list(t.shape) for t in example]
+        if dynamic:
+            shapes[0][0] = "frames"
+        graphs[name] = {"file": file.name, "sha256": sha256(file),
+                        "inputs": [{"name": n, "shape": s, "dtype": str(t.dtype).removeprefix("torch.")}
+                                   for n, s, t in zip(module.INPUTS, shapes, example)],
+                        "outputs": list(module.OUTPUTS)}
+    step.float()
+    return graphs
+
+
+@contextlib.contextmanager
+def _quiet_exporters():
+    """The exporters log progress and warnings about ops tm does not use: not the user's business."""
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def verify(model: CausalMotionDiT, folder: Path, manifest: dict, real: RealInputs, seed: int = 0) -> dict:
+    """Each artifact against PyTorch fp32: errors on random and real inputs, or ExportError."""
+    from .controls import Controls
+    from .generator import StreamingGenerator, load_motion_dit
+
+    dtype = manifest["dtype"]
+    tolerance = TOLERANCE[dtype]
+    report: dict = {"tolerance": {"motion": tolerance, "landmarks_px": RIG_TOLERANCE_PX}}
+    reference = StreamingGenerator(model)
+    if manifest["export_format"] == "safetensors":
+        exported = StreamingGenerator(load_motion_dit(folder))  # its weights rounded to the dtype
+    else:
+        engine = ExportedModel(folder)
+        exported = StreamingGenerator(ExportedChunkStep(engine))
+        report["chunk_step, random"] = _random_steps(model, engine, seed)
+    rng = np.random.default_rng(seed)
+    cases = {"real": real.features,
+             "random": rng.normal(size=(len(real.features), real.features.shape[1])).astype(np.float32)}
+    for label, features in cases.items():
+        a = model.normalize(torch.as_tensor(reference(features, Controls(), seed)))
+        b = model.normalize(torch.as_tensor(exported(features, Controls(), seed)))
+        report[f"stream, {label}"] = _errors(a, b, f"{len(features)} frames")
+    if manifest["export_format"] != "safetensors":
+        motion = torch.as_tensor(exported(real.features, Controls(), seed), dtype=torch.float64)
+        want = pose_landmarks(motion, **real.rig)
+        got = engine.face_rig(motion.float(), **{k: v.float() for k, v in real.rig.items()})
+        report["face_rig, real"] = _errors(want, got, f"{len(motion)} frames, px")
+        noisy = motion + torch.as_tensor(rng.normal(scale=0.3, size=motion.shape))
+        report["face_rig, random"] = _errors(pose_landmarks(noisy, **real.rig),
+                                             engine.face_rig(noisy.float(), **{k: v.float() for k, v in real.rig.items()}),
+                                             f"{len(motion)} frames, px")
+    for label, errors in report.items():
+        if label == "tolerance":
+            continue
+        # motion: absolute on unit-scale values, relative on larger ones (keys and values); the rig in pixels
+        limit = RIG_TOLERANCE_PX if label.startswith("face_rig") else tolerance * max(1.0, errors["scale"])
+        if not errors["max_abs"] <= limit:
+            raise ExportError(f"the {dtype} export differs from PyTorch on {label}: max |error| "
+                              f"{errors['max_abs']:.3g} > {limit:.3g}")
+    return report
+
+
+def _random_steps(model: CausalMotionDiT, engine: ExportedModel, seed: int, calls: int = 12) -> dict:
+    """The chunk step on random chunks, conditions and caches (the band part-filled, then full)."""
+    step = FixedShapeStep(model).eval()
+    g = torch.Generator().manual_seed(seed)
+    errors = []
+    for i in range(calls):
+        inputs = [torch.randn(t.shape, generator=g) if t.is_floating_point() else t for t in step.example_inputs()]
+        inputs[1] = torch.rand(1, generator=g) * 1000
+        inputs[5] = torch.tensor([i % 3 == 0])  # write
+        filled = (i * step.chunk_frames) % (step.band_slots + step.chunk_frames)
+        inputs[10] = torch.tensor([i > 0])  # sink written
+        inputs[11] = torch.arange(step.band_slots) >= step.band_slots - filled
+        with torch.no_grad():
+            want = step(*inputs)
+        got = engine.run("chunk_step", *inputs)
+        errors.append([_errors(w.float(), o.float(), "") for w, o in zip(want, got)])
+    flat = [e for call in errors for e in call]
+    return {"max_abs": max(e["max_abs"] for e in flat), "mean_abs": float(np.mean([e["mean_abs"] for e in flat])),
+            "scale": max(e["scale"] for e in flat), "inputs": f"{calls} calls, random chunks and caches"}
+
+
+def _errors(want: torch.Tensor, got: torch.Tensor, inputs: str) -> dict:
+    diff = (want.double() - got.double()).abs()
+    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "scale": float(want.double().abs().max()),
+            "inputs": inputs}
