@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -36,6 +37,17 @@ def test_distillation_runs_both_stages_and_the_student_streams(toy_data, tiny_te
     features = np.random.default_rng(0).normal(size=(37, student.config.audio_dim)).astype(np.float32)
     motion = StreamingGenerator(student)(features, Controls(), seed=0)
     assert motion.shape == (37, 35) and np.isfinite(motion).all()
+
+
+def test_the_self_forcing_stage_regresses_on_the_students_own_rollouts(toy_data, tiny_teacher, tmp_path):
+    preset = load_preset("tiny")
+    settings = dataclasses.replace(preset.distill, ode_steps=4, self_forcing_steps=6, dmd_steps=0)
+    report = distill(tiny_teacher, toy_data, tmp_path, settings, preset.generator)
+    rows = list(csv.DictReader(open(tmp_path / "loss.csv")))
+    assert report.steps == 10 and [r["stage"] for r in rows] == ["ode"] * 2 + ["self"] * 3
+    assert all(np.isfinite(float(r["regression"])) for r in rows)
+    saved = json.loads((tmp_path / "distill.json").read_text())["distill"]
+    assert saved["self_forcing_steps"] == 6
 
 
 def test_resumed_distillation_equals_an_uninterrupted_run(toy_data, tiny_teacher, tmp_path):

@@ -181,6 +181,12 @@ class FaceRig:
         m = torch.as_tensor(np.asarray(motion, dtype=np.float64)).reshape(1, MOTION_DIM)
         return (self.pose or pose_landmarks)(m, **self._tensors)[0].numpy()
 
+    def _pose(self, pts: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        """pose_points on host arrays: points (N, 3), pose (6,) (motion fitting, data/extract.py)."""
+        return pose_points(torch.from_numpy(np.asarray(pts, dtype=np.float64))[None],
+                           torch.from_numpy(np.asarray(pose, dtype=np.float64))[None],
+                           torch.from_numpy(self.pivot), torch.tensor(float(self.unit), dtype=torch.float64))[0].numpy()
+
     def _close_lips(self, pts: np.ndarray, amount: float) -> None:
         pts[:, 1] += close_lips_shift(torch.from_numpy(pts[None, :, 1]), torch.tensor([amount]))[0].numpy()
 
@@ -223,7 +229,12 @@ def pose_landmarks(motion: torch.Tensor, rest: torch.Tensor, basis: torch.Tensor
     x = xy[..., 0] + 0.11 * unit * m[:, INDEX["gazeX"], None] * iris
     y = y + 0.06 * unit * m[:, INDEX["gazeY"], None] * iris
     pts = torch.stack([x, y, rest[None, :, 2].expand_as(x)], dim=-1)
-    yaw, pitch, roll, tx, ty, log_scale = m[:, : len(POSE)].unbind(dim=1)
+    return pose_points(pts, m[:, : len(POSE)], pivot, unit)
+
+
+def pose_points(pts: torch.Tensor, pose: torch.Tensor, pivot: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
+    """Head pose (T, 6: yaw, pitch, roll, tx, ty, log scale) applied to points (T, N, 3) about the pivot."""
+    yaw, pitch, roll, tx, ty, log_scale = pose.unbind(dim=1)
     one, zero = torch.ones_like(yaw), torch.zeros_like(yaw)
 
     def matrix(*rows):  # 3 x 3 per frame from 9 (T,) entries

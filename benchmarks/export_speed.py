@@ -1,0 +1,90 @@
+"""Speed of exported graphs (tm export) next to PyTorch on the CPU.
+
+    python benchmarks/export_speed.py EXPORT_DIR [EXPORT_DIR ...] [--chunks 200]
+
+For each export folder: the student streamed over `--chunks` chunks of random features (ms per
+chunk: its denoising steps plus the cache write), and the face rig (ms per frame, one frame a
+call as the renderer calls it). The floor, measured in the same run, is PyTorch on the same
+model: the shipped student's own `step` with its KV cache, and `pose_landmarks` in float64.
+Prints the machine and commit with the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tmcli.config import load_preset  # noqa: E402
+from tmcli.controls import Controls  # noqa: E402
+from tmcli.engine import ExportedChunkStep, ExportedModel  # noqa: E402
+from tmcli.face.motion import MOTION_DIM, FaceRig  # noqa: E402
+from tmcli.features import FEATURE_DIM  # noqa: E402
+from tmcli.generator import StreamingGenerator, load_motion_dit  # noqa: E402
+from tmcli.pipeline import embedded_checkpoint  # noqa: E402
+from tmcli.portrait import Portrait  # noqa: E402
+
+
+def per_chunk_ms(generator: StreamingGenerator, features: np.ndarray, chunk: int) -> float:
+    generator(features[: 4 * chunk], Controls())  # warm up
+    start = time.perf_counter()
+    generator(features, Controls())
+    return 1000 * (time.perf_counter() - start) / (len(features) / chunk)
+
+
+def per_frame_ms(rig: FaceRig, motion: np.ndarray) -> float:
+    rig.apply(motion[0])
+    start = time.perf_counter()
+    for m in motion:
+        rig.apply(m)
+    return 1000 * (time.perf_counter() - start) / len(motion)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("exports", nargs="+", type=Path)
+    parser.add_argument("--chunks", type=int, default=200)
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    student = load_motion_dit(embedded_checkpoint("student"))
+    c = student.config.chunk_frames
+    features = np.random.default_rng(0).normal(size=(args.chunks * c, FEATURE_DIM)).astype(np.float32)
+    rig = Portrait.load(ROOT / "samples" / "portrait.png", load_preset("default")).rig
+    motion = np.random.default_rng(1).normal(scale=0.3, size=(200, MOTION_DIM))
+
+    table = Table(title="exported graphs vs PyTorch, CPU")
+    for column in ("engine", "chunk step ms/chunk", "x PyTorch", "face rig ms/frame", "x PyTorch"):
+        table.add_column(column)
+    floor_chunk = per_chunk_ms(StreamingGenerator(student), features, c)
+    rig.pose = None  # pose_landmarks in float64
+    floor_rig = per_frame_ms(rig, motion)
+    table.add_row("PyTorch (floor)", f"{floor_chunk:.2f}", "1.00", f"{floor_rig:.3f}", "1.00")
+    for folder in args.exports:
+        exported = ExportedModel(folder)
+        m = exported.manifest
+        chunk = per_chunk_ms(StreamingGenerator(ExportedChunkStep(exported)), features, c)
+        rig.pose = exported.face_rig
+        frame = per_frame_ms(rig, motion)
+        table.add_row(f"{m['export_format']} {m['dtype']}", f"{chunk:.2f}", f"{chunk / floor_chunk:.2f}",
+                      f"{frame:.3f}", f"{frame / floor_rig:.2f}")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    console = Console()
+    console.print(table)
+    console.print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                  f"torch {torch.__version__}, commit {commit}; {args.chunks} chunks of {c} frames, 200 rig frames")
+
+
+if __name__ == "__main__":
+    main()
