@@ -17,17 +17,16 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import torch
 
 from .controls import GROUPS
 from .errors import InputError
+from .nn.causal_dit import FixedShapeStep
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "tm-export"
 MANIFEST_VERSION = 1
 ENGINES = ("onnx", "torch-export")  # formats that hold graphs (safetensors holds weights)
-NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "bool": np.bool_, "float64": np.float64}
 
 
 def sha256(path: Path) -> str:
@@ -91,7 +90,8 @@ class ExportedModel:
                 options.log_severity_level = 3
                 session = onnxruntime.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
                 self._check_shapes(name, [(i.name, i.shape) for i in session.get_inputs()])
-                return lambda *args: session.run(None, dict(zip(self._names(name), (a.numpy() for a in args))))
+                names = [i.name for i in session.get_inputs()]
+                return lambda *args: [torch.from_numpy(o) for o in session.run(None, dict(zip(names, (a.numpy() for a in args))))]
             program = torch.export.load(str(file)).module()
             return lambda *args: _as_list(program(*args))
         except ImportError as exc:
@@ -111,15 +111,10 @@ class ExportedModel:
         if not same:
             raise InputError(f"{self.directory}: the {name} graph's inputs {graph_inputs} are not the manifest's {want}")
 
-    def _names(self, name: str) -> list[str]:
-        return [spec["name"] for spec in self.manifest["graphs"][name]["inputs"]]
-
     def run(self, name: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
-        """One call of a graph: inputs cast to its dtypes, outputs back as float32 tensors."""
+        """One call of a graph: inputs cast to the dtypes it takes, outputs as it gives them."""
         specs = self.manifest["graphs"][name]["inputs"]
-        cast = [t.detach().cpu().to(getattr(torch, spec["dtype"])) for t, spec in zip(inputs, specs)]
-        outputs = self._graphs[name](*cast)
-        return [torch.as_tensor(np.asarray(o)) if not isinstance(o, torch.Tensor) else o for o in outputs]
+        return self._graphs[name](*(t.detach().cpu().to(getattr(torch, spec["dtype"])) for t, spec in zip(inputs, specs)))
 
     def face_rig(self, motion: torch.Tensor, rest: torch.Tensor, basis: torch.Tensor, pivot: torch.Tensor,
                  unit: torch.Tensor) -> torch.Tensor:
@@ -156,8 +151,9 @@ class ExportedChunkStep:
         self.audio_span = m["audio"]["span_frames"]
         self.motion_mean = torch.tensor(m["motion"]["mean"])
         self.motion_std = torch.tensor(m["motion"]["std"])
+        first = FixedShapeStep.INPUTS.index("sink_keys")  # the cache's inputs follow the chunk's
         self._empty = [torch.zeros(spec["shape"], dtype=getattr(torch, spec["dtype"]))
-                       for spec in m["graphs"]["chunk_step"]["inputs"][6:]]
+                       for spec in m["graphs"]["chunk_step"]["inputs"][first:]]
 
     def normalize(self, motion: torch.Tensor) -> torch.Tensor:
         return (motion - self.motion_mean) / self.motion_std

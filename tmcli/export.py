@@ -26,6 +26,7 @@ not streamed), nor the video backend (not built yet).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -40,8 +41,8 @@ import torch
 
 from .engine import MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, ExportedChunkStep, ExportedModel, sha256
 from .errors import InputError, OutputError, TmError
-from .media import umask
 from .face.motion import CHANNELS, MOTION_DIM, pose_landmarks
+from .media import umask
 from .nn.causal_dit import CausalMotionDiT, FixedShapeStep
 
 FORMATS = ("onnx", "torch-export", "safetensors")
@@ -91,8 +92,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, fmt: str, dtype: str, re
         manifest = _manifest(model, fmt, dtype)
         start = time.perf_counter()
         if fmt == "safetensors":
-            model.to(DTYPES[dtype]).save_pretrained(tmp)
-            model.float()
+            copy.deepcopy(model).to(DTYPES[dtype]).save_pretrained(tmp)
         else:
             manifest["graphs"] = _write_graphs(model, tmp, fmt, DTYPES[dtype])
         manifest["export_seconds"] = round(time.perf_counter() - start, 1)
@@ -153,7 +153,7 @@ def _manifest(model: CausalMotionDiT, fmt: str, dtype: str) -> dict:
 
 
 def _write_graphs(model: CausalMotionDiT, folder: Path, fmt: str, dtype: torch.dtype) -> dict:
-    step = FixedShapeStep(model).to(dtype).eval()
+    step = FixedShapeStep(copy.deepcopy(model)).to(dtype).eval()  # the reference stays fp32 for the check
     frames = torch.export.Dim("frames", min=1, max=100_000)
     rig_example = (torch.zeros(4, MOTION_DIM), torch.zeros(478, 3), torch.zeros(27, 478, 2), torch.zeros(3),
                    torch.tensor(1.0))
@@ -179,7 +179,6 @@ def _write_graphs(model: CausalMotionDiT, folder: Path, fmt: str, dtype: torch.d
                         "inputs": [{"name": n, "shape": s, "dtype": str(t.dtype).removeprefix("torch.")}
                                    for n, s, t in zip(module.INPUTS, shapes, example)],
                         "outputs": list(module.OUTPUTS)}
-    step.float()
     return graphs
 
 
@@ -219,13 +218,11 @@ def verify(model: CausalMotionDiT, folder: Path, manifest: dict, real: RealInput
         report[f"stream, {label}"] = _errors(a, b, f"{len(features)} frames")
     if manifest["export_format"] != "safetensors":
         motion = torch.as_tensor(exported(real.features, Controls(), seed), dtype=torch.float64)
-        want = pose_landmarks(motion, **real.rig)
-        got = engine.face_rig(motion.float(), **{k: v.float() for k, v in real.rig.items()})
-        report["face_rig, real"] = _errors(want, got, f"{len(motion)} frames, px")
         noisy = motion + torch.as_tensor(rng.normal(scale=0.3, size=motion.shape))
-        report["face_rig, random"] = _errors(pose_landmarks(noisy, **real.rig),
-                                             engine.face_rig(noisy.float(), **{k: v.float() for k, v in real.rig.items()}),
-                                             f"{len(motion)} frames, px")
+        rig32 = {k: v.float() for k, v in real.rig.items()}
+        for label, m in (("real", motion), ("random", noisy)):
+            report[f"face_rig, {label}"] = _errors(pose_landmarks(m, **real.rig), engine.face_rig(m.float(), **rig32),
+                                                   f"{len(m)} frames, px")
     for label, errors in report.items():
         if label == "tolerance":
             continue
@@ -243,15 +240,15 @@ def _random_steps(model: CausalMotionDiT, engine: ExportedModel, seed: int, call
     g = torch.Generator().manual_seed(seed)
     errors = []
     for i in range(calls):
-        inputs = [torch.randn(t.shape, generator=g) if t.is_floating_point() else t for t in step.example_inputs()]
-        inputs[1] = torch.rand(1, generator=g) * 1000
-        inputs[5] = torch.tensor([i % 3 == 0])  # write
+        inputs = {name: torch.randn(t.shape, generator=g) if t.is_floating_point() else t
+                  for name, t in zip(step.INPUTS, step.example_inputs())}
         filled = (i * step.chunk_frames) % (step.band_slots + step.chunk_frames)
-        inputs[10] = torch.tensor([i > 0])  # sink written
-        inputs[11] = torch.arange(step.band_slots) >= step.band_slots - filled
+        inputs |= {"timestep": torch.rand(1, generator=g) * 1000, "write": torch.tensor([i % 3 == 0]),
+                   "sink_valid": torch.tensor([i > 0]),
+                   "band_valid": torch.arange(step.band_slots) >= step.band_slots - filled}
         with torch.no_grad():
-            want = step(*inputs)
-        got = engine.run("chunk_step", *inputs)
+            want = step(**inputs)
+        got = engine.run("chunk_step", *inputs.values())
         errors.append([_errors(w.float(), o.float(), "") for w, o in zip(want, got)])
     flat = [e for call in errors for e in call]
     return {"max_abs": max(e["max_abs"] for e in flat), "mean_abs": float(np.mean([e["mean_abs"] for e in flat])),

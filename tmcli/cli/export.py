@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -39,9 +40,9 @@ def export(
         if not path.is_file():
             raise InputError(f"{path} does not exist", hint=f"give {flag} FILE: the check runs on real inputs")
     load_motion_dit(checkpoint)  # a bad checkpoint fails here, in one line
-    with console.status("reading the check's inputs", spinner="dots") if not quiet else _nothing():
+    with console.status("reading the check's inputs", spinner="dots") if not quiet else contextlib.nullcontext():
         real = _real_inputs(audio, portrait, load_preset("default"))
-    with console.status(f"exporting {format} {dtype} and checking it", spinner="dots") if not quiet else _nothing():
+    with console.status(f"exporting {format} {dtype} and checking it", spinner="dots") if not quiet else contextlib.nullcontext():
         manifest = run_export(checkpoint, out, format, dtype, real, overwrite)
     if quiet:
         return
@@ -67,11 +68,3 @@ def _real_inputs(audio: Path, portrait: Path, preset):
     samples = audio_mod.load_audio(audio)
     features = generator_features(audio_mod.extract_features(samples, preset.output.fps), speech_phones(samples))
     return RealInputs(features, Portrait.load(portrait, preset).rig.tensors())
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -298,15 +298,15 @@ def distill(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, 
             g = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
             index = torch.randint(0, len(pairs["clean"]), (settings.batch_size,), generator=g)
             fake_value = float("nan")
-            if settings.ode_steps <= step < regression_steps:
+            if step < settings.ode_steps:
+                stage = "ode"
+                loss = regression = regression_loss(student, pairs, index, g, settings.velocity_weight)
+            elif step < regression_steps:
                 stage = "self"
                 loss = regression = rollout_regression(student, pairs, index, g, settings.velocity_weight)
             else:
-                regression = regression_loss(student, pairs, index, g, settings.velocity_weight)
-            if step < settings.ode_steps:
-                stage, loss = "ode", regression
-            elif step >= regression_steps:
                 stage = "dmd"
+                regression = regression_loss(student, pairs, index, g, settings.velocity_weight)
                 clips = clips_of(next(batches), teacher, student)
                 clip = rollout(student, clips, g)
                 for _ in range(settings.fake_updates):
