@@ -6,7 +6,8 @@ import torch
 from tmcli.controls import Controls
 from tmcli.features import FEATURE_DIM
 from tmcli.generator import StreamingGenerator, split_controls
-from tmcli.nn.causal_dit import CausalMotionDiT, KVCache
+from tmcli.nn.attention import KVCache
+from tmcli.nn.causal_dit import CausalMotionDiT
 from tmcli.nn.motion_dit import MotionDiT
 
 C, A, R = 3, 2, 1  # chunk frames, look-ahead frames, audio context

@@ -141,6 +141,53 @@ class GeneratorSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class VideoSettings:
+    """The video backend: an audio-driven block-causal Wan DiT (nn/wan_audio.py) and its VAE.
+
+    Defaults are Wan 2.1 1.3B's transformer; presets video-tiny, video-small, wan-1.3b-audio and
+    wan-14b-audio set the rest."""
+
+    vae: str = "wan2.1"  # render/vae_stream.py VAE_CONFIGS: wan2.1, small, tiny
+    size: int = 512  # frame side in pixels (8 per latent cell)
+    num_layers: int = 30
+    num_heads: int = 12
+    head_dim: int = 128
+    ffn_dim: int = 8960
+    freq_dim: int = 256
+    text_dim: int = 4096  # width of the prompt embeddings (T5 for Wan)
+    text_tokens: int = 512
+    image_dim: int = 0  # width of CLIP image tokens (Wan I2V: 1280); 0: no image tokens
+    image_tokens: int = 257
+    added_kv_proj_dim: int = 0  # Wan I2V: 5120 (= the model width); 0 with image_dim 0
+    audio_heads: int = 4  # heads of each block's audio cross-attention (head_dim wide)
+    audio_context: int = 2  # video frames either side a latent frame hears
+    patch_size: int = 2
+    chunk_latent_frames: int = 3
+    window_chunks: int = 1  # past chunks each chunk attends to, besides the sink
+    denoising_steps: int = 2
+
+    def validate(self) -> None:
+        from .render.vae_stream import VAE_CONFIGS
+
+        if self.vae not in VAE_CONFIGS:
+            raise ConfigError(f"[video] vae must be one of {', '.join(VAE_CONFIGS)}, got {self.vae!r}")
+        if self.size % (8 * self.patch_size):
+            raise ConfigError(f"[video] size must be a multiple of {8 * self.patch_size}, got {self.size}")
+        if bool(self.image_dim) != bool(self.added_kv_proj_dim):
+            raise ConfigError("[video] image_dim and added_kv_proj_dim go together (Wan I2V) or are both 0")
+        if not 1 <= self.denoising_steps <= 4:
+            raise ConfigError(f"[video] denoising_steps must be 1-4, got {self.denoising_steps}")
+
+    def model_config(self, latent_channels: int) -> dict:
+        """WanAudioTransformer's arguments."""
+        names = ("num_layers", "num_heads", "head_dim", "ffn_dim", "freq_dim", "text_dim", "text_tokens",
+                 "audio_heads", "audio_context", "patch_size", "chunk_latent_frames", "window_chunks",
+                 "denoising_steps")
+        return {"latent_channels": latent_channels, "image_dim": self.image_dim or None,
+                "added_kv_proj_dim": self.added_kv_proj_dim or None, **{n: getattr(self, n) for n in names}}
+
+
+@dataclasses.dataclass(frozen=True)
 class Preset:
     output: OutputSettings = OutputSettings()
     driver: DriverSettings = DriverSettings()
@@ -149,17 +196,23 @@ class Preset:
     train: TrainSettings = TrainSettings()
     distill: DistillSettings = DistillSettings()
     generator: GeneratorSettings = GeneratorSettings()
+    video: VideoSettings | None = None  # set: the preset is the video backend's
 
     def with_overrides(self, **tables: dict[str, Any]) -> "Preset":
         """Apply flags: `with_overrides(output={"fps": 30})`; None values are ignored."""
         changes = {}
         for table, values in tables.items():
             values = {k: v for k, v in values.items() if v is not None}
-            changes[table] = _replace(getattr(self, table), values, table)
+            section = getattr(self, table)
+            if section is None and values:
+                section = VideoSettings()
+            changes[table] = _replace(section, values, table) if values else section
         preset = dataclasses.replace(self, **changes)
         preset.output.validate()
         preset.generator.validate()
         preset.distill.validate()
+        if preset.video is not None:
+            preset.video.validate()
         return preset
 
 
@@ -177,9 +230,9 @@ def _replace(section, values: dict[str, Any], table: str):
 
 
 def load_preset(name_or_path: str = "default") -> Preset:
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PRESET_DIR / f"{name_or_path}.toml"
+    path = PRESET_DIR / f"{name_or_path}.toml"  # a shipped preset's name (names may hold dots: wan-1.3b-audio)
+    if not path.is_file():
+        path = Path(name_or_path)
     if not path.is_file():
         known = sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
         raise ConfigError(f"preset {name_or_path} not found", hint=f"known presets: {', '.join(known)}")

@@ -23,11 +23,13 @@ from .controls import GROUPS, Controls
 from .errors import InputError
 from .face.motion import MOTION_DIM
 from .features import FEATURE_DIM, silence_features
-from .nn.causal_dit import CausalMotionDiT, KVCache
+from .nn.attention import KVCache
+from .nn.causal_dit import CausalMotionDiT
 from .nn.motion_dit import MotionDiT
 
 if TYPE_CHECKING:
     from .engine import ExportedChunkStep
+    from .nn.wan_audio import WanAudioTransformer
 
 MODEL_CLASSES = {cls.__name__: cls for cls in (MotionDiT, CausalMotionDiT)}
 
@@ -141,28 +143,28 @@ class TeacherGenerator:
         return x
 
 
-def denoise_chunk(model: CausalMotionDiT, audio: torch.Tensor, cache: KVCache, const: dict,
-                  generator: torch.Generator, exit_step: int | None = None,
-                  noise: torch.Tensor | None = None) -> torch.Tensor:
-    """One chunk: few-step sampling against the cache (predict clean, re-noise to the next
-    level), then the clean chunk committed to the cache. Normalised (B, C, D).
+def denoise_chunk(model, inputs: dict, cache: KVCache, shape: tuple[int, ...], generator: torch.Generator,
+                  exit_step: int | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """One chunk in either latent space: few-step sampling against the cache (predict clean,
+    re-noise to the next level), then the clean chunk committed to the cache. Normalised, `shape`.
 
-    exit_step stops early (self-forcing training); where gradients are on, they flow through
-    the last step run only, and never into the cache. noise: the starting point, if given."""
-    b, sigmas = len(const["neutral"]), model.sigmas
+    inputs: the model's `step` arguments besides latents, time and cache (motion: audio, neutral,
+    controls; video: cond, audio, cross). exit_step stops early (self-forcing training); where
+    gradients are on, they flow through the last step run only, and never into the cache.
+    noise: the starting point, if given."""
+    b, sigmas = shape[0], model.sigmas
     last = len(sigmas) - 1 if exit_step is None else exit_step
-    device = audio.device
-    x = noise if noise is not None else torch.randn(
-        b, model.config.chunk_frames, model.config.motion_dim, generator=generator).to(device)
+    device = inputs["audio"].device
+    x = noise if noise is not None else torch.randn(shape, generator=generator).to(device)
     grad = torch.is_grad_enabled()
     for k in range(last + 1):
         with torch.set_grad_enabled(grad and k == last):
-            v = model.step(x, torch.full((b,), sigmas[k] * 1000, device=device), audio, cache, **const)
+            v = model.step(x, torch.full((b,), sigmas[k] * 1000, device=device), cache=cache, **inputs)
             clean = x - sigmas[k] * v
         if k < last:
             x = (1 - sigmas[k + 1]) * clean + sigmas[k + 1] * torch.randn(x.shape, generator=generator).to(device)
     with torch.no_grad():
-        model.step(clean.detach(), torch.zeros(b, device=device), audio, cache, write=True, **const)
+        model.step(clean.detach(), torch.zeros(b, device=device), cache=cache, write=True, **inputs)
     return clean
 
 
@@ -208,7 +210,8 @@ class StreamingGenerator:
     def _chunk(self, audio: np.ndarray, cache: KVCache, const: dict, generator: torch.Generator) -> np.ndarray:
         audio_t = torch.as_tensor(audio, device=self.model.motion_mean.device)[None]
         with self.autocast():
-            clean = denoise_chunk(self.model, audio_t, cache, const, generator).float()
+            shape = (1, self.model.config.chunk_frames, self.model.config.motion_dim)
+            clean = denoise_chunk(self.model, {"audio": audio_t, **const}, cache, shape, generator).float()
         return self.model.denormalize(clean[0]).cpu().numpy()
 
     def __call__(self, features: np.ndarray, controls: Controls, seed: int = 0,
@@ -216,3 +219,51 @@ class StreamingGenerator:
         """features (T, F) -> motion (T, MOTION_DIM): the streaming path over a whole clip."""
         chunks = list(self.stream([features], controls, seed, neutral))
         return np.concatenate(chunks) if chunks else np.zeros((0, MOTION_DIM), dtype=np.float32)
+
+
+class VideoStreamingGenerator:
+    """The video backend's causal student, chunk by chunk: feature rows in, latent chunks out.
+
+    The same few-step `denoise_chunk` and KV cache as the motion student's stream; a chunk is
+    `chunk_latent_frames` latent frames (1 + 4(c - 1) video frames for the first, 4c after) and
+    is made once the audio `audio_context` frames past its last video frame has arrived."""
+
+    def __init__(self, model: WanAudioTransformer,
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+        self.model, self.autocast = model, autocast
+
+    @torch.no_grad()
+    def stream(self, features: Iterable[np.ndarray], portrait: torch.Tensor, seed: int = 0,
+               image_embeds: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+        """features: blocks of generator_features rows (one per video frame, any block sizes);
+        portrait: its normalised VAE latent (1, z, 1, h, w) -> normalised latent chunks (1, z, c, h, w)."""
+        model, c = self.model, self.model.config.chunk_latent_frames
+        device = portrait.device
+        generator = torch.Generator().manual_seed(seed)
+        cache, cross = model.new_cache(), model.cross_kv(1, image_embeds)
+        first_row = model.audio_rows(0, 1)[0]  # rows are video frames; the stream hears silence before 0
+        pending, base, total = silence_features(-first_row), first_row, 0  # pending[0] is row `base`
+
+        def chunk(pending: np.ndarray, base: int) -> tuple[torch.Tensor, np.ndarray, int]:
+            first = cache.chunks * c
+            rows = model.audio_rows(first, c)
+            audio = torch.as_tensor(pending[rows[0] - base: rows[-1] + 1 - base], device=device)[None]
+            inputs = {"cond": model.condition_latents(portrait, first, c), "audio": audio, "cross": cross}
+            with self.autocast():
+                latents = denoise_chunk(model, inputs, cache, (1, portrait.shape[1], c, *portrait.shape[-2:]),
+                                        generator)
+            keep = model.audio_rows(first + c, c)[0]  # the next chunk's first row
+            return latents.float(), pending[keep - base:], keep
+
+        for block in features:
+            block = np.asarray(block, dtype=np.float32).reshape(-1, FEATURE_DIM)
+            total += len(block)
+            pending = np.concatenate([pending, block])
+            while base + len(pending) > model.audio_rows(cache.chunks * c, c)[-1]:
+                latents, pending, base = chunk(pending, base)
+                yield latents
+        while model.video_frames(cache.chunks * c)[0] < total:  # the end: silence past the last frame
+            need = model.audio_rows(cache.chunks * c, c)[-1] + 1 - (base + len(pending))
+            pending = np.concatenate([pending, silence_features(max(0, need))])
+            latents, pending, base = chunk(pending, base)
+            yield latents

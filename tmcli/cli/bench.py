@@ -28,6 +28,7 @@ def bench(
     audio: Annotated[Optional[Path], typer.Option(help="Speech to render instead of espeak-ng's (--seconds is then ignored).")] = None,
     size: Annotated[Optional[int], typer.Option(help="Side of the face crop the renderer works at (preset: 512).")] = None,
     crop: Annotated[Optional[bool], typer.Option("--crop/--paste-back", help="Write only the face square (rendered at --size), or paste it back into the portrait.")] = None,
+    chunks: Annotated[int, typer.Option(help="Video presets: chunks to stream (the first is timed apart).")] = 8,
     json_path: options.Json = None,
 ) -> None:
     """Time every stage of a render (load, first frame, chunks, frames/s, memory) on the devices given."""
@@ -38,10 +39,37 @@ def bench(
     if seconds <= 0:
         raise ConfigError(f"--seconds must be positive, got {seconds}")
     settings = load_preset(preset).with_overrides(output={"size": size, "crop": crop})
+    if settings.video is not None:
+        _bench_video(settings, StageDevices.parse(device, devices, dtype), chunks, preset, json_path)
+        return
     report = run_bench(settings, StageDevices.parse(device, devices, dtype, disaggregate), seconds, generator, checkpoint,
                        portrait, audio, preset)
     for table in report_table(report):
         console.print(table)
+    console.print(f"[dim]{report.machine}; commit {report.commit}; {report.date}[/]")
+    if json_path:
+        text = json.dumps(dataclasses.asdict(report), indent=1)
+        if json_path == "-":
+            print(text)
+        else:
+            Path(json_path).write_text(text + "\n")
+
+
+def _bench_video(settings, devices, chunks: int, preset: str, json_path) -> None:
+    """The video backend's bench: the causal Wan DiT and the streaming VAE decoder, per chunk."""
+    from rich.table import Table
+
+    from ..bench_video import bench_video
+
+    if chunks < 2:
+        raise ConfigError(f"--chunks must be at least 2 (the first is timed apart), got {chunks}")
+    report = bench_video(settings, devices, chunks, preset)
+    table = Table(title=f"tm bench --preset {preset} on {report.devices}, {report.dtype}, random weights")
+    table.add_column("measure")
+    table.add_column("value")
+    for row in report.rows():
+        table.add_row(*row)
+    console.print(table)
     console.print(f"[dim]{report.machine}; commit {report.commit}; {report.date}[/]")
     if json_path:
         text = json.dumps(dataclasses.asdict(report), indent=1)

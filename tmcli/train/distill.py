@@ -41,7 +41,8 @@ import torch
 from ..config import DistillSettings, GeneratorSettings
 from ..features import silence_features
 from ..generator import denoise_chunk, guidance_scales, guided_velocity, split_controls
-from ..nn.causal_dit import CausalMotionDiT, KVCache
+from ..nn.attention import KVCache
+from ..nn.causal_dit import CausalMotionDiT
 from ..nn.motion_dit import MotionDiT
 from .data import Batch, WindowStream
 from .trainer import plot_loss, truncate_log
@@ -184,7 +185,7 @@ def rollout_regression(student: CausalMotionDiT, pairs: dict, index: torch.Tenso
         v = student.step(noisy, sigma * 1000, audio, cache, **const)
         predicted.append(noisy - sigma.view(b, 1, 1) * v)
         with torch.no_grad():
-            denoise_chunk(student, audio, cache, const, g, noise=states[:, 0, frames])
+            denoise_chunk(student, {"audio": audio, **const}, cache, noisy.shape, g, noise=states[:, 0, frames])
     return regression_error(torch.cat(predicted, dim=1), clean, velocity_weight)
 
 
@@ -203,7 +204,7 @@ def rollout(student: CausalMotionDiT, clips: Clips, g: torch.Generator) -> torch
     for i in range(w // c):
         audio = inputs["audio"][:, i * c: i * c + student.audio_span]
         exit_step = int(torch.randint(0, len(student.sigmas), (1,), generator=g))
-        out.append(denoise_chunk(student, audio, cache, const, g, exit_step))
+        out.append(denoise_chunk(student, {"audio": audio, **const}, cache, (len(audio), c, cfg.motion_dim), g, exit_step))
     return torch.cat(out, dim=1)
 
 

@@ -1,0 +1,195 @@
+"""The video backend: the audio-driven causal Wan DiT, its streaming generator and the streaming VAE decoder."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from diffusers import WanTransformer3DModel
+from typer.testing import CliRunner
+
+from tmcli.cli.app import app, main
+from tmcli.config import load_preset
+from tmcli.features import FEATURE_DIM
+from tmcli.generator import VideoStreamingGenerator
+from tmcli.nn.wan_audio import WanAudioTransformer
+from tmcli.render.vae_stream import VAE_CONFIGS, StreamingVAEDecoder, build_vae, denormalize, encode
+
+TINY = dict(latent_channels=4, num_layers=2, num_heads=2, head_dim=16, ffn_dim=64, freq_dim=32, text_dim=32,
+            text_tokens=4, audio_heads=2, audio_context=1, chunk_latent_frames=2, window_chunks=1)
+
+
+def tiny(seed=0, audio=True, **overrides) -> WanAudioTransformer:
+    torch.manual_seed(seed)
+    model = WanAudioTransformer(**{**TINY, **overrides}).eval()
+    if audio:  # the audio path starts at zero (a pretrained Wan unchanged); give it weight for the tests
+        for attn in model.audio_attn:
+            torch.nn.init.normal_(attn.to_out[0].weight, std=0.2)
+    return model
+
+
+def clip(model, frames=6, side=8, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    z = model.config.latent_channels
+    rows = model.audio_rows(0, frames)
+    portrait = torch.randn(1, z, 1, side, side, generator=g)
+    return {"clean": torch.randn(1, z, frames, side, side, generator=g),
+            "noisy": torch.randn(1, z, frames, side, side, generator=g),
+            "timestep": torch.rand(1, frames // model.config.chunk_latent_frames, generator=g) * 1000,
+            "audio": torch.randn(1, len(rows), FEATURE_DIM, generator=g), "portrait": portrait,
+            "cond": model.condition_latents(portrait, 0, frames), "cross": model.cross_kv(1)}
+
+
+def stream_steps(model, x):
+    """Each chunk denoised against the cache (one pass), then its clean version written: velocities."""
+    c, first_row = model.config.chunk_latent_frames, model.audio_rows(0, 1)[0]
+    cache, out = model.new_cache(), []
+    for i in range(x["noisy"].shape[2] // c):
+        frames = slice(i * c, (i + 1) * c)
+        rows = model.audio_rows(i * c, c)
+        audio = x["audio"][:, rows[0] - first_row: rows[-1] + 1 - first_row]
+        cond = model.condition_latents(x["portrait"], i * c, c)
+        out.append(model.step(x["noisy"][:, :, frames], x["timestep"][:, i], cond, audio, cache, x["cross"]))
+        model.step(x["clean"][:, :, frames], torch.zeros(1), cond, audio, cache, x["cross"], write=True)
+    return torch.cat(out, dim=2)
+
+
+@torch.no_grad()
+def test_bidirectional_pass_is_stock_wan_while_the_audio_path_is_zero():
+    model = tiny(audio=False)
+    x = clip(model)
+    ours = model(x["noisy"], x["timestep"][:, 0], x["cond"], x["audio"], x["cross"])
+    stock = WanTransformer3DModel(**{k: v for k, v in model.wan.config.items() if not k.startswith("_")}).eval()
+    stock.load_state_dict(model.wan.state_dict())
+    text = model.prompt[None]
+    theirs = stock(torch.cat([x["noisy"], x["cond"]], dim=1), x["timestep"][:, 0], text).sample
+    assert ours.shape == x["noisy"].shape
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_cached_streaming_equals_the_masked_sequence():
+    model = tiny()
+    x = clip(model)
+    sequence = model.forward_sequence(x["clean"], x["noisy"], x["timestep"], x["cond"], x["audio"], x["cross"])
+    streamed = stream_steps(model, x)
+    assert sequence.abs().mean() > 0.1
+    torch.testing.assert_close(streamed, sequence, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@torch.no_grad()
+def test_a_chunk_sees_no_future_and_only_its_window_besides_the_sink(layers):
+    model = tiny(num_layers=layers)  # chunks of 2 latent frames, window 1
+    x = clip(model, frames=8)
+    base = model.forward_sequence(x["clean"], x["noisy"], x["timestep"], x["cond"], x["audio"], x["cross"])
+
+    def changed(**edits):
+        y = {**x, **edits}
+        out = model.forward_sequence(y["clean"], y["noisy"], y["timestep"], y["cond"], y["audio"], y["cross"])
+        return [bool((out[:, :, 2 * i: 2 * i + 2] - base[:, :, 2 * i: 2 * i + 2]).abs().max() > 1e-5) for i in range(4)]
+
+    future = x["clean"].clone()
+    future[:, :, 6:] += 1.0  # the last chunk's clean frames: nobody before it may see them
+    assert changed(clean=future) == [False, False, False, False]
+    noisy = x["noisy"].clone()
+    noisy[:, :, 4:6] += 1.0  # chunk 2's noisy frames change chunk 2 only
+    assert changed(noisy=noisy) == [False, False, True, False]
+    past = x["clean"].clone()
+    past[:, :, 2:4] += 1.0  # clean chunk 1: attended by chunk 2 (its window), not by chunk 3 ...
+    # ... which still hears of it from layer 2 on, through clean chunk 2's keys (as when streaming)
+    assert changed(clean=past) == [False, False, True, layers > 1]
+    sink = x["clean"].clone()
+    sink[:, :, 0:2] += 1.0  # clean chunk 0, the sink: seen by every later chunk
+    assert changed(clean=sink) == [False, True, True, True]
+    audio = x["audio"].clone()
+    last = model.audio_rows(6, 2)
+    audio[:, last[-1] - model.audio_rows(0, 1)[0]] += 5.0  # the last row: only the last chunk hears it
+    assert changed(audio=audio) == [False, False, False, True]
+
+
+@torch.no_grad()
+def test_each_latent_frame_hears_only_its_own_audio_window():
+    model = tiny(num_layers=1)  # one block: audio reaches a token only through its own cross-attention
+    x = clip(model, frames=4)
+    base = model(x["noisy"], x["timestep"][:, 0], x["cond"], x["audio"], x["cross"])
+    row = 3 * 4 - model.audio_rows(0, 1)[0]  # video frame 12: latent frame 3's last frame, no other's window
+    audio = x["audio"].clone()
+    audio[:, row] += 5.0
+    diff = (model(x["noisy"], x["timestep"][:, 0], x["cond"], audio, x["cross"]) - base).abs().amax(dim=(0, 1, 3, 4))
+    assert diff[3] > 1e-3 and diff[:3].max() < 1e-6
+    assert list(model.video_frames(0)) == [0] and list(model.video_frames(3)) == [9, 10, 11, 12]
+
+
+@torch.no_grad()
+def test_streaming_generator_is_the_same_however_the_audio_arrives():
+    model = tiny()
+    portrait = torch.randn(1, 4, 1, 8, 8)
+    features = np.random.default_rng(0).standard_normal((30, FEATURE_DIM)).astype(np.float32)
+    whole = list(VideoStreamingGenerator(model).stream([features], portrait, seed=3))
+    blocks = list(VideoStreamingGenerator(model).stream(np.array_split(features, 7), portrait, seed=3))
+    # 30 video frames need latent frames 0..8 (frame 29 is in latent 8): 5 chunks of 2
+    assert len(whole) == len(blocks) == 5
+    assert all(c.shape == (1, 4, 2, 8, 8) for c in whole)
+    torch.testing.assert_close(torch.cat(whole, 2), torch.cat(blocks, 2))
+    other = list(VideoStreamingGenerator(model).stream([features], portrait, seed=4))
+    assert (torch.cat(other, 2) - torch.cat(whole, 2)).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_streaming_vae_decode_equals_one_decode_of_the_clip():
+    torch.manual_seed(0)
+    vae = build_vae("tiny").eval()
+    video = torch.rand(1, 3, 1 + 4 * 8, 32, 32) * 2 - 1
+    latents = encode(vae, video)
+    assert latents.shape == (1, 4, 9, 4, 4)
+    whole = vae.decode(denormalize(vae, latents)).sample.clamp(-1, 1)
+    decoder = StreamingVAEDecoder(vae)
+    parts = [decoder.decode(latents[:, :, i: i + 3]) for i in range(0, 9, 3)]
+    assert [p.shape[2] for p in parts] == [9, 12, 12]
+    torch.testing.assert_close(torch.cat(parts, dim=2), whole, atol=1e-6, rtol=0)
+    decoder.reset()  # a new stream starts over
+    torch.testing.assert_close(decoder.decode(latents[:, :, :3]), parts[0])
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = tiny()
+    model.save_pretrained(tmp_path)
+    loaded = WanAudioTransformer.from_pretrained(tmp_path).eval()
+    x = clip(model)
+    with torch.no_grad():
+        a = model.forward_sequence(x["clean"], x["noisy"], x["timestep"], x["cond"], x["audio"], x["cross"])
+        b = loaded.forward_sequence(x["clean"], x["noisy"], x["timestep"], x["cond"], x["audio"], loaded.cross_kv(1))
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name, billions", [("wan-1.3b-audio", (1.45, 1.6)), ("wan-14b-audio", (17.0, 18.5))])
+def test_paper_presets_have_the_papers_sizes(name, billions):
+    settings = load_preset(name).video
+    with torch.device("meta"):
+        model = WanAudioTransformer(**settings.model_config(VAE_CONFIGS[settings.vae]["z_dim"]))
+    total = sum(p.numel() for p in model.parameters()) / 1e9
+    assert billions[0] < total < billions[1]
+    assert model.config.chunk_latent_frames == 3 and model.config.denoising_steps == 2
+
+
+def test_bench_video_tiny_reports_every_chunk():
+    result = CliRunner().invoke(app, ["bench", "--preset", "video-tiny", "--chunks", "3", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{\n"):])
+    assert report["chunks"] == 3 and len(report["dit_chunk_ms"]) == 3 and len(report["vae_chunk_ms"]) == 3
+    assert report["frames_per_chunk"] == 12 and report["frame_size"] == 64
+    assert min(report["dit_chunk_ms"]) > 0 and report["first_chunk_ms"] >= report["dit_chunk_ms"][0]
+    assert report["frames_per_s"] > 0
+
+
+@pytest.mark.parametrize("args, message", [(["--preset", "wan-1.3b-audio"], "GiB free"),
+                                           (["--preset", "video-tiny", "--chunks", "1"], "--chunks")])
+def test_bench_video_refuses_bad_requests_in_one_line(monkeypatch, capsys, args, message):
+    monkeypatch.setattr("tmcli.bench_video._free_bytes", lambda device: 2**30)
+    monkeypatch.setattr(sys, "argv", ["tm", "bench", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    assert exit_info.value.code != 0 and message in out + err and "Traceback" not in out + err

@@ -1,0 +1,170 @@
+"""tm bench for the video backend: the causal Wan DiT and the streaming VAE decoder, chunk by chunk.
+
+Weights are random (latency does not depend on their values), so the paper-scale presets can
+be timed without their weights: the DiT is built on the meta device, given memory on the
+device asked for and filled with small random values. Each chunk runs exactly the streaming
+path (`VideoStreamingGenerator`: `denoising_steps` passes + one cache write) and is then decoded
+by `StreamingVAEDecoder`. With the DiT and the decoder on two devices the two run at once (a
+thread per device), so a chunk's decode overlaps the next chunk's generation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import os
+import queue
+import threading
+import time
+
+import numpy as np
+import torch
+from diffusers import WanTransformer3DModel
+
+from .bench import commit, machine
+from .config import Preset
+from .errors import ConfigError
+from .features import FEATURE_DIM
+from .generator import VideoStreamingGenerator
+from .nn.wan_audio import WanAudioTransformer
+from .render.vae_stream import VAE_CONFIGS, StreamingVAEDecoder, build_vae
+from .runtime import StageDevices
+
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclasses.dataclass
+class VideoBenchReport:
+    date: str
+    machine: str
+    commit: str
+    preset: str
+    devices: str
+    dtype: str
+    frame_size: int
+    fps: float
+    parameters: dict  # millions: dit, of it wan and audio (+ prompt), vae
+    chunks: int
+    frames_per_chunk: int  # video frames of a steady-state chunk
+    steps: int
+    dit_chunk_ms: list  # per chunk: the denoising passes and the cache write
+    vae_chunk_ms: list
+    first_chunk_ms: float  # stream start (models loaded) to the first chunk's frames decoded
+    frames_per_s: float  # steady state, chunks after the first
+    real_time_factor: float  # frames/s over the output fps
+    peak_memory_gib: dict
+
+    def rows(self) -> list[tuple[str, str]]:
+        p50 = lambda xs: float(np.median(xs[1:] if len(xs) > 1 else xs))  # noqa: E731 (steady state)
+        budget = 1000 * self.frames_per_chunk / self.fps
+        dit = p50(self.dit_chunk_ms)
+        return [
+            ("parameters (M)", ", ".join(f"{k} {v:.1f}" for k, v in self.parameters.items())),
+            ("frame size, chunk", f"{self.frame_size} px, {self.frames_per_chunk} frames ({budget:.0f} ms of video)"),
+            ("DiT per chunk (p50)", f"{dit:.1f} ms ({self.steps} steps + cache write)"),
+            ("VAE decode per chunk (p50)", f"{p50(self.vae_chunk_ms):.1f} ms"),
+            ("first-chunk latency", f"{self.first_chunk_ms:.0f} ms"),
+            ("frames/s (steady)", f"{self.frames_per_s:.2f} ({self.real_time_factor:.2f}x real time at {self.fps:g} fps)"),
+            ("DiT devices for real time", f"{math.ceil(dit / budget)} (DiT time / chunk duration, ideal scaling)"),
+            ("peak memory (GiB)", ", ".join(f"{k} {v:.2f}" for k, v in self.peak_memory_gib.items())),
+        ]
+
+
+def random_dit(settings, latent_channels: int, device: torch.device, dtype: torch.dtype) -> WanAudioTransformer:
+    """The preset's DiT with random weights, allocated once on the device (no fp32 copy on the host)."""
+    with torch.device("meta"):
+        model = WanAudioTransformer(**settings.model_config(latent_channels))
+    need = sum(p.numel() for p in model.parameters()) * torch.finfo(dtype).bits // 8
+    free = _free_bytes(device)
+    if need > 0.9 * free:
+        raise ConfigError(f"the DiT's weights need {need / 2**30:.1f} GiB in {dtype}; {device} has "
+                          f"{free / 2**30:.1f} GiB free", hint="use a GPU with more memory or --dtype bf16")
+    rope = model.wan.rope
+    model = model.to_empty(device=device)
+    keep = set(WanTransformer3DModel._keep_in_fp32_modules)  # norms, time embedding, RoPE stay fp32 (as from_pretrained)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.data = torch.empty_like(p, dtype=torch.float32 if keep & set(name.split(".")) else dtype).normal_(0.0, 0.02)
+        fresh = type(rope)(rope.attention_head_dim, rope.patch_size, rope.max_seq_len)  # non-persistent tables
+        rope.freqs_cos, rope.freqs_sin = fresh.freqs_cos.to(device), fresh.freqs_sin.to(device)
+    return model.eval()
+
+
+def _free_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_video(preset: Preset, devices: StageDevices, chunks: int, preset_name: str, seed: int = 0) -> VideoBenchReport:
+    settings = preset.video
+    dtype = TORCH_DTYPES[devices.dtype]
+    z = VAE_CONFIGS[settings.vae]["z_dim"]
+    model = random_dit(settings, z, devices.generator, dtype)
+    vae = build_vae(settings.vae).to(devices.renderer).eval()
+    if dtype != torch.float32:
+        vae = torch.nn.Module.to(vae, dtype)  # all of it: the decoder has no fp32-only parts
+    decoder = StreamingVAEDecoder(vae)
+    side = settings.size // 8
+    portrait = torch.randn(1, z, 1, side, side, device=devices.generator, dtype=dtype)
+    image = (torch.randn(1, settings.image_tokens, settings.image_dim, device=devices.generator, dtype=dtype)
+             if settings.image_dim else None)
+    c = settings.chunk_latent_frames
+    total_frames = 1 + 4 * (c * chunks - 1)
+    features = np.random.default_rng(seed).standard_normal((total_frames, FEATURE_DIM)).astype(np.float32)
+    stream = VideoStreamingGenerator(model).stream([features], portrait, seed, image)
+    dit_ms, vae_ms, done = [], [], queue.Queue()
+    frames = [0]
+    for device in {devices.generator, devices.renderer}:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+
+    def decode_all():
+        while (latents := done.get()) is not None:
+            t = time.perf_counter()
+            frames[0] += decoder.decode(latents).shape[2]
+            _sync(devices.renderer)
+            vae_ms.append(1000 * (time.perf_counter() - t))
+            marks.append(time.perf_counter())
+
+    marks: list[float] = []
+    worker = threading.Thread(target=decode_all) if devices.split else None
+    start = time.perf_counter()
+    if worker:
+        worker.start()
+    for _ in range(chunks):
+        t = time.perf_counter()
+        latents = next(stream)
+        _sync(devices.generator)
+        dit_ms.append(1000 * (time.perf_counter() - t))
+        done.put(latents)
+        if not worker:
+            done.put(None)
+            decode_all()
+    if worker:
+        done.put(None)
+        worker.join()
+    steady = (marks[-1] - marks[0]) if len(marks) > 1 else float("nan")
+    fps = (frames[0] - (1 + 4 * (c - 1))) / steady if len(marks) > 1 else float("nan")
+    total = sum(p.numel() for p in model.parameters()) / 1e6
+    wan = sum(p.numel() for p in model.wan.parameters()) / 1e6
+    memory = {str(d): torch.cuda.max_memory_allocated(d) / 2**30 for d in {devices.generator, devices.renderer}
+              if d.type == "cuda"}
+    if not memory:
+        import resource
+
+        memory = {"host": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    return VideoBenchReport(
+        date=datetime.date.today().isoformat(), machine=machine(), commit=commit(), preset=preset_name,
+        devices=devices.describe(), dtype=devices.dtype, frame_size=settings.size, fps=preset.output.fps,
+        parameters={"dit": total, "wan": wan, "audio+prompt": total - wan,
+                    "vae": sum(p.numel() for p in vae.parameters()) / 1e6},
+        chunks=chunks, frames_per_chunk=4 * c, steps=settings.denoising_steps, dit_chunk_ms=dit_ms,
+        vae_chunk_ms=vae_ms, first_chunk_ms=1000 * (marks[0] - start), frames_per_s=fps,
+        real_time_factor=fps / preset.output.fps, peak_memory_gib=memory)
