@@ -175,11 +175,11 @@ def test_paper_presets_have_the_papers_sizes(name, billions):
 
 
 def test_bench_video_tiny_reports_every_chunk():
-    result = CliRunner().invoke(app, ["bench", "--preset", "video-tiny", "--chunks", "3", "--json", "-"])
+    result = CliRunner().invoke(app, ["bench", "--preset", "video-tiny", "--chunks", "3", "--size", "32", "--json", "-"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{\n"):])
     assert report["chunks"] == 3 and len(report["dit_chunk_ms"]) == 3 and len(report["vae_chunk_ms"]) == 3
-    assert report["frames_per_chunk"] == 12 and report["frame_size"] == 64
+    assert report["frames_per_chunk"] == 12 and report["frame_size"] == 32
     assert min(report["dit_chunk_ms"]) > 0 and report["first_chunk_ms"] >= report["dit_chunk_ms"][0]
     assert report["frames_per_s"] > 0
 
@@ -193,3 +193,31 @@ def test_bench_video_refuses_bad_requests_in_one_line(monkeypatch, capsys, args,
         main()
     out, err = capsys.readouterr()
     assert exit_info.value.code != 0 and message in out + err and "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("in_channels", [4, 12])  # text-to-video (z) and image-to-video (2z + 4) Wan weights
+def test_loads_a_diffusers_wan_checkpoint_plus_tms_audio_modules(tmp_path, in_channels):
+    torch.manual_seed(0)
+    wan = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16,
+                                in_channels=in_channels, out_channels=4, text_dim=32, freq_dim=32, ffn_dim=64,
+                                num_layers=2)
+    wan.save_pretrained(tmp_path / "transformer")
+    fresh = WanAudioTransformer.from_wan(tmp_path / "transformer", text_tokens=4, audio_heads=2, audio_context=1,
+                                         chunk_latent_frames=2)
+    assert all(torch.equal(a, b) for (name, a), (_, b) in zip(fresh.wan.state_dict().items(), wan.state_dict().items())
+               if name != "patch_embedding.weight")
+    weight = fresh.wan.patch_embedding.weight
+    assert weight.shape[1] == 12 and torch.equal(weight[:, :in_channels], wan.patch_embedding.weight)
+    assert in_channels == 12 or weight[:, in_channels:].abs().max() == 0  # T2V: condition channels start at zero
+    assert all(a.to_out[0].weight.abs().max() == 0 for a in fresh.audio_attn)  # the audio path starts silent
+
+    trained = tiny(latent_channels=4)  # stands for a model whose audio modules were trained
+    trained.save_audio_modules(tmp_path / "audio.safetensors")
+    model = WanAudioTransformer.from_wan(tmp_path / "transformer", tmp_path / "audio.safetensors", text_tokens=4,
+                                         audio_heads=2, audio_context=1, chunk_latent_frames=2).eval()
+    for name in ("prompt", "audio_in.0.weight", "audio_attn.1.to_out.0.weight", "audio_norm.0.weight"):
+        torch.testing.assert_close(model.state_dict()[name], trained.state_dict()[name])
+    x = clip(model)  # and it streams: cache == masked sequence with the loaded weights
+    with torch.no_grad():
+        sequence = model.forward_sequence(x["clean"], x["noisy"], x["timestep"], x["cond"], x["audio"], x["cross"])
+        torch.testing.assert_close(stream_steps(model, x), sequence, atol=1e-5, rtol=1e-4)

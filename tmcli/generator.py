@@ -5,6 +5,8 @@ conditioned on the last frames of the window before it (VASA-1's sliding windows
 flow-matching Euler sampler from diffusers and classifier-free guidance per condition.
 `StreamingGenerator` runs the distilled causal student chunk by chunk with a KV cache
 (TalkingMachines): 1-4 denoising steps per chunk, audio in, motion out, for ever.
+`VideoStreamingGenerator` does the same in the video backend's latent space (nn/wan_audio.py),
+with the same `denoise_chunk`.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ def bench(
     checkpoint: Annotated[Optional[Path], typer.Option(help="Generator folder; default: the one shipped with tm.")] = None,
     portrait: Annotated[Optional[Path], typer.Option(help="Portrait (default: scikit-image's 512x512 astronaut).")] = None,
     audio: Annotated[Optional[Path], typer.Option(help="Speech to render instead of espeak-ng's (--seconds is then ignored).")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Side of the face crop the renderer works at (preset: 512).")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Side of the face crop the renderer works at (preset: 512); video presets: the frame side.")] = None,
     crop: Annotated[Optional[bool], typer.Option("--crop/--paste-back", help="Write only the face square (rendered at --size), or paste it back into the portrait.")] = None,
     chunks: Annotated[int, typer.Option(help="Video presets: chunks to stream (the first is timed apart).")] = 8,
     json_path: options.Json = None,
@@ -38,13 +38,20 @@ def bench(
 
     if seconds <= 0:
         raise ConfigError(f"--seconds must be positive, got {seconds}")
-    settings = load_preset(preset).with_overrides(output={"size": size, "crop": crop})
-    if settings.video is not None:
+    settings = load_preset(preset)
+    if settings.video is not None:  # --size is the frame side of the video backend
+        settings = settings.with_overrides(video={"size": size})
         _bench_video(settings, StageDevices.parse(device, devices, dtype), chunks, preset, json_path)
         return
+    settings = settings.with_overrides(output={"size": size, "crop": crop})
     report = run_bench(settings, StageDevices.parse(device, devices, dtype, disaggregate), seconds, generator, checkpoint,
                        portrait, audio, preset)
-    for table in report_table(report):
+    _show(report_table(report), report, json_path)
+
+
+def _show(tables, report, json_path) -> None:
+    """The tables, the machine line, and the JSON (to a file, or stdout for '-')."""
+    for table in tables:
         console.print(table)
     console.print(f"[dim]{report.machine}; commit {report.commit}; {report.date}[/]")
     if json_path:
@@ -69,11 +76,4 @@ def _bench_video(settings, devices, chunks: int, preset: str, json_path) -> None
     table.add_column("value")
     for row in report.rows():
         table.add_row(*row)
-    console.print(table)
-    console.print(f"[dim]{report.machine}; commit {report.commit}; {report.date}[/]")
-    if json_path:
-        text = json.dumps(dataclasses.asdict(report), indent=1)
-        if json_path == "-":
-            print(text)
-        else:
-            Path(json_path).write_text(text + "\n")
+    _show([table], report, json_path)
