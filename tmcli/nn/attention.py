@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from diffusers.models.embeddings import apply_rotary_emb
 
 
@@ -44,20 +45,25 @@ class KVCache:
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_rope, k_rope,
            sink: tuple[torch.Tensor, torch.Tensor] | None, band_mask: torch.Tensor | None = None,
            sink_mask: torch.Tensor | None = None, q_sink: torch.Tensor | None = None) -> torch.Tensor:
-    """Softmax attention over rotated band keys and sink keys together.
+    """Softmax attention over rotated band keys and sink keys together, in one fused SDPA call.
 
     q: (B, H, N, d); k, v: (B, H, M, d) band keys (before RoPE) and values; masks are bool,
     True = may attend, (N, M) and (N, S). Sink keys are used as given and scored against
-    q_sink (default: q unrotated); a video model passes both rotated in space only."""
-    scale = q.shape[-1] ** -0.5
-    scores = apply_rotary_emb(q, q_rope) @ apply_rotary_emb(k, k_rope).transpose(-1, -2) * scale
-    if band_mask is not None:
-        scores = scores.masked_fill(~band_mask, float("-inf"))
-    values = v
-    if sink is not None:
-        sink_scores = (q if q_sink is None else q_sink) @ sink[0].transpose(-1, -2) * scale
-        if sink_mask is not None:
-            sink_scores = sink_scores.masked_fill(~sink_mask, float("-inf"))
-        scores = torch.cat([sink_scores, scores], dim=-1)
-        values = torch.cat([sink[1], v], dim=-2)
-    return torch.softmax(scores, dim=-1) @ values
+    q_sink (default: q unrotated); a video model passes both rotated in space only. The two
+    kinds of score share one softmax by stacking the two query versions along the head
+    dimension, [q_sink, q_rotated], against [sink key, 0] and [0, rotated band key]."""
+    q_band, k_band = apply_rotary_emb(q, q_rope), apply_rotary_emb(k, k_rope)
+    if sink is None:
+        return F.scaled_dot_product_attention(q_band, k_band, v, attn_mask=band_mask)
+    sink_keys, sink_values = sink
+    queries = torch.cat([q if q_sink is None else q_sink, q_band], dim=-1)
+    keys = torch.cat([torch.cat([sink_keys, torch.zeros_like(sink_keys)], dim=-1),
+                      torch.cat([torch.zeros_like(k_band), k_band], dim=-1)], dim=-2)
+    mask = None
+    if band_mask is not None or sink_mask is not None:
+        n, s, m = q.shape[-2], sink_keys.shape[-2], k.shape[-2]
+        ones = torch.ones(n, s + m, dtype=torch.bool, device=q.device)
+        mask = torch.cat([ones[:, :s] if sink_mask is None else sink_mask.expand(n, s),
+                          ones[:, s:] if band_mask is None else band_mask.expand(n, m)], dim=-1)
+    return F.scaled_dot_product_attention(queries, keys, torch.cat([sink_values, v], dim=-2), attn_mask=mask,
+                                          scale=q.shape[-1] ** -0.5)
