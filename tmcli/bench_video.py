@@ -49,6 +49,7 @@ class VideoBenchReport:
     frames_per_chunk: int  # video frames of a steady-state chunk
     steps: int
     dit_chunk_ms: list  # per chunk: the denoising passes and the cache write
+    floor_chunk_ms: float  # (steps + 1) plain passes over a chunk alone: no cache, no past, no sink
     vae_chunk_ms: list
     first_chunk_ms: float  # stream start (models loaded) to the first chunk's frames decoded
     frames_per_s: float  # steady state, chunks after the first
@@ -63,6 +64,7 @@ class VideoBenchReport:
             ("parameters (M)", ", ".join(f"{k} {v:.1f}" for k, v in self.parameters.items())),
             ("frame size, chunk", f"{self.frame_size} px, {self.frames_per_chunk} frames ({budget:.0f} ms of video)"),
             ("DiT per chunk (p50)", f"{dit:.1f} ms ({self.steps} steps + cache write)"),
+            ("  floor: same passes, chunk alone", f"{self.floor_chunk_ms:.1f} ms (x{dit / self.floor_chunk_ms:.2f} for the cache)"),
             ("VAE decode per chunk (p50)", f"{p50(self.vae_chunk_ms):.1f} ms"),
             ("first-chunk latency", f"{self.first_chunk_ms:.0f} ms"),
             ("frames/s (steady)", f"{self.frames_per_s:.2f} ({self.real_time_factor:.2f}x real time at {self.fps:g} fps)"),
@@ -100,6 +102,24 @@ def _free_bytes(device: torch.device) -> int:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def _floor_ms(model: WanAudioTransformer, settings, portrait: torch.Tensor, image, device: torch.device) -> float:
+    """What a chunk's passes cost with nothing cached to attend to: the bidirectional pass over
+    one chunk, (steps + 1) times; the median of 3."""
+    c = settings.chunk_latent_frames
+    x = torch.randn(1, portrait.shape[1], c, *portrait.shape[-2:], device=device)
+    audio = torch.randn(1, len(model.audio_rows(0, c)), FEATURE_DIM, device=device)
+    cond, cross = model.condition_latents(portrait, 0, c), model.cross_kv(1, image)
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(settings.denoising_steps + 1):
+            model(x, torch.full((1,), 500.0, device=device), cond, audio, cross)
+        _sync(device)
+        times.append(1000 * (time.perf_counter() - t))
+    return float(np.median(times))
 
 
 def bench_video(preset: Preset, devices: StageDevices, chunks: int, preset_name: str, seed: int = 0) -> VideoBenchReport:
@@ -150,6 +170,7 @@ def bench_video(preset: Preset, devices: StageDevices, chunks: int, preset_name:
     if worker:
         done.put(None)
         worker.join()
+    floor = _floor_ms(model, settings, portrait, image, devices.generator)
     steady = (marks[-1] - marks[0]) if len(marks) > 1 else float("nan")
     fps = (frames[0] - (1 + 4 * (c - 1))) / steady if len(marks) > 1 else float("nan")
     total = sum(p.numel() for p in model.parameters()) / 1e6
@@ -166,5 +187,6 @@ def bench_video(preset: Preset, devices: StageDevices, chunks: int, preset_name:
         parameters={"dit": total, "wan": wan, "audio+prompt": total - wan,
                     "vae": sum(p.numel() for p in vae.parameters()) / 1e6},
         chunks=chunks, frames_per_chunk=4 * c, steps=settings.denoising_steps, dit_chunk_ms=dit_ms,
+        floor_chunk_ms=floor,
         vae_chunk_ms=vae_ms, first_chunk_ms=1000 * (marks[0] - start), frames_per_s=fps,
         real_time_factor=fps / preset.output.fps, peak_memory_gib=memory)
