@@ -221,3 +221,31 @@ def test_loads_a_diffusers_wan_checkpoint_plus_tms_audio_modules(tmp_path, in_ch
     with torch.no_grad():
         sequence = model.forward_sequence(x["clean"], x["noisy"], x["timestep"], x["cond"], x["audio"], x["cross"])
         torch.testing.assert_close(stream_steps(model, x), sequence, atol=1e-5, rtol=1e-4)
+
+
+def test_video_data_renders_each_clips_motion_with_its_features(toy_data, tmp_path):
+    from conftest import PORTRAIT
+
+    from tmcli.data.shards import read_clips
+    from tmcli.data.video import read_video_clips, render_video_dataset
+    from tmcli.evaluate import mouth_aperture
+    from tmcli.face.landmarks import LandmarkTracker
+    from tmcli.face.motion import INDEX
+
+    out = tmp_path / "video"
+    manifest = render_video_dataset(toy_data, out, [PORTRAIT], size=128, clips=2, shard_frames=100)
+    clips = list(read_video_clips(out))
+    motion = [c for _, c in zip(range(2), read_clips(toy_data))]
+    assert manifest["clips"] == len(clips) == 2 and len(manifest["shards"]) == 2
+    for (frames, features, which), source in zip(clips, motion):
+        assert frames.shape == (len(source.motion), 128, 128, 3) and frames.dtype == np.uint8 and which == 0
+        np.testing.assert_allclose(features, source.features, atol=2e-2)  # stored as float16
+    frames, _, _ = clips[0]
+    jaw = motion[0].motion[:, INDEX["jawOpen"]]  # the toy clip opens the jaw (0.6) on loud frames, not on the rest
+    tracker = LandmarkTracker(static=True)
+    opened = mouth_aperture(tracker(frames[int(np.argmax(jaw))]))
+    closed = mouth_aperture(tracker(frames[int(np.argmin(jaw))]))
+    tracker.close()
+    assert opened > closed + 0.05
+    with pytest.raises(Exception, match="exists"):
+        render_video_dataset(toy_data, out, [PORTRAIT], size=128, clips=1)

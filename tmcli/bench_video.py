@@ -81,7 +81,9 @@ def random_dit(settings, latent_channels: int, device: torch.device, dtype: torc
     free = _free_bytes(device)
     if need > 0.9 * free:
         raise ConfigError(f"the DiT's weights need {need / 2**30:.1f} GiB in {dtype}; {device} has "
-                          f"{free / 2**30:.1f} GiB free", hint="use a GPU with more memory or --dtype bf16")
+                          f"{free / 2**30:.1f} GiB free",
+                          hint="on a GPU: --device cuda --dtype bf16" if device.type == "cpu" else
+                          "--dtype bf16 halves it" if dtype == torch.float32 else "it needs a larger GPU")
     rope = model.wan.rope
     model = model.to_empty(device=device)
     keep = set(WanTransformer3DModel._keep_in_fp32_modules)  # norms, time embedding, RoPE stay fp32 (as from_pretrained)

@@ -70,3 +70,28 @@ def extract(
                                on_clip=lambda video, clip: progress.update(task, advance=1, description=video.name))
     if not quiet:
         console.print(f"{out_dir}: {added} clips added ({len(videos) - added} already there)")
+
+
+@app.command(no_args_is_help=True)
+def video(
+    motion_data: Annotated[Path, typer.Argument(help="A motion data set (tm data synth or extract).")],
+    out_dir: Annotated[Path, typer.Argument(help="New folder for the video data set.")],
+    portrait: Annotated[list[Path], typer.Option(help="Portrait to render the clips on (repeat: one per clip in turn).")],
+    size: Annotated[int, typer.Option(help="Side of the square face frames, px.")] = 128,
+    clips: Annotated[int, typer.Option(help="Render at most this many clips (0: all).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Frames for the video backend: each clip's motion rendered on a portrait, with its audio features."""
+    from ..data.video import render_video_dataset
+
+    if size < 64 or size % 16:
+        raise ConfigError(f"--size must be a multiple of 16, at least 64; got {size}")
+    if clips < 0:
+        raise ConfigError(f"--clips must be 0 (all) or positive, got {clips}")
+    with _progress("video", quiet) as progress:
+        task = progress.add_task("", total=clips or None)
+        manifest = render_video_dataset(motion_data, out_dir, portrait, size, clips or None,
+                                        on_clip=lambda i: progress.update(task, advance=1, description=f"clip {i + 1}"))
+    if not quiet:
+        console.print(f"{out_dir}: {manifest['clips']} clips, {manifest['frames']} frames of {size} px "
+                      f"on {len(portrait)} portrait(s)")
