@@ -118,26 +118,31 @@ class Claims:
             return True
         claim = self.path(output)
         claim.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
+        # written whole first, then linked into place: a claim is never seen empty (an empty one
+        # read as stale let two processes take the same job)
+        note = claim.with_name(f"{claim.name}.{uuid.uuid4().hex[:8]}.new")
+        note.write_text(f"{self.run_id} {socket.gethostname()} {os.getpid()}\n")
+        try:
+            for _ in range(2):
                 try:
-                    owner = claim.read_text().split()[0]
-                except (OSError, IndexError):
-                    owner = ""
-                if owner == self.run_id:
-                    return False  # another process of this run has it
-                try:  # stale: only one process of this run moves it away
-                    os.rename(claim, claim.with_name(claim.name + f".stale-{uuid.uuid4().hex[:8]}"))
-                except FileNotFoundError:
-                    pass
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{self.run_id} {socket.gethostname()} {os.getpid()}\n")
-            self.mine.append(claim)
-            return True
-        return False
+                    os.link(note, claim)  # atomic, and fails if the claim exists
+                except FileExistsError:
+                    try:
+                        owner = claim.read_text().split()[0]
+                    except (OSError, IndexError):
+                        owner = ""
+                    if owner == self.run_id:
+                        return False  # another process of this run has it
+                    try:  # stale: only one process of this run moves it away
+                        os.rename(claim, claim.with_name(claim.name + f".stale-{uuid.uuid4().hex[:8]}"))
+                    except FileNotFoundError:
+                        pass
+                    continue
+                self.mine.append(claim)
+                return True
+            return False
+        finally:
+            note.unlink(missing_ok=True)
 
     def clear(self, outputs: list[Path]) -> None:
         """After the run: its claims and the stale ones it replaced."""
