@@ -59,7 +59,6 @@ class AttentionPlan:
     sink_tokens: slice | None = None  # forward_sequence: where the sink's keys are among the tokens
     cache: KVCache | None = None  # step
     write: bool = False  # step: keep this pass's keys and values
-    tokens_per_chunk: int = 0
     cross: list = field(default_factory=list)  # per layer: prompt (and image) keys and values
 
 
@@ -343,9 +342,8 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
         past = len(cache.band[0]) * c
         rope = self._rope(torch.arange(past + c), hp, wp)
         space = self._rope(torch.zeros(c, dtype=torch.long), hp, wp)
-        per_chunk = c * hp * wp
         plan = AttentionPlan(rope=tuple(t[past * hp * wp:] for t in rope), key_rope=rope, space_rope=space,
-                             sink_rope=space, cache=cache, write=write, tokens_per_chunk=per_chunk, cross=cross)
+                             sink_rope=space, cache=cache, write=write, cross=cross)
         audio_mask = self._audio_mask(torch.arange(first, first + c), self.audio_rows(first, c)[0], audio.shape[1],
                                       hp * wp)
         out = self._unpatchify(self._run(latents, cond, timestep, audio, audio_mask, plan), c, h, w)
@@ -372,7 +370,7 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
         plan = AttentionPlan(rope=rope, space_rope=space, sink_rope=tuple(t[:per_chunk] for t in space),
                              band_mask=band.repeat_interleave(per_chunk, 0).repeat_interleave(per_chunk, 1),
                              sink_mask=sink.repeat_interleave(per_chunk, 0), sink_tokens=slice(0, per_chunk),
-                             tokens_per_chunk=per_chunk, cross=cross)
+                             cross=cross)
         plan.band_mask, plan.sink_mask = plan.band_mask.to(noisy.device), plan.sink_mask.to(noisy.device)
         t = torch.cat([torch.zeros(b, g, device=noisy.device), timestep], dim=1).repeat_interleave(per_chunk, 1)
         x = torch.cat([clean, noisy], dim=2)
