@@ -249,3 +249,34 @@ def test_video_data_renders_each_clips_motion_with_its_features(toy_data, tmp_pa
     assert opened > closed + 0.05
     with pytest.raises(Exception, match="exists"):
         render_video_dataset(toy_data, out, [PORTRAIT], size=128, clips=1)
+
+
+def test_video_training_stages_vae_then_teacher(toy_data, tmp_path, monkeypatch, capsys):
+    from conftest import PORTRAIT
+
+    from tmcli.data.video import render_video_dataset
+    from diffusers import AutoencoderKLWan
+
+    data = tmp_path / "video"
+    render_video_dataset(toy_data, data, [PORTRAIT], size=64, clips=4)
+
+    def tm(*args):
+        monkeypatch.setattr(sys, "argv", ["tm", "train", str(data), "--preset", "video-tiny", "-q", *map(str, args)])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        return exit_info.value.code, capsys.readouterr()
+
+    assert tm("-o", tmp_path / "x", "--stage", "teacher")[0] != 0  # no --vae: one line, no folder
+    assert not (tmp_path / "x").exists()
+    vae_dir = tmp_path / "vae"
+    assert tm("-o", vae_dir, "--stage", "vae", "--steps", "30")[0] == 0
+    losses = [float(row.split(",")[1]) for row in (vae_dir / "loss.csv").read_text().splitlines()[1:]]
+    assert len(losses) == 30 and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])  # it learns to reconstruct
+    assert AutoencoderKLWan.from_pretrained(vae_dir).config.z_dim == 4
+    teacher = tmp_path / "teacher"
+    assert tm("-o", teacher, "--vae", vae_dir, "--steps", "4")[0] == 0
+    assert tm("-o", teacher, "--vae", vae_dir, "--steps", "6")[0] == 0  # resumed
+    rows = (teacher / "loss.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    model = WanAudioTransformer.from_pretrained(teacher)
+    assert model.config.latent_channels == 4 and json.loads((teacher / "train.json").read_text())["stage"] == "teacher"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.progress import (
@@ -27,9 +27,11 @@ def train(
     steps: Annotated[int | None, typer.Option(help="Total optimisation steps (preset's [train] steps).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     seed: Annotated[int | None, typer.Option(help="Seed of every random draw (preset's [train] seed).")] = None,
+    stage: Annotated[str, typer.Option(help="Video presets: vae (the autoencoder) or teacher (the DiT, needs --vae).")] = "teacher",
+    vae: Annotated[Optional[Path], typer.Option(help="Video presets: the trained VAE folder (--stage teacher).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Train the bidirectional MotionDiT teacher with flow matching. Rerun to resume."""
+    """Train the bidirectional teacher with flow matching (video presets: its VAE first). Rerun to resume."""
     import torch
 
     from ..train.trainer import train as run_train
@@ -37,12 +39,27 @@ def train(
     settings = load_preset(preset).with_overrides(train={"steps": steps, "seed": seed})
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: no CUDA device here", hint="use --device cpu")
+    if settings.video is None:
+        def job(on_step):
+            return run_train(data_dir, out, settings.model, settings.train, device=device, on_step=on_step)
+    else:
+        from ..train.video import train_teacher, train_vae
+
+        if stage not in ("vae", "teacher"):
+            raise ConfigError(f"--stage must be vae or teacher, got {stage!r}")
+        if stage == "teacher" and vae is None:
+            raise ConfigError("--stage teacher needs --vae DIR",
+                              hint=f"train one first: tm train DATA -o VAE_DIR --preset {preset} --stage vae")
+
+        def job(on_step):
+            if stage == "vae":
+                return train_vae(data_dir, out, settings, device, on_step=on_step)
+            return train_teacher(data_dir, vae, out, settings, device, on_step=on_step)
     with Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeRemainingColumn(), console=console, transient=True, disable=quiet) as progress:
         task = progress.add_task("", total=settings.train.steps)
-        report = run_train(data_dir, out, settings.model, settings.train, device=device,
-                           on_step=lambda step, total, loss: progress.update(
-                               task, completed=step, total=total, description=f"loss {loss:.4f}"))
+        report = job(lambda step, total, loss: progress.update(task, completed=step, total=total,
+                                                               description=f"loss {loss:.4f}"))
     if not quiet:
         console.print(f"{out}: step {report.steps}, loss {report.last_loss:.4f}, "
                       f"{report.steps_per_second:.2f} steps/s")

@@ -15,7 +15,7 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
 
 VAE_CONFIGS = {  # AutoencoderKLWan settings; "wan2.1" is the published Wan 2.1 VAE (z 16, 8x spatial, 4x temporal)
     "wan2.1": {"base_dim": 96, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2},
-    "small": {"base_dim": 32, "z_dim": 8, "dim_mult": [1, 2, 2, 2], "num_res_blocks": 1},
+    "small": {"base_dim": 16, "z_dim": 8, "dim_mult": [1, 2, 2, 2], "num_res_blocks": 1},
     "tiny": {"base_dim": 8, "z_dim": 4, "dim_mult": [1, 2, 2, 2], "num_res_blocks": 1},
 }
 

@@ -13,7 +13,7 @@ import csv
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -80,20 +80,33 @@ def _checkpoint(model: MotionDiT, optimizer, schedule, step: int, out: Path) -> 
     tmp.replace(out / STATE)
 
 
-def train(data_dir: str | Path, out_dir: str | Path, model_settings: ModelSettings, settings: TrainSettings,
-          device: str = "cpu", on_step: Callable[[int, int, float], None] | None = None) -> TrainReport:
-    """Train (or resume training) a teacher in `out_dir` for `settings.steps` steps in all."""
+@dataclasses.dataclass
+class Run:
+    """A model being trained in a checkpoint folder, with its optimiser, schedule and step."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    step: int
+    out: Path
+
+
+def resumed_settings(out: Path, settings: TrainSettings) -> tuple[dict | None, TrainSettings]:
+    """The settings a folder was started with (train.json), with today's step count; (None, settings) if new."""
+    if not (out / STATE).is_file():
+        return None, settings
+    saved = json.loads((out / "train.json").read_text())
+    return saved, dataclasses.replace(TrainSettings(**saved["train"]), steps=settings.steps)
+
+
+def start_run(out: Path, model_class, make_model: Callable[[], torch.nn.Module], settings: TrainSettings,
+              record: dict, device: str) -> Run:
+    """Resume the run in `out`, or start one with make_model() and write train.json (`record`)."""
     from diffusers.optimization import get_cosine_schedule_with_warmup
 
-    out = Path(out_dir)
-    manifest = read_manifest(data_dir)
     resume = (out / STATE).is_file()
-    if resume:
-        saved = json.loads((out / "train.json").read_text())
-        model_settings = ModelSettings(**saved["model"])
-        settings = dataclasses.replace(TrainSettings(**saved["train"]), steps=settings.steps)
     torch.manual_seed(settings.seed)
-    model = (MotionDiT.from_pretrained(out) if resume else new_model(model_settings, manifest)).to(device)
+    model = (model_class.from_pretrained(out) if resume else make_model()).to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, settings.warmup_steps, settings.steps)
@@ -106,39 +119,65 @@ def train(data_dir: str | Path, out_dir: str | Path, model_settings: ModelSettin
         truncate_log(out / "loss.csv", step)
     else:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train.json").write_text(json.dumps({
-            "model": dataclasses.asdict(model_settings), "train": dataclasses.asdict(settings),
-            "data": {"path": str(Path(data_dir).resolve()), "source": manifest["source"], "clips": manifest["clips"],
-                     "minutes": round(manifest["frames"] / manifest["fps"] / 60, 2)}}, indent=1))
+        (out / "train.json").write_text(json.dumps({**record, "train": dataclasses.asdict(settings)}, indent=1))
         (out / "loss.csv").write_text("step,loss,learning_rate,seconds\n")
-    stream = WindowStream(data_dir, model.config.window, model.config.context_frames, settings.batch_size,
-                          settings.seed)
+    return Run(model, optimizer, schedule, step, out)
+
+
+def fit(run: Run, batches: Iterator, loss_fn: Callable[[object, torch.Generator], torch.Tensor],
+        settings: TrainSettings, on_step: Callable[[int, int, float], None] | None = None,
+        curves: dict[str, str] | None = None) -> TrainReport:
+    """The optimisation loop every tm model trains with: a batch, loss_fn(batch, generator) with a
+    generator seeded by (seed, step), clipped AdamW step, log rows and checkpoints. `batches`
+    must start at run.step (resumed runs skip ahead)."""
+    model, step, out = run.model, run.step, run.out
     start, first_step, loss_value = time.perf_counter(), step, float("nan")
     with open(out / "loss.csv", "a", newline="") as log, torch.enable_grad():  # a render may have turned it off
         writer = csv.writer(log)
-        for batch in stream(step):
+        for batch in batches:
             if step >= settings.steps:
                 break
             generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
-            loss = flow_matching_loss(model, batch, settings, generator, torch.device(device))
-            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(batch, generator)
+            run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
+            run.optimizer.step()
+            run.schedule.step()
             step += 1
             loss_value = loss.item()
             if step % settings.log_every == 0 or step == settings.steps:
-                writer.writerow([step, f"{loss_value:.5f}", f"{schedule.get_last_lr()[0]:.3g}",
+                writer.writerow([step, f"{loss_value:.5f}", f"{run.schedule.get_last_lr()[0]:.3g}",
                                  f"{time.perf_counter() - start:.1f}"])
                 log.flush()
             if step % settings.checkpoint_every == 0 or step == settings.steps:
-                _checkpoint(model, optimizer, schedule, step, out)
-                plot_loss(out / "loss.csv", out / "loss.png")
+                _checkpoint(model, run.optimizer, run.schedule, step, out)
+                plot_loss(out / "loss.csv", out / "loss.png", curves)
             if on_step:
                 on_step(step, settings.steps, loss_value)
+    run.step = step
     seconds = time.perf_counter() - start
     return TrainReport(step, loss_value, seconds, (step - first_step) / max(seconds, 1e-9))
+
+
+def train(data_dir: str | Path, out_dir: str | Path, model_settings: ModelSettings, settings: TrainSettings,
+          device: str = "cpu", on_step: Callable[[int, int, float], None] | None = None) -> TrainReport:
+    """Train (or resume training) a motion teacher in `out_dir` for `settings.steps` steps in all."""
+    out = Path(out_dir)
+    manifest = read_manifest(data_dir)
+    saved, settings = resumed_settings(out, settings)
+    if saved:
+        model_settings = ModelSettings(**saved["model"])
+    record = {"model": dataclasses.asdict(model_settings),
+              "data": {"path": str(Path(data_dir).resolve()), "source": manifest["source"], "clips": manifest["clips"],
+                       "minutes": round(manifest["frames"] / manifest["fps"] / 60, 2)}}
+    run = start_run(out, MotionDiT, lambda: new_model(model_settings, manifest), settings, record, device)
+    model = run.model
+    stream = WindowStream(data_dir, model.config.window, model.config.context_frames, settings.batch_size,
+                          settings.seed)
+    return fit(run, stream(run.step), lambda batch, g: flow_matching_loss(model, batch, settings, g,
+                                                                          torch.device(device)),
+               settings, on_step)
 
 
 def truncate_log(path: Path, step: int) -> None:
