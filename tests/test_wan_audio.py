@@ -14,7 +14,7 @@ from tmcli.config import load_preset
 from tmcli.features import FEATURE_DIM
 from tmcli.generator import VideoStreamingGenerator
 from tmcli.nn.wan_audio import WanAudioTransformer
-from tmcli.render.vae_stream import VAE_CONFIGS, StreamingVAEDecoder, build_vae, denormalize, encode
+from tmcli.render.vae_stream import StreamingVAEDecoder, build_vae, denormalize, encode
 
 TINY = dict(latent_channels=4, num_layers=2, num_heads=2, head_dim=16, ffn_dim=64, freq_dim=32, text_dim=32,
             text_tokens=4, audio_heads=2, audio_context=1, chunk_latent_frames=2, window_chunks=1)
@@ -168,7 +168,7 @@ def test_save_and_load_round_trip(tmp_path):
 def test_paper_presets_have_the_papers_sizes(name, billions):
     settings = load_preset(name).video
     with torch.device("meta"):
-        model = WanAudioTransformer(**settings.model_config(VAE_CONFIGS[settings.vae]["z_dim"]))
+        model = WanAudioTransformer(**settings.model_config())
     total = sum(p.numel() for p in model.parameters()) / 1e9
     assert billions[0] < total < billions[1]
     assert model.config.chunk_latent_frames == 3 and model.config.denoising_steps == 2

@@ -28,8 +28,8 @@ from .errors import ConfigError
 from .features import FEATURE_DIM
 from .generator import VideoStreamingGenerator
 from .nn.wan_audio import WanAudioTransformer
-from .render.vae_stream import VAE_CONFIGS, StreamingVAEDecoder, build_vae
-from .runtime import StageDevices
+from .render.vae_stream import StreamingVAEDecoder, build_vae
+from .runtime import StageDevices, host_peak_memory, peak_device_memory
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -73,10 +73,10 @@ class VideoBenchReport:
         ]
 
 
-def random_dit(settings, latent_channels: int, device: torch.device, dtype: torch.dtype) -> WanAudioTransformer:
+def random_dit(settings, device: torch.device, dtype: torch.dtype) -> WanAudioTransformer:
     """The preset's DiT with random weights, allocated once on the device (no fp32 copy on the host)."""
     with torch.device("meta"):
-        model = WanAudioTransformer(**settings.model_config(latent_channels))
+        model = WanAudioTransformer(**settings.model_config())
     need = sum(p.numel() for p in model.parameters()) * torch.finfo(dtype).bits // 8
     free = _free_bytes(device)
     if need > 0.9 * free:
@@ -127,8 +127,8 @@ def _floor_ms(model: WanAudioTransformer, settings, portrait: torch.Tensor, imag
 def bench_video(preset: Preset, devices: StageDevices, chunks: int, preset_name: str, seed: int = 0) -> VideoBenchReport:
     settings = preset.video
     dtype = TORCH_DTYPES[devices.dtype]
-    z = VAE_CONFIGS[settings.vae]["z_dim"]
-    model = random_dit(settings, z, devices.generator, dtype)
+    model = random_dit(settings, devices.generator, dtype)
+    z = model.config.latent_channels
     vae = build_vae(settings.vae).to(devices.renderer).eval()
     if dtype != torch.float32:
         vae = torch.nn.Module.to(vae, dtype)  # all of it: the decoder has no fp32-only parts
@@ -141,8 +141,7 @@ def bench_video(preset: Preset, devices: StageDevices, chunks: int, preset_name:
     total_frames = 1 + 4 * (c * chunks - 1)
     features = np.random.default_rng(seed).standard_normal((total_frames, FEATURE_DIM)).astype(np.float32)
     stream = VideoStreamingGenerator(model).stream([features], portrait, seed, image)
-    dit_ms, vae_ms, done = [], [], queue.Queue()
-    frames = [0]
+    dit_ms, vae_ms, marks, done = [], [], [], queue.Queue()  # marks: when each chunk's frames were decoded
     for device in {devices.generator, devices.renderer}:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -150,12 +149,11 @@ def bench_video(preset: Preset, devices: StageDevices, chunks: int, preset_name:
     def decode_all():
         while (latents := done.get()) is not None:
             t = time.perf_counter()
-            frames[0] += decoder.decode(latents).shape[2]
+            decoder.decode(latents)
             _sync(devices.renderer)
             vae_ms.append(1000 * (time.perf_counter() - t))
             marks.append(time.perf_counter())
 
-    marks: list[float] = []
     worker = threading.Thread(target=decode_all) if devices.split else None
     start = time.perf_counter()
     if worker:
@@ -174,15 +172,11 @@ def bench_video(preset: Preset, devices: StageDevices, chunks: int, preset_name:
         worker.join()
     floor = _floor_ms(model, settings, portrait, image, devices.generator)
     steady = (marks[-1] - marks[0]) if len(marks) > 1 else float("nan")
-    fps = (frames[0] - (1 + 4 * (c - 1))) / steady if len(marks) > 1 else float("nan")
+    fps = (len(marks) - 1) * 4 * c / steady if len(marks) > 1 else float("nan")  # 4c frames a chunk after the first
     total = sum(p.numel() for p in model.parameters()) / 1e6
     wan = sum(p.numel() for p in model.wan.parameters()) / 1e6
-    memory = {str(d): torch.cuda.max_memory_allocated(d) / 2**30 for d in {devices.generator, devices.renderer}
-              if d.type == "cuda"}
-    if not memory:
-        import resource
-
-        memory = {"host": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    memory = {"host": host_peak_memory() / 2**30,
+              **{str(d): peak_device_memory(d) / 2**30 for d in {devices.generator, devices.renderer} if d.type == "cuda"}}
     return VideoBenchReport(
         date=datetime.date.today().isoformat(), machine=machine(), commit=commit(), preset=preset_name,
         devices=devices.describe(), dtype=devices.dtype, frame_size=settings.size, fps=preset.output.fps,

@@ -140,6 +140,13 @@ class GeneratorSettings:
             raise ConfigError(f"blink rate must be in (0, 120] per minute, got {self.blink_rate}")
 
 
+VAE_CONFIGS = {  # AutoencoderKLWan settings; "wan2.1" is the published Wan 2.1 VAE (z 16, 8x spatial, 4x temporal)
+    "wan2.1": {"base_dim": 96, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2},
+    "small": {"base_dim": 16, "z_dim": 8, "dim_mult": [1, 2, 2, 2], "num_res_blocks": 1},
+    "tiny": {"base_dim": 8, "z_dim": 4, "dim_mult": [1, 2, 2, 2], "num_res_blocks": 1},
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class VideoSettings:
     """The video backend: an audio-driven block-causal Wan DiT (nn/wan_audio.py) and its VAE.
@@ -147,7 +154,7 @@ class VideoSettings:
     Defaults are Wan 2.1 1.3B's transformer; presets video-tiny, video-small, wan-1.3b-audio and
     wan-14b-audio set the rest."""
 
-    vae: str = "wan2.1"  # render/vae_stream.py VAE_CONFIGS: wan2.1, small, tiny
+    vae: str = "wan2.1"  # a VAE_CONFIGS name: wan2.1, small, tiny
     size: int = 512  # frame side in pixels (8 per latent cell)
     num_layers: int = 30
     num_heads: int = 12
@@ -167,8 +174,6 @@ class VideoSettings:
     denoising_steps: int = 2
 
     def validate(self) -> None:
-        from .render.vae_stream import VAE_CONFIGS
-
         if self.vae not in VAE_CONFIGS:
             raise ConfigError(f"[video] vae must be one of {', '.join(VAE_CONFIGS)}, got {self.vae!r}")
         if self.size % (8 * self.patch_size):
@@ -178,12 +183,12 @@ class VideoSettings:
         if not 1 <= self.denoising_steps <= 4:
             raise ConfigError(f"[video] denoising_steps must be 1-4, got {self.denoising_steps}")
 
-    def model_config(self, latent_channels: int) -> dict:
-        """WanAudioTransformer's arguments."""
+    def model_config(self) -> dict:
+        """WanAudioTransformer's arguments (its latent channels: the VAE's)."""
         names = ("num_layers", "num_heads", "head_dim", "ffn_dim", "freq_dim", "text_dim", "text_tokens",
                  "audio_heads", "audio_context", "patch_size", "chunk_latent_frames", "window_chunks",
                  "denoising_steps")
-        return {"latent_channels": latent_channels, "image_dim": self.image_dim or None,
+        return {"latent_channels": VAE_CONFIGS[self.vae]["z_dim"], "image_dim": self.image_dim or None,
                 "added_kv_proj_dim": self.added_kv_proj_dim or None, **{n: getattr(self, n) for n in names}}
 
 

@@ -62,6 +62,11 @@ class AttentionPlan:
     cross: list = field(default_factory=list)  # per layer: prompt (and image) keys and values
 
 
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, N, heads * d) -> (B, heads, N, d)."""
+    return x.unflatten(2, (heads, -1)).transpose(1, 2)
+
+
 class CausalSelfAttnProcessor:
     """Self-attention for one layer under an `AttentionPlan` (bidirectional, cached or masked)."""
 
@@ -71,9 +76,9 @@ class CausalSelfAttnProcessor:
     def __call__(self, attn: WanAttention, hidden_states: torch.Tensor, encoder_hidden_states=None,
                  attention_mask=None, rotary_emb: AttentionPlan | None = None) -> torch.Tensor:
         plan = rotary_emb  # WanTransformerBlock hands attn1 its rotary_emb argument: the plan
-        q = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1)).transpose(1, 2)
-        k = attn.norm_k(attn.to_k(hidden_states)).unflatten(2, (attn.heads, -1)).transpose(1, 2)
-        v = attn.to_v(hidden_states).unflatten(2, (attn.heads, -1)).transpose(1, 2)
+        q = _heads(attn.norm_q(attn.to_q(hidden_states)), attn.heads)
+        k = _heads(attn.norm_k(attn.to_k(hidden_states)), attn.heads)
+        v = _heads(attn.to_v(hidden_states), attn.heads)
         sink, q_sink = None, None
         if plan.cache is not None:
             cached = plan.cache.sink[self.layer]
@@ -103,16 +108,12 @@ class CachedCrossAttnProcessor:
 
     def __call__(self, attn: WanAttention, hidden_states: torch.Tensor, encoder_hidden_states: AttentionPlan,
                  attention_mask=None, rotary_emb=None) -> torch.Tensor:
-        q = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1)).transpose(1, 2)
+        q = _heads(attn.norm_q(attn.to_q(hidden_states)), attn.heads)
         kv = encoder_hidden_states.cross[self.layer]  # the block hands attn2 the plan as its context
         y = F.scaled_dot_product_attention(q, kv["k"], kv["v"])
         if "k_img" in kv:
             y = y + F.scaled_dot_product_attention(q, kv["k_img"], kv["v_img"])
         return attn.to_out[0](y.transpose(1, 2).flatten(2)).type_as(hidden_states)
-
-
-def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    return x.unflatten(2, (heads, -1)).transpose(1, 2)
 
 
 class WanAudioTransformer(ModelMixin, ConfigMixin):
@@ -133,6 +134,7 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
             freq_dim=freq_dim, ffn_dim=ffn_dim, num_layers=num_layers, image_dim=image_dim,
             added_kv_proj_dim=added_kv_proj_dim, rope_max_seq_len=rope_max_seq_len)
         self._install_processors()
+        self._rope_tables: dict = {}  # _rope's, by positions, size and device
         self.prompt = nn.Parameter(torch.empty(text_tokens, text_dim))
         self.audio_in = nn.Sequential(nn.Linear(audio_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim))
         self.audio_norm = nn.ModuleList(FP32LayerNorm(dim, 1e-6, elementwise_affine=True) for _ in range(num_layers))
@@ -231,17 +233,23 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
         return range(self.video_frames(first_latent)[0] - r, self.video_frames(first_latent + latent_frames - 1)[-1] + r + 1)
 
     def _rope(self, frames: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin (len(frames) * h * w, head_dim) from Wan's RoPE tables, for these temporal positions."""
+        """cos/sin (len(frames) * h * w, head_dim) from Wan's RoPE tables, for these temporal positions.
+
+        Kept per (positions, size, device): a stream asks for the same few tables every pass."""
         rope = self.wan.rope
         device = self.wan.proj_out.weight.device
-        tables = []
-        for freqs in (rope.freqs_cos, rope.freqs_sin):
-            t, hh, ww = freqs.split([rope.t_dim, rope.h_dim, rope.w_dim], dim=1)
-            n = len(frames)
-            parts = [t[frames.cpu()].view(n, 1, 1, -1).expand(n, h, w, -1),
-                     hh[:h].view(1, h, 1, -1).expand(n, h, w, -1), ww[:w].view(1, 1, w, -1).expand(n, h, w, -1)]
-            tables.append(torch.cat(parts, dim=-1).reshape(n * h * w, -1).to(device, torch.float32))
-        return tables[0], tables[1]
+        key = (tuple(frames.tolist()), h, w, device)
+        cache = self._rope_tables
+        if key not in cache:
+            tables = []
+            for freqs in (rope.freqs_cos, rope.freqs_sin):
+                t, hh, ww = freqs.split([rope.t_dim, rope.h_dim, rope.w_dim], dim=1)
+                n = len(frames)
+                parts = [t[frames.cpu()].view(n, 1, 1, -1).expand(n, h, w, -1),
+                         hh[:h].view(1, h, 1, -1).expand(n, h, w, -1), ww[:w].view(1, 1, w, -1).expand(n, h, w, -1)]
+                tables.append(torch.cat(parts, dim=-1).reshape(n * h * w, -1).to(device, torch.float32))
+            cache[key] = (tables[0], tables[1])
+        return cache[key]
 
     # ---- conditions -----------------------------------------------------------------------
     def cross_kv(self, batch: int, image_embeds: torch.Tensor | None = None) -> list[dict]:

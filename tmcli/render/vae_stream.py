@@ -13,12 +13,7 @@ import torch
 from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
 
-VAE_CONFIGS = {  # AutoencoderKLWan settings; "wan2.1" is the published Wan 2.1 VAE (z 16, 8x spatial, 4x temporal)
-    "wan2.1": {"base_dim": 96, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2},
-    "small": {"base_dim": 16, "z_dim": 8, "dim_mult": [1, 2, 2, 2], "num_res_blocks": 1},
-    "tiny": {"base_dim": 8, "z_dim": 4, "dim_mult": [1, 2, 2, 2], "num_res_blocks": 1},
-}
-
+from ..config import VAE_CONFIGS
 
 def build_vae(name: str) -> AutoencoderKLWan:
     """A randomly initialised VAE of a named size (users load trained weights with from_pretrained)."""
@@ -28,16 +23,20 @@ def build_vae(name: str) -> AutoencoderKLWan:
     return AutoencoderKLWan(**config)
 
 
-def normalize(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.Tensor:
-    """VAE latents -> the unit-scale latents the DiT works in (Wan's per-channel mean and std)."""
-    mean, std = (torch.tensor(v, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1, 1)
+def _stats(vae: AutoencoderKLWan, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wan's per-channel latent mean and std, shaped to broadcast over (B, z, F, H, W)."""
+    return tuple(torch.tensor(v, device=like.device, dtype=like.dtype).view(1, -1, 1, 1, 1)
                  for v in (vae.config.latents_mean, vae.config.latents_std))
+
+
+def normalize(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.Tensor:
+    """VAE latents -> the unit-scale latents the DiT works in."""
+    mean, std = _stats(vae, latents)
     return (latents - mean) / std
 
 
 def denormalize(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.Tensor:
-    mean, std = (torch.tensor(v, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1, 1)
-                 for v in (vae.config.latents_mean, vae.config.latents_std))
+    mean, std = _stats(vae, latents)
     return latents * std + mean
 
 

@@ -109,14 +109,15 @@ def train_teacher(data_dir: str | Path, vae_dir: str | Path, out_dir: str | Path
     out, video = Path(out_dir), preset.video
     manifest = read_video_manifest(data_dir)
     vae = AutoencoderKLWan.from_pretrained(vae_dir)
-    z = vae.config.z_dim
-    config = video.model_config(z)
+    config = video.model_config()
+    if vae.config.z_dim != config["latent_channels"]:
+        raise InputError(f"{vae_dir} has {vae.config.z_dim} latent channels; preset's VAE {video.vae!r} has "
+                         f"{config['latent_channels']}", hint="train the VAE with the same preset")
     latent_frames = 3 * config["chunk_latent_frames"]  # three chunks: the sink, a window chunk, one more
-    probe = WanAudioTransformer(**{**config, "num_layers": 0})
-    rows = probe.audio_rows(0, latent_frames)
-    clips = OpeningWindows(data_dir, 1 + 4 * (latent_frames - 1), -rows[0], rows[-1] - 4 * (latent_frames - 1))
+    r = config["audio_context"]  # feature rows heard before the first frame and past the last
+    clips = OpeningWindows(data_dir, 1 + 4 * (latent_frames - 1), r, r)
     latents = encode_windows(vae, clips, device)
-    saved, settings = resumed_settings(out, preset.train)
+    _, settings = resumed_settings(out, preset.train)
     record = {"stage": "teacher", "model": config, "vae": str(Path(vae_dir).resolve()),
               "data": {"path": str(Path(data_dir).resolve()), "clips": len(clips), "size": manifest["size"]}}
     run = start_run(out, WanAudioTransformer, lambda: WanAudioTransformer(**config), settings, record, device)
