@@ -251,6 +251,30 @@ def test_video_data_renders_each_clips_motion_with_its_features(toy_data, tmp_pa
         render_video_dataset(toy_data, out, [PORTRAIT], size=128, clips=1)
 
 
+def test_training_windows_are_cut_along_each_clip_with_their_own_audio(toy_data, tmp_path):
+    from conftest import PORTRAIT
+
+    from tmcli.data.video import read_video_clips, render_video_dataset
+    from tmcli.features import silence_features
+    from tmcli.train.video import ClipWindows
+
+    data = tmp_path / "video"
+    render_video_dataset(toy_data, data, [PORTRAIT], size=64, clips=2)
+    clips = list(read_video_clips(data))
+    windows = ClipWindows(data, 9, 2, 2, stride=9)
+    assert windows.starts == [(c, s) for c, (f, _, _) in enumerate(clips) for s in range(0, len(f) - 8, 9)]
+    i = next(k for k, (_, s) in enumerate(windows.starts) if s > 0)
+    c, s = windows.starts[i]
+    pixels = windows.pixels(torch.tensor([i, 0]))
+    assert pixels.shape == (2, 3, 9, 64, 64)
+    assert torch.equal(pixels[0, :, 0], torch.from_numpy(clips[c][0][s]).permute(2, 0, 1).float() / 127.5 - 1.0)
+    features = windows.features(torch.tensor([i, 0])).numpy()
+    assert features.shape == (2, 2 + 9 + 2, FEATURE_DIM)
+    np.testing.assert_allclose(features[0], clips[c][1][s - 2: s + 11])  # mid-clip: the clip's own rows before
+    np.testing.assert_allclose(features[1, :2], silence_features(2))  # at the clip's start: silence before
+    np.testing.assert_allclose(features[1, 2:], clips[0][1][:11])
+
+
 def test_video_training_stages_vae_then_teacher(toy_data, tmp_path, monkeypatch, capsys):
     from conftest import PORTRAIT
 
@@ -280,3 +304,45 @@ def test_video_training_stages_vae_then_teacher(toy_data, tmp_path, monkeypatch,
     assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3, 4, 5, 6]
     model = WanAudioTransformer.from_pretrained(teacher)
     assert model.config.latent_channels == 4 and json.loads((teacher / "train.json").read_text())["stage"] == "teacher"
+
+    # distillation: ODE pairs from the teacher's sampler, then the causal student, resumable
+    def distill(*args):
+        monkeypatch.setattr(sys, "argv", ["tm", "distill", str(teacher), str(data), "--preset", "video-tiny", "-q",
+                                          *map(str, args)])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        return exit_info.value.code, capsys.readouterr()
+
+    student = tmp_path / "student"
+    assert distill("-o", student, "--dmd-steps", "2")[0] != 0  # the video backend has the ODE stage only
+    assert not student.exists()
+    assert distill("-o", student, "--steps", "2")[0] == 0
+    assert distill("-o", student, "--steps", "4")[0] == 0  # resumed
+    assert [int(r.split(",")[0]) for r in (student / "loss.csv").read_text().splitlines()[1:]] == [1, 2, 3, 4]
+    pairs = torch.load(student / "ode_pairs.pt", weights_only=True)
+    z, f = 4, 3 * model.config.chunk_latent_frames
+    assert pairs["states"].shape == (4, 2, z, f, 8, 8) and pairs["clean"].shape == (4, z, f, 8, 8)
+    assert pairs["portrait"].shape == (4, z, 1, 8, 8)
+    assert abs(float(pairs["states"][:, 0].std()) - 1.0) < 0.1  # the first state is the starting noise
+    assert not torch.allclose(pairs["states"][:, 1], pairs["clean"])  # sigma 0.5: halfway, not the end
+
+    # the student streams a render: frames for every audio frame, at the data's size, with the audio
+    from conftest import SPEECH
+    from tmcli.audio import load_audio
+    from tmcli.media import read_video_frames
+
+    out = tmp_path / "out.mp4"
+    monkeypatch.setattr(sys, "argv", ["tm", "render", str(PORTRAIT), str(SPEECH), "-o", str(out), "--checkpoint",
+                                      str(student), "-q"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0, capsys.readouterr()
+    fps, *frames = read_video_frames(out)
+    assert fps == 25 and frames[0].shape == (64, 64, 3)
+    assert len(frames) == round(len(load_audio(SPEECH)) / 16000 * 25)
+    monkeypatch.setattr(sys, "argv", ["tm", "render", str(PORTRAIT), str(SPEECH), "-o", str(tmp_path / "t.mp4"),
+                                      "--checkpoint", str(teacher), "-q"])
+    with pytest.raises(SystemExit) as exit_info:  # a teacher does not stream: one line, no file
+        main()
+    assert exit_info.value.code != 0 and "not a distilled student" in capsys.readouterr().err
+    assert not (tmp_path / "t.mp4").exists()

@@ -172,6 +172,7 @@ class VideoSettings:
     chunk_latent_frames: int = 3
     window_chunks: int = 1  # past chunks each chunk attends to, besides the sink
     denoising_steps: int = 2
+    window_stride: int = 0  # frames between the teacher's training windows (encoded up front); 0: back to back
 
     def validate(self) -> None:
         if self.vae not in VAE_CONFIGS:

@@ -36,6 +36,12 @@ if TYPE_CHECKING:
 MODEL_CLASSES = {cls.__name__: cls for cls in (MotionDiT, CausalMotionDiT)}
 
 
+def is_video_checkpoint(path: str | Path) -> bool:
+    """Whether `path` holds the video backend's network (WanAudioTransformer) rather than a motion one."""
+    config = Path(path) / "config.json"
+    return config.is_file() and json.loads(config.read_text()).get("_class_name") == "WanAudioTransformer"
+
+
 def load_motion_dit(path: str | Path, device: str = "cpu") -> MotionDiT:
     """A teacher or student saved with save_pretrained (config.json + safetensors), with a clear error."""
     path = Path(path)

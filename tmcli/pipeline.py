@@ -183,7 +183,16 @@ def render(portrait_path: str | Path, audio_path: str | Path | None, output: str
     output None: no video, only the motion file.
     """
     from .curves import MotionWriter, motion_format
+    from .generator import is_video_checkpoint
 
+    if checkpoint is not None and is_video_checkpoint(checkpoint):  # the video backend makes frames, not motion
+        if generator != "student" or motion_in or motion_out or output is None or (devices and devices.processes):
+            raise ConfigError("a video-backend checkpoint renders video alone, streamed by its student",
+                              hint="leave out --generator, --motion-in/--motion-out, --no-video and --processes")
+        from .video_pipeline import render_video
+
+        return render_video(portrait_path, audio_path, output, preset, checkpoint, seed, transcript, face_index,
+                            on_frame, devices, timer)
     start = time.perf_counter()
     timer = timer or StageTimer()
     devices = devices or StageDevices.cpu()

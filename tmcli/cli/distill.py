@@ -21,7 +21,7 @@ from . import options
 
 
 def distill(
-    teacher: Annotated[Path, typer.Argument(help="Teacher checkpoint from `tm train`.")],
+    teacher: Annotated[Path, typer.Argument(help="Teacher checkpoint from `tm train` (motion or video preset).")],
     data_dir: Annotated[Path, typer.Argument(help="Data set the teacher was trained on (conditions are drawn from it).")],
     out: Annotated[Path, typer.Option("-o", "--output", help="Student checkpoint folder (resumed if it holds one).")],
     preset: options.Preset = "default",
@@ -34,12 +34,14 @@ def distill(
     student_steps: Annotated[int | None, typer.Option(
         help="Denoising steps per chunk the student is made for, 1-4 (preset: 2).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every random draw.")] = None,
+    device: Annotated[str, typer.Option(help="Video backend: cpu, cuda or cuda:N.")] = "cpu",
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Distill a teacher into a causal, chunk-wise, few-step student (ODE regression, regression
-    on its own rollouts, then DMD on self-forcing rollouts). Rerun to resume."""
+    on its own rollouts, then DMD on self-forcing rollouts; a video-backend teacher: the ODE
+    stage, on its `tm data video` set). Rerun to resume."""
     from ..data.shards import read_manifest
-    from ..generator import load_motion_dit
+    from ..generator import is_video_checkpoint, load_motion_dit
     from ..train.distill import distill as run_distill
 
     settings = load_preset(preset)
@@ -60,8 +62,18 @@ def distill(
                               f"--steps {steps}")
         changes.update(ode_steps=steps - sum(split.values()), **split)
     settings = settings.with_overrides(distill=changes)
-    load_motion_dit(teacher)  # a bad checkpoint fails here, in one line
-    read_manifest(data_dir)  # likewise a folder that is not a data set
+    video = is_video_checkpoint(teacher)
+    if video:  # the video backend's teacher (tm train --preset video-*): a tm data video set
+        from ..data.video import read_video_manifest
+        from ..train.video import distill_video
+
+        if settings.distill.self_forcing_steps or settings.distill.dmd_steps:
+            raise ConfigError("the video backend distils with the ODE stage only",
+                              hint="leave out --self-forcing-steps and --dmd-steps")
+        read_video_manifest(data_dir)
+    else:
+        load_motion_dit(teacher)  # a bad checkpoint fails here, in one line
+        read_manifest(data_dir)  # likewise a folder that is not a data set
     with Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.description}"), TimeRemainingColumn(), console=console, transient=True,
                   disable=quiet) as progress:
@@ -71,6 +83,9 @@ def distill(
             progress.update(task, completed=step, total=total, stage=stage,
                             description="" if loss != loss else f"loss {loss:.4f}")
 
-        report = run_distill(teacher, data_dir, out, settings.distill, settings.generator, on_progress=show)
+        if video:
+            report = distill_video(teacher, data_dir, out, settings.distill, settings.generator, device, show)
+        else:
+            report = run_distill(teacher, data_dir, out, settings.distill, settings.generator, on_progress=show)
     if not quiet:
         console.print(f"{out}: step {report.steps}, loss {report.last_loss:.4f}, {report.seconds:.0f} s")

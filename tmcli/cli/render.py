@@ -42,7 +42,7 @@ def render(
     crop: Annotated[Optional[bool], typer.Option("--crop/--paste-back", help="Write only the aligned face square, or paste it back into the portrait.")] = None,
     face_index: Annotated[int, typer.Option(help="Which face when there are several: 0 is the largest.")] = 0,
     generator: Annotated[str, typer.Option(help="student (the causal streaming student), teacher (the bidirectional motion diffusion teacher) or phonetic (phones -> visemes, no weights).")] = "student",
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Folder of a trained generator (tm train / tm distill); default: the one shipped with tm.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Folder of a trained generator (tm train / tm distill; a video-backend student makes the frames itself); default: the one shipped with tm.")] = None,
     engine: Annotated[str, typer.Option(help="torch (tm's models), or onnx / torch-export: the graphs of a `tm export` folder given with --model.")] = "torch",
     model: Annotated[Optional[Path], typer.Option(help="With --engine onnx|torch-export: the export folder (tm export).")] = None,
     rate: Annotated[Optional[int], typer.Option(help="AUDIO is headerless 16-bit mono PCM at this sample rate (for pipes).")] = None,

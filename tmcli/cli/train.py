@@ -25,6 +25,8 @@ def train(
     out: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint folder (resumed if it holds one).")],
     preset: options.Preset = "default",
     steps: Annotated[int | None, typer.Option(help="Total optimisation steps (preset's [train] steps).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Clips per step (preset's [train] batch_size); fixed "
+                                                         "when a run is resumed.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     seed: Annotated[int | None, typer.Option(help="Seed of every random draw (preset's [train] seed).")] = None,
     stage: Annotated[str, typer.Option(help="Video presets: vae (the autoencoder) or teacher (the DiT, needs --vae).")] = "teacher",
@@ -36,7 +38,9 @@ def train(
 
     from ..train.trainer import train as run_train
 
-    settings = load_preset(preset).with_overrides(train={"steps": steps, "seed": seed})
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"--batch-size must be positive, got {batch_size}")
+    settings = load_preset(preset).with_overrides(train={"steps": steps, "seed": seed, "batch_size": batch_size})
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: no CUDA device here", hint="use --device cpu")
     if settings.video is None:

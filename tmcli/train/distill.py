@@ -98,23 +98,30 @@ def new_student(teacher: MotionDiT, settings: DistillSettings) -> CausalMotionDi
 
 
 @torch.no_grad()
-def teacher_ode(teacher: MotionDiT, clips: Clips, noise: torch.Tensor, student_sigmas: list[float],
-                generator_settings: GeneratorSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher's guided Euler ODE from `noise`: (its states at the student's sigmas (B, S, W, D), clean)."""
+def ode_states(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor,
+               student_sigmas: list[float], steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A teacher's Euler ODE from `noise` (velocity(x, t) guided as the teacher samples), on a grid of
+    about `steps` that passes through the student's sigmas: (its states there (B, S, ...), clean)."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     n = len(student_sigmas)
-    steps = math.ceil(generator_settings.steps / n) * n  # a grid that passes through the student's sigmas
+    steps = math.ceil(steps / n) * n
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
     scheduler.set_timesteps(sigmas=[1.0 - i / steps for i in range(steps)])
-    inputs, scales = clips.teacher_inputs(teacher), guidance_scales(generator_settings)
     x, states = noise, []
     for i, t in enumerate(scheduler.timesteps):
         if i % (steps // n) == 0:
             states.append(x)
-        v = guided_velocity(teacher, x, t.expand(len(x)), inputs, scales)
-        x = scheduler.step(v, t, x).prev_sample
+        x = scheduler.step(velocity(x, t.expand(len(x))), t, x).prev_sample
     return torch.stack(states, dim=1), x
+
+
+def teacher_ode(teacher: MotionDiT, clips: Clips, noise: torch.Tensor, student_sigmas: list[float],
+                generator_settings: GeneratorSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """The motion teacher's guided ODE: (states at the student's sigmas (B, S, W, D), clean)."""
+    inputs, scales = clips.teacher_inputs(teacher), guidance_scales(generator_settings)
+    return ode_states(lambda x, t: guided_velocity(teacher, x, t, inputs, scales), noise, student_sigmas,
+                      generator_settings.steps)
 
 
 def make_ode_pairs(teacher: MotionDiT, student: CausalMotionDiT, data_dir: Path, settings: DistillSettings,

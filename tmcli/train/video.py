@@ -1,17 +1,22 @@
 """Training the video backend on a `tm data video` set, with the motion backend's loop (trainer.fit).
 
-Two stages, each a checkpoint folder that `tm train` resumes:
-  1. `--stage vae`: the preset's `AutoencoderKLWan` on windows of 1 + 4k frames (L1
+Two training stages, each a checkpoint folder that `tm train` resumes, then distillation:
+  1. `--stage vae`: the preset's `AutoencoderKLWan` on the teacher's windows (L1
      reconstruction + a small KL term), so latents decode back to faces;
   2. `--stage teacher --vae DIR`: the bidirectional `WanAudioTransformer` by flow matching on the
-     frozen VAE's latents of each clip's opening window, the portrait condition being the
-     clip's first frame, the audio dropped at random (for classifier-free guidance).
-Windows start at each clip's first frame, as a stream does; a clip shorter than a window is
-skipped. The data set is held in memory (frames of 128 px: 49 KB each).
+     frozen VAE's latents of windows of three chunks, the portrait condition being the
+     window's first frame, the audio dropped at random (for classifier-free guidance).
+  3. `tm distill TEACHER DATA`: the causal few-step student (distill_video).
+Windows are cut one after another along each clip, each a video of its own whose first frame
+stands for the portrait, as a stream's; a clip shorter than a window is skipped. The data set
+is held in memory (frames of 128 px: 49 KB each).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,42 +24,67 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKLWan
 
-from ..config import Preset
+from ..config import DistillSettings, GeneratorSettings, Preset, TrainSettings
 from ..data.video import read_video_clips, read_video_manifest
 from ..errors import InputError
 from ..features import silence_features
 from ..nn.wan_audio import WanAudioTransformer
 from ..render.vae_stream import build_vae, encode
+from .distill import PAIRS, ode_states
 from .trainer import TrainReport, fit, resumed_settings, start_run
+
+def window_frames(chunk_latent_frames: int) -> int:
+    """Video frames of a training window: three chunks (the sink, a window chunk, one more)."""
+    return 1 + 4 * (3 * chunk_latent_frames - 1)
+
 
 KL_WEIGHT = 1e-6  # of the mean KL beside the mean L1: a nearly deterministic autoencoder, as Wan's
 
 
-class OpeningWindows:
-    """Each long-enough clip's first `frames` frames ((N, 3, T, S, S) in [-1, 1]) and its feature rows."""
+class ClipWindows:
+    """Windows of `frames` frames from every clip: at its first frame and every `stride` frames
+    after (None: the first only), with their feature rows (`rows_before` / `rows_after` more).
 
-    def __init__(self, root: str | Path, frames: int, rows_before: int, rows_after: int):
-        clips = [(f, a) for f, a, _ in read_video_clips(root) if len(f) >= frames]
-        if not clips:
+    Each window is a video of its own, as a stream is: its first frame stands for the portrait.
+    Clips stay whole in memory (uint8) and windows are cut when a batch asks for them."""
+
+    def __init__(self, root: str | Path, frames: int, rows_before: int, rows_after: int, stride: int | None = None):
+        self.size, self.rows_before = frames, rows_before
+        self.clips, self.audio, self.starts = [], [], []
+        for f, a, _ in read_video_clips(root):
+            if len(f) < frames:
+                continue
+            self.clips.append(f)
+            self.audio.append(np.concatenate([silence_features(rows_before), a, silence_features(rows_after)]))
+            last = len(f) - frames
+            self.starts += [(len(self.clips) - 1, s) for s in range(0, last + 1, stride or last + 1)]
+        if not self.starts:
             raise InputError(f"{root} has no clip of {frames} frames or more")
-        self.frames = torch.from_numpy(np.stack([f[:frames] for f, _ in clips])).permute(0, 4, 1, 2, 3)
-        pad = silence_features(rows_before)
-        self.audio = torch.from_numpy(np.stack([
-            np.concatenate([pad, a[:frames + rows_after], silence_features(max(0, frames + rows_after - len(a)))])
-            for _, a in clips]))
+        self.rows = frames + rows_before + rows_after
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return len(self.starts)
 
     def batches(self, batch_size: int, seed: int, step: int) -> Iterator[torch.Tensor]:
-        """Indices of the clips of each step from `step` on, drawn from (seed, step)."""
+        return self.draws(len(self), batch_size, seed, step)
+
+    @staticmethod
+    def draws(n: int, batch_size: int, seed: int, step: int) -> Iterator[torch.Tensor]:
+        """Indices (of n items) of each step's batch from `step` on, drawn from (seed, step)."""
         while True:
             g = torch.Generator().manual_seed(seed * 7919 + step)
-            yield torch.randint(0, len(self), (batch_size,), generator=g)
+            yield torch.randint(0, n, (batch_size,), generator=g)
             step += 1
 
     def pixels(self, index: torch.Tensor) -> torch.Tensor:
-        return self.frames[index].float() / 127.5 - 1.0
+        """(N, 3, T, S, S) in [-1, 1]."""
+        frames = np.stack([self.clips[c][s: s + self.size] for c, s in (self.starts[i] for i in index.tolist())])
+        return torch.from_numpy(frames).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+
+    def features(self, index: torch.Tensor) -> torch.Tensor:
+        """(N, rows_before + T + rows_after, F): the window's rows, silence beyond its clip."""
+        return torch.from_numpy(np.stack([self.audio[c][s: s + self.rows]
+                                          for c, s in (self.starts[i] for i in index.tolist())]))
 
 
 def vae_loss(vae, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -65,26 +95,33 @@ def vae_loss(vae, frames: torch.Tensor, generator: torch.Generator) -> torch.Ten
 
 
 def train_vae(data_dir: str | Path, out_dir: str | Path, preset: Preset, device: str = "cpu",
-              window: int = 5, on_step: Callable[[int, int, float], None] | None = None) -> TrainReport:
-    """Stage 1: the VAE on opening windows of `window` (1 + 4k) frames."""
+              on_step: Callable[[int, int, float], None] | None = None) -> TrainReport:
+    """Stage 1: the VAE on windows of `window` (1 + 4k) frames, one after another along each clip.
+
+    The windows are the teacher's (window_frames): a causal VAE learns what it sees of a
+    stream's length, since its temporal receptive field lets it count frames from the zero
+    padding before frame 0. Trained on 9-frame windows, it reconstructed frames 0-11 and turned
+    every later one into coloured noise; fine-tuned on 17, it blurred from frame ~20 on. The
+    teacher's latents are then all coded in states the VAE was trained in."""
     out, video = Path(out_dir), preset.video
     manifest = read_video_manifest(data_dir)
     saved, settings = resumed_settings(out, preset.train)
     name = saved["vae"] if saved else video.vae
-    clips = OpeningWindows(data_dir, window, 0, 0)
+    window = saved["window"] if saved else window_frames(video.chunk_latent_frames)
+    windows = ClipWindows(data_dir, window, 0, 0, stride=window)
     record = {"stage": "vae", "vae": name, "window": window,
-              "data": {"path": str(Path(data_dir).resolve()), "clips": len(clips), "size": manifest["size"]}}
+              "data": {"path": str(Path(data_dir).resolve()), "windows": len(windows), "size": manifest["size"]}}
     run = start_run(out, AutoencoderKLWan, lambda: build_vae(name), settings, record, device)
-    return fit(run, clips.batches(settings.batch_size, settings.seed, run.step),
-               lambda index, g: vae_loss(run.model, clips.pixels(index).to(device), g), settings, on_step)
+    return fit(run, windows.batches(settings.batch_size, settings.seed, run.step),
+               lambda index, g: vae_loss(run.model, windows.pixels(index).to(device), g), settings, on_step)
 
 
 @torch.no_grad()
-def encode_windows(vae, clips: OpeningWindows, device: str, batch: int = 4) -> torch.Tensor:
+def encode_windows(vae, windows: ClipWindows, device: str, batch: int = 4) -> torch.Tensor:
     """Normalised latents of every window: (N, z, 1 + (T - 1) / 4, S / 8, S / 8)."""
     vae = vae.to(device).eval()
-    return torch.cat([encode(vae, clips.pixels(torch.arange(i, min(i + batch, len(clips)))).to(device)).cpu()
-                      for i in range(0, len(clips), batch)])
+    return torch.cat([encode(vae, windows.pixels(torch.arange(i, min(i + batch, len(windows)))).to(device)).cpu()
+                      for i in range(0, len(windows), batch)])
 
 
 def teacher_loss(model: WanAudioTransformer, latents: torch.Tensor, audio: torch.Tensor, drop_audio: float,
@@ -105,7 +142,7 @@ def teacher_loss(model: WanAudioTransformer, latents: torch.Tensor, audio: torch
 
 def train_teacher(data_dir: str | Path, vae_dir: str | Path, out_dir: str | Path, preset: Preset,
                   device: str = "cpu", on_step: Callable[[int, int, float], None] | None = None) -> TrainReport:
-    """Stage 2: the bidirectional DiT on the VAE's latents of each clip's opening window."""
+    """Stage 2: the bidirectional DiT on the VAE's latents of three-chunk windows."""
     out, video = Path(out_dir), preset.video
     manifest = read_video_manifest(data_dir)
     vae = AutoencoderKLWan.from_pretrained(vae_dir)
@@ -113,14 +150,120 @@ def train_teacher(data_dir: str | Path, vae_dir: str | Path, out_dir: str | Path
     if vae.config.z_dim != config["latent_channels"]:
         raise InputError(f"{vae_dir} has {vae.config.z_dim} latent channels; preset's VAE {video.vae!r} has "
                          f"{config['latent_channels']}", hint="train the VAE with the same preset")
-    latent_frames = 3 * config["chunk_latent_frames"]  # three chunks: the sink, a window chunk, one more
     r = config["audio_context"]  # feature rows heard before the first frame and past the last
-    clips = OpeningWindows(data_dir, 1 + 4 * (latent_frames - 1), r, r)
-    latents = encode_windows(vae, clips, device)
+    frames = window_frames(config["chunk_latent_frames"])
+    windows = ClipWindows(data_dir, frames, r, r, stride=video.window_stride or frames)
+    latents = encode_windows(vae, windows, device)
     _, settings = resumed_settings(out, preset.train)
     record = {"stage": "teacher", "model": config, "vae": str(Path(vae_dir).resolve()),
-              "data": {"path": str(Path(data_dir).resolve()), "clips": len(clips), "size": manifest["size"]}}
+              "data": {"path": str(Path(data_dir).resolve()), "windows": len(windows), "size": manifest["size"]}}
     run = start_run(out, WanAudioTransformer, lambda: WanAudioTransformer(**config), settings, record, device)
-    return fit(run, clips.batches(settings.batch_size, settings.seed, run.step),
-               lambda index, g: teacher_loss(run.model, latents[index].to(device), clips.audio[index].to(device),
+    return fit(run, windows.batches(settings.batch_size, settings.seed, run.step),
+               lambda index, g: teacher_loss(run.model, latents[index].to(device), windows.features(index).to(device),
                                              settings.drop_audio, g), settings, on_step)
+
+
+# ---- stage 3: the causal few-step student ------------------------------------------------------
+
+def guided_velocity(model: WanAudioTransformer, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+                    audio: torch.Tensor, scale: float) -> torch.Tensor:
+    """The teacher's velocity with classifier-free guidance on the audio (silence as the
+    unconditional input, as it was dropped in training), both in one batched pass."""
+    b = len(x)
+    silence = torch.as_tensor(silence_features(audio.shape[1]), device=x.device).expand_as(audio)
+    v = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, cond]), torch.cat([audio, silence]),
+              model.cross_kv(2 * b))
+    return v[b:] + scale * (v[:b] - v[b:])
+
+
+@torch.no_grad()
+def make_video_pairs(teacher: WanAudioTransformer, vae, windows: ClipWindows, student_sigmas: list[float],
+                     settings: DistillSettings, generator_settings: GeneratorSettings, device: str,
+                     on_batch: Callable[[int, int], None] | None = None) -> dict:
+    """`ode_pairs` teacher samples on random windows: the portrait latent (the window's first frame
+    encoded alone, as a stream's portrait), its feature rows, the ODE states and the clean latents."""
+    config = teacher.config
+    f = 3 * config.chunk_latent_frames  # latent frames of a window
+    g = torch.Generator().manual_seed(settings.seed + 1)
+    chosen = torch.randperm(len(windows), generator=g)[: settings.ode_pairs]
+    parts, batches = [], math.ceil(len(chosen) / settings.batch_size)
+    for i in range(batches):
+        index = chosen[i * settings.batch_size: (i + 1) * settings.batch_size]
+        portrait = encode(vae, windows.pixels(index)[:, :, :1].to(device))
+        audio = windows.features(index).to(device)
+        b, z, _, h, w = portrait.shape
+        noise = torch.randn(b, z, f, h, w, generator=g).to(device)
+        cond = teacher.condition_latents(portrait, 0, f)
+        states, clean = ode_states(
+            lambda x, t: guided_velocity(teacher, x, t, cond, audio, generator_settings.cfg_audio),
+            noise, student_sigmas, generator_settings.steps)
+        parts.append({"portrait": portrait.cpu(), "audio": audio.cpu(), "states": states.cpu(), "clean": clean.cpu()})
+        if on_batch:
+            on_batch(i + 1, batches)
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def student_regression_loss(student: WanAudioTransformer, pairs: dict, generator: torch.Generator) -> torch.Tensor:
+    """Teacher forcing in one masked pass (forward_sequence): each chunk, from the teacher's ODE
+    state at one of the student's sigmas, to the teacher's clean latents, the past being the
+    teacher's clean chunks."""
+    states, clean = pairs["states"], pairs["clean"]
+    b, s, _, f = states.shape[:4]
+    c = student.config.chunk_latent_frames
+    level = torch.randint(0, s, (b, f // c), generator=generator).to(states.device)  # a noise level per chunk
+    sigma = torch.tensor(student.sigmas, device=states.device)[level]
+    per_frame = level.repeat_interleave(c, dim=1)  # (B, F)
+    noisy = states.permute(0, 3, 1, 2, 4, 5)[torch.arange(b)[:, None], torch.arange(f)[None], per_frame]
+    noisy = noisy.permute(0, 2, 1, 3, 4)  # (B, z, F, H, W)
+    cond = student.condition_latents(pairs["portrait"], 0, f)
+    v = student.forward_sequence(clean, noisy, sigma * 1000, cond, pairs["audio"], student.cross_kv(b))
+    predicted = noisy - sigma.repeat_interleave(c, dim=1)[:, None, :, None, None] * v
+    return ((predicted - clean) ** 2).mean()
+
+
+def distill_video(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, settings: DistillSettings,
+                  generator_settings: GeneratorSettings, device: str = "cpu",
+                  on_progress: Callable[[str, int, int, float], None] | None = None) -> TrainReport:
+    """The teacher in `teacher_dir` -> a causal `student_steps`-step student in `out_dir` (resumed if begun).
+
+    Stage 1 of tm distill (ODE pairs, teacher forcing), on trainer.fit. The student is the same
+    network as the teacher, its weights the starting point; what makes it causal is the attention
+    plan it is trained and run with (forward_sequence / step). The output folder is what `tm
+    render --checkpoint` streams: the student, its VAE (vae/) and the pairs it learned from."""
+    out = Path(out_dir)
+    manifest = read_video_manifest(data_dir)
+    teacher = WanAudioTransformer.from_pretrained(teacher_dir).to(device).eval().requires_grad_(False)
+    vae_dir = json.loads((Path(teacher_dir) / "train.json").read_text())["vae"]
+    vae = AutoencoderKLWan.from_pretrained(vae_dir).to(device).eval()
+    config = teacher.config
+    r = config.audio_context
+    frames = window_frames(config.chunk_latent_frames)
+    windows = ClipWindows(data_dir, frames, r, r, stride=frames)
+    train = TrainSettings(steps=settings.ode_steps, batch_size=settings.batch_size,
+                          learning_rate=settings.learning_rate, warmup_steps=0, weight_decay=0.0, seed=settings.seed,
+                          checkpoint_every=settings.checkpoint_every, log_every=settings.log_every)
+    saved, train = resumed_settings(out, train)
+    steps = saved["distill"]["student_steps"] if saved else settings.student_steps
+
+    def make_student() -> WanAudioTransformer:
+        student = WanAudioTransformer.from_config({**config, "denoising_steps": steps})
+        student.load_state_dict(teacher.state_dict())
+        return student
+
+    record = {"stage": "student", "teacher": str(Path(teacher_dir).resolve()), "vae": "vae",
+              "distill": dataclasses.asdict(settings), "generator": dataclasses.asdict(generator_settings),
+              "data": {"path": str(Path(data_dir).resolve()), "windows": len(windows), "size": manifest["size"]}}
+    run = start_run(out, WanAudioTransformer, make_student, train, record, device)
+    if not (out / "vae" / "config.json").is_file():
+        vae.save_pretrained(out / "vae")
+    if (out / PAIRS).is_file():
+        pairs = torch.load(out / PAIRS, weights_only=True)
+    else:
+        pairs = make_video_pairs(teacher, vae, windows, run.model.sigmas, settings, generator_settings, device,
+                                 lambda i, n: on_progress and on_progress("teacher ODE pairs", i, n, float("nan")))
+        torch.save(pairs, out / PAIRS)
+    n = len(pairs["clean"])
+    return fit(run, ClipWindows.draws(n, train.batch_size, train.seed, run.step),
+               lambda index, g: student_regression_loss(run.model, {k: v[index].to(device) for k, v in pairs.items()},
+                                                        g),
+               train, on_progress and (lambda step, total, loss: on_progress("ode", step, total, loss)))
