@@ -9,7 +9,7 @@ Frames are the face crop the model was trained on (`tm data video --size`).
 
 from __future__ import annotations
 
-import contextlib
+import json
 import multiprocessing
 import os
 import time
@@ -31,8 +31,6 @@ class VideoStudent:
     """A distilled video student folder: the causal WanAudioTransformer, its VAE (vae/) and frame size."""
 
     def __init__(self, path: str | Path, devices: StageDevices):
-        import json
-
         from diffusers import AutoencoderKLWan
 
         from .nn.wan_audio import WanAudioTransformer
@@ -78,21 +76,21 @@ def render_video(portrait_path: str | Path, audio_path: str | Path, output: str 
         check_writable(Path(output))
     from_stdin = str(audio_path) == "-"
     spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=spawn) as pool, contextlib.ExitStack() as stack:
-        with timer("load generator"):
-            torch.set_grad_enabled(False)
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
-            student = VideoStudent(checkpoint, devices)
-        with timer("portrait latent"):
-            portrait = student.portrait_latent(portrait_path, preset, face_index)
-        fps = preset.output.fps
-        if abs(student.model.config.fps - fps) > 1e-6:
-            raise InputError(f"the student makes {student.model.config.fps:g} fps video; asked for {fps:g} fps",
-                             hint=f"render with --fps {student.model.config.fps:g}")
-        size = student.size
-        writer = stack.enter_context(VideoWriter(output, size, size, fps, audio_path=None if from_stdin else audio_path,
-                                                 audio_rate=audio_mod.SAMPLE_RATE if from_stdin else None,
-                                                 crf=preset.output.crf, preset=preset.output.x264_preset))
+    fps = preset.output.fps
+    with timer("load generator"):
+        torch.set_grad_enabled(False)
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+        student = VideoStudent(checkpoint, devices)
+    if abs(student.model.config.fps - fps) > 1e-6:
+        raise InputError(f"the student makes {student.model.config.fps:g} fps video; asked for {fps:g} fps",
+                         hint=f"render with --fps {student.model.config.fps:g}")
+    with timer("portrait latent"):
+        portrait = student.portrait_latent(portrait_path, preset, face_index)
+    size = student.size
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool, \
+            VideoWriter(output, size, size, fps, audio_path=None if from_stdin else audio_path,
+                        audio_rate=audio_mod.SAMPLE_RATE if from_stdin else None, crf=preset.output.crf,
+                        preset=preset.output.x264_preset) as writer:
         blocks = audio_mod.read_audio_blocks(audio_path, None)
         rows = _RowCounter(_student_features(writer.tee_audio(blocks) if from_stdin else blocks, preset, transcript,
                                              audio_path, pool))

@@ -49,7 +49,7 @@ class ClipWindows:
     Clips stay whole in memory (uint8) and windows are cut when a batch asks for them."""
 
     def __init__(self, root: str | Path, frames: int, rows_before: int, rows_after: int, stride: int | None = None):
-        self.size, self.rows_before = frames, rows_before
+        self.size = frames
         self.clips, self.audio, self.starts = [], [], []
         for f, a, _ in read_video_clips(root):
             if len(f) < frames:
@@ -65,17 +65,6 @@ class ClipWindows:
     def __len__(self) -> int:
         return len(self.starts)
 
-    def batches(self, batch_size: int, seed: int, step: int) -> Iterator[torch.Tensor]:
-        return self.draws(len(self), batch_size, seed, step)
-
-    @staticmethod
-    def draws(n: int, batch_size: int, seed: int, step: int) -> Iterator[torch.Tensor]:
-        """Indices (of n items) of each step's batch from `step` on, drawn from (seed, step)."""
-        while True:
-            g = torch.Generator().manual_seed(seed * 7919 + step)
-            yield torch.randint(0, n, (batch_size,), generator=g)
-            step += 1
-
     def pixels(self, index: torch.Tensor) -> torch.Tensor:
         """(N, 3, T, S, S) in [-1, 1]."""
         frames = np.stack([self.clips[c][s: s + self.size] for c, s in (self.starts[i] for i in index.tolist())])
@@ -85,6 +74,14 @@ class ClipWindows:
         """(N, rows_before + T + rows_after, F): the window's rows, silence beyond its clip."""
         return torch.from_numpy(np.stack([self.audio[c][s: s + self.rows]
                                           for c, s in (self.starts[i] for i in index.tolist())]))
+
+
+def draws(n: int, batch_size: int, seed: int, step: int) -> Iterator[torch.Tensor]:
+    """Indices (of n windows or pairs) of each step's batch from `step` on, drawn from (seed, step)."""
+    while True:
+        g = torch.Generator().manual_seed(seed * 7919 + step)
+        yield torch.randint(0, n, (batch_size,), generator=g)
+        step += 1
 
 
 def vae_loss(vae, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -112,7 +109,7 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: Preset, device:
     record = {"stage": "vae", "vae": name, "window": window,
               "data": {"path": str(Path(data_dir).resolve()), "windows": len(windows), "size": manifest["size"]}}
     run = start_run(out, AutoencoderKLWan, lambda: build_vae(name), settings, record, device)
-    return fit(run, windows.batches(settings.batch_size, settings.seed, run.step),
+    return fit(run, draws(len(windows), settings.batch_size, settings.seed, run.step),
                lambda index, g: vae_loss(run.model, windows.pixels(index).to(device), g), settings, on_step)
 
 
@@ -158,14 +155,14 @@ def train_teacher(data_dir: str | Path, vae_dir: str | Path, out_dir: str | Path
     record = {"stage": "teacher", "model": config, "vae": str(Path(vae_dir).resolve()),
               "data": {"path": str(Path(data_dir).resolve()), "windows": len(windows), "size": manifest["size"]}}
     run = start_run(out, WanAudioTransformer, lambda: WanAudioTransformer(**config), settings, record, device)
-    return fit(run, windows.batches(settings.batch_size, settings.seed, run.step),
+    return fit(run, draws(len(windows), settings.batch_size, settings.seed, run.step),
                lambda index, g: teacher_loss(run.model, latents[index].to(device), windows.features(index).to(device),
                                              settings.drop_audio, g), settings, on_step)
 
 
 # ---- stage 3: the causal few-step student ------------------------------------------------------
 
-def guided_velocity(model: WanAudioTransformer, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+def audio_guided_velocity(model: WanAudioTransformer, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
                     audio: torch.Tensor, scale: float) -> torch.Tensor:
     """The teacher's velocity with classifier-free guidance on the audio (silence as the
     unconditional input, as it was dropped in training), both in one batched pass."""
@@ -195,7 +192,7 @@ def make_video_pairs(teacher: WanAudioTransformer, vae, windows: ClipWindows, st
         noise = torch.randn(b, z, f, h, w, generator=g).to(device)
         cond = teacher.condition_latents(portrait, 0, f)
         states, clean = ode_states(
-            lambda x, t: guided_velocity(teacher, x, t, cond, audio, generator_settings.cfg_audio),
+            lambda x, t: audio_guided_velocity(teacher, x, t, cond, audio, generator_settings.cfg_audio),
             noise, student_sigmas, generator_settings.steps)
         parts.append({"portrait": portrait.cpu(), "audio": audio.cpu(), "states": states.cpu(), "clean": clean.cpu()})
         if on_batch:
@@ -236,34 +233,32 @@ def distill_video(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | 
     vae_dir = json.loads((Path(teacher_dir) / "train.json").read_text())["vae"]
     vae = AutoencoderKLWan.from_pretrained(vae_dir).to(device).eval()
     config = teacher.config
-    r = config.audio_context
-    frames = window_frames(config.chunk_latent_frames)
-    windows = ClipWindows(data_dir, frames, r, r, stride=frames)
     train = TrainSettings(steps=settings.ode_steps, batch_size=settings.batch_size,
                           learning_rate=settings.learning_rate, warmup_steps=0, weight_decay=0.0, seed=settings.seed,
                           checkpoint_every=settings.checkpoint_every, log_every=settings.log_every)
-    saved, train = resumed_settings(out, train)
-    steps = saved["distill"]["student_steps"] if saved else settings.student_steps
+    _, train = resumed_settings(out, train)
 
-    def make_student() -> WanAudioTransformer:
-        student = WanAudioTransformer.from_config({**config, "denoising_steps": steps})
+    def make_student() -> WanAudioTransformer:  # a new run only: a resumed one loads its own
+        student = WanAudioTransformer.from_config({**config, "denoising_steps": settings.student_steps})
         student.load_state_dict(teacher.state_dict())
         return student
 
     record = {"stage": "student", "teacher": str(Path(teacher_dir).resolve()), "vae": "vae",
               "distill": dataclasses.asdict(settings), "generator": dataclasses.asdict(generator_settings),
-              "data": {"path": str(Path(data_dir).resolve()), "windows": len(windows), "size": manifest["size"]}}
+              "data": {"path": str(Path(data_dir).resolve()), "size": manifest["size"]}}
     run = start_run(out, WanAudioTransformer, make_student, train, record, device)
     if not (out / "vae" / "config.json").is_file():
         vae.save_pretrained(out / "vae")
     if (out / PAIRS).is_file():
         pairs = torch.load(out / PAIRS, weights_only=True)
-    else:
+    else:  # the data set is read only for the pairs (a resumed run has them)
+        frames = window_frames(config.chunk_latent_frames)
+        windows = ClipWindows(data_dir, frames, config.audio_context, config.audio_context, stride=frames)
         pairs = make_video_pairs(teacher, vae, windows, run.model.sigmas, settings, generator_settings, device,
                                  lambda i, n: on_progress and on_progress("teacher ODE pairs", i, n, float("nan")))
         torch.save(pairs, out / PAIRS)
     n = len(pairs["clean"])
-    return fit(run, ClipWindows.draws(n, train.batch_size, train.seed, run.step),
+    return fit(run, draws(n, train.batch_size, train.seed, run.step),
                lambda index, g: student_regression_loss(run.model, {k: v[index].to(device) for k, v in pairs.items()},
                                                         g),
                train, on_progress and (lambda step, total, loss: on_progress("ode", step, total, loss)))
