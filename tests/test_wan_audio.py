@@ -14,7 +14,7 @@ from tmcli.config import load_preset
 from tmcli.features import FEATURE_DIM
 from tmcli.generator import VideoStreamingGenerator
 from tmcli.nn.wan_audio import WanAudioTransformer
-from tmcli.render.vae_stream import StreamingVAEDecoder, build_vae, denormalize, encode
+from tmcli.render.vae_stream import StreamingVAEDecoder, StreamingVAEEncoder, build_vae, denormalize, encode
 
 TINY = dict(latent_channels=4, num_layers=2, num_heads=2, head_dim=16, ffn_dim=64, freq_dim=32, text_dim=32,
             text_tokens=4, audio_heads=2, audio_context=1, chunk_latent_frames=2, window_chunks=1)
@@ -151,6 +151,45 @@ def test_streaming_vae_decode_equals_one_decode_of_the_clip():
     torch.testing.assert_close(torch.cat(parts, dim=2), whole, atol=1e-6, rtol=0)
     decoder.reset()  # a new stream starts over
     torch.testing.assert_close(decoder.decode(latents[:, :, :3]), parts[0])
+
+
+def test_streaming_vae_encode_equals_one_encode_of_the_clip():
+    """What VAE training streams through (the first window, then windows of 4k frames) codes
+    the clip as one vae.encode does; a stream's first frame alone is an image latent."""
+    torch.manual_seed(0)
+    vae = build_vae("tiny").eval()
+    video = torch.rand(1, 3, 1 + 4 * 8, 32, 32) * 2 - 1
+    whole = vae.encode(video).latent_dist
+    with torch.no_grad():
+        encoder = StreamingVAEEncoder(vae)
+        parts = [encoder.posterior(video[:, :, a:b]) for a, b in ((0, 9), (9, 17), (17, 33))]
+        torch.testing.assert_close(torch.cat([p.mean for p in parts], dim=2), whole.mean, atol=1e-6, rtol=0)
+        torch.testing.assert_close(torch.cat([p.logvar for p in parts], dim=2), whole.logvar, atol=1e-6, rtol=0)
+        restarted = StreamingVAEEncoder(vae).posterior(video[:, :, 8:17]).mean  # frame 8 coded as a first frame
+        assert not torch.allclose(restarted[:, :, 1:], parts[1].mean, atol=1e-3)
+
+
+def test_vae_training_learns_deep_windows_through_the_streams_state():
+    """vae_stream_loss trains on the window after `warmup` others, coded first: their state
+    reaches the loss, the gradient the whole VAE."""
+    from tmcli.train.video import vae_stream_loss
+
+    torch.manual_seed(0)
+    vae = build_vae("tiny")
+    stream = torch.rand(1, 3, 9 + 8, 32, 32) * 2 - 1
+    other = stream.clone()
+    other[:, :, :9] = -stream[:, :, :9]  # the same second window after another first one
+
+    def loss(frames, warmup):
+        vae.zero_grad()
+        value = vae_stream_loss(vae, frames, 9, warmup, torch.Generator().manual_seed(1))
+        value.backward()
+        return value.item()
+
+    deep = loss(stream, 1)
+    assert loss(other, 1) != pytest.approx(deep, abs=1e-6)  # the warm-up window's state reaches it
+    grads = [p.grad for p in vae.encoder.parameters()]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -297,6 +336,13 @@ def test_video_training_stages_vae_then_teacher(toy_data, tmp_path, monkeypatch,
     losses = [float(row.split(",")[1]) for row in (vae_dir / "loss.csv").read_text().splitlines()[1:]]
     assert len(losses) == 30 and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])  # it learns to reconstruct
     assert AutoencoderKLWan.from_pretrained(vae_dir).config.z_dim == 4
+    tuned = tmp_path / "vae-tuned"  # --vae with --stage vae: a fine-tune from those weights
+    assert tm("-o", tuned, "--stage", "vae", "--vae", vae_dir, "--steps", "2")[0] == 0
+    assert float((tuned / "loss.csv").read_text().splitlines()[1].split(",")[1]) < 0.8 * np.mean(losses[:5])
+    assert json.loads((tuned / "train.json").read_text())["init"] == str(vae_dir.resolve())
+    code, out = tm("-o", tmp_path / "y", "--stage", "vae", "--vae", data)  # not a VAE: one line, no folder
+    assert code != 0 and "is not a trained VAE" in out.err and "Traceback" not in out.err
+    assert not (tmp_path / "y").exists()
     teacher = tmp_path / "teacher"
     assert tm("-o", teacher, "--vae", vae_dir, "--steps", "4")[0] == 0
     assert tm("-o", teacher, "--vae", vae_dir, "--steps", "6")[0] == 0  # resumed

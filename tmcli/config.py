@@ -173,6 +173,7 @@ class VideoSettings:
     window_chunks: int = 1  # past chunks each chunk attends to, besides the sink
     denoising_steps: int = 2
     window_stride: int = 0  # frames between the teacher's training windows (encoded up front); 0: back to back
+    vae_warmup_windows: int = 3  # windows a VAE training stream may run before the one it learns from
 
     def validate(self) -> None:
         if self.vae not in VAE_CONFIGS:
@@ -183,6 +184,8 @@ class VideoSettings:
             raise ConfigError("[video] image_dim and added_kv_proj_dim go together (Wan I2V) or are both 0")
         if not 1 <= self.denoising_steps <= 4:
             raise ConfigError(f"[video] denoising_steps must be 1-4, got {self.denoising_steps}")
+        if self.vae_warmup_windows < 0:
+            raise ConfigError(f"[video] vae_warmup_windows must be 0 or more, got {self.vae_warmup_windows}")
 
     def model_config(self) -> dict:
         """WanAudioTransformer's arguments (its latent channels: the VAE's)."""

@@ -30,7 +30,8 @@ def train(
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     seed: Annotated[int | None, typer.Option(help="Seed of every random draw (preset's [train] seed).")] = None,
     stage: Annotated[str, typer.Option(help="Video presets: vae (the autoencoder) or teacher (the DiT, needs --vae).")] = "teacher",
-    vae: Annotated[Optional[Path], typer.Option(help="Video presets: the trained VAE folder (--stage teacher).")] = None,
+    vae: Annotated[Optional[Path], typer.Option(help="Video presets: the trained VAE folder (--stage teacher), or "
+                                                     "the VAE to fine-tune (--stage vae).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Train the bidirectional teacher with flow matching (video presets: its VAE first). Rerun to resume."""
@@ -57,7 +58,7 @@ def train(
 
         def job(on_step):
             if stage == "vae":
-                return train_vae(data_dir, out, settings, device, on_step=on_step)
+                return train_vae(data_dir, out, settings, device, init=vae, on_step=on_step)
             return train_teacher(data_dir, vae, out, settings, device, on_step=on_step)
     with Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeRemainingColumn(), console=console, transient=True, disable=quiet) as progress:

@@ -4,16 +4,21 @@
 so decoding a stream chunk by chunk that way would restart the video at each chunk. The
 `StreamingVAEDecoder` holds the cache itself across calls and runs the same per-latent-frame
 loop: each chunk is decoded once, in order, on the decoder's own device, and the frames equal
-those of one `decode` of the whole clip.
+those of one `decode` of the whole clip. `StreamingVAEEncoder` does the same for the encoder,
+so that training can run the VAE deep into a stream (train/video.py `vae_stream_loss`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from diffusers import AutoencoderKLWan
-from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
+from diffusers.models.autoencoders.autoencoder_kl_wan import patchify, unpatchify
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from ..config import VAE_CONFIGS
+from ..errors import InputError
 
 def build_vae(name: str) -> AutoencoderKLWan:
     """A randomly initialised VAE of a named size (users load trained weights with from_pretrained)."""
@@ -21,6 +26,15 @@ def build_vae(name: str) -> AutoencoderKLWan:
     if config["z_dim"] != 16:  # the published statistics are for 16 channels
         config["latents_mean"], config["latents_std"] = [0.0] * config["z_dim"], [1.0] * config["z_dim"]
     return AutoencoderKLWan(**config)
+
+
+def load_vae(path: str | Path) -> AutoencoderKLWan:
+    """A trained VAE folder (`tm train --stage vae`), with one clear line when it is not one."""
+    try:
+        return AutoencoderKLWan.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{path} is not a trained VAE: {str(exc).splitlines()[0]}",
+                         hint="train one with `tm train VDATA -o VAE --preset video-small --stage vae`") from None
 
 
 def _stats(vae: AutoencoderKLWan, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,6 +60,27 @@ def encode(vae: AutoencoderKLWan, frames: torch.Tensor) -> torch.Tensor:
     return normalize(vae, vae.encode(frames).latent_dist.mode())
 
 
+class StreamingVAEEncoder:
+    """Encodes consecutive frame chunks of one stream (1 + 4k frames first, 4k after), holding
+    the encoder's causal cache; gradients flow unless the caller turns them off."""
+
+    def __init__(self, vae: AutoencoderKLWan):
+        self.vae = vae
+        self.feat_cache = [None] * vae._cached_conv_counts["encoder"]
+        self.frames = 0
+
+    def posterior(self, frames: torch.Tensor) -> DiagonalGaussianDistribution:
+        """Frames (B, 3, T, H, W) -> the distribution of their raw latents, as `vae.encode` gives."""
+        vae = self.vae
+        if vae.config.patch_size is not None:
+            frames = patchify(frames, patch_size=vae.config.patch_size)
+        first = 0 if self.frames else 1  # a stream's first frame is coded alone, as an image
+        pieces = [frames[:, :, :first], *frames[:, :, first:].split(4, dim=2)]
+        out = [vae.encoder(x, feat_cache=self.feat_cache, feat_idx=[0]) for x in pieces if x.shape[2]]
+        self.frames += frames.shape[2]
+        return DiagonalGaussianDistribution(vae.quant_conv(torch.cat(out, dim=2)))
+
+
 class StreamingVAEDecoder:
     """Decodes consecutive latent chunks of one stream; call `reset` before another stream."""
 
@@ -63,7 +98,12 @@ class StreamingVAEDecoder:
         frames for the stream's first chunk, 4F after."""
         vae = self.vae
         device = next(vae.parameters()).device
-        x = vae.post_quant_conv(denormalize(vae, latents.to(device, vae.dtype)))
+        return self.decode_raw(denormalize(vae, latents.to(device, vae.dtype))).clamp(-1.0, 1.0)
+
+    def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw latents (as `vae.encode` gives) -> unclamped frames; gradients flow (training)."""
+        vae = self.vae
+        x = vae.post_quant_conv(z)
         out = []
         for i in range(x.shape[2]):
             out.append(vae.decoder(x[:, :, i: i + 1], feat_cache=self.feat_cache, feat_idx=[0],
@@ -72,4 +112,4 @@ class StreamingVAEDecoder:
         frames = torch.cat(out, dim=2)
         if vae.config.patch_size is not None:  # Wan 2.2's VAE
             frames = unpatchify(frames, patch_size=vae.config.patch_size)
-        return frames.clamp(-1.0, 1.0)
+        return frames

@@ -1,8 +1,9 @@
 """Training the video backend on a `tm data video` set, with the motion backend's loop (trainer.fit).
 
 Two training stages, each a checkpoint folder that `tm train` resumes, then distillation:
-  1. `--stage vae`: the preset's `AutoencoderKLWan` on the teacher's windows (L1
-     reconstruction + a small KL term), so latents decode back to faces;
+  1. `--stage vae`: the preset's `AutoencoderKLWan` on streams along each clip, one window
+     of each at a random depth (L1 reconstruction + a small KL term), so latents decode back to
+     faces however long a stream runs;
   2. `--stage teacher --vae DIR`: the bidirectional `WanAudioTransformer` by flow matching on the
      frozen VAE's latents of windows of three chunks, the portrait condition being the
      window's first frame, the audio dropped at random (for classifier-free guidance).
@@ -24,12 +25,12 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKLWan
 
-from ..config import DistillSettings, GeneratorSettings, Preset, TrainSettings
+from ..config import VAE_CONFIGS, DistillSettings, GeneratorSettings, Preset, TrainSettings
 from ..data.video import read_video_clips, read_video_manifest
 from ..errors import InputError
 from ..features import silence_features
 from ..nn.wan_audio import WanAudioTransformer
-from ..render.vae_stream import build_vae, encode
+from ..render.vae_stream import StreamingVAEDecoder, StreamingVAEEncoder, build_vae, encode, load_vae
 from .distill import PAIRS, ode_states
 from .trainer import TrainReport, fit, resumed_settings, start_run
 
@@ -84,33 +85,57 @@ def draws(n: int, batch_size: int, seed: int, step: int) -> Iterator[torch.Tenso
         step += 1
 
 
-def vae_loss(vae, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    posterior = vae.encode(frames).latent_dist
+def vae_stream_loss(vae, frames: torch.Tensor, window: int, warmup: int, generator: torch.Generator) -> torch.Tensor:
+    """L1 + KL on one window of a stream, after `warmup` windows coded without gradient.
+
+    `frames` holds the stream from its first frame: a first window of `window` (1 + 4k) frames,
+    then windows of window - 1. A causal VAE learns what it sees of a stream's length (its
+    temporal receptive field lets it count frames from the zero padding before frame 0); it
+    must learn the deep states it streams in, not only a stream's opening."""
+    encoder, decoder = StreamingVAEEncoder(vae), StreamingVAEDecoder(vae)
+    ends = [window + k * (window - 1) for k in range(warmup + 1)]
+    starts = [0, *ends[:-1]]
+    with torch.no_grad():
+        for a, b in zip(starts[:-1], ends[:-1]):
+            decoder.decode_raw(encoder.posterior(frames[:, :, a:b]).mode())
+    target = frames[:, :, starts[-1]: ends[-1]]
+    posterior = encoder.posterior(target)
     z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(frames.device)
     kl = 0.5 * (posterior.mean ** 2 + posterior.var - 1.0 - posterior.logvar).mean()
-    return (vae.decode(z).sample - frames).abs().mean() + KL_WEIGHT * kl
+    return (decoder.decode_raw(z) - target).abs().mean() + KL_WEIGHT * kl
 
 
 def train_vae(data_dir: str | Path, out_dir: str | Path, preset: Preset, device: str = "cpu",
+              init: str | Path | None = None,
               on_step: Callable[[int, int, float], None] | None = None) -> TrainReport:
-    """Stage 1: the VAE on windows of `window` (1 + 4k) frames, one after another along each clip.
+    """Stage 1: the VAE on streams along each clip, trained on one window of each (vae_stream_loss)
+    after 0 to `[video] vae_warmup_windows` windows (drawn each step); from `init`'s weights if
+    given (a fine-tune).
 
-    The windows are the teacher's (window_frames): a causal VAE learns what it sees of a
-    stream's length, since its temporal receptive field lets it count frames from the zero
-    padding before frame 0. Trained on 9-frame windows, it reconstructed frames 0-11 and turned
-    every later one into coloured noise; fine-tuned on 17, it blurred from frame ~20 on. The
-    teacher's latents are then all coded in states the VAE was trained in."""
+    Windows are the teacher's (window_frames). Trained on 9-frame windows from each stream's
+    start, the VAE reconstructed frames 0-11 of a 33-frame stream and turned every later one
+    into coloured noise; trained on 33, it blurred from frame ~35 on and lost the face by ~70."""
     out, video = Path(out_dir), preset.video
     manifest = read_video_manifest(data_dir)
     saved, settings = resumed_settings(out, preset.train)
     name = saved["vae"] if saved else video.vae
-    window = saved["window"] if saved else window_frames(video.chunk_latent_frames)
-    windows = ClipWindows(data_dir, window, 0, 0, stride=window)
-    record = {"stage": "vae", "vae": name, "window": window,
-              "data": {"path": str(Path(data_dir).resolve()), "windows": len(windows), "size": manifest["size"]}}
-    run = start_run(out, AutoencoderKLWan, lambda: build_vae(name), settings, record, device)
-    return fit(run, draws(len(windows), settings.batch_size, settings.seed, run.step),
-               lambda index, g: vae_loss(run.model, windows.pixels(index).to(device), g), settings, on_step)
+    window, warmup = ((saved["stream"]["window"], saved["stream"]["warmup_windows"]) if saved else
+                      (window_frames(video.chunk_latent_frames), video.vae_warmup_windows))
+    length = window + warmup * (window - 1)
+    streams = ClipWindows(data_dir, length, 0, 0, stride=length)
+    start = load_vae(init) if init is not None else build_vae(name)
+    if start.config.z_dim != VAE_CONFIGS[name]["z_dim"]:
+        raise InputError(f"{init} is not a {name!r} VAE (latent channels differ)", hint="fine-tune a VAE of the preset's size")
+    record = {"stage": "vae", "vae": name, "init": str(Path(init).resolve()) if init else None,
+              "stream": {"window": window, "warmup_windows": warmup},
+              "data": {"path": str(Path(data_dir).resolve()), "streams": len(streams), "size": manifest["size"]}}
+    run = start_run(out, AutoencoderKLWan, lambda: start, settings, record, device)
+
+    def loss(index, g):
+        frames = streams.pixels(index).to(device)
+        return vae_stream_loss(run.model, frames, window, int(torch.randint(0, warmup + 1, (), generator=g)), g)
+
+    return fit(run, draws(len(streams), settings.batch_size, settings.seed, run.step), loss, settings, on_step)
 
 
 @torch.no_grad()
@@ -142,7 +167,7 @@ def train_teacher(data_dir: str | Path, vae_dir: str | Path, out_dir: str | Path
     """Stage 2: the bidirectional DiT on the VAE's latents of three-chunk windows."""
     out, video = Path(out_dir), preset.video
     manifest = read_video_manifest(data_dir)
-    vae = AutoencoderKLWan.from_pretrained(vae_dir)
+    vae = load_vae(vae_dir)
     config = video.model_config()
     if vae.config.z_dim != config["latent_channels"]:
         raise InputError(f"{vae_dir} has {vae.config.z_dim} latent channels; preset's VAE {video.vae!r} has "
