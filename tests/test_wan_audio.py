@@ -182,8 +182,9 @@ def test_vae_training_learns_deep_windows_through_the_streams_state():
 
     def loss(frames, warmup):
         vae.zero_grad()
-        value = vae_stream_loss(vae, frames, 9, warmup, torch.Generator().manual_seed(1))
-        value.backward()
+        with torch.enable_grad():  # as trainer.fit runs it (an earlier render may have turned it off)
+            value = vae_stream_loss(vae, frames, 9, warmup, torch.Generator().manual_seed(1))
+            value.backward()
         return value.item()
 
     deep = loss(stream, 1)
