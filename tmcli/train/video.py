@@ -123,13 +123,13 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: Preset, device:
                       (window_frames(video.chunk_latent_frames), video.vae_warmup_windows))
     length = window + warmup * (window - 1)
     streams = ClipWindows(data_dir, length, 0, 0, stride=length)
-    start = load_vae(init) if init is not None else build_vae(name)
-    if start.config.z_dim != VAE_CONFIGS[name]["z_dim"]:
+    start = load_vae(init) if init is not None and not saved else None  # a resumed run loads its own
+    if start is not None and start.config.z_dim != VAE_CONFIGS[name]["z_dim"]:
         raise InputError(f"{init} is not a {name!r} VAE (latent channels differ)", hint="fine-tune a VAE of the preset's size")
     record = {"stage": "vae", "vae": name, "init": str(Path(init).resolve()) if init else None,
               "stream": {"window": window, "warmup_windows": warmup},
               "data": {"path": str(Path(data_dir).resolve()), "streams": len(streams), "size": manifest["size"]}}
-    run = start_run(out, AutoencoderKLWan, lambda: start, settings, record, device)
+    run = start_run(out, AutoencoderKLWan, lambda: start if start is not None else build_vae(name), settings, record, device)
 
     def loss(index, g):
         frames = streams.pixels(index).to(device)
@@ -188,7 +188,7 @@ def train_teacher(data_dir: str | Path, vae_dir: str | Path, out_dir: str | Path
 # ---- stage 3: the causal few-step student ------------------------------------------------------
 
 def audio_guided_velocity(model: WanAudioTransformer, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
-                    audio: torch.Tensor, scale: float) -> torch.Tensor:
+                          audio: torch.Tensor, scale: float) -> torch.Tensor:
     """The teacher's velocity with classifier-free guidance on the audio (silence as the
     unconditional input, as it was dropped in training), both in one batched pass."""
     b = len(x)
@@ -256,7 +256,7 @@ def distill_video(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | 
     manifest = read_video_manifest(data_dir)
     teacher = WanAudioTransformer.from_pretrained(teacher_dir).to(device).eval().requires_grad_(False)
     vae_dir = json.loads((Path(teacher_dir) / "train.json").read_text())["vae"]
-    vae = AutoencoderKLWan.from_pretrained(vae_dir).to(device).eval()
+    vae = load_vae(vae_dir).to(device).eval()
     config = teacher.config
     train = TrainSettings(steps=settings.ode_steps, batch_size=settings.batch_size,
                           learning_rate=settings.learning_rate, warmup_steps=0, weight_decay=0.0, seed=settings.seed,
