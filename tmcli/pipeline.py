@@ -260,6 +260,7 @@ def render(portrait_path: str | Path, audio_path: str | Path | None, output: str
                 if on_frame:
                     on_frame(frames, source.total_frames)
         timer.seconds["encode (pipe)"] += writer.close_seconds
+    timer.mark("stream end")  # the video is whole (muxed and closed)
     return RenderResult(frames, frames / out.fps, time.perf_counter() - start, portrait.alignment.size,
                         portrait.frame_size, dict(timer.seconds))
 
