@@ -74,6 +74,13 @@ def test_an_export_streams_the_motion_pytorch_streams(student_dir, real, tmp_pat
     if fmt == "safetensors":
         assert (tmp_path / "x" / "diffusion_pytorch_model.safetensors").is_file()
         assert check["stream, real"]["max_abs"] > 0  # checked against the fp32 model, not its rounded copy
+        from tmcli.config import load_preset
+        from tmcli.pipeline import load_generator
+
+        from tmcli.nn.causal_dit import CausalMotionDiT
+
+        loaded = load_generator(tmp_path / "x", load_preset("default"), "student")  # as --checkpoint x does
+        assert isinstance(loaded.model, CausalMotionDiT)  # a plain checkpoint, not a graph folder
         return
     assert check["face_rig, real"]["max_abs"] <= check["tolerance"]["landmarks_px"]
     # run it again here, as `tm render --engine` does, on features the check did not see
@@ -159,3 +166,137 @@ def test_tm_export_then_render_with_the_onnx_engine_gives_pytorchs_video(tmp_pat
     wrong = tm("render", PORTRAIT, SPEECH, "-o", tmp_path / "w.mp4", "--engine", "torch-export", "--model",
                tmp_path / "onnx")
     assert wrong.returncode == 2 and "not torch-export" in wrong.stderr and not (tmp_path / "w.mp4").exists()
+
+
+# ---- the video backend ------------------------------------------------------------------------
+
+@torch.no_grad()
+def test_the_fixed_shape_video_step_equals_the_cached_step_as_the_window_fills_and_rolls():
+    """Including the first chunk, which hears fewer audio rows and gets them padded in front."""
+    from test_wan_audio import clip as video_clip
+    from test_wan_audio import stream_steps, tiny
+
+    from tmcli.nn.wan_audio import FixedShapeVideoStep
+
+    model = tiny(window_chunks=2)
+    x = video_clip(model, frames=10)
+    want = stream_steps(model, x)
+    step = FixedShapeVideoStep(model, latent_size=8)
+    state = list(step.example_inputs()[5:])
+    c, first_row = model.config.chunk_latent_frames, model.audio_rows(0, 1)[0]
+    got, valid = [], []
+    for i in range(5):
+        frames, rows = slice(i * c, (i + 1) * c), model.audio_rows(i * c, c)
+        audio = x["audio"][:, rows[0] - first_row: rows[-1] + 1 - first_row]
+        if i == 0:  # whatever the padding holds is not heard
+            audio = torch.cat([torch.randn(1, step.first_chunk_pad, FEATURE_DIM) * 100, audio], dim=1)
+        assert audio.shape[1] == step.audio_rows
+        cond = model.condition_latents(x["portrait"], i * c, c)
+        velocity, *_ = step(x["noisy"][:, :, frames], x["timestep"][:, i], cond, audio, torch.tensor([False]), *state)
+        got.append(velocity)
+        _, *state = step(x["clean"][:, :, frames], torch.zeros(1), cond, audio, torch.tensor([True]), *state)
+        valid.append(int(state[5].sum()))
+    torch.testing.assert_close(torch.cat(got, dim=2), want, atol=1e-5, rtol=1e-4)
+    assert valid == [0, step.tokens, 2 * step.tokens, 2 * step.tokens, 2 * step.tokens]
+
+
+@torch.no_grad()
+def test_the_fixed_shape_vae_decoder_equals_the_streaming_decoder():
+    from tmcli.render.vae_stream import FixedShapeVAEDecode, StreamingVAEDecoder, build_vae
+
+    torch.manual_seed(0)
+    vae = build_vae("tiny").eval()
+    latents = torch.randn(1, 4, 5, 4, 4)
+    want = StreamingVAEDecoder(vae).decode(latents)
+    first, later = FixedShapeVAEDecode(vae, 4, first=True), FixedShapeVAEDecode(vae, 4, first=False)
+    frames, *cache = first(latents[:, :, :1])
+    shapes = [t.shape for t in cache]
+    assert frames.shape[2] == 1 and shapes == [t.shape for t in later.example_inputs()[1:]]
+    out = [frames]
+    for i in range(1, 5):
+        frames, *cache = later(latents[:, :, i: i + 1], *cache)
+        assert frames.shape[2] == 4 and [t.shape for t in cache] == shapes  # one cache shape throughout
+        out.append(frames)
+    torch.testing.assert_close(torch.cat(out, dim=2), want, atol=1e-6, rtol=0)
+
+
+def make_video_student(folder, **overrides):
+    """A tiny video student folder as tm distill writes one: transformer, vae/, train.json."""
+    from test_wan_audio import tiny
+
+    from tmcli.render.vae_stream import build_vae
+
+    tiny(window_chunks=2, **overrides).save_pretrained(folder)
+    torch.manual_seed(0)
+    build_vae("tiny").save_pretrained(folder / "vae")
+    (folder / "train.json").write_text(json.dumps({"stage": "student", "data": {"size": 64}}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def video_student(tmp_path_factory):
+    return make_video_student(tmp_path_factory.mktemp("video_student"))
+
+
+@pytest.fixture(scope="module")
+def video_real():
+    rng = np.random.default_rng(2)
+    return RealInputs(rng.normal(size=(23, FEATURE_DIM)).astype(np.float32),
+                      face=rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("fmt, dtype", [("onnx", "fp32"), ("onnx", "fp16"), ("torch-export", "fp32"),
+                                        ("safetensors", "fp16")])
+def test_a_video_export_streams_and_decodes_what_pytorch_does(video_student, video_real, tmp_path, fmt, dtype):
+    from tmcli.generator import VideoStreamingGenerator
+    from tmcli.runtime import StageDevices
+    from tmcli.video_pipeline import VideoStudent
+
+    manifest = export(video_student, tmp_path / "x", fmt, dtype, video_real)
+    check = manifest["verification"]
+    expected = {"vae_encode, real", "stream, real", "stream, random", "vae decode, real", "vae decode, random"}
+    assert expected | ({"chunk_step, random"} if fmt != "safetensors" else set()) == set(check) - {"tolerance"}
+    assert manifest["model"]["class"] == "WanAudioTransformer" and manifest["frame_size"] == 64
+    assert [p.name for p in tmp_path.iterdir()] == ["x"]
+    if fmt != "safetensors":
+        assert set(manifest["graphs"]) == {"chunk_step", "vae_encode", "vae_decode_first", "vae_decode_next"}
+    # run it again here, as `tm render` does, on features and a face the check did not see
+    features = np.random.default_rng(7).normal(size=(30, FEATURE_DIM)).astype(np.float32)
+    face = torch.rand(1, 3, 1, 64, 64) * 2 - 1
+    students = [VideoStudent(folder, StageDevices.cpu()) for folder in (video_student, tmp_path / "x")]
+    frames = []
+    for student in students:
+        portrait = student.encode(face)
+        latents = torch.cat(list(VideoStreamingGenerator(student.model).stream([features], portrait, seed=3)), dim=2)
+        frames.append(student.new_decoder().decode(latents))
+    want, got = frames
+    assert want.shape == got.shape == (1, 3, 1 + 4 * 9, 64, 64)  # 30 frames need latent frames 0..8 (4 chunks of 2)
+    error = float((want - got).abs().max())
+    assert error <= 5 * check["tolerance"]["normalised latents, frames in [-1, 1]"]
+    assert error > 0 or dtype == "fp32"  # fp16 rounds: the check is not comparing PyTorch with itself
+
+
+def test_a_video_student_with_clip_image_tokens_does_not_export(tmp_path, video_real):
+    student = make_video_student(tmp_path / "i2v", image_dim=16, added_kv_proj_dim=32)
+    with pytest.raises(InputError, match="CLIP image tokens"):
+        export(student, tmp_path / "x", "onnx", "fp32", video_real)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["i2v"]
+
+
+def test_tm_export_of_a_video_student_then_render_with_onnx_gives_pytorchs_video(video_student, tmp_path):
+    from tmcli.media import read_video_frames
+
+    done = tm("export", video_student, "-o", tmp_path / "onnx", "-q")
+    assert done.returncode == 0 and done.stderr == "", done.stderr[-2000:]
+    lossless = tmp_path / "lossless.toml"
+    lossless.write_text("[output]\ncrf = 0\n")
+    for name, extra in (("torch", ["--checkpoint", video_student]), ("onnx", ["--engine", "onnx", "--model",
+                                                                              tmp_path / "onnx"])):
+        run = tm("render", PORTRAIT, SPEECH, "-o", tmp_path / f"{name}.mp4", "--preset", lossless, "-q", *extra)
+        assert run.returncode == 0, run.stderr[-2000:]
+    x, y = (np.stack(list(read_video_frames(tmp_path / f"{n}.mp4"))[1:]).astype(float) for n in ("torch", "onnx"))
+    assert x.shape == y.shape == (100, 64, 64, 3) and x.std() > 5  # frames, not a blank
+    assert np.abs(x - y).max() <= 4 and np.abs(x - y).mean() < 0.05
+    wrong = tm("render", PORTRAIT, SPEECH, "-o", tmp_path / "w.mp4", "--engine", "onnx", "--model",
+               tmp_path / "onnx", "--device", "cuda")
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr and not (tmp_path / "w.mp4").exists()

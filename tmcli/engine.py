@@ -5,7 +5,9 @@ shapes) and the graphs in it, run by onnxruntime (format onnx) or torch.export's
 (format torch-export). `ExportedChunkStep` puts the chunk-step graph behind
 CausalMotionDiT's `step` interface, so StreamingGenerator and its sampler run it unchanged
 (the noise is drawn the same way, so an export renders the frames PyTorch renders, within the
-graph's rounding). `face_rig` is the rig graph with `pose_landmarks`' signature.
+graph's rounding). `face_rig` is the rig graph with `pose_landmarks`' signature. A video
+export's graphs go behind WanAudioTransformer's and the streaming VAE's interfaces in the
+same way (`ExportedVideoChunkStep`, `ExportedVAE`).
 
 The safetensors format is a plain tm checkpoint in the chosen dtype: `--checkpoint DIR` loads it.
 """
@@ -22,6 +24,7 @@ import torch
 from .controls import GROUPS
 from .errors import InputError
 from .nn.causal_dit import FixedShapeStep
+from .nn.wan_audio import FixedShapeVideoStep, WanAudioTransformer
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "tm-export"
@@ -38,7 +41,14 @@ def sha256(path: Path) -> str:
 
 
 def is_export(directory: str | Path | None) -> bool:
-    return directory is not None and (Path(directory) / MANIFEST).is_file()
+    """Whether `directory` holds an export's graphs (a safetensors export is a plain checkpoint).
+    A manifest that cannot be read says yes: `ExportedModel` then says what is wrong with it."""
+    if directory is None or not (Path(directory) / MANIFEST).is_file():
+        return False
+    try:
+        return json.loads((Path(directory) / MANIFEST).read_text()).get("export_format") in ENGINES
+    except (ValueError, AttributeError):
+        return True
 
 
 def read_manifest(directory: str | Path) -> dict:
@@ -173,3 +183,73 @@ class ExportedChunkStep:
         if write:
             cache.update(new_cache)
         return velocity.float()
+
+
+class ExportedVideoChunkStep:
+    """A video export's chunk-step graph behind WanAudioTransformer's streaming interface, for
+    VideoStreamingGenerator. The stream's geometry (which video frames and audio rows a latent
+    frame has, the image condition) is WanAudioTransformer's own, read from the manifest's config."""
+
+    video_frames = WanAudioTransformer.video_frames
+    audio_rows = WanAudioTransformer.audio_rows
+    condition_latents = WanAudioTransformer.condition_latents
+    sigmas = WanAudioTransformer.sigmas
+
+    def __init__(self, model: ExportedModel):
+        self.exported = model
+        m = model.manifest
+        self.config = SimpleNamespace(**m["model"])
+        self.audio_rows_per_chunk = m["audio"]["rows_per_chunk"]
+        first = FixedShapeVideoStep.INPUTS.index("sink_keys")
+        self._empty = [torch.zeros(spec["shape"], dtype=getattr(torch, spec["dtype"]))
+                       for spec in m["graphs"]["chunk_step"]["inputs"][first:]]
+
+    def new_cache(self) -> FixedCache:
+        return FixedCache([t.clone() for t in self._empty])
+
+    def cross_kv(self, batch: int, image_embeds=None) -> None:
+        """The prompt's keys and values are constants inside the graph."""
+        return None
+
+    def step(self, latents: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor, audio: torch.Tensor,
+             cache: FixedCache, cross=None, write: bool = False) -> torch.Tensor:
+        pad = self.audio_rows_per_chunk - audio.shape[1]  # the first chunk hears fewer rows: padded, masked
+        audio = torch.cat([audio.new_zeros(audio.shape[0], pad, audio.shape[2]), audio], dim=1)
+        velocity, *new_cache = self.exported.run("chunk_step", latents, timestep, cond, audio, torch.tensor([write]),
+                                                 *cache.tensors)
+        if write:
+            cache.update(new_cache)
+        return velocity.float()
+
+
+class ExportedVAE:
+    """A video export's VAE graphs: the portrait's encoder and the streaming decoder's two steps."""
+
+    def __init__(self, model: ExportedModel):
+        self.exported = model
+
+    def encode(self, frame: torch.Tensor) -> torch.Tensor:
+        """One frame (1, 3, 1, S, S) in [-1, 1] -> its normalised latent (1, z, 1, s, s)."""
+        return self.exported.run("vae_encode", frame)[0].float()
+
+    def decoder(self) -> ExportedVAEDecoder:
+        return ExportedVAEDecoder(self.exported)
+
+
+class ExportedVAEDecoder:
+    """StreamingVAEDecoder's `decode` run by the graphs: the first latent frame by
+    vae_decode_first, each later one by vae_decode_next with the cache it gave back."""
+
+    def __init__(self, model: ExportedModel):
+        self.exported, self.cache = model, None
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        frames = []
+        for i in range(latents.shape[2]):
+            latent = latents[:, :, i: i + 1]
+            if self.cache is None:
+                out, *self.cache = self.exported.run("vae_decode_first", latent)
+            else:
+                out, *self.cache = self.exported.run("vae_decode_next", latent, *self.cache)
+            frames.append(out.float())
+        return torch.cat(frames, dim=2)

@@ -20,7 +20,7 @@ Does not export: the pixel warp (render/meshwarp.py). Its lips and eyelids are r
 column inside a box whose size follows each frame's landmarks, between contours found with
 np.interp over x-sorted points; those data-dependent shapes are not static graphs. It stays in
 tm's Python (torch), fed by the exported graphs' landmarks. The teacher is not exported (it is
-not streamed), nor the video backend (not built yet).
+not streamed). A video-backend student exports its own graphs (export_video.py).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -69,42 +70,72 @@ class FaceRigGraph(torch.nn.Module):
 @dataclasses.dataclass
 class RealInputs:
     """What the check runs on besides random tensors: a recording's generator features (T,
-    FEATURE_DIM) and a portrait's rig tensors (FaceRig.tensors())."""
+    FEATURE_DIM) and a portrait: its rig tensors (FaceRig.tensors(), the motion backend's) or
+    its face crop (the video backend's)."""
 
     features: np.ndarray
-    rig: dict[str, torch.Tensor]
+    rig: dict[str, torch.Tensor] | None = None
+    face: np.ndarray | None = None  # the video backend's: the portrait's face crop (S, S, 3) uint8 at its size
 
 
 def export(checkpoint: str | Path, out_dir: str | Path, fmt: str, dtype: str, real: RealInputs,
            overwrite: bool = False) -> dict:
-    """Export, verify and publish; returns the manifest."""
-    from .generator import load_motion_dit
+    """Export, verify and publish; returns the manifest. A motion student or a video student."""
+    from .generator import is_video_checkpoint, load_motion_dit
 
     check_request(fmt, dtype, out_dir, overwrite)
-    out = Path(out_dir)
+    if is_video_checkpoint(checkpoint):
+        from .export_video import write_video_export
+
+        return _publish(Path(out_dir), lambda folder: write_video_export(checkpoint, folder, fmt, dtype, real))
     model = load_motion_dit(checkpoint)
     if not isinstance(model, CausalMotionDiT):
         raise InputError(f"{checkpoint} holds a teacher; only the streaming student exports",
                          hint="distill one with `tm distill`")
+    return _publish(Path(out_dir), lambda folder: _write_motion_export(model, folder, fmt, dtype, real))
+
+
+def _publish(out: Path, write: Callable[[Path], dict]) -> dict:
+    """`write` fills a temporary folder beside `out` and returns its manifest; the folder becomes
+    `out` only when that succeeded (verification included), replacing what was there."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        manifest = _manifest(model, fmt, dtype)
-        start = time.perf_counter()
-        if fmt == "safetensors":
-            copy.deepcopy(model).to(DTYPES[dtype]).save_pretrained(tmp)
-        else:
-            manifest["graphs"] = _write_graphs(model, tmp, fmt, DTYPES[dtype])
-        manifest["export_seconds"] = round(time.perf_counter() - start, 1)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        manifest["verification"] = verify(model, tmp, manifest, real)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        manifest = write(tmp)
         if out.exists():
             shutil.rmtree(out)
         tmp.chmod(0o777 & ~umask())  # mkdtemp makes it its owner's only
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _write_motion_export(model: CausalMotionDiT, folder: Path, fmt: str, dtype: str, real: RealInputs) -> dict:
+    manifest = _manifest(model, fmt, dtype)
+    start = time.perf_counter()
+    if fmt == "safetensors":
+        with quiet_libraries():
+            copy.deepcopy(model).to(DTYPES[dtype]).save_pretrained(folder)
+    else:
+        with quiet_libraries():
+            step = FixedShapeStep(copy.deepcopy(model)).to(DTYPES[dtype]).eval()  # the reference stays fp32
+        rig_example = (torch.zeros(4, MOTION_DIM), torch.zeros(478, 3), torch.zeros(27, 478, 2), torch.zeros(3),
+                       torch.tensor(1.0))
+        frames = torch.export.Dim("frames", min=1, max=100_000)
+        manifest["graphs"] = {
+            "chunk_step": write_graph(folder, "chunk_step", step, step.example_inputs(), fmt),
+            "face_rig": write_graph(folder, "face_rig", FaceRigGraph(), rig_example, fmt,
+                                    ({0: frames}, None, None, None, None))}
+    return write_manifest(folder, manifest, start, lambda: verify(model, folder, manifest, real))
+
+
+def write_manifest(folder: Path, manifest: dict, start: float, check: Callable[[], dict]) -> dict:
+    """The manifest written, then written again with the verification's figures (which read it)."""
+    manifest["export_seconds"] = round(time.perf_counter() - start, 1)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    manifest["verification"] = check()
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest
 
 
@@ -122,69 +153,75 @@ def check_request(fmt: str, dtype: str, out_dir: str | Path, overwrite: bool) ->
         raise OutputError(f"{out} exists", hint="pass --overwrite to replace it" if out.is_dir() else None)
 
 
-def _manifest(model: CausalMotionDiT, fmt: str, dtype: str) -> dict:
+def manifest_head(model, fmt: str, dtype: str) -> dict:
+    """What every export's manifest starts with: its kind, the model's config, the sampler and
+    the audio features the graphs hear (the motion and video backends hear the same ones)."""
     from .audio import FEATURE_RATE, N_MELS
-    from .controls import GROUPS
     from .features import FEATURE_DIM, FEATURES_VERSION, PHONE_CLASSES
 
-    cfg = model.config
     return {
         "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "export_format": fmt, "dtype": dtype,
-        "model": {k: v for k, v in cfg.items() if not k.startswith("_")} | {"class": type(model).__name__},
-        "fps": cfg.fps,
-        "chunk": {"frames": cfg.chunk_frames, "window_chunks": cfg.window_chunks,
-                  "lookahead_frames": cfg.lookahead_frames},
+        "model": {k: v for k, v in model.config.items() if not k.startswith("_")} | {"class": type(model).__name__},
+        "fps": model.config.fps,
         "sampler": {"sigmas": model.sigmas, "timestep_scale": 1000,
                     "rule": "x <- randn; per sigma s_k: clean = x - s_k * velocity(x, s_k * 1000); "
                             "x <- (1 - s_k+1) clean + s_k+1 randn; then commit clean with write=True at timestep 0"},
-        "audio": {"feature_dim": FEATURE_DIM, "features_version": FEATURES_VERSION, "span_frames": model.audio_span,
-                  "span_starts": f"{cfg.audio_context} frames before the chunk",
+        "audio": {"feature_dim": FEATURE_DIM, "features_version": FEATURES_VERSION,
                   "layout": f"{N_MELS} log-mels (feature rate {FEATURE_RATE}/s, pooled to the video frame), "
                             f"rms, envelope, voiced, pitch, then one-hot phone classes {list(PHONE_CLASSES)}",
                   "silence_row": "features.silence_features: what frames before the start and past the end hear"},
+    }
+
+
+def _manifest(model: CausalMotionDiT, fmt: str, dtype: str) -> dict:
+    from .controls import GROUPS
+
+    cfg = model.config
+    manifest = manifest_head(model, fmt, dtype)
+    manifest["audio"] |= {"span_frames": model.audio_span, "span_starts": f"{cfg.audio_context} frames before the chunk"}
+    return manifest | {
+        "chunk": {"frames": cfg.chunk_frames, "window_chunks": cfg.window_chunks,
+                  "lookahead_frames": cfg.lookahead_frames},
         "controls": {"dim": sum(GROUPS.values()), "layout": dict(GROUPS)},
         "motion": {"channels": CHANNELS, "mean": model.motion_mean.tolist(), "std": model.motion_std.tolist(),
                    "note": "graphs take and give normalised motion: (motion - mean) / std"},
         "not_exported": {
             "pixel warp (render/meshwarp.py)": "lips and eyelids are remapped per column inside a box whose size "
                                               "follows each frame's landmarks: data-dependent shapes",
-            "teacher": "not streamed", "video backend": "not built yet"},
+            "teacher": "not streamed"},
     }
 
 
-def _write_graphs(model: CausalMotionDiT, folder: Path, fmt: str, dtype: torch.dtype) -> dict:
-    step = FixedShapeStep(copy.deepcopy(model)).to(dtype).eval()  # the reference stays fp32 for the check
-    frames = torch.export.Dim("frames", min=1, max=100_000)
-    rig_example = (torch.zeros(4, MOTION_DIM), torch.zeros(478, 3), torch.zeros(27, 478, 2), torch.zeros(3),
-                   torch.tensor(1.0))
-    graphs = {}
-    for name, module, example, dynamic in (
-            ("chunk_step", step, step.example_inputs(), None),
-            ("face_rig", FaceRigGraph(), rig_example, ({0: frames}, None, None, None, None))):
-        file = folder / (name + SUFFIX[fmt])
-        with torch.no_grad(), _quiet_exporters():
-            try:
-                if fmt == "onnx":
-                    torch.onnx.export(module, example, str(file), input_names=list(module.INPUTS),
-                                      output_names=list(module.OUTPUTS), dynamo=True, optimize=True, external_data=False,
-                                      dynamic_shapes=dynamic, verbose=False)
-                else:
-                    torch.export.save(torch.export.export(module, example, dynamic_shapes=dynamic), str(file))
-            except ImportError as exc:
-                raise ExportError(f"exporting {fmt} needs {exc.name}", hint='pip install "tm[export]"') from None
-        shapes = [list(t.shape) for t in example]
-        if dynamic:
-            shapes[0][0] = "frames"
-        graphs[name] = {"file": file.name, "sha256": sha256(file),
-                        "inputs": [{"name": n, "shape": s, "dtype": str(t.dtype).removeprefix("torch.")}
-                                   for n, s, t in zip(module.INPUTS, shapes, example)],
-                        "outputs": list(module.OUTPUTS)}
-    return graphs
+def write_graph(folder: Path, name: str, module: torch.nn.Module, example: tuple, fmt: str,
+                dynamic: tuple | None = None) -> dict:
+    """One module as a graph file (its INPUTS and OUTPUTS named) -> its manifest entry.
+
+    dynamic: torch.export dynamic shapes, one entry per input; only a first input's first axis
+    is ever dynamic, and the manifest names it "frames"."""
+    file = folder / (name + SUFFIX[fmt])
+    with torch.no_grad(), quiet_libraries():
+        try:
+            if fmt == "onnx":
+                torch.onnx.export(module, example, str(file), input_names=list(module.INPUTS),
+                                  output_names=list(module.OUTPUTS), dynamo=True, optimize=True, external_data=False,
+                                  dynamic_shapes=dynamic, verbose=False)
+            else:
+                torch.export.save(torch.export.export(module, example, dynamic_shapes=dynamic), str(file))
+        except ImportError as exc:
+            raise ExportError(f"exporting {fmt} needs {exc.name}", hint='pip install "tm[export]"') from None
+    shapes = [list(t.shape) for t in example]
+    if dynamic:
+        shapes[0][0] = "frames"
+    return {"file": file.name, "sha256": sha256(file),
+            "inputs": [{"name": n, "shape": s, "dtype": str(t.dtype).removeprefix("torch.")}
+                       for n, s, t in zip(module.INPUTS, shapes, example)],
+            "outputs": list(module.OUTPUTS)}
 
 
 @contextlib.contextmanager
-def _quiet_exporters():
-    """The exporters log progress and warnings about ops tm does not use: not the user's business."""
+def quiet_libraries():
+    """The exporters log progress and warnings about ops tm does not use, diffusers a warning on
+    every cast to a low dtype: not the user's business."""
     logging.disable(logging.WARNING)
     try:
         with warnings.catch_warnings():
@@ -200,62 +237,69 @@ def verify(model: CausalMotionDiT, folder: Path, manifest: dict, real: RealInput
     from .generator import StreamingGenerator, load_motion_dit
 
     dtype = manifest["dtype"]
-    tolerance = TOLERANCE[dtype]
-    report: dict = {"tolerance": {"motion": tolerance, "landmarks_px": RIG_TOLERANCE_PX}}
+    report: dict = {"tolerance": {"motion": TOLERANCE[dtype], "landmarks_px": RIG_TOLERANCE_PX}}
     reference = StreamingGenerator(model)
     if manifest["export_format"] == "safetensors":
         exported = StreamingGenerator(load_motion_dit(folder))  # its weights rounded to the dtype
     else:
         engine = ExportedModel(folder)
         exported = StreamingGenerator(ExportedChunkStep(engine))
-        report["chunk_step, random"] = _random_steps(model, engine, seed)
+        report["chunk_step, random"] = random_steps(FixedShapeStep(model).eval(), engine, seed)
     rng = np.random.default_rng(seed)
     cases = {"real": real.features,
              "random": rng.normal(size=(len(real.features), real.features.shape[1])).astype(np.float32)}
     for label, features in cases.items():
         a = model.normalize(torch.as_tensor(reference(features, Controls(), seed)))
         b = model.normalize(torch.as_tensor(exported(features, Controls(), seed)))
-        report[f"stream, {label}"] = _errors(a, b, f"{len(features)} frames")
+        report[f"stream, {label}"] = errors_of(a, b, f"{len(features)} frames")
     if manifest["export_format"] != "safetensors":
         motion = torch.as_tensor(exported(real.features, Controls(), seed), dtype=torch.float64)
         noisy = motion + torch.as_tensor(rng.normal(scale=0.3, size=motion.shape))
         rig32 = {k: v.float() for k, v in real.rig.items()}
         for label, m in (("real", motion), ("random", noisy)):
-            report[f"face_rig, {label}"] = _errors(pose_landmarks(m, **real.rig), engine.face_rig(m.float(), **rig32),
+            report[f"face_rig, {label}"] = errors_of(pose_landmarks(m, **real.rig), engine.face_rig(m.float(), **rig32),
                                                    f"{len(m)} frames, px")
+    return check_report(report, dtype, {"face_rig": RIG_TOLERANCE_PX})
+
+
+def check_report(report: dict, dtype: str, absolute: dict[str, float]) -> dict:
+    """ExportError unless every check is within tolerance: the dtype's, absolute on unit-scale
+    values and relative on larger ones (keys and values), or a fixed one for checks whose
+    label starts with a key of `absolute` (e.g. the rig, in pixels)."""
     for label, errors in report.items():
         if label == "tolerance":
             continue
-        # motion: absolute on unit-scale values, relative on larger ones (keys and values); the rig in pixels
-        limit = RIG_TOLERANCE_PX if label.startswith("face_rig") else tolerance * max(1.0, errors["scale"])
+        fixed = [limit for prefix, limit in absolute.items() if label.startswith(prefix)]
+        limit = fixed[0] if fixed else TOLERANCE[dtype] * max(1.0, errors["scale"])
         if not errors["max_abs"] <= limit:
             raise ExportError(f"the {dtype} export differs from PyTorch on {label}: max |error| "
                               f"{errors['max_abs']:.3g} > {limit:.3g}")
     return report
 
 
-def _random_steps(model: CausalMotionDiT, engine: ExportedModel, seed: int, calls: int = 12) -> dict:
-    """The chunk step on random chunks, conditions and caches (the band part-filled, then full)."""
-    step = FixedShapeStep(model).eval()
+def random_steps(step: torch.nn.Module, engine: ExportedModel, seed: int, calls: int = 12) -> dict:
+    """A fixed-shape chunk step (motion or video: the same cache inputs) on random chunks,
+    conditions and caches, the band part-filled, then full: errors of the graph against PyTorch."""
     g = torch.Generator().manual_seed(seed)
     errors = []
+    chunk = step.band_slots // step.model.config.window_chunks  # slots one chunk fills
     for i in range(calls):
         inputs = {name: torch.randn(t.shape, generator=g) if t.is_floating_point() else t
                   for name, t in zip(step.INPUTS, step.example_inputs())}
-        filled = (i * step.chunk_frames) % (step.band_slots + step.chunk_frames)
+        filled = (i * chunk) % (step.band_slots + chunk)
         inputs |= {"timestep": torch.rand(1, generator=g) * 1000, "write": torch.tensor([i % 3 == 0]),
                    "sink_valid": torch.tensor([i > 0]),
                    "band_valid": torch.arange(step.band_slots) >= step.band_slots - filled}
         with torch.no_grad():
             want = step(**inputs)
         got = engine.run("chunk_step", *inputs.values())
-        errors.append([_errors(w.float(), o.float(), "") for w, o in zip(want, got)])
+        errors.append([errors_of(w.float(), o.float(), "") for w, o in zip(want, got)])
     flat = [e for call in errors for e in call]
     return {"max_abs": max(e["max_abs"] for e in flat), "mean_abs": float(np.mean([e["mean_abs"] for e in flat])),
             "scale": max(e["scale"] for e in flat), "inputs": f"{calls} calls, random chunks and caches"}
 
 
-def _errors(want: torch.Tensor, got: torch.Tensor, inputs: str) -> dict:
+def errors_of(want: torch.Tensor, got: torch.Tensor, inputs: str) -> dict:
     diff = (want.double() - got.double()).abs()
     return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "scale": float(want.double().abs().max()),
             "inputs": inputs}

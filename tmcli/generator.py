@@ -37,9 +37,17 @@ MODEL_CLASSES = {cls.__name__: cls for cls in (MotionDiT, CausalMotionDiT)}
 
 
 def is_video_checkpoint(path: str | Path) -> bool:
-    """Whether `path` holds the video backend's network (WanAudioTransformer) rather than a motion one."""
-    config = Path(path) / "config.json"
-    return config.is_file() and json.loads(config.read_text()).get("_class_name") == "WanAudioTransformer"
+    """Whether `path` holds the video backend's network (WanAudioTransformer), or a `tm export`
+    of one, rather than a motion one. Unreadable files say no: the motion loader reports them."""
+    config, manifest = Path(path) / "config.json", Path(path) / "manifest.json"
+    try:
+        if config.is_file():
+            return json.loads(config.read_text()).get("_class_name") == "WanAudioTransformer"
+        if manifest.is_file():
+            return json.loads(manifest.read_text()).get("model", {}).get("class") == "WanAudioTransformer"
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        pass
+    return False
 
 
 def load_motion_dit(path: str | Path, device: str = "cpu") -> MotionDiT:

@@ -22,18 +22,28 @@ import torch
 
 from . import audio as audio_mod
 from .config import Preset
-from .errors import InputError
+from .errors import ConfigError, InputError
 from .media import VideoWriter, check_writable
 from .runtime import StageDevices, StageTimer, on_stream, staged
 
 
 class VideoStudent:
-    """A distilled video student folder: the causal WanAudioTransformer, its VAE (vae/) and frame size."""
+    """A distilled video student folder (the causal WanAudioTransformer, its VAE in vae/, the
+    frame size), or a `tm export` of one (its graphs, on the CPU): what the render needs of it,
+    the same for both: `model` (the streaming step), `encode(frame)` -> normalised latent, and
+    `new_decoder()` for a stream (its `decode(latents)` -> frames in [-1, 1])."""
 
     def __init__(self, path: str | Path, devices: StageDevices):
+        from .engine import is_export
+
+        self.devices = devices
+        if is_export(path):
+            self._load_export(Path(path))
+            return
         from diffusers import AutoencoderKLWan
 
         from .nn.wan_audio import WanAudioTransformer
+        from .render.vae_stream import StreamingVAEDecoder, encode
 
         path = Path(path)
         try:
@@ -41,23 +51,40 @@ class VideoStudent:
             if record.get("stage") != "student":
                 raise ValueError(f"it holds a video {record.get('stage')}, not a distilled student")
             self.model = WanAudioTransformer.from_pretrained(path).to(devices.generator).eval()
-            self.vae = AutoencoderKLWan.from_pretrained(path / "vae").to(devices.renderer).eval()
+            vae = AutoencoderKLWan.from_pretrained(path / "vae").to(devices.renderer).eval()
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(f"cannot load the video student in {path}: {str(exc).splitlines()[0]}",
                              hint="make one with `tm distill VIDEO_TEACHER VIDEO_DATA -o DIR`") from None
         self.size = int(record["data"]["size"])
-        self.devices = devices
+        self.vae = vae
+        self.encode = lambda frame: encode(vae, frame.to(devices.renderer))
+        self.new_decoder = lambda: StreamingVAEDecoder(vae)
+
+    def _load_export(self, path: Path) -> None:
+        from .engine import ExportedModel, ExportedVAE, ExportedVideoChunkStep
+
+        if self.devices.generator.type != "cpu" or self.devices.renderer.type != "cpu":
+            raise ConfigError("an export runs its graphs on the CPU", hint="render it with no --device")
+        exported = ExportedModel(path)
+        self.model = ExportedVideoChunkStep(exported)
+        vae = ExportedVAE(exported)
+        self.size = int(exported.manifest["frame_size"])
+        self.encode, self.new_decoder = vae.encode, vae.decoder
 
     def portrait_latent(self, portrait_path: str | Path, preset: Preset, face_index: int) -> torch.Tensor:
         """The portrait's face crop at the model's size, encoded as a one-frame video (1, z, 1, h, w)."""
-        from .face.motion import neutral
-        from .portrait import Portrait
-        from .render.vae_stream import encode
-
-        crop_preset = preset.with_overrides(output={"size": self.size, "crop": True})
-        crop = Portrait.load(portrait_path, crop_preset, face_index).render_frame(neutral()[0])
+        crop = face_crop(portrait_path, preset, self.size, face_index)
         pixels = torch.from_numpy(crop).permute(2, 0, 1)[None, :, None].float() / 127.5 - 1.0
-        return encode(self.vae, pixels.to(self.devices.renderer)).to(self.devices.generator)
+        return self.encode(pixels).to(self.devices.generator)
+
+
+def face_crop(portrait_path: str | Path, preset: Preset, size: int, face_index: int = 0) -> np.ndarray:
+    """The portrait's face crop (size, size, 3) uint8 at rest: the first frame a video model continues."""
+    from .face.motion import neutral
+    from .portrait import Portrait
+
+    crop_preset = preset.with_overrides(output={"size": size, "crop": True})
+    return Portrait.load(portrait_path, crop_preset, face_index).render_frame(neutral()[0])
 
 
 def render_video(portrait_path: str | Path, audio_path: str | Path, output: str | Path, preset: Preset,
@@ -67,7 +94,6 @@ def render_video(portrait_path: str | Path, audio_path: str | Path, output: str 
     """Render `audio_path` ("-": standard input) with the video student in `checkpoint` to `output`."""
     from .generator import VideoStreamingGenerator
     from .pipeline import RenderResult, _student_features
-    from .render.vae_stream import StreamingVAEDecoder
 
     start = time.perf_counter()
     timer = timer or StageTimer()
@@ -97,7 +123,7 @@ def render_video(portrait_path: str | Path, audio_path: str | Path, output: str 
         frames = 0
         timer.mark("stream start")
         for chunk in _decoded(VideoStreamingGenerator(student.model, devices.autocast).stream(rows, portrait, seed),
-                              StreamingVAEDecoder(student.vae), devices, timer):
+                              student.new_decoder(), devices, timer):
             for frame in chunk[: max(0, rows.total - frames)] if rows.done else chunk:
                 with timer("encode (pipe)"):
                     writer.write(frame)

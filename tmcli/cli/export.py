@@ -14,22 +14,23 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="Student checkpoint (tm distill), or 'default' for the one shipped with tm.")],
+    checkpoint: Annotated[Path, typer.Argument(help="Student checkpoint (tm distill; motion or video backend), or 'default' for the one shipped with tm.")],
     out: Annotated[Path, typer.Option("-o", "--output", help="Folder to write (graphs + manifest.json).")],
     format: Annotated[str, typer.Option("--format", help="onnx, torch-export or safetensors (the weights in --dtype, a tm checkpoint).")] = "onnx",
     dtype: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (bf16: torch-export and safetensors only).")] = "fp32",
     audio: Annotated[Optional[Path], typer.Option(help="Speech whose features the export is checked on (default: samples/speech.wav).")] = None,
-    portrait: Annotated[Optional[Path], typer.Option(help="Portrait whose rig the face_rig graph is checked on (default: samples/portrait.png).")] = None,
+    portrait: Annotated[Optional[Path], typer.Option(help="Portrait whose rig (video: face crop) the check runs on (default: samples/portrait.png).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it is an existing folder.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Export the streaming student's chunk step (KV cache as inputs and outputs) and the face rig
-    as graphs, check them against PyTorch on random and real inputs, and write a manifest."""
+    (a video student: its VAE encoder and streaming decoder) as graphs, check them against
+    PyTorch on random and real inputs, and write a manifest."""
     from ..config import load_preset
     from ..errors import InputError
     from ..export import check_request
     from ..export import export as run_export
-    from ..generator import load_motion_dit
+    from ..generator import is_video_checkpoint, load_motion_dit
     from ..pipeline import embedded_checkpoint
 
     check_request(format, dtype, out, overwrite)
@@ -39,16 +40,24 @@ def export(
     for path, flag in ((audio, "--audio"), (portrait, "--portrait")):
         if not path.is_file():
             raise InputError(f"{path} does not exist", hint=f"give {flag} FILE: the check runs on real inputs")
-    load_motion_dit(checkpoint)  # a bad checkpoint fails here, in one line
+    if is_video_checkpoint(checkpoint):
+        from ..runtime import StageDevices
+        from ..video_pipeline import VideoStudent
+
+        face_size = VideoStudent(checkpoint, StageDevices.cpu()).size  # a bad student fails here, in one line
+    else:
+        load_motion_dit(checkpoint)  # a bad checkpoint fails here, in one line
+        face_size = None
     with console.status("reading the check's inputs", spinner="dots") if not quiet else contextlib.nullcontext():
-        real = _real_inputs(audio, portrait, load_preset("default"))
+        real = _real_inputs(audio, portrait, load_preset("default"), face_size)
     with console.status(f"exporting {format} {dtype} and checking it", spinner="dots") if not quiet else contextlib.nullcontext():
         manifest = run_export(checkpoint, out, format, dtype, real, overwrite)
     if quiet:
         return
     from rich.table import Table
 
-    table = Table(title=f"{out}: {format}, {dtype}, checked against PyTorch fp32 (normalised motion; rig in px)")
+    units = "normalised latents; frames in [-1, 1]" if face_size else "normalised motion; rig in px"
+    table = Table(title=f"{out}: {format}, {dtype}, checked against PyTorch fp32 ({units})")
     for column in ("check", "max |error|", "mean |error|", "inputs"):
         table.add_column(column)
     for label, errors in manifest["verification"].items():
@@ -58,13 +67,17 @@ def export(
     console.print(f"tolerance {manifest['verification']['tolerance']}; written in {manifest['export_seconds']} s")
 
 
-def _real_inputs(audio: Path, portrait: Path, preset):
+def _real_inputs(audio: Path, portrait: Path, preset, face_size: int | None):
+    """The speech's features, and the portrait's rig (motion) or its face crop at face_size (video)."""
     from .. import audio as audio_mod
     from ..export import RealInputs
     from ..features import generator_features
     from ..portrait import Portrait
     from ..speech import speech_phones
+    from ..video_pipeline import face_crop
 
     samples = audio_mod.load_audio(audio)
     features = generator_features(audio_mod.extract_features(samples, preset.output.fps), speech_phones(samples))
+    if face_size:
+        return RealInputs(features, face=face_crop(portrait, preset, face_size))
     return RealInputs(features, Portrait.load(portrait, preset).rig.tensors())

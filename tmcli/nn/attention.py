@@ -67,3 +67,23 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_rope, k_rope,
                           ones[:, s:] if band_mask is None else band_mask.expand(n, m)], dim=-1)
     return F.scaled_dot_product_attention(queries, keys, torch.cat([sink_values, v], dim=-2), attn_mask=mask,
                                           scale=q.shape[-1] ** -0.5)
+
+
+def commit_chunk(write: torch.Tensor, new_keys: torch.Tensor, new_values: torch.Tensor, sink_keys: torch.Tensor,
+                 sink_values: torch.Tensor, band_keys: torch.Tensor, band_values: torch.Tensor,
+                 sink_valid: torch.Tensor, band_valid: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A fixed-shape cache (the tensors export takes and gives) after one chunk step.
+
+    With write (1,) true, the chunk's keys and values (L, B, H, n, d) become the sink if there
+    is none yet, else the band's newest n slots, its oldest n dropped; otherwise the cache
+    comes back as it was. -> sink keys, sink values, band keys, band values, sink_valid, band_valid."""
+    n = new_keys.shape[-2]
+    first, later = write & ~sink_valid, write & sink_valid  # (1,): the sink now, or the band
+
+    def roll(band, new):
+        return torch.where(later, torch.cat([band[..., n:, :], new], dim=-2), band)
+
+    rolled_valid = torch.cat([band_valid[n:], torch.ones_like(band_valid[:n])])
+    return (torch.where(first, new_keys, sink_keys), torch.where(first, new_values, sink_values),
+            roll(band_keys, new_keys), roll(band_values, new_values), sink_valid | write,
+            (later & rolled_valid) | (~later & band_valid))

@@ -26,7 +26,7 @@ from diffusers.configuration_utils import register_to_config
 from ..controls import CONTROL_DIM, GROUPS
 from ..face.motion import MOTION_DIM
 from ..features import FEATURE_DIM
-from .attention import KVCache, attend
+from .attention import KVCache, attend, commit_chunk
 from .motion_dit import Block, MotionDiT
 
 NOISY, CLEAN, MISSING = 0, 1, 2  # token kinds of the teacher: generated, clean motion, audio without motion
@@ -236,13 +236,6 @@ class FixedShapeStep(torch.nn.Module):
             x, k, v = _block(block, x, cond, attention)
             new_keys.append(k[:, :, :c])
             new_values.append(v[:, :, :c])
-        new_keys, new_values = torch.stack(new_keys), torch.stack(new_values)
-        first, later = write & ~sink_valid, write & sink_valid  # (1,): the sink now, or the band
-
-        def roll(band, new):
-            return torch.where(later, torch.cat([band[..., c:, :], new], dim=-2), band)
-
         return (model.output(x[:, :c], cond),
-                torch.where(first, new_keys, sink_keys), torch.where(first, new_values, sink_values),
-                roll(band_keys, new_keys), roll(band_values, new_values), sink_valid | write,
-                (later & torch.cat([band_valid[c:], torch.ones_like(band_valid[:c])])) | (~later & band_valid))
+                *commit_chunk(write, torch.stack(new_keys), torch.stack(new_values), sink_keys, sink_values,
+                              band_keys, band_values, sink_valid, band_valid))

@@ -113,3 +113,70 @@ class StreamingVAEDecoder:
         if vae.config.patch_size is not None:  # Wan 2.2's VAE
             frames = unpatchify(frames, patch_size=vae.config.patch_size)
         return frames
+
+
+class FixedShapeVAEDecode(torch.nn.Module):
+    """One latent frame of `StreamingVAEDecoder` with the causal-conv cache as tensors in and out:
+    the form export needs. Normalised latent (1, z, 1, h, w) -> frames in [-1, 1].
+
+    Two instances make a stream: `first=True` decodes the stream's first latent frame (one
+    video frame, no cache in), `first=False` every later one (4 frames, cache in). The cache
+    always has its steady shape, two frames per entry: where the first frame leaves one, or
+    none (the temporal upsamplers, which skip the first frame), it is padded in front with
+    zeros, which is what the causal convolutions pad with, so the frames are unchanged."""
+
+    def __init__(self, vae: AutoencoderKLWan, latent_size: int, first: bool):
+        super().__init__()
+        self.vae, self.first = vae, first
+        self.shapes = self.cache_shapes(vae, latent_size)
+        self.used = [i for i, shape in enumerate(self.shapes) if shape is not None]
+        self.INPUTS = ("latent",) if first else ("latent", *(f"cache_{i}" for i in range(len(self.used))))
+        self.OUTPUTS = ("frames", *(f"cache_{i}_out" for i in range(len(self.used))))
+        self.latent_size = latent_size
+
+    @staticmethod
+    @torch.no_grad()
+    def cache_shapes(vae: AutoencoderKLWan, latent_size: int) -> list[tuple[int, ...] | None]:
+        """Each cache entry's steady shape (None: an entry this decoder never uses), read off a
+        two-frame decode."""
+        decoder = StreamingVAEDecoder(vae)
+        decoder.decode(torch.zeros(1, vae.config.z_dim, 2, latent_size, latent_size))
+        return [tuple(c.shape) if torch.is_tensor(c) else None for c in decoder.feat_cache]
+
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        dtype = self.vae.dtype
+        latent = torch.randn(1, self.vae.config.z_dim, 1, self.latent_size, self.latent_size, dtype=dtype)
+        return (latent,) if self.first else (latent, *(torch.zeros(self.shapes[i], dtype=dtype) for i in self.used))
+
+    def forward(self, latent, *cache):
+        vae = self.vae
+        feat_cache = [None] * len(self.shapes)
+        for i, tensor in zip(self.used, cache):
+            feat_cache[i] = tensor
+        frames = vae.decoder(vae.post_quant_conv(denormalize(vae, latent)), feat_cache=feat_cache, feat_idx=[0],
+                             first_chunk=self.first)
+        out = []
+        for i in self.used:
+            entry, shape = feat_cache[i], self.shapes[i]
+            if not torch.is_tensor(entry):  # "Rep": a temporal upsampler that has seen only the first frame
+                entry = latent.new_zeros(shape)
+            elif entry.shape[2] < shape[2]:
+                entry = torch.cat([entry.new_zeros(*shape[:2], shape[2] - entry.shape[2], *shape[3:]), entry], dim=2)
+            out.append(entry)
+        return (frames.clamp(-1.0, 1.0), *out)
+
+
+class PortraitEncode(torch.nn.Module):
+    """`encode` of a one-frame video (the portrait), for export: (1, 3, 1, H, W) -> (1, z, 1, h, w)."""
+
+    INPUTS, OUTPUTS = ("frame",), ("latent",)
+
+    def __init__(self, vae: AutoencoderKLWan, size: int):
+        super().__init__()
+        self.vae, self.size = vae, size
+
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        return (torch.rand(1, 3, 1, self.size, self.size, dtype=self.vae.dtype) * 2 - 1,)
+
+    def forward(self, frame):
+        return encode(self.vae, frame)
