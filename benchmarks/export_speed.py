@@ -1,12 +1,16 @@
 """Speed of exported graphs (tm export) next to PyTorch on the CPU.
 
     python benchmarks/export_speed.py EXPORT_DIR [EXPORT_DIR ...] [--chunks 200]
+    python benchmarks/export_speed.py VIDEO_EXPORT_DIR [...] --video-student CKPT [--chunks 10]
 
-For each export folder: the student streamed over `--chunks` chunks of random features (ms per
-chunk: its denoising steps plus the cache write), and the face rig (ms per frame, one frame a
-call as the renderer calls it). The floor, measured in the same run, is PyTorch on the same
-model: the shipped student's own `step` with its KV cache, and `pose_landmarks` in float64.
-Prints the machine and commit with the table.
+For each motion export folder: the student streamed over `--chunks` chunks of random features
+(ms per chunk: its denoising steps plus the cache write), and the face rig (ms per frame, one
+frame a call as the renderer calls it). The floor, measured in the same run, is PyTorch on the
+same model: the shipped student's own `step` with its KV cache, and `pose_landmarks` in float64.
+
+For video exports (of the student given with --video-student, which is also the floor): the
+DiT streamed over `--chunks` chunks (ms per chunk) and the VAE decoder on the latents it made
+(ms per latent frame, one a call as the render calls it). Prints the machine and commit.
 """
 
 from __future__ import annotations
@@ -51,12 +55,55 @@ def per_frame_ms(rig: FaceRig, motion: np.ndarray) -> float:
     return 1000 * (time.perf_counter() - start) / len(motion)
 
 
+def video_ms(student, features: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """(DiT ms per chunk, VAE decoder ms per latent frame) of a VideoStudent, after a warm-up chunk."""
+    from tmcli.generator import VideoStreamingGenerator
+
+    face = torch.zeros(1, 3, 1, student.size, student.size)
+    portrait = student.encode(face)
+    list(VideoStreamingGenerator(student.model).stream([features[:8]], portrait, seed))
+    start = time.perf_counter()
+    chunks = list(VideoStreamingGenerator(student.model).stream([features], portrait, seed))
+    dit = 1000 * (time.perf_counter() - start) / len(chunks)
+    decoder = student.new_decoder()
+    start = time.perf_counter()
+    for chunk in chunks:
+        decoder.decode(chunk)
+    frames = sum(c.shape[2] for c in chunks)
+    return dit, 1000 * (time.perf_counter() - start) / frames
+
+
+def video_table(exports: list[Path], checkpoint: Path, chunks: int) -> Table:
+    from tmcli.runtime import StageDevices
+    from tmcli.video_pipeline import VideoStudent
+
+    floor = VideoStudent(checkpoint, StageDevices.cpu())
+    c = floor.model.config.chunk_latent_frames
+    features = np.random.default_rng(0).normal(size=(4 * c * chunks - 3, FEATURE_DIM)).astype(np.float32)
+    table = Table(title=f"video exports vs PyTorch, CPU ({floor.size} px, {chunks} chunks of {c} latent frames)")
+    for column in ("engine", "DiT ms/chunk", "x PyTorch", "VAE decode ms/latent frame", "x PyTorch"):
+        table.add_column(column)
+    floor_dit, floor_vae = video_ms(floor, features)
+    table.add_row("PyTorch (floor)", f"{floor_dit:.1f}", "1.00", f"{floor_vae:.1f}", "1.00")
+    for folder in exports:
+        m = ExportedModel(folder).manifest
+        dit, vae = video_ms(VideoStudent(folder, StageDevices.cpu()), features)
+        table.add_row(f"{m['export_format']} {m['dtype']}", f"{dit:.1f}", f"{dit / floor_dit:.2f}", f"{vae:.1f}",
+                      f"{vae / floor_vae:.2f}")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("exports", nargs="+", type=Path)
     parser.add_argument("--chunks", type=int, default=200)
+    parser.add_argument("--video-student", type=Path, help="the video student the video exports were made from")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
+    if args.video_student:
+        Console().print(video_table(args.exports, args.video_student, args.chunks))
+        print_machine(f"{args.chunks} chunks")
+        return
     student = load_motion_dit(embedded_checkpoint("student"))
     c = student.config.chunk_frames
     features = np.random.default_rng(0).normal(size=(args.chunks * c, FEATURE_DIM)).astype(np.float32)
@@ -78,12 +125,17 @@ def main() -> None:
         frame = per_frame_ms(rig, motion)
         table.add_row(f"{m['export_format']} {m['dtype']}", f"{chunk:.2f}", f"{chunk / floor_chunk:.2f}",
                       f"{frame:.3f}", f"{frame / floor_rig:.2f}")
+    Console().print(table)
+    print_machine(f"{args.chunks} chunks of {c} frames, 200 rig frames")
+
+
+def print_machine(run: str) -> None:
+    import onnxruntime
+
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    console = Console()
-    console.print(table)
-    console.print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-                  f"torch {torch.__version__}, commit {commit}; {args.chunks} chunks of {c} frames, 200 rig frames")
+    Console().print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                    f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, commit {commit}; {run}")
 
 
 if __name__ == "__main__":
