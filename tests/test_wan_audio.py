@@ -153,6 +153,25 @@ def test_streaming_vae_decode_equals_one_decode_of_the_clip():
     torch.testing.assert_close(decoder.decode(latents[:, :, :3]), parts[0])
 
 
+@torch.no_grad()
+def test_the_renders_tap_sum_convolutions_decode_as_the_stock_ones():
+    """The render's 3D convolutions as 2D ones per temporal tap: the same frames."""
+    import copy
+
+    from tmcli.render.vae_stream import TapSumCausalConv3d, use_tap_sum_convolutions
+
+    torch.manual_seed(0)
+    stock = build_vae("tiny").eval()
+    fast = use_tap_sum_convolutions(copy.deepcopy(stock))
+    swapped = [m for m in fast.modules() if isinstance(m, TapSumCausalConv3d)]
+    assert len(swapped) > 20 and not any(isinstance(m, TapSumCausalConv3d) for m in stock.modules())
+    latents = torch.randn(1, 4, 5, 4, 4)
+    want, got = StreamingVAEDecoder(stock).decode(latents), StreamingVAEDecoder(fast).decode(latents)
+    assert want.shape == (1, 3, 17, 32, 32)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert fast.state_dict().keys() == stock.state_dict().keys()
+
+
 def test_streaming_vae_encode_equals_one_encode_of_the_clip():
     """What VAE training streams through (the first window, then windows of 4k frames) codes
     the clip as one vae.encode does; a stream's first frame alone is an image latent."""

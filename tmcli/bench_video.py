@@ -28,7 +28,7 @@ from .errors import ConfigError
 from .features import FEATURE_DIM
 from .generator import VideoStreamingGenerator
 from .nn.wan_audio import WanAudioTransformer
-from .render.vae_stream import StreamingVAEDecoder, build_vae
+from .render.vae_stream import StreamingVAEDecoder, build_vae, use_tap_sum_convolutions
 from .runtime import StageDevices, host_peak_memory, peak_device_memory
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -129,7 +129,7 @@ def bench_video(preset: Preset, devices: StageDevices, chunks: int, preset_name:
     dtype = TORCH_DTYPES[devices.dtype]
     model = random_dit(settings, devices.generator, dtype)
     z = model.config.latent_channels
-    vae = build_vae(settings.vae).to(devices.renderer).eval()
+    vae = use_tap_sum_convolutions(build_vae(settings.vae)).to(devices.renderer).eval()  # as the render runs it
     if dtype != torch.float32:
         vae = torch.nn.Module.to(vae, dtype)  # all of it: the decoder has no fp32-only parts
     decoder = StreamingVAEDecoder(vae)

@@ -43,7 +43,7 @@ class VideoStudent:
         from diffusers import AutoencoderKLWan
 
         from .nn.wan_audio import WanAudioTransformer
-        from .render.vae_stream import StreamingVAEDecoder, encode
+        from .render.vae_stream import StreamingVAEDecoder, encode, use_tap_sum_convolutions
 
         path = Path(path)
         try:
@@ -51,7 +51,7 @@ class VideoStudent:
             if record.get("stage") != "student":
                 raise ValueError(f"it holds a video {record.get('stage')}, not a distilled student")
             self.model = WanAudioTransformer.from_pretrained(path).to(devices.generator).eval()
-            vae = AutoencoderKLWan.from_pretrained(path / "vae").to(devices.renderer).eval()
+            vae = use_tap_sum_convolutions(AutoencoderKLWan.from_pretrained(path / "vae")).to(devices.renderer).eval()
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(f"cannot load the video student in {path}: {str(exc).splitlines()[0]}",
                              hint="make one with `tm distill VIDEO_TEACHER VIDEO_DATA -o DIR`") from None
