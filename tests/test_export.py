@@ -18,6 +18,7 @@ from tmcli.export import ExportError, RealInputs, export
 from tmcli.face.motion import MOTION_DIM, pose_landmarks
 from tmcli.features import FEATURE_DIM
 from tmcli.generator import StreamingGenerator
+from tmcli.media import umask
 from tmcli.nn.causal_dit import FixedShapeStep
 
 
@@ -72,7 +73,8 @@ def test_an_export_streams_the_motion_pytorch_streams(student_dir, real, tmp_pat
     assert on_disk["verification"] == check and on_disk["chunk"]["frames"] == C
     assert [p.name for p in tmp_path.iterdir()] == ["x"]  # no temporary folder left
     if fmt == "safetensors":
-        assert (tmp_path / "x" / "diffusion_pytorch_model.safetensors").is_file()
+        weights = tmp_path / "x" / "diffusion_pytorch_model.safetensors"
+        assert weights.is_file() and weights.stat().st_mode & 0o777 == 0o666 & ~umask()  # shareable, not 0600
         assert check["stream, real"]["max_abs"] > 0  # checked against the fp32 model, not its rounded copy
         from tmcli.config import load_preset
         from tmcli.pipeline import load_generator

@@ -43,7 +43,7 @@ import torch
 from .engine import MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, ExportedChunkStep, ExportedModel, sha256
 from .errors import InputError, OutputError, TmError
 from .face.motion import CHANNELS, MOTION_DIM, pose_landmarks
-from .media import umask
+from .media import save_pretrained, umask
 from .nn.causal_dit import CausalMotionDiT, FixedShapeStep
 
 FORMATS = ("onnx", "torch-export", "safetensors")
@@ -116,7 +116,7 @@ def _write_motion_export(model: CausalMotionDiT, folder: Path, fmt: str, dtype: 
     start = time.perf_counter()
     if fmt == "safetensors":
         with quiet_libraries():
-            copy.deepcopy(model).to(DTYPES[dtype]).save_pretrained(folder)
+            save_pretrained(copy.deepcopy(model).to(DTYPES[dtype]), folder)
     else:
         with quiet_libraries():
             step = FixedShapeStep(copy.deepcopy(model)).to(DTYPES[dtype]).eval()  # the reference stays fp32

@@ -35,6 +35,7 @@ import torch
 from .errors import InputError
 from .export import (DTYPES, TOLERANCE, RealInputs, check_report, errors_of, manifest_head, quiet_libraries,
                      random_steps, write_graph, write_manifest)
+from .media import save_pretrained
 from .nn.wan_audio import FixedShapeVideoStep
 from .render.vae_stream import FixedShapeVAEDecode, PortraitEncode
 from .runtime import StageDevices
@@ -71,8 +72,8 @@ def write_video_export(checkpoint: str | Path, folder: Path, fmt: str, dtype: st
     with quiet_libraries():  # the reference stays fp32 for the check
         low_model, low_vae = copy.deepcopy(model).to(DTYPES[dtype]), copy.deepcopy(vae).to(DTYPES[dtype])
     if fmt == "safetensors":
-        low_model.save_pretrained(folder)
-        low_vae.save_pretrained(folder / "vae")
+        save_pretrained(low_model, folder)
+        save_pretrained(low_vae, folder / "vae")
         shutil.copy(Path(checkpoint) / "train.json", folder / "train.json")
     else:
         low_step = FixedShapeVideoStep(low_model, latent)

@@ -75,6 +75,16 @@ def umask() -> int:
     return mask
 
 
+def save_pretrained(model, folder: str | Path) -> None:
+    """`model.save_pretrained(folder)` with its files readable as the umask allows: diffusers
+    writes the weights file owner-only (0600), which a checkpoint meant to be shared should not be."""
+    model.save_pretrained(folder)
+    mode = 0o666 & ~umask()
+    for file in Path(folder).iterdir():
+        if file.is_file():
+            file.chmod(mode)
+
+
 class VideoWriter:
     """Raw RGB frames in, an H.264 yuv420p + AAC mp4 out (with +faststart).
 

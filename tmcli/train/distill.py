@@ -41,6 +41,7 @@ import torch
 from ..config import DistillSettings, GeneratorSettings
 from ..features import silence_features
 from ..generator import denoise_chunk, guidance_scales, guided_velocity, split_controls
+from ..media import save_pretrained
 from ..nn.attention import KVCache
 from ..nn.causal_dit import CausalMotionDiT
 from ..nn.motion_dit import MotionDiT
@@ -345,8 +346,8 @@ def distill(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, 
 
 
 def _checkpoint(student, fake, optimizer, fake_optimizer, step: int, out: Path) -> None:
-    student.save_pretrained(out)
-    fake.save_pretrained(out / "fake")
+    save_pretrained(student, out)
+    save_pretrained(fake, out / "fake")
     tmp = out / (STATE + ".tmp")
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "fake_optimizer": fake_optimizer.state_dict()}, tmp)
     tmp.replace(out / STATE)

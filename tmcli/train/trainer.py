@@ -22,6 +22,7 @@ from ..config import ModelSettings, TrainSettings
 from ..data.shards import read_manifest
 from ..features import silence_features
 from ..generator import split_controls
+from ..media import save_pretrained
 from ..nn.motion_dit import MotionDiT
 from .data import Batch, WindowStream
 
@@ -74,7 +75,7 @@ def flow_matching_loss(model: MotionDiT, batch: Batch, settings: TrainSettings, 
 
 
 def _checkpoint(model: MotionDiT, optimizer, schedule, step: int, out: Path) -> None:
-    model.save_pretrained(out)
+    save_pretrained(model, out)
     tmp = out / (STATE + ".tmp")
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()}, tmp)
     tmp.replace(out / STATE)

@@ -29,6 +29,7 @@ from ..config import VAE_CONFIGS, DistillSettings, GeneratorSettings, Preset, Tr
 from ..data.video import read_video_clips, read_video_manifest
 from ..errors import InputError
 from ..features import silence_features
+from ..media import save_pretrained
 from ..nn.wan_audio import WanAudioTransformer
 from ..render.vae_stream import StreamingVAEDecoder, StreamingVAEEncoder, build_vae, encode, load_vae
 from .distill import PAIRS, ode_states
@@ -273,7 +274,7 @@ def distill_video(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | 
               "data": {"path": str(Path(data_dir).resolve()), "size": manifest["size"]}}
     run = start_run(out, WanAudioTransformer, make_student, train, record, device)
     if not (out / "vae" / "config.json").is_file():
-        vae.save_pretrained(out / "vae")
+        save_pretrained(vae, out / "vae")
     if (out / PAIRS).is_file():
         pairs = torch.load(out / PAIRS, weights_only=True)
     else:  # the data set is read only for the pairs (a resumed run has them)
