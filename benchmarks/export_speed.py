@@ -5,8 +5,9 @@
 
 For each motion export folder: the student streamed over `--chunks` chunks of random features
 (ms per chunk: its denoising steps plus the cache write), and the face rig (ms per frame, one
-frame a call as the renderer calls it). The floor, measured in the same run, is PyTorch on the
-same model: the shipped student's own `step` with its KV cache, and `pose_landmarks` in float64.
+frame a call as the renderer calls it), and the warp (ms per frame at the export's crop size). The
+floor, measured in the same run, is PyTorch on the same model: the shipped student's own `step`
+with its KV cache, `pose_landmarks` in float64 and MeshWarpRenderer.
 
 For video exports (of the student given with --video-student, which is also the floor): the
 DiT streamed over `--chunks` chunks (ms per chunk) and the VAE decoder on the latents it made
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from tmcli.config import load_preset  # noqa: E402
 from tmcli.controls import Controls  # noqa: E402
-from tmcli.engine import ExportedChunkStep, ExportedModel  # noqa: E402
+from tmcli.engine import ExportedChunkStep, ExportedModel, ExportedWarp  # noqa: E402
 from tmcli.face.motion import MOTION_DIM, FaceRig  # noqa: E402
 from tmcli.features import FEATURE_DIM  # noqa: E402
 from tmcli.generator import StreamingGenerator, load_motion_dit  # noqa: E402
@@ -93,6 +94,15 @@ def video_table(exports: list[Path], checkpoint: Path, chunks: int) -> Table:
     return table
 
 
+def warp_ms(renderer, landmarks: np.ndarray) -> float:
+    """ms per frame of a renderer (MeshWarpRenderer or ExportedWarp) on these landmarks, one a call."""
+    renderer(landmarks[0])
+    start = time.perf_counter()
+    for lm in landmarks:
+        renderer(lm)
+    return 1000 * (time.perf_counter() - start) / len(landmarks)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("exports", nargs="+", type=Path)
@@ -107,26 +117,32 @@ def main() -> None:
     student = load_motion_dit(embedded_checkpoint("student"))
     c = student.config.chunk_frames
     features = np.random.default_rng(0).normal(size=(args.chunks * c, FEATURE_DIM)).astype(np.float32)
-    rig = Portrait.load(ROOT / "samples" / "portrait.png", load_preset("default")).rig
+    size = ExportedModel(args.exports[0]).manifest["warp"]["size"]
+    portrait = Portrait.load(ROOT / "samples" / "portrait.png", load_preset("default").with_overrides(output={"size": size}))
+    rig = portrait.rig
     motion = np.random.default_rng(1).normal(scale=0.3, size=(200, MOTION_DIM))
 
-    table = Table(title="exported graphs vs PyTorch, CPU")
-    for column in ("engine", "chunk step ms/chunk", "x PyTorch", "face rig ms/frame", "x PyTorch"):
+    table = Table(title=f"exported graphs vs PyTorch, CPU (warp: {size} px crops)")
+    for column in ("engine", "chunk step ms/chunk", "x PyTorch", "face rig ms/frame", "x PyTorch", "warp ms/frame",
+                   "x PyTorch"):
         table.add_column(column)
     floor_chunk = per_chunk_ms(StreamingGenerator(student), features, c)
     rig.pose = None  # pose_landmarks in float64
     floor_rig = per_frame_ms(rig, motion)
-    table.add_row("PyTorch (floor)", f"{floor_chunk:.2f}", "1.00", f"{floor_rig:.3f}", "1.00")
+    landmarks = np.stack([rig.apply(m) for m in motion[:50]])
+    floor_warp = warp_ms(portrait.renderer, landmarks)
+    table.add_row("PyTorch (floor)", f"{floor_chunk:.2f}", "1.00", f"{floor_rig:.3f}", "1.00", f"{floor_warp:.2f}", "1.00")
     for folder in args.exports:
         exported = ExportedModel(folder)
         m = exported.manifest
         chunk = per_chunk_ms(StreamingGenerator(ExportedChunkStep(exported)), features, c)
         rig.pose = exported.face_rig
         frame = per_frame_ms(rig, motion)
+        warp = warp_ms(ExportedWarp(exported, portrait.renderer), landmarks)
         table.add_row(f"{m['export_format']} {m['dtype']}", f"{chunk:.2f}", f"{chunk / floor_chunk:.2f}",
-                      f"{frame:.3f}", f"{frame / floor_rig:.2f}")
+                      f"{frame:.3f}", f"{frame / floor_rig:.2f}", f"{warp:.2f}", f"{warp / floor_warp:.2f}")
     Console().print(table)
-    print_machine(f"{args.chunks} chunks of {c} frames, 200 rig frames")
+    print_machine(f"{args.chunks} chunks of {c} frames, 200 rig frames, 50 warp frames")
 
 
 def print_machine(run: str) -> None:

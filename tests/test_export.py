@@ -58,9 +58,14 @@ def student_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def real(portrait):
+def real():
+    """Features, and the astronaut's rig and renderer at 192 px (the warp graph's size)."""
+    from tmcli.config import load_preset
+    from tmcli.portrait import Portrait
+
     features = np.random.default_rng(1).normal(size=(23, FEATURE_DIM)).astype(np.float32)
-    return RealInputs(features, portrait.rig.tensors())
+    face = Portrait.load(PORTRAIT, load_preset().with_overrides(output={"size": 192}))
+    return RealInputs(features, face.rig.tensors(), face.renderer)
 
 
 @pytest.mark.parametrize("fmt, dtype", [("onnx", "fp32"), ("onnx", "fp16"), ("torch-export", "fp32"),
@@ -85,6 +90,8 @@ def test_an_export_streams_the_motion_pytorch_streams(student_dir, real, tmp_pat
         assert isinstance(loaded.model, CausalMotionDiT)  # a plain checkpoint, not a graph folder
         return
     assert check["face_rig, real"]["max_abs"] <= check["tolerance"]["landmarks_px"]
+    assert check["warp, real"]["max_abs"] <= check["tolerance"]["warp"] and check["warp, random"]["scale"] > 0.5
+    assert set(manifest["graphs"]) == {"chunk_step", "face_rig", "warp"} and manifest["warp"]["size"] == 192
     # run it again here, as `tm render --engine` does, on features the check did not see
     features = np.random.default_rng(5).normal(size=(31, FEATURE_DIM)).astype(np.float32)
     model = tiny_student(window_chunks=2)
@@ -152,7 +159,7 @@ def test_tm_export_then_render_with_the_onnx_engine_gives_pytorchs_video(tmp_pat
     from tmcli.curves import read_motion
     from tmcli.media import read_video_frames
 
-    done = tm("export", "default", "-o", tmp_path / "onnx", "-q")
+    done = tm("export", "default", "-o", tmp_path / "onnx", "--size", "192", "-q")
     assert done.returncode == 0 and done.stderr == "", done.stderr[-2000:]
     lossless = tmp_path / "lossless.toml"  # so the encoder cannot spread one-level differences (yuv420p still can)
     lossless.write_text("[output]\ncrf = 0\n")
@@ -168,6 +175,10 @@ def test_tm_export_then_render_with_the_onnx_engine_gives_pytorchs_video(tmp_pat
     wrong = tm("render", PORTRAIT, SPEECH, "-o", tmp_path / "w.mp4", "--engine", "torch-export", "--model",
                tmp_path / "onnx")
     assert wrong.returncode == 2 and "not torch-export" in wrong.stderr and not (tmp_path / "w.mp4").exists()
+    other_size = tm("render", PORTRAIT, SPEECH, "-o", tmp_path / "w.mp4", "--size", "256", "--crop", "--engine",
+                    "onnx", "--model", tmp_path / "onnx")
+    assert other_size.returncode == 2 and "--size 192" in other_size.stderr and "Traceback" not in other_size.stderr
+    assert not (tmp_path / "w.mp4").exists()
 
 
 # ---- the video backend ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 
 from .controls import GROUPS
@@ -28,7 +29,7 @@ from .nn.wan_audio import FixedShapeVideoStep, WanAudioTransformer
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "tm-export"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: the motion export has the warp graph; video exports
 ENGINES = ("onnx", "torch-export")  # formats that hold graphs (safetensors holds weights)
 
 
@@ -130,6 +131,11 @@ class ExportedModel:
                  unit: torch.Tensor) -> torch.Tensor:
         """`pose_landmarks` run by the exported face_rig graph."""
         return self.run("face_rig", motion, rest, basis, pivot, unit)[0].to(rest.dtype)
+
+    def warp(self, landmarks: torch.Tensor, portrait: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """One frame's landmarks (478, 3) -> the crop (1, 3, S, S), by the exported warp graph;
+        portrait: FixedShapeWarp.portrait_inputs of the portrait's renderer."""
+        return self.run("warp", torch.as_tensor(landmarks), *portrait)[0]
 
 
 def _as_list(outputs) -> list[torch.Tensor]:
@@ -253,3 +259,23 @@ class ExportedVAEDecoder:
                 out, *self.cache = self.exported.run("vae_decode_next", latent, *self.cache)
             frames.append(out.float())
         return torch.cat(frames, dim=2)
+
+
+class ExportedWarp:
+    """The warp graph behind MeshWarpRenderer's call (deformed landmarks -> crop), for one
+    portrait: its tensors are read once from the portrait's own renderer."""
+
+    def __init__(self, model: ExportedModel, renderer):
+        from .errors import ConfigError
+        from .render.meshwarp import FixedShapeWarp
+
+        size = model.manifest["warp"]["size"]
+        if size != renderer.size:
+            raise ConfigError(f"the export's warp makes {size} px crops; {renderer.size} px asked for",
+                              hint=f"render with --size {size}, or export with --size {renderer.size}")
+        self.exported, self.device = model, renderer.device
+        self.portrait = FixedShapeWarp.portrait_inputs(renderer)
+
+    def __call__(self, deformed) -> torch.Tensor:
+        landmarks = torch.as_tensor(np.asarray(deformed), dtype=torch.float32)
+        return self.exported.warp(landmarks, self.portrait).to(self.device)

@@ -1,11 +1,14 @@
 """tm export: a student checkpoint -> artifacts that run without tm's Python code.
 
-Two graphs, written by torch.onnx (dynamo exporter) or torch.export:
+Three graphs, written by torch.onnx (dynamo exporter) or torch.export:
   chunk_step  the student's step (nn/causal_dit.py FixedShapeStep): one chunk of fixed shape,
               the KV cache as explicit inputs and outputs, write=False to denoise, True to
               commit the clean chunk;
   face_rig    motion (frames, MOTION_DIM) -> landmarks (frames, 478, 3) (face/motion.py
-              pose_landmarks), the portrait's rig tensors as inputs.
+              pose_landmarks), the portrait's rig tensors as inputs;
+  warp        one frame's landmarks -> the face crop (render/meshwarp.py FixedShapeWarp: the
+              renderer with fixed windows where it slices boxes that follow the landmarks), the
+              portrait's crop and warp tensors as inputs; made for one crop size (--size).
 `manifest.json` holds what a runtime needs besides the graphs: input and output shapes and
 dtypes, fps, chunk and audio-feature settings, the sampler's noise levels, motion
 normalisation, checksums, and the verification below. Format safetensors writes the student
@@ -13,14 +16,14 @@ in the chosen dtype as a plain tm checkpoint (`tm render --checkpoint DIR`).
 
 Every export is verified before it is published (written to a temporary folder, renamed on
 success): each graph is run by the engine `tm render --engine` uses (engine.py) against
-PyTorch in fp32, on random inputs and on a real stream (a recording's features, and the motion
-they give on a portrait's rig); max and mean absolute error must be within the dtype's tolerance.
+PyTorch in fp32, on random inputs and on a real stream (a recording's features, the motion
+they give on a portrait's rig, and frames of it warped); max and mean absolute error must be
+within the dtype's tolerance.
 
-Does not export: the pixel warp (render/meshwarp.py). Its lips and eyelids are remapped per
-column inside a box whose size follows each frame's landmarks, between contours found with
-np.interp over x-sorted points; those data-dependent shapes are not static graphs. It stays in
-tm's Python (torch), fed by the exported graphs' landmarks. The teacher is not exported (it is
-not streamed). A video-backend student exports its own graphs (export_video.py).
+Not exported: what is made once per portrait (mediapipe's landmarks, the crop's alignment,
+the rig and the thin-plate spline solve: tm's Python makes them, the graphs take them as
+inputs), pasting the crop back into the portrait, and the teacher (it is not streamed). A
+video-backend student exports its own graphs (export_video.py).
 """
 
 from __future__ import annotations
@@ -45,11 +48,14 @@ from .errors import InputError, OutputError, TmError
 from .face.motion import CHANNELS, MOTION_DIM, pose_landmarks
 from .media import save_pretrained, umask
 from .nn.causal_dit import CausalMotionDiT, FixedShapeStep
+from .render.meshwarp import FixedShapeWarp, MeshWarpRenderer
 
 FORMATS = ("onnx", "torch-export", "safetensors")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2, "bf16": 2.5e-1}  # max |error| / max(1, max |value|) of motion, cache
 RIG_TOLERANCE_PX = 0.01  # landmarks, in crop pixels (the rig graph is float32 whatever the dtype)
+WARP_TOLERANCE = 4e-3  # frame values in [0, 1] (1/255; the warp graph is float32 whatever the dtype)
+WARP_CHECK_FRAMES = 6  # frames of each stream the warp graph is checked on
 SUFFIX = {"onnx": ".onnx", "torch-export": ".pt2"}
 
 
@@ -70,11 +76,12 @@ class FaceRigGraph(torch.nn.Module):
 @dataclasses.dataclass
 class RealInputs:
     """What the check runs on besides random tensors: a recording's generator features (T,
-    FEATURE_DIM) and a portrait: its rig tensors (FaceRig.tensors(), the motion backend's) or
-    its face crop (the video backend's)."""
+    FEATURE_DIM) and a portrait: its rig tensors (FaceRig.tensors()) and renderer (the motion
+    backend's), or its face crop (the video backend's)."""
 
     features: np.ndarray
     rig: dict[str, torch.Tensor] | None = None
+    renderer: MeshWarpRenderer | None = None  # the motion backend's, at the size the warp graph is for
     face: np.ndarray | None = None  # the video backend's: the portrait's face crop (S, S, 3) uint8 at its size
 
 
@@ -123,10 +130,19 @@ def _write_motion_export(model: CausalMotionDiT, folder: Path, fmt: str, dtype: 
         rig_example = (torch.zeros(4, MOTION_DIM), torch.zeros(478, 3), torch.zeros(27, 478, 2), torch.zeros(3),
                        torch.tensor(1.0))
         frames = torch.export.Dim("frames", min=1, max=100_000)
+        warp = FixedShapeWarp(real.renderer)
         manifest["graphs"] = {
             "chunk_step": write_graph(folder, "chunk_step", step, step.example_inputs(), fmt),
             "face_rig": write_graph(folder, "face_rig", FaceRigGraph(), rig_example, fmt,
-                                    ({0: frames}, None, None, None, None))}
+                                    ({0: frames}, None, None, None, None)),
+            "warp": write_graph(folder, "warp", warp, warp.example_inputs(), fmt)}
+        manifest["warp"] = {
+            "size": warp.size, "windows_px": {"mouth": warp.regions[0][2], "eyes": warp.regions[1][2]},
+            "inputs": "one frame's landmarks (478, 3) in crop pixels from face_rig; then the portrait's tensors "
+                      "(render/meshwarp.py FixedShapeWarp.portrait_inputs): its crop (1, 3, S, S) in [0, 1], its "
+                      "landmarks (478, 2), the thin-plate spline's field matrix, the interocular distance, the "
+                      "teeth colour (3, 1, 1) and whether the portrait shows its own teeth",
+            "output": "the face crop (1, 3, S, S) in [0, 1]"}
     return write_manifest(folder, manifest, start, lambda: verify(model, folder, manifest, real))
 
 
@@ -186,8 +202,9 @@ def _manifest(model: CausalMotionDiT, fmt: str, dtype: str) -> dict:
         "motion": {"channels": CHANNELS, "mean": model.motion_mean.tolist(), "std": model.motion_std.tolist(),
                    "note": "graphs take and give normalised motion: (motion - mean) / std"},
         "not_exported": {
-            "pixel warp (render/meshwarp.py)": "lips and eyelids are remapped per column inside a box whose size "
-                                              "follows each frame's landmarks: data-dependent shapes",
+            "the portrait's tensors": "made once per portrait by tm's Python (mediapipe's landmarks, the crop's "
+                                      "alignment, a thin-plate spline solve): inputs of face_rig and warp",
+            "pasting the crop back into the portrait": "tm's Python (render/compositor), or --crop",
             "teacher": "not streamed"},
     }
 
@@ -237,7 +254,8 @@ def verify(model: CausalMotionDiT, folder: Path, manifest: dict, real: RealInput
     from .generator import StreamingGenerator, load_motion_dit
 
     dtype = manifest["dtype"]
-    report: dict = {"tolerance": {"motion": TOLERANCE[dtype], "landmarks_px": RIG_TOLERANCE_PX}}
+    report: dict = {"tolerance": {"motion": TOLERANCE[dtype], "landmarks_px": RIG_TOLERANCE_PX,
+                                  "warp": WARP_TOLERANCE}}
     reference = StreamingGenerator(model)
     if manifest["export_format"] == "safetensors":
         exported = StreamingGenerator(load_motion_dit(folder))  # its weights rounded to the dtype
@@ -256,10 +274,17 @@ def verify(model: CausalMotionDiT, folder: Path, manifest: dict, real: RealInput
         motion = torch.as_tensor(exported(real.features, Controls(), seed), dtype=torch.float64)
         noisy = motion + torch.as_tensor(rng.normal(scale=0.3, size=motion.shape))
         rig32 = {k: v.float() for k, v in real.rig.items()}
+        portrait = FixedShapeWarp.portrait_inputs(real.renderer)
         for label, m in (("real", motion), ("random", noisy)):
-            report[f"face_rig, {label}"] = errors_of(pose_landmarks(m, **real.rig), engine.face_rig(m.float(), **rig32),
+            landmarks = pose_landmarks(m, **real.rig)
+            report[f"face_rig, {label}"] = errors_of(landmarks, engine.face_rig(m.float(), **rig32),
                                                    f"{len(m)} frames, px")
-    return check_report(report, dtype, {"face_rig": RIG_TOLERANCE_PX})
+            some = landmarks[:: max(1, len(landmarks) // WARP_CHECK_FRAMES)][:WARP_CHECK_FRAMES]
+            want = torch.cat([real.renderer(lm.numpy()).float().cpu() for lm in some])
+            got = torch.cat([engine.warp(lm, portrait) for lm in some])
+            report[f"warp, {label}"] = errors_of(want, got, f"{len(some)} frames of {real.renderer.size} px, in [0, 1]")
+    return check_report(report, dtype, {"face_rig": RIG_TOLERANCE_PX, "warp": WARP_TOLERANCE})
+
 
 
 def check_report(report: dict, dtype: str, absolute: dict[str, float]) -> dict:

@@ -224,10 +224,12 @@ def render(portrait_path: str | Path, audio_path: str | Path | None, output: str
             # half the cores render, the rest encode: oversubscribed OpenMP threads spin and run 10x slower
             torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
             portrait = Portrait.load(portrait_path, preset, face_index, devices.renderer)
-            from .engine import ExportedModel, is_export
+            from .engine import ExportedModel, ExportedWarp, is_export
 
-            if motion_in is None and is_export(checkpoint):  # the export's face_rig graph poses the landmarks
-                portrait.rig.pose = ExportedModel(checkpoint, graphs=("face_rig",)).face_rig
+            if motion_in is None and is_export(checkpoint):  # the export's graphs pose the landmarks and warp
+                exported = ExportedModel(checkpoint, graphs=("face_rig", "warp"))
+                portrait.rig.pose = exported.face_rig
+                portrait.renderer = ExportedWarp(exported, portrait.renderer)
         out = preset.output
         if motion_out is not None:
             curves = stack.enter_context(MotionWriter(motion_out, out.fps, portrait.face.landmarks, {

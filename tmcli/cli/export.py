@@ -20,12 +20,13 @@ def export(
     dtype: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (bf16: torch-export and safetensors only).")] = "fp32",
     audio: Annotated[Optional[Path], typer.Option(help="Speech whose features the export is checked on (default: samples/speech.wav).")] = None,
     portrait: Annotated[Optional[Path], typer.Option(help="Portrait whose rig (video: face crop) the check runs on (default: samples/portrait.png).")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Crop size in pixels the warp graph renders (default: the default preset's, 512); `tm render --engine` must render at it.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it is an existing folder.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Export the streaming student's chunk step (KV cache as inputs and outputs) and the face rig
-    (a video student: its VAE encoder and streaming decoder) as graphs, check them against
-    PyTorch on random and real inputs, and write a manifest."""
+    """Export the streaming student's chunk step (KV cache as inputs and outputs), the face rig
+    and the warp (a video student: its VAE encoder and streaming decoder) as graphs, check them
+    against PyTorch on random and real inputs, and write a manifest."""
     from ..config import load_preset
     from ..errors import InputError
     from ..export import check_request
@@ -49,14 +50,15 @@ def export(
         load_motion_dit(checkpoint)  # a bad checkpoint fails here, in one line
         face_size = None
     with console.status("reading the check's inputs", spinner="dots") if not quiet else contextlib.nullcontext():
-        real = _real_inputs(audio, portrait, load_preset("default"), face_size)
+        preset = load_preset("default")
+        real = _real_inputs(audio, portrait, preset.with_overrides(output={"size": size}) if size else preset, face_size)
     with console.status(f"exporting {format} {dtype} and checking it", spinner="dots") if not quiet else contextlib.nullcontext():
         manifest = run_export(checkpoint, out, format, dtype, real, overwrite)
     if quiet:
         return
     from rich.table import Table
 
-    units = "normalised latents; frames in [-1, 1]" if face_size else "normalised motion; rig in px"
+    units = "normalised latents; frames in [-1, 1]" if face_size else "normalised motion; rig in px; warp in [0, 1]"
     table = Table(title=f"{out}: {format}, {dtype}, checked against PyTorch fp32 ({units})")
     for column in ("check", "max |error|", "mean |error|", "inputs"):
         table.add_column(column)
@@ -68,7 +70,7 @@ def export(
 
 
 def _real_inputs(audio: Path, portrait: Path, preset, face_size: int | None):
-    """The speech's features, and the portrait's rig (motion) or its face crop at face_size (video)."""
+    """The speech's features, and the portrait's rig and renderer (motion) or its face crop at face_size (video)."""
     from .. import audio as audio_mod
     from ..export import RealInputs
     from ..features import generator_features
@@ -80,4 +82,5 @@ def _real_inputs(audio: Path, portrait: Path, preset, face_size: int | None):
     features = generator_features(audio_mod.extract_features(samples, preset.output.fps), speech_phones(samples))
     if face_size:
         return RealInputs(features, face=face_crop(portrait, preset, face_size))
-    return RealInputs(features, Portrait.load(portrait, preset).rig.tensors())
+    face = Portrait.load(portrait, preset)
+    return RealInputs(features, face.rig.tensors(), face.renderer)

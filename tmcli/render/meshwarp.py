@@ -46,6 +46,81 @@ def _tps_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 0.5 * d2 * np.log(np.maximum(d2, 1e-12))
 
 
+def _count_at_most(sorted_values: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """searchsorted(sorted_values, query, right=True) along the last axis, as a count (ONNX has
+    no searchsorted; the knot lists are a few points long)."""
+    return (sorted_values <= query).sum(dim=-1)
+
+
+def curves_at(columns: torch.Tensor, points: torch.Tensor, curves: list[list[int]]) -> torch.Tensor:
+    """y of each curve at each column (C, K), made non-decreasing from top to bottom.
+
+    A curve is linear between its points taken in x order and flat beyond its ends (np.interp)."""
+    ys = []
+    for curve in curves:
+        x, y = points[curve, 0], points[curve, 1]
+        order = torch.argsort(x)
+        x, y = x[order], y[order]
+        j = _count_at_most(x[None, :], columns[:, None]).clamp(1, len(curve) - 1)
+        lo, hi = x[j - 1], x[j]
+        t = ((columns - lo) / (hi - lo).clamp(min=1e-9)).clamp(0, 1)
+        at = y[j - 1] + t * (y[j] - y[j - 1])
+        ys.append(at if not ys else torch.maximum(at, ys[-1]))  # not above the curve before
+    return torch.stack(ys, dim=1)
+
+
+def remap_rows(rows: torch.Tensor, ko: torch.Tensor, ki: torch.Tensor, rigid: int | None) -> torch.Tensor:
+    """Per column, the piecewise-linear map from output rows to rows after the smooth warp:
+    (R,) rows, (C, K) knots out and in -> source rows (R, C). Outside the outer knots, rows
+    stay. Segment `rigid` (the mouth opening) is shifted, not stretched (see MeshWarpRenderer)."""
+    query = rows[None, :].expand(ko.shape[0], -1)  # (C, R)
+    j = (_count_at_most(ko[:, None, :], query[:, :, None]) - 1).clamp(0, ko.shape[1] - 2)
+    lo, hi = ko.gather(1, j), ko.gather(1, j + 1)
+    t = ((query - lo) / (hi - lo).clamp(min=1e-6)).clamp(0, 1)
+    mapped = ki.gather(1, j) + t * (ki.gather(1, j + 1) - ki.gather(1, j))
+    if rigid is not None:
+        top_in, bottom_in = ki[:, rigid: rigid + 1], ki[:, rigid + 1: rigid + 2]
+        from_top, from_bottom = query - ko[:, rigid: rigid + 1], ko[:, rigid + 1: rigid + 2] - query
+        half = (bottom_in - top_in) / 2
+        shifted = torch.where(from_top <= from_bottom, top_in + from_top.minimum(half),
+                              bottom_in - from_bottom.minimum(half))
+        mapped = torch.where(j == rigid, shifted, mapped)
+    inside = (query >= ko[:, :1]) & (query <= ko[:, -1:])
+    return torch.where(inside, mapped, query).T
+
+
+def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, knots_in: torch.Tensor,
+                corners: torch.Tensor, unit, teeth: torch.Tensor, own_teeth) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mouth interior over rows (R, 1) x columns (C,): (alpha (R, C), paint (3, R, C)).
+
+    Covers only what opens beyond the portrait's own interior, fading in with the width; upper
+    teeth hang a fixed depth below the above-lip ring, lower teeth sit on the lower lip, the
+    cavity darkens with depth and the upper lip shades what is below it. knots / knots_in:
+    (C, K) mouth curves out / in; corners: the deformed inner-lip corners' x (78, 308); teeth:
+    their colour (3, 1, 1); own_teeth: the portrait shows its own (they then move with the
+    lips, see remap_rows, and only the cavity is painted)."""
+    top, bottom = knots[:, UPPER_INNER], knots[:, LOWER_INNER]
+    own = knots_in[:, LOWER_INNER] - knots_in[:, UPPER_INNER]
+    half = own / 2
+    alpha = ((rows - top - half + 0.5).clamp(0, 1) * (bottom - half - rows + 0.5).clamp(0, 1)
+             * (bottom - top - own).clamp(0, 1))  # (R, C)
+    mid, half_width = (corners[0] + corners[1]) / 2, ((corners[1] - corners[0]) / 2).clamp(min=1.0)
+    arch = (1 - ((cols - mid) / half_width) ** 2).clamp(min=0).sqrt()  # (C,) 1 mid-mouth, 0 at corners
+    rest_depth = knots_in[:, UPPER_INNER] - knots_in[:, 0]
+    upper_edge = knots[:, 0] + rest_depth + 0.10 * unit * arch
+    lower_edge = bottom - 0.03 * unit * arch
+    painted_teeth = ~torch.as_tensor(own_teeth, device=rows.device)
+    upper = (upper_edge - rows + 0.5).clamp(0, 1) * ((arch > 0.15) & painted_teeth)
+    lower = (rows - lower_edge + 0.5).clamp(0, 1) * ((arch > 0.3) & painted_teeth)
+    depth = ((rows - top) / (bottom - top).clamp(min=1)).clamp(0, 1)
+    cavity = rows.new_tensor(CAVITY).view(3, 1, 1) * (0.6 + 0.4 * (2 * depth - 1).abs()) * (0.5 + 0.5 * arch)
+    teeth = teeth * (0.45 + 0.55 * arch.sqrt())
+    paint = cavity * (1 - upper) + teeth * upper
+    paint = paint * (1 - lower) + 0.35 * teeth * lower
+    shadow = 1 - 0.35 * (1 - (rows - top).clamp(0, 2) / 2)  # the upper lip shades what is below it
+    return alpha, paint * shadow
+
+
 class MeshWarpRenderer:
     """Renders a crop (1 x 3 x S x S, [0, 1]) posed by deformed landmarks (478, 3) in crop pixels."""
 
@@ -78,7 +153,9 @@ class MeshWarpRenderer:
         self.coarse_pixels = self._tensor(grid_pts * size).reshape(g, g, 2)
         ys, xs = torch.meshgrid(self._arange(0, size), self._arange(0, size), indexing="ij")
         self.pixels = torch.stack([xs, ys], dim=-1)  # (S, S, 2) x, y
-        self.teeth_colour = self._teeth_colour()  # None: the portrait shows no teeth, paint them
+        own = self._teeth_colour()  # None: the portrait shows no teeth, paint them
+        self.own_teeth = own is not None
+        self.teeth = own if own is not None else self._tensor(DEFAULT_TEETH).view(3, 1, 1)
 
     def _tensor(self, array) -> torch.Tensor:
         """Host numbers (landmarks, knots) -> float32 on the renderer's device."""
@@ -135,19 +212,9 @@ class MeshWarpRenderer:
         return back
 
     # -- step 2: column remap -----------------------------------------------------------------
-    @staticmethod
-    def _curves_at(columns: np.ndarray, points: np.ndarray, curves: list[list[int]]) -> np.ndarray:
-        """y of each curve at each column (C, K), made non-decreasing from top to bottom."""
-        ys = []
-        for curve in curves:
-            x, y = points[curve, 0], points[curve, 1]
-            order = np.argsort(x)
-            ys.append(np.interp(columns, x[order], y[order]))
-        return np.maximum.accumulate(np.stack(ys, axis=1), axis=1)
-
     def _remap(self, deformed: np.ndarray, settled: np.ndarray, curves: list[list[int]],
                ends: tuple[int, int], rigid: int | None = None):
-        """Per-column piecewise-linear map from output rows to rows after the smooth warp.
+        """The column remap (remap_rows) over the region's box.
 
         Segment `rigid` (the mouth opening) is shifted, not stretched: the upper half of the
         portrait's own mouth interior moves with the upper lip, the lower half with the lower lip,
@@ -158,39 +225,21 @@ class MeshWarpRenderer:
         x0, x1 = max(x0, 0), min(x1, self.size - 1)
         if x1 <= x0:
             return None
-        columns = np.arange(x0, x1 + 1, dtype=np.float64)
-        out_knots = self._curves_at(columns, deformed, curves)
-        in_knots = self._curves_at(columns, settled, curves)
-        y0 = max(int(np.floor(out_knots[:, 0].min())), 0)
-        y1 = min(int(np.ceil(out_knots[:, -1].max())), self.size - 1)
+        columns = torch.arange(x0, x1 + 1, dtype=torch.float64)
+        out_knots = curves_at(columns, torch.from_numpy(deformed), curves)
+        in_knots = curves_at(columns, torch.from_numpy(settled), curves)
+        y0 = max(int(np.floor(float(out_knots[:, 0].min()))), 0)
+        y1 = min(int(np.ceil(float(out_knots[:, -1].max()))), self.size - 1)
         if y1 <= y0:
             return None
-        rows = self._arange(y0, y1 + 1)
         ko, ki = self._tensor(out_knots), self._tensor(in_knots)
-        query = rows[None, :].expand(len(columns), -1).contiguous()  # (C, R)
-        j = (torch.searchsorted(ko.contiguous(), query, right=True) - 1).clamp(0, ko.shape[1] - 2)
-        lo, hi = ko.gather(1, j), ko.gather(1, j + 1)
-        t = ((query - lo) / (hi - lo).clamp(min=1e-6)).clamp(0, 1)
-        mapped = ki.gather(1, j) + t * (ki.gather(1, j + 1) - ki.gather(1, j))
-        if rigid is not None:
-            top_in, bottom_in = ki[:, rigid: rigid + 1], ki[:, rigid + 1: rigid + 2]
-            from_top, from_bottom = query - ko[:, rigid: rigid + 1], ko[:, rigid + 1: rigid + 2] - query
-            half = (bottom_in - top_in) / 2
-            shifted = torch.where(from_top <= from_bottom, top_in + from_top.minimum(half),
-                                  bottom_in - from_bottom.minimum(half))
-            mapped = torch.where(j == rigid, shifted, mapped)
-        inside = (query >= ko[:, :1]) & (query <= ko[:, -1:])
-        source_y = torch.where(inside, mapped, query)
-        return x0, y0, source_y.T, out_knots, in_knots  # source_y: (R, C)
+        return x0, y0, remap_rows(self._arange(y0, y1 + 1), ko, ki, rigid), ko, ki  # source_y: (R, C)
 
     # -- step 4: mouth interior ------------------------------------------------------------------
-    def _paint_mouth(self, frame: torch.Tensor, x0: int, y0: int, knots: np.ndarray,
-                     knots_in: np.ndarray, deformed: np.ndarray) -> None:
+    def _paint_mouth(self, frame: torch.Tensor, x0: int, y0: int, knots: torch.Tensor,
+                     knots_in: torch.Tensor, deformed: np.ndarray) -> None:
         """Paint the part of the opening between the two halves of the portrait's own interior."""
-        top = self._tensor(knots[:, UPPER_INNER])  # (C,)
-        bottom = self._tensor(knots[:, LOWER_INNER])
-        own = self._tensor(knots_in[:, LOWER_INNER] - knots_in[:, UPPER_INNER])
-        half = own / 2
+        top, bottom = knots[:, UPPER_INNER], knots[:, LOWER_INNER]
         if float((bottom - top).max()) < 0.05:
             return
         c = len(top)
@@ -198,32 +247,10 @@ class MeshWarpRenderer:
         y0 = max(int(np.floor(float(top.min()))), 0, y0)
         if y1 <= y0:  # the mouth is outside the crop
             return
-        rows = self._arange(y0, y1)[:, None]  # (R, 1)
-        # cover only what opens beyond the portrait's own interior, fading in with the width
-        alpha = ((rows - top - half + 0.5).clamp(0, 1) * (bottom - half - rows + 0.5).clamp(0, 1)
-                 * (bottom - top - own).clamp(0, 1))  # (R, C)
+        alpha, paint = mouth_paint(self._arange(y0, y1)[:, None], self._arange(x0, x0 + c), knots, knots_in,
+                                   self._tensor(deformed[[78, 308], 0]), self.unit, self.teeth, self.own_teeth)
         if float(alpha.max()) <= 0:
             return
-        cols = self._arange(x0, x0 + c)
-        left, right = deformed[78, 0], deformed[308, 0]
-        mid, half = (left + right) / 2, max((right - left) / 2, 1.0)
-        arch = (1 - ((cols - mid) / half) ** 2).clamp(min=0).sqrt()  # (C,) 1 mid-mouth, 0 at corners
-        u = self.unit
-        # upper teeth hang from the skull: in each column, a fixed depth below the above-lip ring
-        rest_depth = self._tensor(knots_in[:, UPPER_INNER] - knots_in[:, 0])
-        upper_edge = self._tensor(knots[:, 0]) + rest_depth + 0.10 * u * arch
-        lower_edge = bottom - 0.03 * u * arch
-        has_teeth = self.teeth_colour is not None  # then its own teeth move with the lips (see _remap)
-        upper = ((upper_edge - rows + 0.5).clamp(0, 1) * (arch > 0.15) * (not has_teeth)).float()
-        lower = ((rows - lower_edge + 0.5).clamp(0, 1) * (arch > 0.3) * (not has_teeth)).float()
-        depth = ((rows - top) / (bottom - top).clamp(min=1)).clamp(0, 1)
-        cavity = self._tensor(CAVITY).view(3, 1, 1) * (0.6 + 0.4 * (2 * depth - 1).abs()) * (0.5 + 0.5 * arch)
-        colour = self.teeth_colour if has_teeth else self._tensor(DEFAULT_TEETH).view(3, 1, 1)
-        teeth = colour * (0.45 + 0.55 * arch.sqrt())
-        paint = cavity * (1 - upper) + teeth * upper
-        paint = paint * (1 - lower) + 0.35 * teeth * lower
-        shadow = 1 - 0.35 * (1 - (rows - top).clamp(0, 2) / 2)  # the upper lip shades what is below it
-        paint = paint * shadow
         region = frame[0, :, y0:y1, x0: x0 + c]
         frame[0, :, y0:y1, x0: x0 + c] = region + alpha * (paint - region)
 
@@ -256,3 +283,100 @@ class MeshWarpRenderer:
         if mouth is not None:
             self._paint_mouth(frame, *mouth, deformed)
         return frame
+
+
+class FixedShapeWarp(torch.nn.Module):
+    """MeshWarpRenderer's frame with every shape fixed and the portrait's tensors as inputs: the
+    form export needs. Deformed landmarks (478, 3) in crop pixels (x and y used) and a portrait
+    (`portrait_inputs`) -> the crop (1, 3, S, S) in [0, 1].
+
+    The renderer remaps lips and eyelids inside boxes that follow each frame's landmarks; here
+    each region is a window of fixed size (`WINDOWS` interocular distances, at most the crop;
+    the crop's alignment makes the interocular distance S / 4) placed at the box's corner, and
+    masks stand where the renderer slices and returns early. A box larger than its window would
+    be cut: the renderer's mouth box reaches 2 interocular distances at twice the motion's
+    spread on the sample portraits, and the export's check compares the two."""
+
+    WINDOWS = {"mouth": 2.5, "eye": 1.0}  # window side, in interocular distances
+    INPUTS = ("landmarks", "image", "source", "field_matrix", "unit", "teeth", "own_teeth")
+    OUTPUTS = ("frame",)
+
+    def __init__(self, renderer: MeshWarpRenderer):
+        super().__init__()
+        self.renderer, s = renderer, renderer.size  # its portrait-free parts: grids, settings, control set
+        self.size = s
+        self.regions = [(MOUTH_CURVES, MOUTH_ENDS, self._window("mouth"), UPPER_INNER)] + [
+            (curves, ends, self._window("eye"), None) for curves, ends in EYE_REGIONS]
+        is_control = torch.zeros(len(renderer.source), dtype=torch.bool)
+        is_control[torch.as_tensor(renderer.control)] = True
+        self.register_buffer("is_control", is_control, persistent=False)
+        self.register_buffer("control", torch.as_tensor(renderer.control), persistent=False)
+
+    def _window(self, kind: str) -> int:
+        return min(self.size, int(np.ceil(self.WINDOWS[kind] * self.size / 4)))
+
+    @staticmethod
+    def portrait_inputs(renderer: MeshWarpRenderer) -> tuple[torch.Tensor, ...]:
+        """A portrait's tensors, in INPUTS order after the landmarks (float32 on the CPU)."""
+        return (renderer.image.float().cpu(), renderer._tensor(renderer.source).cpu(),
+                renderer.field_matrix.float().cpu(), torch.tensor(float(renderer.unit)),
+                renderer.teeth.float().cpu(), torch.tensor([renderer.own_teeth]))
+
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        """The renderer's portrait at rest: its own landmarks (478, 3), as the face_rig graph gives them."""
+        portrait = self.portrait_inputs(self.renderer)
+        return (torch.cat([portrait[1], torch.zeros(len(portrait[1]), 1)], dim=1), *portrait)
+
+    def _box(self, lo: torch.Tensor, hi: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Integer indices of a window of `window` pixels covering [lo, hi] from lo (moved in to
+        stay inside the crop), and which of them are in [lo, hi]."""
+        start = lo.clamp(0, self.size - window).long()
+        index = start + torch.arange(window, device=lo.device)
+        return index, (index >= lo) & (index <= hi)
+
+    def forward(self, landmarks, image, source, field_matrix, unit, teeth, own_teeth):
+        r, s = self.renderer, self.size
+        deformed = landmarks[:, :2].float()
+        disp = deformed[self.control] - source[self.control]
+        g = r.settings.field_resolution
+        forward = (field_matrix @ disp).reshape(g, g, 2)
+        back_coarse = r._backward_field(forward)
+        settled = torch.where(self.is_control[:, None], deformed, source + r._sample(forward, source))
+        back = F.interpolate(back_coarse.permute(2, 0, 1)[None], size=(s, s), mode="bilinear",
+                             align_corners=True)[0].permute(1, 2, 0)
+        positions = r.pixels + back
+        mouth = None
+        for curves, ends, window, rigid in self.regions:
+            x0 = torch.floor(torch.minimum(deformed[ends[0], 0], settled[ends[0], 0])).clamp(min=0)
+            x1 = torch.ceil(torch.maximum(deformed[ends[1], 0], settled[ends[1], 0])).clamp(max=s - 1)
+            cols, col_ok = self._box(x0, x1, window)
+            col_ok = col_ok & (x1 > x0)
+            columns = cols.float()
+            ko, ki = curves_at(columns, deformed, curves), curves_at(columns, settled, curves)
+            inf = torch.full_like(columns, float("inf"))
+            y0 = torch.floor(torch.where(col_ok, ko[:, 0], inf).min()).clamp(min=0)
+            y1 = torch.ceil(torch.where(col_ok, ko[:, -1], -inf).max()).clamp(max=s - 1)
+            rows, row_ok = self._box(y0, y1, window)
+            source_y = remap_rows(rows.float(), ko, ki, rigid)  # (R, C)
+            mid = torch.stack([columns[None].expand_as(source_y), source_y], dim=-1)
+            ok = (row_ok[:, None] & col_ok[None, :] & (y1 > y0))[..., None]
+            here = (rows[:, None], cols[None, :])
+            positions = positions.index_put(here, torch.where(ok, mid + r._sample(back_coarse, mid), positions[here]))
+            if rigid is not None:
+                mouth = (rows, cols, col_ok, y0, y1, ko, ki)
+        grid = (positions + 0.5) / s * 2 - 1
+        frame = F.grid_sample(image, grid[None], mode="bilinear", padding_mode="border", align_corners=False)
+        rows, cols, col_ok, y0, y1, ko, ki = mouth
+        top, bottom = ko[:, UPPER_INNER], ko[:, LOWER_INNER]
+        inf = torch.full_like(top, float("inf"))
+        opens = (torch.where(col_ok, bottom - top, -inf).max() >= 0.05) & (y1 > y0)
+        paint_top = torch.maximum(torch.floor(torch.where(col_ok, top, inf).min()), y0)
+        paint_end = torch.ceil(torch.where(col_ok, bottom, -inf).max()) + 1
+        alpha, paint = mouth_paint(rows.float()[:, None], cols.float(), ko, ki, deformed[[78, 308], 0], unit, teeth,
+                                   own_teeth)
+        ok = (rows[:, None] >= paint_top) & (rows[:, None] < paint_end) & col_ok[None, :] & opens
+        picture = frame[0].permute(1, 2, 0)  # (S, S, 3)
+        here = (rows[:, None], cols[None, :])
+        region = picture[here].permute(2, 0, 1)  # (3, R, C)
+        painted = region + (alpha * ok) * (paint - region)
+        return picture.index_put(here, painted.permute(1, 2, 0)).permute(2, 0, 1)[None]
