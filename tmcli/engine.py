@@ -271,8 +271,10 @@ class ExportedWarp:
 
         size = model.manifest["warp"]["size"]
         if size != renderer.size:
-            raise ConfigError(f"the export's warp makes {size} px crops; {renderer.size} px asked for",
-                              hint=f"render with --size {size}, or export with --size {renderer.size}")
+            raise ConfigError(f"the export's warp makes {size} px crops; this portrait renders {renderer.size} px ones",
+                              hint=f"export for it: tm export CKPT -o DIR --portrait PORTRAIT --size N, as you render "
+                                   f"(the crop follows --size, up to the portrait's own resolution), or render with "
+                                   f"--size {size}")
         self.exported, self.device = model, renderer.device
         self.portrait = FixedShapeWarp.portrait_inputs(renderer)
 

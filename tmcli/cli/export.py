@@ -20,7 +20,7 @@ def export(
     dtype: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (bf16: torch-export and safetensors only).")] = "fp32",
     audio: Annotated[Optional[Path], typer.Option(help="Speech whose features the export is checked on (default: samples/speech.wav).")] = None,
     portrait: Annotated[Optional[Path], typer.Option(help="Portrait whose rig (video: face crop) the check runs on (default: samples/portrait.png).")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Crop size in pixels the warp graph renders (default: the default preset's, 512); `tm render --engine` must render at it.")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Render size the warp graph is made for, with --portrait (default: the default preset's, 512): the warp makes that portrait's crop at that size, which follows the portrait's resolution; `tm render --engine` renders must make the same crop size.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it is an existing folder.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
