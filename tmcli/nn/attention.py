@@ -69,6 +69,26 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_rope, k_rope,
                                           scale=q.shape[-1] ** -0.5)
 
 
+def attend_blocks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_rope, k_rope,
+                  sink: tuple[torch.Tensor, torch.Tensor] | None, q_sink: torch.Tensor | None,
+                  blocks: list[tuple[slice, list[slice], bool]]) -> torch.Tensor:
+    """`attend` under a block-structured mask, one block of queries at a time and unmasked.
+
+    blocks: per block of query tokens, the blocks of keys it sees and whether it sees the sink;
+    together they cover every query once, in order. A bool mask makes SDPA leave its fused
+    kernel for the math path (three quarters of a video student's training step on the CPU)."""
+    def rows(table, parts):
+        return tuple(torch.cat([t[part] for part in parts]) for t in table)
+
+    out = []
+    for queries, keys, sees_sink in blocks:
+        out.append(attend(q[:, :, queries], torch.cat([k[:, :, part] for part in keys], dim=-2),
+                          torch.cat([v[:, :, part] for part in keys], dim=-2), rows(q_rope, [queries]),
+                          rows(k_rope, keys), sink if sees_sink else None,
+                          q_sink=None if q_sink is None or not sees_sink else q_sink[:, :, queries]))
+    return torch.cat(out, dim=-2)
+
+
 def commit_chunk(write: torch.Tensor, new_keys: torch.Tensor, new_values: torch.Tensor, sink_keys: torch.Tensor,
                  sink_values: torch.Tensor, band_keys: torch.Tensor, band_values: torch.Tensor,
                  sink_valid: torch.Tensor, band_valid: torch.Tensor) -> tuple[torch.Tensor, ...]:

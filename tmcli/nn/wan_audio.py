@@ -41,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..features import FEATURE_DIM
-from .attention import KVCache, attend, commit_chunk
+from .attention import KVCache, attend, attend_blocks, commit_chunk
 
 MASK_CHANNELS = 4  # Wan I2V: which of a latent frame's 4 video frames are given
 
@@ -54,8 +54,9 @@ class AttentionPlan:
     key_rope: tuple[torch.Tensor, torch.Tensor] | None = None  # band + own keys' (step); None: = rope
     space_rope: tuple[torch.Tensor, torch.Tensor] | None = None  # queries', spatial only (for the sink)
     sink_rope: tuple[torch.Tensor, torch.Tensor] | None = None  # sink keys', spatial only
-    band_mask: torch.Tensor | None = None  # forward_sequence: (N, N) and (N, S) bool
+    band_mask: torch.Tensor | None = None  # (N, M) and (N, S) bool
     sink_mask: torch.Tensor | None = None
+    blocks: list | None = None  # forward_sequence: the masks as blocks (attention.attend_blocks)
     sink_tokens: slice | None = None  # forward_sequence: where the sink's keys are among the tokens
     cache: KVCache | None = None  # step
     write: bool = False  # step: keep this pass's keys and values
@@ -95,8 +96,11 @@ class CausalSelfAttnProcessor:
                 sink = (apply_rotary_emb(k[:, :, plan.sink_tokens], plan.sink_rope), v[:, :, plan.sink_tokens])
         if sink is not None:
             q_sink = apply_rotary_emb(q, plan.space_rope)
-        y = attend(q, keys, values, plan.rope, plan.key_rope or plan.rope, sink, plan.band_mask, plan.sink_mask,
-                   q_sink)
+        if plan.blocks is not None:
+            y = attend_blocks(q, keys, values, plan.rope, plan.key_rope or plan.rope, sink, q_sink, plan.blocks)
+        else:
+            y = attend(q, keys, values, plan.rope, plan.key_rope or plan.rope, sink, plan.band_mask, plan.sink_mask,
+                       q_sink)
         return attn.to_out[0](y.transpose(1, 2).flatten(2)).type_as(hidden_states)
 
 
@@ -375,11 +379,10 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
         rope = self._rope(torch.cat([frames, frames]), h // p, w // p)
         space = self._rope(torch.zeros(2 * f, dtype=torch.long), h // p, w // p)
         band, sink = self._sequence_masks(g)
+        tokens = [slice(i * per_chunk, (i + 1) * per_chunk) for i in range(2 * g)]
+        blocks = [(tokens[i], [tokens[j] for j in range(2 * g) if band[i, j]], bool(sink[i])) for i in range(2 * g)]
         plan = AttentionPlan(rope=rope, space_rope=space, sink_rope=tuple(t[:per_chunk] for t in space),
-                             band_mask=band.repeat_interleave(per_chunk, 0).repeat_interleave(per_chunk, 1),
-                             sink_mask=sink.repeat_interleave(per_chunk, 0), sink_tokens=slice(0, per_chunk),
-                             cross=cross)
-        plan.band_mask, plan.sink_mask = plan.band_mask.to(noisy.device), plan.sink_mask.to(noisy.device)
+                             blocks=blocks, sink_tokens=slice(0, per_chunk), cross=cross)
         t = torch.cat([torch.zeros(b, g, device=noisy.device), timestep], dim=1).repeat_interleave(per_chunk, 1)
         x = torch.cat([clean, noisy], dim=2)
         audio_mask = self._audio_mask(torch.cat([frames, frames]), self.audio_rows(0, 1)[0], audio.shape[1], per_frame)
