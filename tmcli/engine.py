@@ -24,8 +24,7 @@ import torch
 
 from .controls import GROUPS
 from .errors import InputError
-from .nn.causal_dit import FixedShapeStep
-from .nn.wan_audio import FixedShapeVideoStep, WanAudioTransformer
+from .nn.wan_audio import WanAudioTransformer
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "tm-export"
@@ -143,6 +142,14 @@ def _as_list(outputs) -> list[torch.Tensor]:
     return [t.detach() for t in outputs] if isinstance(outputs, (tuple, list)) else [outputs.detach()]
 
 
+def _empty_cache(manifest: dict) -> list[torch.Tensor]:
+    """A new stream's cache for a chunk-step graph: zeros shaped as its inputs from sink_keys on
+    (motion and video steps share the cache's layout, after their own chunk inputs)."""
+    specs = manifest["graphs"]["chunk_step"]["inputs"]
+    first = [spec["name"] for spec in specs].index("sink_keys")
+    return [torch.zeros(spec["shape"], dtype=getattr(torch, spec["dtype"])) for spec in specs[first:]]
+
+
 class FixedCache:
     """The exported chunk step's KV cache: the tensors it takes and gives back."""
 
@@ -167,9 +174,7 @@ class ExportedChunkStep:
         self.audio_span = m["audio"]["span_frames"]
         self.motion_mean = torch.tensor(m["motion"]["mean"])
         self.motion_std = torch.tensor(m["motion"]["std"])
-        first = FixedShapeStep.INPUTS.index("sink_keys")  # the cache's inputs follow the chunk's
-        self._empty = [torch.zeros(spec["shape"], dtype=getattr(torch, spec["dtype"]))
-                       for spec in m["graphs"]["chunk_step"]["inputs"][first:]]
+        self._empty = _empty_cache(m)
 
     def normalize(self, motion: torch.Tensor) -> torch.Tensor:
         return (motion - self.motion_mean) / self.motion_std
@@ -206,9 +211,7 @@ class ExportedVideoChunkStep:
         m = model.manifest
         self.config = SimpleNamespace(**m["model"])
         self.audio_rows_per_chunk = m["audio"]["rows_per_chunk"]
-        first = FixedShapeVideoStep.INPUTS.index("sink_keys")
-        self._empty = [torch.zeros(spec["shape"], dtype=getattr(torch, spec["dtype"]))
-                       for spec in m["graphs"]["chunk_step"]["inputs"][first:]]
+        self._empty = _empty_cache(m)
 
     def new_cache(self) -> FixedCache:
         return FixedCache([t.clone() for t in self._empty])

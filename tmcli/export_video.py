@@ -24,7 +24,6 @@ image_dim: they are per portrait and tm has no image encoder to make them; such 
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import time
 from pathlib import Path
@@ -82,24 +81,22 @@ def write_video_export(checkpoint: str | Path, folder: Path, fmt: str, dtype: st
                    "vae_decode_next": FixedShapeVAEDecode(low_vae, latent, first=False)}
         manifest["graphs"] = {name: write_graph(folder, name, module, module.example_inputs(), fmt)
                               for name, module in modules.items()}
-    return write_manifest(folder, manifest, start, lambda: verify_video(student, step, folder, real))
+    return write_manifest(folder, manifest, start, lambda: verify_video(student, step, folder, manifest, real))
 
 
-def verify_video(student: VideoStudent, step: FixedShapeVideoStep, folder: Path, real: RealInputs,
+def verify_video(student: VideoStudent, step: FixedShapeVideoStep, folder: Path, manifest: dict, real: RealInputs,
                  seed: int = 0) -> dict:
     """Each artifact against the PyTorch student (fp32): errors on random and real inputs, or ExportError."""
-    from .engine import MANIFEST, ExportedModel
+    from .engine import ExportedModel
     from .generator import VideoStreamingGenerator
 
-    manifest = json.loads((folder / MANIFEST).read_text())
     dtype = manifest["dtype"]
     report: dict = {"tolerance": {"normalised latents, frames in [-1, 1]": TOLERANCE[dtype]}}
     exported = VideoStudent(folder, StageDevices.cpu())
     if manifest["export_format"] != "safetensors":
         report["chunk_step, random"] = random_steps(step, ExportedModel(folder), seed)
-    face = torch.from_numpy(real.face).permute(2, 0, 1)[None, :, None].float() / 127.5 - 1.0
-    portrait = student.encode(face)
-    report["vae_encode, real"] = errors_of(portrait, exported.encode(face), "the portrait's face crop")
+    portrait = student.encode_crop(real.face)
+    report["vae_encode, real"] = errors_of(portrait, exported.encode_crop(real.face), "the portrait's face crop")
     rng = np.random.default_rng(seed)
     cases = {"real": real.features,
              "random": rng.normal(size=(len(real.features), real.features.shape[1])).astype(np.float32)}

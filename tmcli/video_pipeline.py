@@ -73,7 +73,10 @@ class VideoStudent:
 
     def portrait_latent(self, portrait_path: str | Path, preset: Preset, face_index: int) -> torch.Tensor:
         """The portrait's face crop at the model's size, encoded as a one-frame video (1, z, 1, h, w)."""
-        crop = face_crop(portrait_path, preset, self.size, face_index)
+        return self.encode_crop(face_crop(portrait_path, preset, self.size, face_index))
+
+    def encode_crop(self, crop: np.ndarray) -> torch.Tensor:
+        """A face crop (S, S, 3) uint8 -> its normalised latent, on the generator's device."""
         pixels = torch.from_numpy(crop).permute(2, 0, 1)[None, :, None].float() / 127.5 - 1.0
         return self.encode(pixels).to(self.devices.generator)
 
