@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from conftest import PORTRAIT, SPEECH, TRANSCRIPT
 
 from tmcli.config import load_preset
@@ -17,6 +18,7 @@ def rendered(tmp_path_factory):
     """The default render (the streaming student), at the default size."""
     out = tmp_path_factory.mktemp("e2e") / "out.mp4"
     result = render(PORTRAIT, SPEECH, out, load_preset(), seed=0)
+    assert torch.is_grad_enabled()  # the render gave autograd back to its caller
     return out, result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ import pytest
 
 from conftest import PORTRAIT, SPEECH
 from tmcli.errors import ConfigError
-from tmcli.runtime import StageDevices, StageTimer, staged
+from tmcli.runtime import StageDevices, StageTimer, render_threads, staged
 
 
 def test_a_stage_stays_a_bounded_distance_ahead_and_stops_with_its_consumer():
@@ -86,6 +87,24 @@ def test_staged_rendering_gives_the_frames_of_one_frame_after_another(portrait):
         np.testing.assert_array_equal(frame, portrait.render_frame(m))
     assert [i for i, (_, started) in enumerate(out) if started is not None] == [4, 9, 11]  # each chunk's last
     assert len(timer.calls["render"]) == 3 and len(timer.calls["generator"]) == 4  # 3 chunks + the end
+
+
+def test_a_render_gives_back_autograd_and_the_thread_count_even_when_it_fails():
+    """A script that renders and then trains must still get gradients (render used to switch
+    autograd off for good on the calling thread)."""
+    import torch
+
+    threads = torch.get_num_threads()
+
+    @render_threads()
+    def failing_render():
+        assert not torch.is_grad_enabled()
+        assert torch.get_num_threads() == max(1, (os.cpu_count() or 2) // 2)
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError):
+        failing_render()
+    assert torch.is_grad_enabled() and torch.get_num_threads() == threads
 
 
 def test_the_generator_in_its_own_process_gives_the_same_video(tmp_path):

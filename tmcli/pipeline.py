@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import multiprocessing
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -29,7 +28,7 @@ from .driver import PhoneticDriver
 from .errors import ConfigError
 from .features import generator_features
 from .media import VideoWriter, check_writable
-from .runtime import HostFrames, StageDevices, StageTimer, on_stream, staged
+from .runtime import HostFrames, StageDevices, StageTimer, on_stream, render_threads, staged
 from .speech import speech_phones, warm_up
 
 GENERATORS = ("phonetic", "teacher", "student")
@@ -161,6 +160,7 @@ class FileMotionSource:
         return motion_blocks(self.motion)
 
 
+@render_threads()
 def render(portrait_path: str | Path, audio_path: str | Path | None, output: str | Path | None, preset: Preset,
            seed: int = 0, transcript: str | None = None, face_index: int = 0,
            on_frame: Callable[[int, int | None], None] | None = None, generator: str = "student",
@@ -216,13 +216,8 @@ def render(portrait_path: str | Path, audio_path: str | Path | None, output: str
             source = MotionSource(*args, timer=timer, pool=pool)
         source.start()
         with timer("landmarks"):
-            import torch
-
             from .portrait import Portrait
 
-            torch.set_grad_enabled(False)
-            # half the cores render, the rest encode: oversubscribed OpenMP threads spin and run 10x slower
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
             portrait = Portrait.load(portrait_path, preset, face_index, devices.renderer)
             from .engine import ExportedModel, ExportedWarp, is_export
 

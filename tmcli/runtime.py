@@ -12,6 +12,7 @@ renderer on two (`--devices cuda:0,cuda:1`).
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -178,6 +179,22 @@ def staged(items: Iterable, maxsize: int = 4) -> Iterator:
             stop.set()
 
     return drain()
+
+
+@contextlib.contextmanager
+def render_threads() -> Iterator[None]:
+    """No autograd on this thread and half the cores for torch while a render runs (the rest
+    encode: oversubscribed OpenMP threads spin and run 10x slower); both restored after, so a
+    caller that renders and then trains keeps its gradients and threads. Also a decorator."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def on_stream(device: torch.device) -> contextlib.AbstractContextManager:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -24,7 +23,7 @@ from . import audio as audio_mod
 from .config import Preset
 from .errors import ConfigError, InputError
 from .media import VideoWriter, check_writable
-from .runtime import StageDevices, StageTimer, on_stream, staged
+from .runtime import StageDevices, StageTimer, on_stream, render_threads, staged
 
 
 class VideoStudent:
@@ -90,6 +89,7 @@ def face_crop(portrait_path: str | Path, preset: Preset, size: int, face_index: 
     return Portrait.load(portrait_path, crop_preset, face_index).render_frame(neutral()[0])
 
 
+@render_threads()
 def render_video(portrait_path: str | Path, audio_path: str | Path, output: str | Path, preset: Preset,
                  checkpoint: str | Path, seed: int = 0, transcript: str | None = None, face_index: int = 0,
                  on_frame: Callable[[int, int | None], None] | None = None, devices: StageDevices | None = None,
@@ -107,8 +107,6 @@ def render_video(portrait_path: str | Path, audio_path: str | Path, output: str 
     spawn = multiprocessing.get_context("spawn")
     fps = preset.output.fps
     with timer("load generator"):
-        torch.set_grad_enabled(False)
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
         student = VideoStudent(checkpoint, devices)
     if abs(student.model.config.fps - fps) > 1e-6:
         raise InputError(f"the student makes {student.model.config.fps:g} fps video; asked for {fps:g} fps",
