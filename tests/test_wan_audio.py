@@ -337,7 +337,7 @@ def test_training_windows_are_cut_along_each_clip_with_their_own_audio(toy_data,
 def test_video_training_stages_vae_then_teacher(toy_data, tmp_path, monkeypatch, capsys):
     from conftest import PORTRAIT
 
-    from tmcli.data.video import render_video_dataset
+    from tmcli.data.video import read_video_clips, render_video_dataset
     from diffusers import AutoencoderKLWan
 
     data = tmp_path / "video"
@@ -355,7 +355,13 @@ def test_video_training_stages_vae_then_teacher(toy_data, tmp_path, monkeypatch,
     assert tm("-o", vae_dir, "--stage", "vae", "--steps", "30")[0] == 0
     losses = [float(row.split(",")[1]) for row in (vae_dir / "loss.csv").read_text().splitlines()[1:]]
     assert len(losses) == 30 and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])  # it learns to reconstruct
-    assert AutoencoderKLWan.from_pretrained(vae_dir).config.z_dim == 4
+    vae = AutoencoderKLWan.from_pretrained(vae_dir)
+    assert vae.config.z_dim == 4
+    with torch.no_grad():  # its measured statistics normalise its latents: every channel about N(0, 1)
+        first = torch.stack([torch.from_numpy(f[:33]) for f, _, _ in read_video_clips(data)])
+        latents = encode(vae, first.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0).transpose(0, 1).flatten(1)
+    assert latents.mean(1).abs().max() < 0.3 and ((latents.std(1) - 1).abs() < 0.3).all()
+    assert vae.config.latents_std != [1.0] * 4
     tuned = tmp_path / "vae-tuned"  # --vae with --stage vae: a fine-tune from those weights
     assert tm("-o", tuned, "--stage", "vae", "--vae", vae_dir, "--steps", "2")[0] == 0
     assert float((tuned / "loss.csv").read_text().splitlines()[1].split(",")[1]) < 0.8 * np.mean(losses[:5])

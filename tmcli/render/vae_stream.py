@@ -55,7 +55,7 @@ def use_tap_sum_convolutions(vae: AutoencoderKLWan) -> AutoencoderKLWan:
 def build_vae(name: str) -> AutoencoderKLWan:
     """A randomly initialised VAE of a named size (users load trained weights with from_pretrained)."""
     config = dict(VAE_CONFIGS[name])
-    if config["z_dim"] != 16:  # the published statistics are for 16 channels
+    if name != "wan2.1":  # the published statistics are its weights'; train_vae measures a trained VAE's
         config["latents_mean"], config["latents_std"] = [0.0] * config["z_dim"], [1.0] * config["z_dim"]
     return AutoencoderKLWan(**config)
 
