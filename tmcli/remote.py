@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import os
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -20,7 +19,7 @@ import numpy as np
 
 from .errors import ConfigError, TmError
 from .face.motion import MOTION_DIM
-from .runtime import StageDevices, StageTimer, staged
+from .runtime import StageDevices, StageTimer, render_threads, staged
 
 END, FAILED, READY = 0, -1, -2  # chunk headers that are not frame counts
 JOIN_TIMEOUT_S = 300  # how long either side waits for the other to join
@@ -144,7 +143,6 @@ def _generator_process(address: str, args: tuple, errors) -> None:
     """Process 0: the motion source, each chunk sent to the renderer's process as it is made."""
     import datetime
 
-    import torch
     import torch.distributed as dist
 
     from .pipeline import QUEUE_CHUNKS, MotionSource
@@ -154,9 +152,7 @@ def _generator_process(address: str, args: tuple, errors) -> None:
                             timeout=datetime.timedelta(seconds=JOIN_TIMEOUT_S))
     link = MotionLink(devices.generator, peer=1)
     try:
-        torch.set_grad_enabled(False)
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with render_threads(), ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             source = MotionSource(*args, timer=StageTimer(), pool=pool)
             source.start()
             link.send(None, READY)
