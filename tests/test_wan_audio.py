@@ -306,6 +306,11 @@ def test_video_data_renders_each_clips_motion_with_its_features(toy_data, tmp_pa
     closed = mouth_aperture(tracker(frames[int(np.argmin(jaw))]))
     tracker.close()
     assert opened > closed + 0.05
+    x0, y0, x1, y1 = (np.array(manifest["mouth_boxes"][0]) * 128).round().astype(int)  # where the mouth moves:
+    change = np.abs(frames[int(np.argmax(jaw))].astype(float) - frames[int(np.argmin(jaw))]).sum(2)
+    inside = np.zeros(change.shape, dtype=bool)
+    inside[y0:y1, x0:x1] = True
+    assert inside.mean() < 0.3 and change[inside].mean() > 5 * change[~inside].mean()  # the open jaw's change is there
     with pytest.raises(Exception, match="exists"):
         render_video_dataset(toy_data, out, [PORTRAIT], size=128, clips=1)
 
@@ -332,6 +337,28 @@ def test_training_windows_are_cut_along_each_clip_with_their_own_audio(toy_data,
     np.testing.assert_allclose(features[0], clips[c][1][s - 2: s + 11])  # mid-clip: the clip's own rows before
     np.testing.assert_allclose(features[1, :2], silence_features(2))  # at the clip's start: silence before
     np.testing.assert_allclose(features[1, 2:], clips[0][1][:11])
+
+
+def test_mouth_weights_weigh_the_mouth_box_and_keep_the_losss_size():
+    from tmcli.train.video import mouth_weights, teacher_loss
+
+    boxes = torch.tensor([[0.25, 0.5, 0.75, 1.0], [0.0, 0.0, 1.0, 1.0]])
+    w = mouth_weights(boxes, 8, 8, 4.0)
+    assert w.shape == (2, 1, 1, 8, 8)
+    torch.testing.assert_close(w.mean((1, 2, 3, 4)), torch.ones(2))
+    inside = torch.zeros(8, 8, dtype=torch.bool)
+    inside[4:, 2:6] = True  # cell centres in x 0.25-0.75, y 0.5-1
+    assert torch.allclose(w[0, 0, 0][inside], 4 * w[0, 0, 0][~inside][0]) and w[0, 0, 0][~inside].unique().numel() == 1
+    torch.testing.assert_close(w[1], torch.ones(1, 1, 8, 8))  # a box of the whole frame: no weighting
+
+    model = tiny(latent_channels=4).eval()
+    latents = torch.randn(2, 4, 7, 8, 8)
+    audio = torch.randn(2, 4 * 6 + 1 + 2, FEATURE_DIM)
+    plain = teacher_loss(model, latents, audio, 0.0, torch.Generator().manual_seed(0))
+    same = teacher_loss(model, latents, audio, 0.0, torch.Generator().manual_seed(0), mouth_weights(boxes, 8, 8, 1.0))
+    weighted = teacher_loss(model, latents, audio, 0.0, torch.Generator().manual_seed(0), w)
+    torch.testing.assert_close(plain, same)
+    assert not torch.isclose(plain, weighted)
 
 
 def test_video_training_stages_vae_then_teacher(toy_data, tmp_path, monkeypatch, capsys):

@@ -174,6 +174,7 @@ class VideoSettings:
     denoising_steps: int = 2
     window_stride: int = 0  # frames between the teacher's training windows (encoded up front); 0: back to back
     vae_warmup_windows: int = 3  # windows a VAE training stream may run before the one it learns from
+    mouth_weight: float = 1.0  # training losses weigh the data's mouth boxes this much more than the rest
 
     def validate(self) -> None:
         if self.vae not in VAE_CONFIGS:
@@ -184,6 +185,8 @@ class VideoSettings:
             raise ConfigError("[video] image_dim and added_kv_proj_dim go together (Wan I2V) or are both 0")
         if not 1 <= self.denoising_steps <= 4:
             raise ConfigError(f"[video] denoising_steps must be 1-4, got {self.denoising_steps}")
+        if self.mouth_weight < 1:
+            raise ConfigError(f"[video] mouth_weight must be 1 or more, got {self.mouth_weight}")
         if self.vae_warmup_windows < 0:
             raise ConfigError(f"[video] vae_warmup_windows must be 0 or more, got {self.vae_warmup_windows}")
 

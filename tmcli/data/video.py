@@ -11,6 +11,9 @@ A data set is a folder: manifest.json (format, fps, size, portraits, shards) and
 shard-NNNNN.safetensors holding, concatenated over its clips, `frames` uint8 (N, size, size, 3),
 `features` float16 (N, F) (tmcli.features.generator_features, one row per frame),
 `frame_offsets` int64 (clips + 1,) and `portrait` int64 (clips,), the index of the portrait.
+The manifest's `mouth_boxes` give, per portrait, the region its mouth moves in (x0, y0, x1, y1 as
+fractions of the frame; crops are aligned, so heads move little within them): training weights
+its losses there (`[video] mouth_weight`), where lip sync lives and a uniform loss barely looks.
 """
 
 from __future__ import annotations
@@ -23,11 +26,21 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..face.landmarks import ABOVE_LIPS, BELOW_LIPS, CHIN
 from ..features import FEATURES_VERSION
 from .shards import read_clips, read_manifest
 
 FORMAT = "tm-video-data"
 VERSION = 1
+MOUTH_MARGIN = 0.3  # interocular distances around the lips' rest box: the jaw drops and the lips stretch
+
+
+def mouth_box(landmarks: np.ndarray, unit: float, size: int) -> list[float]:
+    """Where a portrait's mouth moves: the rings around its lips and the chin at rest (crop
+    pixels), widened by MOUTH_MARGIN interocular distances, as fractions of the frame."""
+    points = np.asarray(landmarks)[ABOVE_LIPS + BELOW_LIPS + [CHIN], :2]
+    lo, hi = points.min(0) - MOUTH_MARGIN * unit, points.max(0) + MOUTH_MARGIN * unit
+    return np.clip(np.concatenate([lo, hi]) / size, 0.0, 1.0).round(4).tolist()
 
 
 def render_video_dataset(motion_data: str | Path, out_dir: str | Path, portraits: list[Path], size: int,
@@ -47,7 +60,8 @@ def render_video_dataset(motion_data: str | Path, out_dir: str | Path, portraits
     faces = [Portrait.load(p, preset) for p in portraits]
     manifest = {"format": FORMAT, "version": VERSION, "fps": source["fps"], "size": size,
                 "features_version": FEATURES_VERSION, "source": str(Path(motion_data).resolve()),
-                "portraits": [str(p) for p in portraits], "clips": 0, "frames": 0, "shards": []}
+                "portraits": [str(p) for p in portraits],
+                "mouth_boxes": [mouth_box(f.renderer.source, f.renderer.unit, size) for f in faces], "clips": 0, "frames": 0, "shards": []}
     pending: list[tuple[np.ndarray, np.ndarray, int]] = []
     out.mkdir(parents=True)
     try:
