@@ -61,7 +61,8 @@ def render_video_dataset(motion_data: str | Path, out_dir: str | Path, portraits
     manifest = {"format": FORMAT, "version": VERSION, "fps": source["fps"], "size": size,
                 "features_version": FEATURES_VERSION, "source": str(Path(motion_data).resolve()),
                 "portraits": [str(p) for p in portraits],
-                "mouth_boxes": [mouth_box(f.renderer.source, f.renderer.unit, size) for f in faces], "clips": 0, "frames": 0, "shards": []}
+                "mouth_boxes": [mouth_box(f.renderer.source, f.renderer.unit, size) for f in faces],
+                "clips": 0, "frames": 0, "shards": []}
     pending: list[tuple[np.ndarray, np.ndarray, int]] = []
     out.mkdir(parents=True)
     try:

@@ -227,6 +227,7 @@ def train_teacher(data_dir: str | Path, vae_dir: str | Path, out_dir: str | Path
     record = {"stage": "teacher", "model": config, "vae": str(Path(vae_dir).resolve()),
               "data": {"path": str(Path(data_dir).resolve()), "windows": len(windows), "size": manifest["size"]}}
     run = start_run(out, WanAudioTransformer, lambda: WanAudioTransformer(**config), settings, record, device)
+
     def loss(index, g):
         weights = mouth_weights(windows.mouth_boxes(index), *latents.shape[-2:], video.mouth_weight)
         return teacher_loss(run.model, latents[index].to(device), windows.features(index).to(device),
