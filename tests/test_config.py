@@ -26,3 +26,16 @@ def test_unknown_keys_and_wrong_types_are_errors(tmp_path):
     bad.write_text('[output]\nfps = "fast"\n')
     with pytest.raises(ConfigError, match="must be float"):
         load_preset(str(bad))
+
+
+@pytest.mark.parametrize("setting, message", [
+    ('vae = "huge"', "vae must be one of"),
+    ("vae_window_frames = 8", "vae_window_frames must be 1 \\+ 4k"),
+    ("mouth_weight = 0.5", "mouth_weight must be 1 or more"),
+    ("size = 100", "size must be a multiple of 16"),
+])
+def test_video_settings_refuse_what_the_backend_cannot_run(tmp_path, setting, message):
+    bad = tmp_path / "video.toml"
+    bad.write_text(f"[video]\n{setting}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_preset(str(bad))

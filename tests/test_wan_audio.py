@@ -10,7 +10,7 @@ from diffusers import WanTransformer3DModel
 from typer.testing import CliRunner
 
 from tmcli.cli.app import app, main
-from tmcli.config import load_preset
+from tmcli.config import PRESET_DIR, load_preset
 from tmcli.features import FEATURE_DIM
 from tmcli.generator import VideoStreamingGenerator
 from tmcli.nn.wan_audio import WanAudioTransformer
@@ -383,14 +383,18 @@ def test_video_training_stages_vae_then_teacher(toy_data, tmp_path, monkeypatch,
     losses = [float(row.split(",")[1]) for row in (vae_dir / "loss.csv").read_text().splitlines()[1:]]
     assert len(losses) == 30 and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])  # it learns to reconstruct
     vae = AutoencoderKLWan.from_pretrained(vae_dir)
-    assert vae.config.z_dim == 4
+    assert vae.config.z_dim == 4 and json.loads((vae_dir / "train.json").read_text())["stream"] == {
+        "window": 33, "warmup_windows": 1}  # the teacher's window (3 chunks of 3 latent frames)
     with torch.no_grad():  # its measured statistics normalise its latents: every channel about N(0, 1)
         first = torch.stack([torch.from_numpy(f[:33]) for f, _, _ in read_video_clips(data)])
         latents = encode(vae, first.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0).transpose(0, 1).flatten(1)
     assert latents.mean(1).abs().max() < 0.3 and ((latents.std(1) - 1).abs() < 0.3).all()
     assert vae.config.latents_std != [1.0] * 4
-    tuned = tmp_path / "vae-tuned"  # --vae with --stage vae: a fine-tune from those weights
-    assert tm("-o", tuned, "--stage", "vae", "--vae", vae_dir, "--steps", "2")[0] == 0
+    tuned = tmp_path / "vae-tuned"  # --vae with --stage vae: a fine-tune from those weights, on 9-frame windows
+    short = tmp_path / "short.toml"
+    short.write_text((PRESET_DIR / "video-tiny.toml").read_text().replace("[video]", "[video]\nvae_window_frames = 9"))
+    assert tm("-o", tuned, "--stage", "vae", "--vae", vae_dir, "--steps", "2", "--preset", short)[0] == 0
+    assert json.loads((tuned / "train.json").read_text())["stream"] == {"window": 9, "warmup_windows": 1}
     assert float((tuned / "loss.csv").read_text().splitlines()[1].split(",")[1]) < 0.8 * np.mean(losses[:5])
     assert json.loads((tuned / "train.json").read_text())["init"] == str(vae_dir.resolve())
     code, out = tm("-o", tmp_path / "y", "--stage", "vae", "--vae", data)  # not a VAE: one line, no folder

@@ -142,7 +142,7 @@ class GeneratorSettings:
 
 VAE_CONFIGS = {  # AutoencoderKLWan settings; "wan2.1" is the published Wan 2.1 VAE (z 16, 8x spatial, 4x temporal)
     "wan2.1": {"base_dim": 96, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2},
-    "small": {"base_dim": 16, "z_dim": 8, "dim_mult": [1, 2, 2, 2], "num_res_blocks": 1},
+    "small": {"base_dim": 32, "z_dim": 16, "dim_mult": [1, 2, 2, 2], "num_res_blocks": 1},
     "tiny": {"base_dim": 8, "z_dim": 4, "dim_mult": [1, 2, 2, 2], "num_res_blocks": 1},
 }
 
@@ -173,6 +173,7 @@ class VideoSettings:
     window_chunks: int = 1  # past chunks each chunk attends to, besides the sink
     denoising_steps: int = 2
     window_stride: int = 0  # frames between the teacher's training windows (encoded up front); 0: back to back
+    vae_window_frames: int = 0  # frames (1 + 4k) of the VAE's training windows; 0: the teacher's
     vae_warmup_windows: int = 3  # windows a VAE training stream may run before the one it learns from
     mouth_weight: float = 1.0  # training losses weigh the data's mouth boxes this much more than the rest
 
@@ -187,6 +188,8 @@ class VideoSettings:
             raise ConfigError(f"[video] denoising_steps must be 1-4, got {self.denoising_steps}")
         if self.mouth_weight < 1:
             raise ConfigError(f"[video] mouth_weight must be 1 or more, got {self.mouth_weight}")
+        if self.vae_window_frames and self.vae_window_frames % 4 != 1:
+            raise ConfigError(f"[video] vae_window_frames must be 1 + 4k (or 0), got {self.vae_window_frames}")
         if self.vae_warmup_windows < 0:
             raise ConfigError(f"[video] vae_warmup_windows must be 0 or more, got {self.vae_warmup_windows}")
 

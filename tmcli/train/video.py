@@ -138,15 +138,17 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: Preset, device:
     after 0 to `[video] vae_warmup_windows` windows (drawn each step); from `init`'s weights if
     given (a fine-tune).
 
-    Windows are the teacher's (window_frames). Trained on 9-frame windows from each stream's
-    start, the VAE reconstructed frames 0-11 of a 33-frame stream and turned every later one
-    into coloured noise; trained on 33, it blurred from frame ~35 on and lost the face by ~70."""
+    Windows are `[video] vae_window_frames` long (0: the teacher's, window_frames). Trained on
+    9-frame windows from each stream's start only, the VAE reconstructed frames 0-11 of a
+    33-frame stream and turned every later one into coloured noise; trained on 33, it blurred
+    from frame ~35 on and lost the face by ~70. Streams of 9-frame windows after 0-3 others
+    (33 frames deep) kept 129-frame streams' L1 flat."""
     out, video = Path(out_dir), preset.video
     manifest = read_video_manifest(data_dir)
     saved, settings = resumed_settings(out, preset.train)
     name = saved["vae"] if saved else video.vae
     window, warmup = ((saved["stream"]["window"], saved["stream"]["warmup_windows"]) if saved else
-                      (window_frames(video.chunk_latent_frames), video.vae_warmup_windows))
+                      (video.vae_window_frames or window_frames(video.chunk_latent_frames), video.vae_warmup_windows))
     length = window + warmup * (window - 1)
     streams = ClipWindows(data_dir, length, 0, 0, stride=length)
     start = load_vae(init) if init is not None and not saved else None  # a resumed run loads its own
@@ -164,7 +166,7 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: Preset, device:
                                weights)
 
     report = fit(run, draws(len(streams), settings.batch_size, settings.seed, run.step), loss, settings, on_step)
-    mean, std = latent_statistics(run.model, streams, window)
+    mean, std = latent_statistics(run.model, streams, min(length, window_frames(video.chunk_latent_frames)))
     run.model.register_to_config(latents_mean=mean, latents_std=std)
     save_pretrained(run.model, out)
     return report
@@ -174,7 +176,8 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: Preset, device:
 def latent_statistics(vae: AutoencoderKLWan, streams: ClipWindows, window: int,
                       count: int = 32) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of the VAE's latents over the first `window` frames of `count`
-    streams spread over the data: the normalisation the DiT sees (Wan publishes its VAE's;
+    streams spread over the data (train_vae: the teacher's window, as much of it as its streams
+    hold): the normalisation the DiT sees (Wan publishes its VAE's;
     a VAE trained here has its own: means up to +-3.4 and stds of 0.6-2.2 on video-small)."""
     picks = torch.linspace(0, len(streams) - 1, min(count, len(streams))).round().long().unique()
     device = next(vae.parameters()).device
