@@ -390,11 +390,12 @@ def test_video_training_stages_vae_then_teacher(toy_data, tmp_path, monkeypatch,
         latents = encode(vae, first.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0).transpose(0, 1).flatten(1)
     assert latents.mean(1).abs().max() < 0.3 and ((latents.std(1) - 1).abs() < 0.3).all()
     assert vae.config.latents_std != [1.0] * 4
-    tuned = tmp_path / "vae-tuned"  # --vae with --stage vae: a fine-tune from those weights, on 9-frame windows
-    short = tmp_path / "short.toml"
+    short = tmp_path / "short.toml"  # [video] vae_window_frames: the VAE's windows, not the teacher's
     short.write_text((PRESET_DIR / "video-tiny.toml").read_text().replace("[video]", "[video]\nvae_window_frames = 9"))
-    assert tm("-o", tuned, "--stage", "vae", "--vae", vae_dir, "--steps", "2", "--preset", short)[0] == 0
-    assert json.loads((tuned / "train.json").read_text())["stream"] == {"window": 9, "warmup_windows": 1}
+    assert tm("-o", tmp_path / "vae9", "--stage", "vae", "--steps", "1", "--preset", short)[0] == 0
+    assert json.loads((tmp_path / "vae9" / "train.json").read_text())["stream"] == {"window": 9, "warmup_windows": 1}
+    tuned = tmp_path / "vae-tuned"  # --vae with --stage vae: a fine-tune from those weights
+    assert tm("-o", tuned, "--stage", "vae", "--vae", vae_dir, "--steps", "2")[0] == 0
     assert float((tuned / "loss.csv").read_text().splitlines()[1].split(",")[1]) < 0.8 * np.mean(losses[:5])
     assert json.loads((tuned / "train.json").read_text())["init"] == str(vae_dir.resolve())
     code, out = tm("-o", tmp_path / "y", "--stage", "vae", "--vae", data)  # not a VAE: one line, no folder
