@@ -31,6 +31,7 @@ def test_unknown_keys_and_wrong_types_are_errors(tmp_path):
 @pytest.mark.parametrize("setting, message", [
     ('vae = "huge"', "vae must be one of"),
     ("vae_window_frames = 8", "vae_window_frames must be 1 \\+ 4k"),
+    ("vae_window_frames = -3", "vae_window_frames must be 1 \\+ 4k"),  # -3 % 4 == 1 in Python
     ("mouth_weight = 0.5", "mouth_weight must be 1 or more"),
     ("size = 100", "size must be a multiple of 16"),
 ])

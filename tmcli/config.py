@@ -188,7 +188,7 @@ class VideoSettings:
             raise ConfigError(f"[video] denoising_steps must be 1-4, got {self.denoising_steps}")
         if self.mouth_weight < 1:
             raise ConfigError(f"[video] mouth_weight must be 1 or more, got {self.mouth_weight}")
-        if self.vae_window_frames and self.vae_window_frames % 4 != 1:
+        if self.vae_window_frames < 0 or (self.vae_window_frames and self.vae_window_frames % 4 != 1):
             raise ConfigError(f"[video] vae_window_frames must be 1 + 4k (or 0), got {self.vae_window_frames}")
         if self.vae_warmup_windows < 0:
             raise ConfigError(f"[video] vae_warmup_windows must be 0 or more, got {self.vae_warmup_windows}")

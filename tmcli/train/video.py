@@ -147,8 +147,9 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: Preset, device:
     manifest = read_video_manifest(data_dir)
     saved, settings = resumed_settings(out, preset.train)
     name = saved["vae"] if saved else video.vae
+    teacher_window = window_frames(video.chunk_latent_frames)
     window, warmup = ((saved["stream"]["window"], saved["stream"]["warmup_windows"]) if saved else
-                      (video.vae_window_frames or window_frames(video.chunk_latent_frames), video.vae_warmup_windows))
+                      (video.vae_window_frames or teacher_window, video.vae_warmup_windows))
     length = window + warmup * (window - 1)
     streams = ClipWindows(data_dir, length, 0, 0, stride=length)
     start = load_vae(init) if init is not None and not saved else None  # a resumed run loads its own
@@ -166,7 +167,7 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: Preset, device:
                                weights)
 
     report = fit(run, draws(len(streams), settings.batch_size, settings.seed, run.step), loss, settings, on_step)
-    mean, std = latent_statistics(run.model, streams, min(length, window_frames(video.chunk_latent_frames)))
+    mean, std = latent_statistics(run.model, streams, min(length, teacher_window))
     run.model.register_to_config(latents_mean=mean, latents_std=std)
     save_pretrained(run.model, out)
     return report
@@ -177,8 +178,8 @@ def latent_statistics(vae: AutoencoderKLWan, streams: ClipWindows, window: int,
                       count: int = 32) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of the VAE's latents over the first `window` frames of `count`
     streams spread over the data (train_vae: the teacher's window, as much of it as its streams
-    hold): the normalisation the DiT sees (Wan publishes its VAE's;
-    a VAE trained here has its own: means up to +-3.4 and stds of 0.6-2.2 on video-small)."""
+    hold): the normalisation the DiT sees (Wan publishes its VAE's; a VAE trained here has its
+    own: video-small's, means -3.8 to +2.4 and stds 2.8-9.7)."""
     picks = torch.linspace(0, len(streams) - 1, min(count, len(streams))).round().long().unique()
     device = next(vae.parameters()).device
     latents = torch.cat([vae.encode(streams.pixels(i[None])[:, :, :window].to(device)).latent_dist.mode()
