@@ -111,3 +111,53 @@ def test_velocity_term_penalises_jitter_that_the_per_frame_error_cannot_tell_apa
     assert losses["offset"][0] == pytest.approx(e ** 2, rel=1e-4) == pytest.approx(losses["jitter"][0], rel=1e-4)
     assert losses["offset"][1] == pytest.approx(e ** 2, rel=1e-4)  # a steady error moves nothing
     assert losses["jitter"][1] == pytest.approx(e ** 2 + (2 * e) ** 2, rel=1e-4)
+
+
+def test_data_regression_counts_the_mouth_on_valid_frames_only():
+    """The data term pulls the student's articulation towards the data's own motion; head pose,
+    blinks and gaze stay the teacher's, and padded frames count for nothing."""
+    from types import SimpleNamespace
+
+    from tmcli.face.motion import ARTICULATION, INDEX
+    from tmcli.features import FEATURE_DIM
+    from tmcli.train.distill import data_regression_loss
+
+    b, w, d, e = 2, 10, 35, 0.3
+    data = torch.randn(b, w, d, generator=torch.Generator().manual_seed(0))
+    valid = torch.ones(b, w, dtype=torch.bool)
+    pairs = {"data": data, "valid": valid, "teacher_audio": torch.zeros(b, 1, FEATURE_DIM),
+             "student_audio": torch.zeros(b, 1, FEATURE_DIM), "neutral": torch.zeros(b, d),
+             "controls": torch.zeros(b, 7)}
+
+    def student(error: torch.Tensor):
+        def forward_sequence(clean, noisy, timestep, **_):  # v such that noisy - sigma v = the data + error
+            sigma = (timestep / 1000).repeat_interleave(5, dim=1)[..., None]
+            torch.testing.assert_close(clean, data)  # the data is the past it is teacher-forced on
+            return (noisy - data - error) / sigma
+        return SimpleNamespace(sigmas=[1.0, 0.5], config=SimpleNamespace(chunk_frames=5),
+                               forward_sequence=forward_sequence)
+
+    def loss(channel: str, frames: slice = slice(None), pairs: dict = pairs) -> float:
+        error = torch.zeros(b, w, d)
+        error[:, frames, INDEX[channel]] = e
+        return data_regression_loss(student(error), pairs, torch.arange(b), torch.Generator().manual_seed(1)).item()
+
+    assert loss("jawOpen") == pytest.approx(e ** 2 / len(ARTICULATION), rel=1e-4)
+    assert loss("mouthClose", slice(0, 5)) == pytest.approx(e ** 2 / len(ARTICULATION) / 2, rel=1e-4)
+    for channel in ("headYaw", "eyeBlinkLeft", "gazeX"):
+        assert loss(channel) == pytest.approx(0.0, abs=1e-10)
+    padded = {**pairs, "valid": torch.arange(w).expand(b, w) < 5}
+    assert loss("jawOpen", slice(5, None), padded) == pytest.approx(0.0, abs=1e-10)
+    with pytest.raises(ValueError, match="predate"):
+        loss("jawOpen", pairs={k: v for k, v in pairs.items() if k != "data"})
+
+
+def test_the_data_term_is_weighted_into_the_first_stage(toy_data, tiny_teacher, tmp_path):
+    preset = load_preset("tiny")
+    settings = dataclasses.replace(preset.distill, ode_steps=6, dmd_steps=0, data_weight=2.0, log_every=1)
+    distill(tiny_teacher, toy_data, tmp_path, settings, preset.generator)
+    rows = list(csv.DictReader(open(tmp_path / "loss.csv")))
+    assert [r["stage"] for r in rows] == ["ode"] * 6
+    for r in rows:
+        assert float(r["data"]) > 0
+        assert float(r["loss"]) == pytest.approx(float(r["regression"]) + 2.0 * float(r["data"]), abs=2e-5)

@@ -99,6 +99,7 @@ class DistillSettings:
     fake_updates: int = 5  # fake-score steps per student step
     regression_weight: float = 0.25  # of the ODE-pair regression beside the DMD loss
     velocity_weight: float = 4.0  # of the frame-to-frame change error in the regression (against jitter)
+    data_weight: float = 0.0  # of a regression onto the data's own mouth motion beside the teacher's pairs
     batch_size: int = 16
     learning_rate: float = 1e-4
     fake_learning_rate: float = 2e-4
@@ -111,6 +112,8 @@ class DistillSettings:
             raise ConfigError(f"student steps must be 1-4, got {self.student_steps}")
         if min(self.chunk_frames, self.window_chunks, self.ode_pairs, self.batch_size) < 1 or self.lookahead_frames < 0:
             raise ConfigError("[distill] chunk_frames, window_chunks, ode_pairs and batch_size must be positive")
+        if min(self.velocity_weight, self.data_weight, self.regression_weight) < 0:
+            raise ConfigError("[distill] velocity_weight, data_weight and regression_weight must not be negative")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,7 @@ BLENDSHAPES = [
     "browInnerUp", "browDownLeft", "browDownRight", "browOuterUpLeft", "browOuterUpRight",
 ]
 GAZE = ["gazeX", "gazeY"]
+ARTICULATION = [name for name in BLENDSHAPES if name.startswith(("jaw", "mouth"))]  # what speech moves
 CHANNELS = POSE + BLENDSHAPES + GAZE
 MOTION_DIM = len(CHANNELS)
 INDEX = {name: i for i, name in enumerate(CHANNELS)}

@@ -7,7 +7,8 @@ the student as chunks.
 Stage 1, ode: the teacher samples motion from noise for `ode_pairs` training windows (its
 guided Euler ODE). The student sees the teacher's clean motion as its past (teacher forcing,
 one masked pass) and learns to map the ODE's state at each of its noise levels to the
-teacher's motion.
+teacher's motion. With `data_weight`, it also denoises the data's own motion at those levels,
+on the mouth's channels only (see data_regression_loss).
 
 Stage 2, self: the same pairs, streamed chunk by chunk with the KV cache as at inference
 (self forcing): each chunk's past in the cache is the student's own samples, not the teacher's
@@ -39,6 +40,7 @@ from pathlib import Path
 import torch
 
 from ..config import DistillSettings, GeneratorSettings
+from ..face.motion import ARTICULATION, INDEX
 from ..features import silence_features
 from ..generator import denoise_chunk, guidance_scales, guided_velocity, split_controls
 from ..media import save_pretrained
@@ -50,9 +52,9 @@ from .trainer import plot_loss, truncate_log
 
 STATE = "distill_state.pt"
 PAIRS = "ode_pairs.pt"
-LOG_COLUMNS = ["step", "stage", "loss", "regression", "fake", "seconds"]
+LOG_COLUMNS = ["step", "stage", "loss", "regression", "data", "fake", "seconds"]
 CURVES = {"regression": "ODE-pair regression (teacher-forced, then self-forced)", "loss": "student (DMD stage: DMD + weighted regression)",
-          "fake": "fake-score flow matching"}
+          "data": "data regression (mouth)", "fake": "fake-score flow matching"}
 
 
 @dataclasses.dataclass
@@ -127,7 +129,8 @@ def teacher_ode(teacher: MotionDiT, clips: Clips, noise: torch.Tensor, student_s
 
 def make_ode_pairs(teacher: MotionDiT, student: CausalMotionDiT, data_dir: Path, settings: DistillSettings,
                    generator_settings: GeneratorSettings, on_batch: Callable[[int, int], None] | None = None) -> dict:
-    """`ode_pairs` teacher samples: the clips' conditions, ODE states and clean motion."""
+    """`ode_pairs` teacher samples: the clips' conditions, ODE states and clean motion, and the
+    windows' own (normalised) motion with the frames it counts."""
     w = teacher.config.window
     stream = WindowStream(data_dir, w, teacher.config.context_frames, settings.batch_size, settings.seed + 1)
     parts = []
@@ -137,7 +140,8 @@ def make_ode_pairs(teacher: MotionDiT, student: CausalMotionDiT, data_dir: Path,
         g = torch.Generator().manual_seed(settings.seed * 1_000_003 + i)
         noise = torch.randn(len(batch.motion), w, teacher.config.motion_dim, generator=g)
         states, clean = teacher_ode(teacher, clips, noise, student.sigmas, generator_settings)
-        parts.append({**dataclasses.asdict(clips), "states": states, "clean": clean})
+        parts.append({**dataclasses.asdict(clips), "states": states, "clean": clean,
+                      "data": teacher.normalize(batch.motion), "valid": batch.valid})
         if on_batch:
             on_batch(i + 1, batches)
     return {k: torch.cat([p[k] for p in parts])[: settings.ode_pairs] for k in parts[0]}
@@ -149,7 +153,7 @@ def regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Tensor, 
 
     velocity_weight adds the error of frame-to-frame changes: a few-step student that lets some
     of its input noise through jitters in place, which the per-frame error barely sees."""
-    clips = Clips(*(pairs[f.name][index] for f in dataclasses.fields(Clips)))
+    clips = pairs_clips(pairs, index)
     states, clean = pairs["states"][index], pairs["clean"][index]
     b, s, w, d = states.shape
     c = student.config.chunk_frames
@@ -160,6 +164,34 @@ def regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Tensor, 
     v = student.forward_sequence(clean, noisy, sigma * 1000, **clips.student_inputs())
     predicted = noisy - sigma.repeat_interleave(c, dim=1)[..., None] * v
     return regression_error(predicted, clean, velocity_weight)
+
+
+def data_regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Tensor,
+                         g: torch.Generator) -> torch.Tensor:
+    """Teacher forcing on the data itself: each chunk of the window's own motion, noised to one of
+    the student's sigmas (as its second step re-noises), -> that motion; the mouth's channels only.
+
+    The teacher hedges on short, weak vowels (some of its samples open them, some do not); the
+    data, the phonetic driver on the true phones, opens each one. Head motion and blinks are
+    random given the audio: regressing them onto the data would average them away, so they are
+    left to the teacher's pairs."""
+    if "data" not in pairs:
+        raise ValueError("these ODE pairs predate data regression; delete ode_pairs.pt to remake them")
+    clips = pairs_clips(pairs, index)
+    data, valid = pairs["data"][index], pairs["valid"][index]
+    b, w, d = data.shape
+    c = student.config.chunk_frames
+    sigma = torch.tensor(student.sigmas)[torch.randint(0, len(student.sigmas), (b, w // c), generator=g)]
+    frame_sigma = sigma.repeat_interleave(c, dim=1)[..., None]
+    noisy = (1 - frame_sigma) * data + frame_sigma * torch.randn(data.shape, generator=g)
+    v = student.forward_sequence(data, noisy, sigma * 1000, **clips.student_inputs())
+    mouth = torch.tensor([INDEX[name] for name in ARTICULATION])
+    error = ((noisy - frame_sigma * v - data)[..., mouth] ** 2) * valid[..., None]
+    return error.sum() / (valid.sum() * len(mouth)).clamp(min=1)
+
+
+def pairs_clips(pairs: dict, index: torch.Tensor) -> Clips:
+    return Clips(*(pairs[f.name][index] for f in dataclasses.fields(Clips)))
 
 
 def regression_error(predicted: torch.Tensor, clean: torch.Tensor, velocity_weight: float) -> torch.Tensor:
@@ -176,7 +208,7 @@ def rollout_regression(student: CausalMotionDiT, pairs: dict, index: torch.Tenso
     Each chunk is predicted from the teacher's ODE state at a random student sigma (with
     gradient), then sampled from the pair's own starting noise as at inference and committed to
     the cache (without), so later chunks attend to the student's samples, not the teacher's."""
-    clips = Clips(*(pairs[f.name][index] for f in dataclasses.fields(Clips)))
+    clips = pairs_clips(pairs, index)
     states, clean = pairs["states"][index], pairs["clean"][index]
     b, s, w, _ = states.shape
     c = student.config.chunk_frames
@@ -306,10 +338,14 @@ def distill(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, 
         while step < total:
             g = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
             index = torch.randint(0, len(pairs["clean"]), (settings.batch_size,), generator=g)
-            fake_value = float("nan")
+            fake_value = data_value = float("nan")
             if step < settings.ode_steps:
                 stage = "ode"
                 loss = regression = regression_loss(student, pairs, index, g, settings.velocity_weight)
+                if settings.data_weight:
+                    data_term = data_regression_loss(student, pairs, index, g)
+                    loss = loss + settings.data_weight * data_term
+                    data_value = data_term.item()
             elif step < regression_steps:
                 stage = "self"
                 loss = regression = rollout_regression(student, pairs, index, g, settings.velocity_weight)
@@ -334,7 +370,8 @@ def distill(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, 
             step += 1
             loss_value = loss.item()
             if step % settings.log_every == 0 or step == total:
-                writer.writerow([step, stage, f"{loss_value:.5f}", f"{regression.item():.5f}", f"{fake_value:.5f}",
+                writer.writerow([step, stage, f"{loss_value:.5f}", f"{regression.item():.5f}", f"{data_value:.5f}",
+                                 f"{fake_value:.5f}",
                                  f"{time.perf_counter() - start:.1f}"])
                 log.flush()
             if step % settings.checkpoint_every == 0 or step == total:
