@@ -53,6 +53,7 @@ from .trainer import plot_loss, truncate_log
 STATE = "distill_state.pt"
 PAIRS = "ode_pairs.pt"
 LOG_COLUMNS = ["step", "stage", "loss", "regression", "data", "fake", "seconds"]
+MOUTH = [INDEX[name] for name in ARTICULATION]
 CURVES = {"regression": "ODE-pair regression (teacher-forced, then self-forced)", "loss": "student (DMD stage: DMD + weighted regression)",
           "data": "data regression (mouth)", "fake": "fake-score flow matching"}
 
@@ -157,8 +158,7 @@ def regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Tensor, 
     states, clean = pairs["states"][index], pairs["clean"][index]
     b, s, w, d = states.shape
     c = student.config.chunk_frames
-    level = torch.randint(0, s, (b, w // c), generator=g)  # a noise level per chunk
-    sigma = torch.tensor(student.sigmas)[level]
+    level, sigma = chunk_levels(student, b, w, g)
     pick = level.repeat_interleave(c, dim=1)[:, None, :, None].expand(b, 1, w, d)
     noisy = states.gather(1, pick)[:, 0]
     v = student.forward_sequence(clean, noisy, sigma * 1000, **clips.student_inputs())
@@ -179,15 +179,18 @@ def data_regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Ten
         raise ValueError("these ODE pairs predate data regression; delete ode_pairs.pt to remake them")
     clips = pairs_clips(pairs, index)
     data, valid = pairs["data"][index], pairs["valid"][index]
-    b, w, d = data.shape
-    c = student.config.chunk_frames
-    sigma = torch.tensor(student.sigmas)[torch.randint(0, len(student.sigmas), (b, w // c), generator=g)]
-    frame_sigma = sigma.repeat_interleave(c, dim=1)[..., None]
+    _, sigma = chunk_levels(student, len(data), data.shape[1], g)
+    frame_sigma = sigma.repeat_interleave(student.config.chunk_frames, dim=1)[..., None]
     noisy = (1 - frame_sigma) * data + frame_sigma * torch.randn(data.shape, generator=g)
     v = student.forward_sequence(data, noisy, sigma * 1000, **clips.student_inputs())
-    mouth = torch.tensor([INDEX[name] for name in ARTICULATION])
-    error = ((noisy - frame_sigma * v - data)[..., mouth] ** 2) * valid[..., None]
-    return error.sum() / (valid.sum() * len(mouth)).clamp(min=1)
+    error = ((noisy - frame_sigma * v - data)[..., MOUTH] ** 2) * valid[..., None]
+    return error.sum() / (valid.sum() * len(MOUTH)).clamp(min=1)
+
+
+def chunk_levels(student: CausalMotionDiT, b: int, w: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random one of the student's noise levels per chunk of each clip: (index, sigma), (B, W // C)."""
+    level = torch.randint(0, len(student.sigmas), (b, w // student.config.chunk_frames), generator=g)
+    return level, torch.tensor(student.sigmas)[level]
 
 
 def pairs_clips(pairs: dict, index: torch.Tensor) -> Clips:
@@ -371,8 +374,7 @@ def distill(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, 
             loss_value = loss.item()
             if step % settings.log_every == 0 or step == total:
                 writer.writerow([step, stage, f"{loss_value:.5f}", f"{regression.item():.5f}", f"{data_value:.5f}",
-                                 f"{fake_value:.5f}",
-                                 f"{time.perf_counter() - start:.1f}"])
+                                 f"{fake_value:.5f}", f"{time.perf_counter() - start:.1f}"])
                 log.flush()
             if step % settings.checkpoint_every == 0 or step == total:
                 _checkpoint(student, fake, optimizer, fake_optimizer, step, out)
