@@ -2,6 +2,7 @@
 and the teacher next to the streaming student: latency to the first motion and ms per chunk.
 
     python benchmarks/generator_speed.py [--preset default] [--checkpoint CKPT] [--student CKPT] [--steps N]
+                                         [--device cpu|cuda]
 
 Training: optimisation steps per second at the preset's batch and window, next to a forward
 pass alone on the same batch (the floor a training step cannot beat). Generation: the teacher's
@@ -39,16 +40,20 @@ from tmcli.face.motion import MOTION_DIM  # noqa: E402
 from tmcli.features import FEATURE_DIM, generator_features  # noqa: E402
 from tmcli.generator import StreamingGenerator, TeacherGenerator, load_motion_dit  # noqa: E402
 from tmcli.nn.causal_dit import CausalMotionDiT  # noqa: E402
+from tmcli.runtime import parse_device  # noqa: E402
 from tmcli.speech import speech_phones  # noqa: E402
 from tmcli.train.data import Batch  # noqa: E402
 from tmcli.train.trainer import flow_matching_loss, new_model  # noqa: E402
 
 
-def timed(fn, repeat: int) -> float:
+def timed(fn, repeat: int, device: torch.device) -> float:
     fn()  # warm-up
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
     start = time.perf_counter()
     for _ in range(repeat):
         fn()
+    sync()
     return (time.perf_counter() - start) / repeat
 
 
@@ -59,11 +64,14 @@ def main() -> None:
     parser.add_argument("--audio", default=str(ROOT / "samples/extra/codec2_speech_orig_16k_female.wav"))
     parser.add_argument("--student", help="student checkpoint (default: the teacher's weights, made causal)")
     parser.add_argument("--steps", type=int, default=10, help="training steps timed")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
+    device = parse_device(args.device)
     torch.set_num_threads(os.cpu_count() or 1)
     preset = load_preset(args.preset)
     stats = {"mean": [0.0] * MOTION_DIM, "std": [1.0] * MOTION_DIM}
     model = load_motion_dit(args.checkpoint) if args.checkpoint else new_model(preset.model, {"fps": 25.0, "stats": stats})
+    model.to(device)
     cfg, b = model.config, preset.train.batch_size
     g = torch.Generator().manual_seed(0)
     batch = Batch(torch.randn(b, cfg.window, MOTION_DIM, generator=g), torch.ones(b, cfg.window, dtype=torch.bool),
@@ -74,16 +82,16 @@ def main() -> None:
     model.train()
 
     def train_step():
-        loss = flow_matching_loss(model, batch, preset.train, torch.Generator().manual_seed(1), torch.device("cpu"))
+        loss = flow_matching_loss(model, batch, preset.train, torch.Generator().manual_seed(1), device)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 
     def forward_only():
         with torch.no_grad():
-            flow_matching_loss(model, batch, preset.train, torch.Generator().manual_seed(1), torch.device("cpu"))
+            flow_matching_loss(model, batch, preset.train, torch.Generator().manual_seed(1), device)
 
-    step_s, forward_s = timed(train_step, args.steps), timed(forward_only, args.steps)
+    step_s, forward_s = timed(train_step, args.steps, device), timed(forward_only, args.steps, device)
     model.eval()
     samples = audio_mod.load_audio(args.audio)
     seconds = len(samples) / audio_mod.SAMPLE_RATE
@@ -94,16 +102,17 @@ def main() -> None:
     unguided = TeacherGenerator(model, dataclasses.replace(
         preset.generator, **{f.name: 1.0 for f in dataclasses.fields(preset.generator) if f.name.startswith("cfg_")}))
     with torch.no_grad():
-        teacher_s = timed(lambda: teacher(frame_features, Controls()), 3)
-        unguided_s = timed(lambda: unguided(frame_features, Controls()), 3)
-    driver_s = timed(lambda: PhoneticDriver(preset.driver)(phones, features, 0), 3)
+        teacher_s = timed(lambda: teacher(frame_features, Controls()), 3, device)
+        unguided_s = timed(lambda: unguided(frame_features, Controls()), 3, device)
+    driver_s = timed(lambda: PhoneticDriver(preset.driver)(phones, features, 0), 3, device)
     d = preset.distill
     student = load_motion_dit(args.student) if args.student else CausalMotionDiT.from_teacher(
         model, chunk_frames=d.chunk_frames, window_chunks=d.window_chunks, lookahead_frames=d.lookahead_frames,
         denoising_steps=d.student_steps).eval()
+    student.to(device)
     streaming = StreamingGenerator(student)
     with torch.no_grad():
-        window_s = timed(lambda: teacher(frame_features[: cfg.window], Controls()), 3)
+        window_s = timed(lambda: teacher(frame_features[: cfg.window], Controls()), 3, device)
         streaming(frame_features, Controls())  # warm-up
         per_chunk = []
         start = time.perf_counter()
@@ -117,9 +126,10 @@ def main() -> None:
     steady = sorted(per_chunk[1:])[len(per_chunk[1:]) // 2] if len(per_chunk) > 1 else per_chunk[0]
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     params = sum(p.numel() for p in model.parameters())
     table = Table(title=f"MotionDiT {params / 1e6:.2f}M params, preset {args.preset}; {platform.processor() or platform.machine()}, "
-                        f"{os.cpu_count()} cores, torch {torch.__version__}, commit {commit}")
+                        f"{os.cpu_count()} cores, torch {torch.__version__}, commit {commit}; on {where}")
     table.add_column("stage")
     table.add_column("time", justify="right")
     table.add_column("rate", justify="right")

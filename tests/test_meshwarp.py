@@ -1,10 +1,12 @@
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from tmcli.evaluate import CLOSED, OPEN, mouth_aperture
 from tmcli.face import landmarks as L
 from tmcli.face.align import to_uint8
 from tmcli.face.motion import INDEX, neutral
+from tmcli.render.meshwarp import FixedShapeWarp
 
 
 def _motion(**values):
@@ -82,3 +84,33 @@ def test_motion_outside_a_faces_range_is_clamped_not_a_crash(portrait):
     np.testing.assert_array_equal(portrait.render_frame(np.full(MOTION_DIM, -50.0)), portrait.render_frame(LOWER))
     broken = portrait.render_frame(np.full(MOTION_DIM, np.nan))
     assert broken.shape == wild.shape and broken.dtype == np.uint8
+
+
+class _HostTensors(TorchDispatchMode):
+    """Records every tensor made from host data (a Python list or number turned into a tensor)."""
+
+    def __init__(self):
+        super().__init__()
+        self.made = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.made += func is torch.ops.aten.lift_fresh.default
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_fixed_shape_warp_matches_the_renderer_and_copies_nothing_from_the_host(portrait):
+    """GraphedWarp captures FixedShapeWarp as a CUDA graph: a tensor made from host data inside
+    its forward (a list index, a colour constant) would be a host-to-device copy, which a graph
+    cannot capture. The test runs on the CPU, where such tensors show as lift_fresh."""
+    renderer = portrait.renderer
+    warp = FixedShapeWarp(renderer)
+    inputs = FixedShapeWarp.portrait_inputs(renderer)
+    for values in ({"jawOpen": 0.6}, {"mouthClose": 0.8, "headYaw": 0.3}, {}):
+        landmarks = portrait.rig.apply(_motion(**values))
+        pose = torch.as_tensor(landmarks, dtype=torch.float32)
+        recorder = _HostTensors()
+        with torch.no_grad(), recorder:
+            fixed = warp(pose, *inputs)
+        assert recorder.made == 0
+        eager = renderer(landmarks)
+        assert (fixed - eager).abs().max() < 1e-3

@@ -71,6 +71,20 @@ def test_devices_split_the_generator_and_the_renderer():
     assert StageDevices.parse("cpu", processes=True).describe() == "cpu (2 processes)"
 
 
+def test_the_motion_link_uses_nccl_only_between_two_gpus():
+    """nccl refuses two processes on one GPU: those, and CPUs, talk gloo through host memory."""
+    import torch
+
+    from tmcli.remote import backend, link
+
+    cpu, gpu0, gpu1 = torch.device("cpu"), torch.device("cuda", 0), torch.device("cuda", 1)
+    cases = {(cpu, cpu): "gloo", (gpu0, cpu): "gloo", (gpu0, gpu0): "gloo", (gpu0, gpu1): "nccl"}
+    for (generator, renderer), want in cases.items():
+        devices = StageDevices(generator, renderer, processes=True)
+        assert backend(devices) == want
+        assert str(link(devices, renderer, peer=0).device) == (str(renderer) if want == "nccl" else "cpu")
+
+
 def test_staged_rendering_gives_the_frames_of_one_frame_after_another(portrait):
     """Generator, renderer and encoder in threads of their own: the same frames, in order."""
     from tmcli.face.motion import MOTION_DIM, neutral
@@ -154,7 +168,8 @@ def test_bench_on_the_tiny_preset_reports_every_stage(tmp_path):
     for s in stages.values():
         assert 0 < s["p50_ms"] <= s["p95_ms"]
     assert report["audio_before_first_frame_ms"] == 400  # a 200 ms chunk + look-ahead and context
-    assert 0 < report["first_frame_ms"] < 1000 * report["wall_s"]
+    assert 0 < report["first_motion_ms"] < report["first_chunk_rendered_ms"] <= report["first_frame_ms"]
+    assert report["first_frame_ms"] < 1000 * report["wall_s"]
     assert 0 < report["chunk_latency_p50_ms"] <= report["chunk_latency_p95_ms"]
     assert report["steady_fps"] > 0 and report["realtime_factor"] > 0
     assert report["overlap"] == pytest.approx(sum(s["share_of_wall"] for s in stages.values()), rel=1e-6)

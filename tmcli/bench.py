@@ -57,6 +57,8 @@ class BenchReport:
     load_s: dict
     audio_before_first_frame_ms: float  # what the generator must hear before its first chunk
     first_frame_ms: float  # from the start of the stream (models loaded) to the first frame encoded
+    first_motion_ms: float  # ... to the first motion chunk made (what of first_frame_ms the generator takes)
+    first_chunk_rendered_ms: float  # ... to the first chunk's frames rendered (then encoding)
     chunk_latency_p50_ms: float  # a chunk's way from the generator's start to its last frame encoded
     chunk_latency_p95_ms: float
     steady_fps: float  # frames after the first / the time they took
@@ -102,6 +104,9 @@ def bench(preset: Preset, devices: StageDevices, seconds: float = 20.0, generato
     marks = timer.marks
     stream_s = marks["stream end"] - marks["stream start"]  # both on the timer's clock (wall_seconds starts later)
     first_frame = marks["first frame"] - marks["stream start"]
+
+    def since_start(event: str) -> float:
+        return 1000 * (marks[event] - marks["stream start"]) if event in marks else float("nan")
     steady = (result.frames - 1) / max(stream_s - first_frame, 1e-9)
     stages = []
     for stage, place in PIPELINE_STAGES.items():
@@ -120,7 +125,8 @@ def bench(preset: Preset, devices: StageDevices, seconds: float = 20.0, generato
         render_size=result.render_size, seconds_of_audio=result.seconds_of_audio, frames=result.frames,
         load_s={k: round(v, 3) for k, v in result.stage_seconds.items() if k.startswith(("load", "landmarks"))},
         audio_before_first_frame_ms=_audio_before_first_frame(generator, checkpoint, preset),
-        first_frame_ms=1000 * first_frame,
+        first_frame_ms=1000 * first_frame, first_motion_ms=since_start("first motion"),
+        first_chunk_rendered_ms=since_start("first chunk rendered"),
         chunk_latency_p50_ms=1000 * float(np.median(latency)), chunk_latency_p95_ms=1000 * float(np.percentile(latency, 95)),
         steady_fps=steady, realtime_factor=result.seconds_of_audio / stream_s, wall_s=result.wall_seconds,
         overlap=sum(s.busy_s for s in stages) / stream_s, host_peak_mb=host_peak_memory() / 2**20,
@@ -175,6 +181,8 @@ def report_table(report: BenchReport):
     if not np.isnan(report.audio_before_first_frame_ms):
         summary.add_row("audio the first chunk needs", f"{report.audio_before_first_frame_ms:.0f} ms")
     summary.add_row("first frame (stream start -> encoded)", f"{report.first_frame_ms:.0f} ms")
+    summary.add_row("  of which: first motion chunk / its frames rendered",
+                    f"{report.first_motion_ms:.0f} / {report.first_chunk_rendered_ms:.0f} ms")
     summary.add_row("chunk latency p50 / p95", f"{report.chunk_latency_p50_ms:.1f} / {report.chunk_latency_p95_ms:.1f} ms")
     summary.add_row("steady state", f"{report.steady_fps:.1f} frames/s")
     summary.add_row("real-time factor (streaming)", f"{report.realtime_factor:.2f}x")

@@ -34,6 +34,7 @@ class WarpSettings:
     border_anchors: int = 16  # fixed points per crop side
     inverse_iterations: int = 4
     stiffness: float = 1e-4  # thin-plate regularisation (relative to the crop side)
+    cuda_graph: bool = True  # on a GPU, replay the fixed-shape warp as one CUDA graph (GraphedWarp)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -225,6 +225,10 @@ def render(portrait_path: str | Path, audio_path: str | Path | None, output: str
                 exported = ExportedModel(checkpoint, graphs=("face_rig", "warp"))
                 portrait.rig.pose = exported.face_rig
                 portrait.renderer = ExportedWarp(exported, portrait.renderer)
+            elif devices.renderer.type == "cuda" and preset.warp.cuda_graph:
+                from .render.meshwarp import GraphedWarp
+
+                portrait.renderer = GraphedWarp(portrait.renderer)
         out = preset.output
         if motion_out is not None:
             curves = stack.enter_context(MotionWriter(motion_out, out.fps, portrait.face.landmarks, {
@@ -285,6 +289,7 @@ def frame_stream(motion_chunks: Iterator[np.ndarray], portrait, devices: StageDe
                     chunk = next(motion_chunks, None)
                 if chunk is None:
                     return
+                timer.mark("first motion")
                 if on_motion:
                     on_motion(chunk)
                 yield started, chunk
@@ -296,7 +301,9 @@ def frame_stream(motion_chunks: Iterator[np.ndarray], portrait, devices: StageDe
                 # frames in flight: a queue of chunks, one waiting to enter it, one encoding, one rendering
                 host = host or HostFrames(devices.renderer, slots=(queue_chunks + 3) * len(chunk))
                 with timer("render"):
-                    yield started, [host(portrait.frame_tensor(frame_motion)) for frame_motion in chunk]
+                    frames = [host(portrait.frame_tensor(frame_motion)) for frame_motion in chunk]
+                timer.mark("first chunk rendered")
+                yield started, frames
 
     for started, pending in staged(render_chunks(staged(generate(), queue_chunks)), queue_chunks):
         for i, wait in enumerate(pending):
@@ -350,6 +357,10 @@ def load_generator(checkpoint: str | Path, preset: Preset, kind: str, devices: S
     if abs(model.config.fps - preset.output.fps) > 1e-6:
         raise ConfigError(f"the checkpoint generates {model.config.fps:g} fps motion; asked for {preset.output.fps:g} fps",
                           hint=f"render with --fps {model.config.fps:g}")
-    if kind == "student":
-        return StreamingGenerator(model, devices.autocast)
-    return TeacherGenerator(model, preset.generator, devices.autocast)
+    generator = (StreamingGenerator(model, devices.autocast) if kind == "student"
+                 else TeacherGenerator(model, preset.generator, devices.autocast))
+    if devices.generator.type == "cuda":  # CUDA starts lazily: pay for it here, not in the first chunk
+        from .features import silence_features
+
+        generator(silence_features(getattr(model, "audio_span", model.config.window)), Controls())
+    return generator

@@ -26,7 +26,15 @@ JOIN_TIMEOUT_S = 300  # how long either side waits for the other to join
 
 
 def backend(devices: StageDevices) -> str:
-    return "nccl" if devices.generator.type == "cuda" and devices.renderer.type == "cuda" else "gloo"
+    """nccl between two GPUs; gloo otherwise (CPUs, a CPU and a GPU, or both processes on one GPU,
+    which nccl refuses), motion then going through host memory."""
+    both_gpus = devices.generator.type == "cuda" and devices.renderer.type == "cuda"
+    return "nccl" if both_gpus and devices.split else "gloo"
+
+
+def link(devices: StageDevices, own, peer: int) -> MotionLink:
+    """This process's end of the motion link: chunks on its own device under nccl, on the host under gloo."""
+    return MotionLink(own if backend(devices) == "nccl" else "cpu", peer)
 
 
 class MotionLink:
@@ -117,7 +125,7 @@ class RemoteMotionSource:
             dist.init_process_group(backend(self.devices), init_method=self.address, rank=1, world_size=2,
                                     timeout=datetime.timedelta(seconds=JOIN_TIMEOUT_S))
             self.joined = True
-            self.link = MotionLink(self.devices.renderer, peer=0)
+            self.link = link(self.devices, self.devices.renderer, peer=0)
             try:
                 self.link.wait_ready()
             except _Failed:
@@ -150,18 +158,18 @@ def _generator_process(address: str, args: tuple, errors) -> None:
     devices: StageDevices = args[4]
     dist.init_process_group(backend(devices), init_method=address, rank=0, world_size=2,
                             timeout=datetime.timedelta(seconds=JOIN_TIMEOUT_S))
-    link = MotionLink(devices.generator, peer=1)
+    motion_link = link(devices, devices.generator, peer=1)
     try:
         with render_threads(), ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             source = MotionSource(*args, timer=StageTimer(), pool=pool)
             source.start()
-            link.send(None, READY)
+            motion_link.send(None, READY)
             for chunk in staged(source.chunks(), QUEUE_CHUNKS):  # made in a thread, as in one process
-                link.send(chunk)
-        link.send(None)
+                motion_link.send(chunk)
+        motion_link.send(None)
     except BaseException as exc:  # handed to the renderer's process, which raises it
         errors.put(exc if isinstance(exc, TmError) else TmError(f"the generator process failed: "
                                                                f"{type(exc).__name__}: {exc}"))
-        link.send(None, FAILED)
+        motion_link.send(None, FAILED)
     finally:
         dist.destroy_process_group()

@@ -113,7 +113,8 @@ def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, kno
     upper = (upper_edge - rows + 0.5).clamp(0, 1) * ((arch > 0.15) & painted_teeth)
     lower = (rows - lower_edge + 0.5).clamp(0, 1) * ((arch > 0.3) & painted_teeth)
     depth = ((rows - top) / (bottom - top).clamp(min=1)).clamp(0, 1)
-    cavity = rows.new_tensor(CAVITY).view(3, 1, 1) * (0.6 + 0.4 * (2 * depth - 1).abs()) * (0.5 + 0.5 * arch)
+    cavity = torch.stack([rows.new_full((1, 1), c) for c in CAVITY])  # fills, not a host copy: CUDA graphs
+    cavity = cavity * (0.6 + 0.4 * (2 * depth - 1).abs()) * (0.5 + 0.5 * arch)
     teeth = teeth * (0.45 + 0.55 * arch.sqrt())
     paint = cavity * (1 - upper) + teeth * upper
     paint = paint * (1 - lower) + 0.35 * teeth * lower
@@ -305,8 +306,13 @@ class FixedShapeWarp(torch.nn.Module):
         super().__init__()
         self.renderer, s = renderer, renderer.size  # its portrait-free parts: grids, settings, control set
         self.size = s
-        self.regions = [(MOUTH_CURVES, MOUTH_ENDS, self._window("mouth"), UPPER_INNER)] + [
-            (curves, ends, self._window("eye"), None) for curves, ends in EYE_REGIONS]
+        # the contours as index tensors on the renderer's device: indexing with a Python list
+        # copies it from the host on every call, which a CUDA graph cannot capture
+        def indices(curves):
+            return [torch.as_tensor(c, device=renderer.device) for c in curves]
+
+        self.regions = [(indices(MOUTH_CURVES), MOUTH_ENDS, self._window("mouth"), UPPER_INNER)] + [
+            (indices(curves), ends, self._window("eye"), None) for curves, ends in EYE_REGIONS]
         is_control = torch.zeros(len(renderer.source), dtype=torch.bool)
         is_control[torch.as_tensor(renderer.control)] = True
         self.register_buffer("is_control", is_control, persistent=False)
@@ -372,11 +378,55 @@ class FixedShapeWarp(torch.nn.Module):
         opens = (torch.where(col_ok, bottom - top, -inf).max() >= 0.05) & (y1 > y0)
         paint_top = torch.maximum(torch.floor(torch.where(col_ok, top, inf).min()), y0)
         paint_end = torch.ceil(torch.where(col_ok, bottom, -inf).max()) + 1
-        alpha, paint = mouth_paint(rows.float()[:, None], cols.float(), ko, ki, deformed[[78, 308], 0], unit, teeth,
-                                   own_teeth)
+        corners = torch.stack([deformed[78, 0], deformed[308, 0]])
+        alpha, paint = mouth_paint(rows.float()[:, None], cols.float(), ko, ki, corners, unit, teeth, own_teeth)
         ok = (rows[:, None] >= paint_top) & (rows[:, None] < paint_end) & col_ok[None, :] & opens
         picture = frame[0].permute(1, 2, 0)  # (S, S, 3)
         here = (rows[:, None], cols[None, :])
         region = picture[here].permute(2, 0, 1)  # (3, R, C)
         painted = region + (alpha * ok) * (paint - region)
         return picture.index_put(here, painted.permute(1, 2, 0)).permute(2, 0, 1)[None]
+
+
+class GraphedWarp:
+    """FixedShapeWarp captured once as a CUDA graph and replayed for every frame.
+
+    On a GPU the eager renderer's frame is a few hundred tiny kernels and several host syncs
+    (its boxes follow each frame's landmarks), which cost far more than the arithmetic; the
+    fixed-shape form has no sync and replays as one launch. Called like MeshWarpRenderer:
+    deformed landmarks (478, 3) -> the crop (1, 3, S, S); the tensor returned is overwritten by
+    the next call, so use it (on the same stream) first, as the pipeline does."""
+
+    def __init__(self, renderer: MeshWarpRenderer):
+        device = renderer.device
+        self.renderer = renderer
+        self.warp = FixedShapeWarp(renderer).to(device)
+        self.portrait = tuple(t.to(device) for t in FixedShapeWarp.portrait_inputs(renderer))
+        rest = self.warp.example_inputs()[0]
+        self.landmarks = rest.to(device)
+        self.staging = torch.empty_like(rest).pin_memory()
+        self.copied = torch.cuda.Event()
+        self.copied.record()
+        with torch.no_grad():
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):  # warm-up outside the graph: kernels loaded, workspaces made
+                for _ in range(2):
+                    self.warp(self.landmarks, *self.portrait)
+            torch.cuda.current_stream(device).wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            # thread_local: the generator may be running kernels in another thread meanwhile
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+                self.frame = self.warp(self.landmarks, *self.portrait)
+
+    @property
+    def size(self) -> int:
+        return self.renderer.size
+
+    def __call__(self, deformed: np.ndarray) -> torch.Tensor:
+        self.copied.synchronize()  # the last frame's landmarks have left the staging buffer
+        self.staging.copy_(torch.from_numpy(np.asarray(deformed, dtype=np.float32)))
+        self.landmarks.copy_(self.staging, non_blocking=True)
+        self.copied.record()
+        self.graph.replay()
+        return self.frame
