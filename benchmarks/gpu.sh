@@ -5,8 +5,9 @@
 #
 # Checks first that a GPU render matches the CPU's (benchmarks/device_match.py), then runs
 # `tm bench` on the GPU (fp32, bf16, the 512 px crop, the teacher, the generator in a process of
-# its own) and the generator's speed benchmark. Each bench writes OUTDIR/NAME.json and NAME.txt;
-# copy the figures into benchmarks/RESULTS.md with the date, device and commit.
+# its own, the student's chunk step as a CUDA graph) and the generator's speed benchmark. Each
+# bench writes OUTDIR/NAME.json and NAME.txt; copy the figures into benchmarks/RESULTS.md with
+# the date, device and commit.
 set -uo pipefail
 audio=${1:?speech wav}
 out=${2:?output folder}
@@ -29,5 +30,9 @@ bench cuda_bf16 --device cuda --dtype bf16
 bench cuda_crop --device cuda --crop
 bench cuda_teacher --device cuda --generator teacher
 bench cuda_disaggregate --device cuda --disaggregate
+printf '[generator]\ncuda_graph = true\n' > "$out/graphed.toml"  # the student's chunk step as a CUDA graph
+bench cuda_graphed --device cuda --preset "$out/graphed.toml"
+bench cuda_graphed_again --device cuda --preset "$out/graphed.toml"
+bench cuda_graphed_crop --device cuda --crop --preset "$out/graphed.toml"
 python3 benchmarks/generator_speed.py --device cuda --checkpoint tmcli/weights/teacher \
     --student tmcli/weights/student 2>&1 | tee "$out/generator_speed.txt"

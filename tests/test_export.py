@@ -12,7 +12,7 @@ from conftest import PORTRAIT, SPEECH
 from test_causal import C, clip, stream, tiny_student
 
 from tmcli.controls import Controls
-from tmcli.engine import ExportedChunkStep, ExportedModel
+from tmcli.engine import ExportedChunkStep, ExportedModel, GraphedChunkStep
 from tmcli.errors import InputError, OutputError
 from tmcli.export import ExportError, RealInputs, export
 from tmcli.face.motion import MOTION_DIM, pose_landmarks
@@ -41,6 +41,23 @@ def test_the_fixed_shape_step_equals_the_cached_step_as_the_window_fills_and_rol
         valid.append(int(state[5].sum()))
     torch.testing.assert_close(torch.cat(got, dim=1), want, atol=1e-5, rtol=1e-4)
     assert valid == [0, C, 2 * C, 2 * C, 2 * C, 2 * C]  # the sink first, then the band fills and rolls
+
+
+@torch.no_grad()
+def test_the_graphed_chunk_step_streams_what_the_student_streams():
+    """GraphedChunkStep's buffers (inputs copied in, the cache kept in place, one graph for both
+    passes) run eagerly on the CPU: the stream equals the student's through the rolling window,
+    twice in a row (new_cache empties it), and refuses a cache it did not make."""
+    model = tiny_student(window_chunks=2)
+    features = np.random.default_rng(2).normal(size=(37, FEATURE_DIM)).astype(np.float32)
+    want = StreamingGenerator(model)(features, Controls(), seed=4)
+    graphed = GraphedChunkStep(model)
+    for _ in range(2):
+        got = StreamingGenerator(graphed)(features, Controls(), seed=4)
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)
+    with pytest.raises(RuntimeError, match="the cache its new_cache made"):
+        graphed.step(torch.zeros(1, C, MOTION_DIM), torch.zeros(1), torch.zeros(1, model.audio_span, FEATURE_DIM),
+                     model.new_cache(), torch.zeros(1, MOTION_DIM), {})
 
 
 def test_the_rig_poses_a_batch_as_it_poses_each_frame(portrait):

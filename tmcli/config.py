@@ -132,6 +132,7 @@ class GeneratorSettings:
     emotion: str = "neutral"  # neutral | happy | sad | surprised, optionally NAME:STRENGTH
     pose_intensity: float = 1.0
     blink_rate: float = 15.0  # blinks per minute
+    cuda_graph: bool = False  # on a GPU, the student's chunk step as one CUDA graph (GraphedChunkStep); off until measured there
 
     def validate(self) -> None:
         if not 1 <= self.steps <= 1000:

@@ -196,6 +196,66 @@ class ExportedChunkStep:
         return velocity.float()
 
 
+class GraphedChunkStep:
+    """The student's chunk step (FixedShapeStep) replayed as one CUDA graph, behind
+    CausalMotionDiT's streaming interface as ExportedChunkStep is.
+
+    A chunk is three passes of a small model (its denoising steps and the cache write), each a
+    few hundred kernel launches: on a GPU the launches, not the arithmetic, set the chunk's time.
+    The graph reads fixed buffers: the caller's inputs are copied in, the KV cache lives there
+    (one stream at a time: `new_cache` empties it), and `write` is a buffer too, so one graph
+    serves both passes. On the CPU the same buffers run eagerly, which is what the tests check."""
+
+    def __init__(self, model, autocast=None):
+        import contextlib
+
+        from .nn.causal_dit import FixedShapeStep
+
+        self.config, self.sigmas, self.audio_span = model.config, model.sigmas, model.audio_span
+        self.motion_mean, self.normalize, self.denormalize = model.motion_mean, model.normalize, model.denormalize
+        device = model.motion_mean.device
+        self.fixed = FixedShapeStep(model).to(device)
+        self.inputs = [t.to(device) for t in self.fixed.example_inputs()]  # the buffers, INPUTS order
+        self.cache = self.inputs[6:]
+        self.empty = [t.clone() for t in self.cache]
+        self.graph = None
+        if device.type == "cuda":
+            with torch.no_grad(), (autocast or contextlib.nullcontext)():
+                side = torch.cuda.Stream(device)
+                side.wait_stream(torch.cuda.current_stream(device))
+                with torch.cuda.stream(side):  # warm-up outside the graph (the write flag is off)
+                    for _ in range(2):
+                        self.fixed(*self.inputs)
+                torch.cuda.current_stream(device).wait_stream(side)
+                self.graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+                    self.outputs = self.fixed(*self.inputs)
+
+    def new_cache(self) -> FixedCache:
+        for buffer, empty in zip(self.cache, self.empty):
+            buffer.copy_(empty)
+        return FixedCache(self.cache)
+
+    def step(self, motion: torch.Tensor, timestep: torch.Tensor, audio: torch.Tensor, cache: FixedCache,
+             neutral: torch.Tensor, controls: dict[str, torch.Tensor], write: bool = False) -> torch.Tensor:
+        if getattr(cache, "tensors", None) is not self.cache:
+            raise RuntimeError("a GraphedChunkStep streams the cache its new_cache made (one stream at a time)")
+        vector = torch.cat([controls[name] for name in GROUPS], dim=-1)
+        for buffer, value in zip(self.inputs, (motion, timestep, audio, neutral, vector)):
+            buffer.copy_(value)
+        self.inputs[5].fill_(write)  # a fill, not a copy from the host
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self.outputs = self.fixed(*self.inputs)
+        velocity, *new_cache = self.outputs
+        if write:
+            for buffer, new in zip(self.cache, new_cache):
+                buffer.copy_(new)
+            cache.update(self.cache)
+        return velocity.float().clone()  # the graph's own output is overwritten by the next replay
+
+
 class ExportedVideoChunkStep:
     """A video export's chunk-step graph behind WanAudioTransformer's streaming interface, for
     VideoStreamingGenerator. The stream's geometry (which video frames and audio rows a latent

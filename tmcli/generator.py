@@ -30,7 +30,7 @@ from .nn.causal_dit import CausalMotionDiT
 from .nn.motion_dit import MotionDiT
 
 if TYPE_CHECKING:
-    from .engine import ExportedChunkStep
+    from .engine import ExportedChunkStep, GraphedChunkStep
     from .nn.wan_audio import WanAudioTransformer
 
 MODEL_CLASSES = {cls.__name__: cls for cls in (MotionDiT, CausalMotionDiT)}
@@ -190,10 +190,10 @@ class StreamingGenerator:
     Rendering a file runs exactly this path, as fast as the features come. A chunk is made
     once the audio past its end (look-ahead and audio context) has arrived; guidance was
     distilled into the student, so each denoising step is one pass of one chunk. The model is
-    the student, or its exported chunk step (engine.py) behind the same interface.
+    the student, or its exported or CUDA-graphed chunk step (engine.py) behind the same interface.
     """
 
-    def __init__(self, model: CausalMotionDiT | ExportedChunkStep,
+    def __init__(self, model: CausalMotionDiT | ExportedChunkStep | GraphedChunkStep,
                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
         self.model, self.autocast = model, autocast  # autocast: the precision of a GPU run
 

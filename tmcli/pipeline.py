@@ -335,7 +335,7 @@ def _student_features(blocks, preset: Preset, transcript: str | None, audio_path
 def load_generator(checkpoint: str | Path, preset: Preset, kind: str, devices: StageDevices | None = None):
     """The teacher or student in `checkpoint` on the generator's device, checked against the kind
     and frame rate asked for."""
-    from .engine import ExportedChunkStep, ExportedModel, is_export
+    from .engine import ExportedChunkStep, ExportedModel, GraphedChunkStep, is_export
     from .generator import StreamingGenerator, TeacherGenerator, load_motion_dit
     from .nn.causal_dit import CausalMotionDiT
 
@@ -357,8 +357,11 @@ def load_generator(checkpoint: str | Path, preset: Preset, kind: str, devices: S
     if abs(model.config.fps - preset.output.fps) > 1e-6:
         raise ConfigError(f"the checkpoint generates {model.config.fps:g} fps motion; asked for {preset.output.fps:g} fps",
                           hint=f"render with --fps {model.config.fps:g}")
-    generator = (StreamingGenerator(model, devices.autocast) if kind == "student"
-                 else TeacherGenerator(model, preset.generator, devices.autocast))
+    if kind == "student":
+        graphed = devices.generator.type == "cuda" and preset.generator.cuda_graph
+        generator = StreamingGenerator(GraphedChunkStep(model, devices.autocast) if graphed else model, devices.autocast)
+    else:
+        generator = TeacherGenerator(model, preset.generator, devices.autocast)
     if devices.generator.type == "cuda":  # CUDA starts lazily: pay for it here, not in the first chunk
         from .features import silence_features
 
