@@ -58,6 +58,19 @@ def timed(fn, repeat: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / repeat
 
 
+def stream_times(streaming: StreamingGenerator, features) -> tuple[float, float, float]:
+    """A warmed-up stream of `features`: seconds to the first chunk, per later chunk (median), in all."""
+    streaming(features, Controls())  # warm-up
+    per_chunk = []
+    start = time.perf_counter()
+    for _ in streaming.stream([features], Controls()):
+        now = time.perf_counter()
+        per_chunk.append(now - start)
+        start = now
+    later = sorted(per_chunk[1:]) or per_chunk
+    return per_chunk[0], later[len(later) // 2], sum(per_chunk)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="default")
@@ -111,31 +124,13 @@ def main() -> None:
         model, chunk_frames=d.chunk_frames, window_chunks=d.window_chunks, lookahead_frames=d.lookahead_frames,
         denoising_steps=d.student_steps).eval()
     student.to(device)
-    streaming = StreamingGenerator(student)
     with torch.no_grad():
         window_s = timed(lambda: teacher(frame_features[: cfg.window], Controls()), 3, device)
-        streaming(frame_features, Controls())  # warm-up
-        per_chunk = []
-        start = time.perf_counter()
-        for _ in streaming.stream([frame_features], Controls()):
-            now = time.perf_counter()
-            per_chunk.append(now - start)
-            start = now
-        graphed_chunk = None
-        if device.type == "cuda":  # the same stream through the chunk step's CUDA graph
-            graphed = StreamingGenerator(GraphedChunkStep(student))
-            graphed(frame_features, Controls())  # warm-up
-            times = []
-            start = time.perf_counter()
-            for _ in graphed.stream([frame_features], Controls()):
-                now = time.perf_counter()
-                times.append(now - start)
-                start = now
-            graphed_chunk = (times[0], sorted(times[1:])[len(times[1:]) // 2], sum(times))
+        eager = stream_times(StreamingGenerator(student), frame_features)
+        # the same stream through the chunk step's CUDA graph
+        graphed = stream_times(StreamingGenerator(GraphedChunkStep(student)), frame_features) if device.type == "cuda" else None
     sc = student.config
-    student_s = sum(per_chunk)
     first_audio = (sc.chunk_frames + sc.lookahead_frames + sc.audio_context) / sc.fps
-    steady = sorted(per_chunk[1:])[len(per_chunk[1:]) // 2] if len(per_chunk) > 1 else per_chunk[0]
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -162,12 +157,11 @@ def main() -> None:
         side.add_column(column, justify="left" if column == "generator" else "right")
     side.add_row(f"teacher ({cfg.window}-frame windows)", f"{cfg.window / cfg.fps * 1e3:.0f} ms", f"{window_s * 1e3:.0f} ms",
                  f"{window_s * 1e3:.0f} ms", f"{teacher_s / seconds * 1e3:.0f}")
-    side.add_row(f"student ({sc.chunk_frames}-frame chunks)", f"{first_audio * 1e3:.0f} ms",
-                 f"{per_chunk[0] * 1e3:.1f} ms", f"{steady * 1e3:.1f} ms (median)",
-                 f"{student_s / seconds * 1e3:.0f}")
-    if graphed_chunk:
-        side.add_row("student, chunk step as a CUDA graph", f"{first_audio * 1e3:.0f} ms", f"{graphed_chunk[0] * 1e3:.1f} ms",
-                     f"{graphed_chunk[1] * 1e3:.1f} ms (median)", f"{graphed_chunk[2] / seconds * 1e3:.0f}")
+    for label, times in ((f"student ({sc.chunk_frames}-frame chunks)", eager),
+                         ("student, chunk step as a CUDA graph", graphed)):
+        if times:
+            side.add_row(label, f"{first_audio * 1e3:.0f} ms", f"{times[0] * 1e3:.1f} ms",
+                         f"{times[1] * 1e3:.1f} ms (median)", f"{times[2] / seconds * 1e3:.0f}")
     Console(width=120).print(side)
 
 

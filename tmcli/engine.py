@@ -210,6 +210,7 @@ class GraphedChunkStep:
         import contextlib
 
         from .nn.causal_dit import FixedShapeStep
+        from .runtime import capture_cuda_graph
 
         self.config, self.sigmas, self.audio_span = model.config, model.sigmas, model.audio_span
         self.motion_mean, self.normalize, self.denormalize = model.motion_mean, model.normalize, model.denormalize
@@ -219,17 +220,9 @@ class GraphedChunkStep:
         self.cache = self.inputs[6:]
         self.empty = [t.clone() for t in self.cache]
         self.graph = None
-        if device.type == "cuda":
+        if device.type == "cuda":  # captured with the write flag off; it is read on every replay
             with torch.no_grad(), (autocast or contextlib.nullcontext)():
-                side = torch.cuda.Stream(device)
-                side.wait_stream(torch.cuda.current_stream(device))
-                with torch.cuda.stream(side):  # warm-up outside the graph (the write flag is off)
-                    for _ in range(2):
-                        self.fixed(*self.inputs)
-                torch.cuda.current_stream(device).wait_stream(side)
-                self.graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-                    self.outputs = self.fixed(*self.inputs)
+                self.graph, self.outputs = capture_cuda_graph(lambda: self.fixed(*self.inputs), device)
 
     def new_cache(self) -> FixedCache:
         for buffer, empty in zip(self.cache, self.empty):

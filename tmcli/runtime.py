@@ -244,6 +244,24 @@ class HostFrames:
         return wait
 
 
+def capture_cuda_graph(run: Callable[[], object], device: torch.device) -> tuple[torch.cuda.CUDAGraph, object]:
+    """`run` (fixed shapes, no host syncs, no tensors made from host data) warmed up on a side
+    stream, then captured as a CUDA graph: (the graph, the outputs each replay rewrites).
+    Capture is thread-local: another stage's thread may be running kernels meanwhile."""
+    import torch
+
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):  # kernels loaded, workspaces allocated, outside the graph
+        for _ in range(2):
+            run()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        outputs = run()
+    return graph, outputs
+
+
 def peak_device_memory(device: torch.device) -> int | None:
     """Bytes the device's allocator held at most (None on CPU)."""
     if device.type != "cuda":

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..config import WarpSettings
 from ..face import landmarks as L
+from ..runtime import capture_cuda_graph
 
 # Contours handled by the column remap (step 2), top to bottom, each ordered left to right.
 MOUTH_CURVES = [L.ABOVE_LIPS, L.LIPS_UPPER_OUTER, L.LIPS_UPPER_INNER, L.LIPS_LOWER_INNER,
@@ -408,16 +409,7 @@ class GraphedWarp:
         self.copied = torch.cuda.Event()
         self.copied.record()
         with torch.no_grad():
-            side = torch.cuda.Stream(device)
-            side.wait_stream(torch.cuda.current_stream(device))
-            with torch.cuda.stream(side):  # warm-up outside the graph: kernels loaded, workspaces made
-                for _ in range(2):
-                    self.warp(self.landmarks, *self.portrait)
-            torch.cuda.current_stream(device).wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            # thread_local: the generator may be running kernels in another thread meanwhile
-            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-                self.frame = self.warp(self.landmarks, *self.portrait)
+            self.graph, self.frame = capture_cuda_graph(lambda: self.warp(self.landmarks, *self.portrait), device)
 
     @property
     def size(self) -> int:
