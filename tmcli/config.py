@@ -133,6 +133,8 @@ class GeneratorSettings:
     pose_intensity: float = 1.0
     blink_rate: float = 15.0  # blinks per minute
     cuda_graph: bool = False  # on a GPU, the student's chunk step as one CUDA graph (GraphedChunkStep); off until measured there
+    smooth_cutoff: float = 1.0  # Hz: One Euro filter's lowest cutoff on head pose, gaze and brows (smoothing.py); 0 = off
+    smooth_beta: float = 1.0  # how fast that cutoff rises with the channel's speed (per unit per second)
 
     def validate(self) -> None:
         if not 1 <= self.steps <= 1000:
@@ -143,6 +145,8 @@ class GeneratorSettings:
             raise ConfigError(f"pose intensity must be in [0, 3], got {self.pose_intensity}")
         if not 0 < self.blink_rate <= 120:
             raise ConfigError(f"blink rate must be in (0, 120] per minute, got {self.blink_rate}")
+        if min(self.smooth_cutoff, self.smooth_beta) < 0:
+            raise ConfigError("[generator] smooth_cutoff and smooth_beta must not be negative")
 
 
 VAE_CONFIGS = {  # AutoencoderKLWan settings; "wan2.1" is the published Wan 2.1 VAE (z 16, 8x spatial, 4x temporal)

@@ -29,6 +29,7 @@ from .errors import ConfigError
 from .features import generator_features
 from .media import VideoWriter, check_writable
 from .runtime import HostFrames, StageDevices, StageTimer, on_stream, render_threads, staged
+from .smoothing import smooth_slow_channels
 from .speech import speech_phones, warm_up
 
 GENERATORS = ("phonetic", "teacher", "student")
@@ -117,7 +118,15 @@ class MotionSource:
         """Loaded in start(): nothing to wait for (a RemoteMotionSource waits for its process)."""
 
     def chunks(self, writer: VideoWriter | None = None) -> Iterator[np.ndarray]:
-        """Motion blocks. writer: for audio from stdin, the video that gets the audio as it is read."""
+        """Motion blocks. writer: for audio from stdin, the video that gets the audio as it is read.
+        A learned generator's slow channels (head pose, gaze, brows) are smoothed (smoothing.py)."""
+        chunks = self._generated(writer)
+        if self.generator == "phonetic":
+            return chunks
+        settings = self.preset.generator
+        return smooth_slow_channels(chunks, self.preset.output.fps, settings.smooth_cutoff, settings.smooth_beta)
+
+    def _generated(self, writer: VideoWriter | None) -> Iterator[np.ndarray]:
         if self.streaming:
             features = self.features if not self.from_stdin else _student_features(
                 writer.tee_audio(audio_mod.read_audio_blocks(self.audio_path, self.raw_rate)),
