@@ -108,8 +108,11 @@ def test_student_save_load_round_trip(tmp_path):
     model.save_pretrained(tmp_path)
     loaded = CausalMotionDiT.from_pretrained(tmp_path).eval()
     assert loaded.config.window_chunks == 2 and loaded.config.lookahead_frames == A
-    x = clip(model, chunks=3)
-    np.testing.assert_allclose(model.forward_sequence(**x).numpy(), loaded.forward_sequence(**x).numpy(), atol=1e-6)
+    for (name, p), (_, q) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(p, q), name  # the round trip itself is exact
+    x = clip(model, chunks=3)  # the outputs to float32 rounding (kernels may differ with the tensors' layout)
+    np.testing.assert_allclose(model.forward_sequence(**x).numpy(), loaded.forward_sequence(**x).numpy(),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_streaming_in_any_block_sizes_gives_the_same_motion():
