@@ -40,3 +40,15 @@ def test_video_settings_refuse_what_the_backend_cannot_run(tmp_path, setting, me
     bad.write_text(f"[video]\n{setting}\n")
     with pytest.raises(ConfigError, match=message):
         load_preset(str(bad))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ("student_steps = 5", "student steps must be 1-4"),
+    ("data_weight = -1.0", "must not be negative"),
+    ("student_steps = 1\ndata_weight = 4.0", "data_weight needs at least 2 student steps"),
+])
+def test_distill_settings_refuse_what_distillation_cannot_run(tmp_path, settings, message):
+    bad = tmp_path / "distill.toml"
+    bad.write_text(f"[distill]\n{settings}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_preset(str(bad))

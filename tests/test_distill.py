@@ -114,8 +114,9 @@ def test_velocity_term_penalises_jitter_that_the_per_frame_error_cannot_tell_apa
 
 
 def test_data_regression_counts_the_mouth_on_valid_frames_only():
-    """The data term pulls the student's articulation towards the data's own motion; head pose,
-    blinks and gaze stay the teacher's, and padded frames count for nothing."""
+    """The data term pulls the student's articulation towards the data's own motion at its
+    refining level; head pose, blinks and gaze stay the teacher's, and padded frames count for
+    nothing."""
     from types import SimpleNamespace
 
     from tmcli.face.motion import ARTICULATION, INDEX
@@ -133,6 +134,7 @@ def test_data_regression_counts_the_mouth_on_valid_frames_only():
         def forward_sequence(clean, noisy, timestep, **_):  # v such that noisy - sigma v = the data + error
             sigma = (timestep / 1000).repeat_interleave(5, dim=1)[..., None]
             torch.testing.assert_close(clean, data)  # the data is the past it is teacher-forced on
+            assert (timestep == 500).all()  # the refining level only: pure noise is where blinks come from
             return (noisy - data - error) / sigma
         return SimpleNamespace(sigmas=[1.0, 0.5], config=SimpleNamespace(chunk_frames=5),
                                forward_sequence=forward_sequence)
@@ -150,6 +152,9 @@ def test_data_regression_counts_the_mouth_on_valid_frames_only():
     assert loss("jawOpen", slice(5, None), padded) == pytest.approx(0.0, abs=1e-10)
     with pytest.raises(ValueError, match="predate"):
         loss("jawOpen", pairs={k: v for k, v in pairs.items() if k != "data"})
+    one_step = SimpleNamespace(sigmas=[1.0], config=SimpleNamespace(chunk_frames=5))
+    with pytest.raises(ValueError, match="at least 2 student steps"):
+        data_regression_loss(one_step, pairs, torch.arange(b), torch.Generator())
 
 
 def test_the_data_term_is_weighted_into_the_first_stage(toy_data, tiny_teacher, tmp_path):

@@ -115,6 +115,8 @@ class DistillSettings:
             raise ConfigError("[distill] chunk_frames, window_chunks, ode_pairs and batch_size must be positive")
         if min(self.velocity_weight, self.data_weight, self.regression_weight) < 0:
             raise ConfigError("[distill] velocity_weight, data_weight and regression_weight must not be negative")
+        if self.data_weight and self.student_steps < 2:
+            raise ConfigError("[distill] data_weight needs at least 2 student steps: the data term trains the refining ones")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@ the student as chunks.
 Stage 1, ode: the teacher samples motion from noise for `ode_pairs` training windows (its
 guided Euler ODE). The student sees the teacher's clean motion as its past (teacher forcing,
 one masked pass) and learns to map the ODE's state at each of its noise levels to the
-teacher's motion. With `data_weight`, it also denoises the data's own motion at those levels,
+teacher's motion. With `data_weight`, it also denoises the data's own motion at its refining levels,
 on the mouth's channels only (see data_regression_loss).
 
 Stage 2, self: the same pairs, streamed chunk by chunk with the KV cache as at inference
@@ -169,17 +169,22 @@ def regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Tensor, 
 def data_regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Tensor,
                          g: torch.Generator) -> torch.Tensor:
     """Teacher forcing on the data itself: each chunk of the window's own motion, noised to one of
-    the student's sigmas (as its second step re-noises), -> that motion; the mouth's channels only.
+    the student's refining sigmas (below 1, where its later steps re-noise), -> that motion; the
+    mouth's channels only.
 
     The teacher hedges on short, weak vowels (some of its samples open them, some do not); the
     data, the phonetic driver on the true phones, opens each one. Head motion and blinks are
     random given the audio: regressing them onto the data would average them away, so they are
-    left to the teacher's pairs."""
+    left to the teacher's pairs. For the same reason the first level, pure noise, is left out:
+    there the data's mouth can only be predicted by ignoring the noise, and the shared network
+    then ignores it everywhere, but the noise is where the blinks come from."""
     if "data" not in pairs:
         raise ValueError("these ODE pairs predate data regression; delete ode_pairs.pt to remake them")
+    if len(student.sigmas) < 2:
+        raise ValueError("data regression needs at least 2 student steps: it trains the refining ones")
     clips = pairs_clips(pairs, index)
     data, valid = pairs["data"][index], pairs["valid"][index]
-    _, sigma = chunk_levels(student, len(data), data.shape[1], g)
+    _, sigma = chunk_levels(student, len(data), data.shape[1], g, first=1)
     frame_sigma = sigma.repeat_interleave(student.config.chunk_frames, dim=1)[..., None]
     noisy = (1 - frame_sigma) * data + frame_sigma * torch.randn(data.shape, generator=g)
     v = student.forward_sequence(data, noisy, sigma * 1000, **clips.student_inputs())
@@ -187,9 +192,11 @@ def data_regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Ten
     return error.sum() / (valid.sum() * len(MOUTH)).clamp(min=1)
 
 
-def chunk_levels(student: CausalMotionDiT, b: int, w: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A random one of the student's noise levels per chunk of each clip: (index, sigma), (B, W // C)."""
-    level = torch.randint(0, len(student.sigmas), (b, w // student.config.chunk_frames), generator=g)
+def chunk_levels(student: CausalMotionDiT, b: int, w: int, g: torch.Generator,
+                 first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random one of the student's noise levels (from level `first` on) per chunk of each clip:
+    (index, sigma), (B, W // C)."""
+    level = torch.randint(first, len(student.sigmas), (b, w // student.config.chunk_frames), generator=g)
     return level, torch.tensor(student.sigmas)[level]
 
 
