@@ -166,3 +166,30 @@ def test_the_data_term_is_weighted_into_the_first_stage(toy_data, tiny_teacher, 
     for r in rows:
         assert float(r["data"]) > 0
         assert float(r["loss"]) == pytest.approx(float(r["regression"]) + 2.0 * float(r["data"]), abs=2e-5)
+
+
+def test_a_one_step_student_leaves_the_presets_data_term_out(toy_data, tiny_teacher, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from tmcli.cli.app import main
+    from tmcli.config import PRESET_DIR
+
+    preset = tmp_path / "with_data.toml"
+    preset.write_text((PRESET_DIR / "tiny.toml").read_text() + "data_weight = 4.0\n")  # [distill] is the last table
+    assert load_preset(str(preset)).distill.data_weight == 4.0
+
+    def distill_cli(out, *args):
+        monkeypatch.setattr(sys, "argv", ["tm", "distill", str(tiny_teacher), str(toy_data), "-o", str(out),
+                                          "--preset", str(preset), "--steps", "2", "--dmd-steps", "0", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        return exit_info.value.code, capsys.readouterr()
+
+    code, printed = distill_cli(tmp_path / "one", "--student-steps", "1")
+    assert code == 0 and "data term is left out" in " ".join(printed.err.split())
+    saved = json.loads((tmp_path / "one" / "distill.json").read_text())["distill"]
+    assert saved["student_steps"] == 1 and saved["data_weight"] == 0.0
+    code, printed = distill_cli(tmp_path / "two")
+    assert code == 0 and "left out" not in printed.err
+    assert json.loads((tmp_path / "two" / "distill.json").read_text())["distill"]["data_weight"] == 4.0
+

@@ -48,6 +48,10 @@ def distill(
     d = settings.distill
     later = {"self_forcing_steps": self_forcing_steps, "dmd_steps": dmd_steps}  # stages after the ODE one
     changes = {"student_steps": student_steps, "seed": seed, **later}
+    if student_steps == 1 and d.data_weight:  # the data term trains the refining levels; one step has none
+        changes["data_weight"] = 0.0
+        if not quiet:
+            console.print("a 1-step student has no refining level to train: the data term is left out")
     for name, value in later.items():
         if value is not None and value < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {value}")
