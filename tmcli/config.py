@@ -100,7 +100,7 @@ class DistillSettings:
     fake_updates: int = 5  # fake-score steps per student step
     regression_weight: float = 0.25  # of the ODE-pair regression beside the DMD loss
     velocity_weight: float = 4.0  # of the frame-to-frame change error in the regression (against jitter)
-    data_weight: float = 0.0  # of a regression onto the data's own mouth motion beside the teacher's pairs
+    data_weight: float = 4.0  # of a regression onto the data's own mouth motion beside the teacher's pairs (refining level)
     batch_size: int = 16
     learning_rate: float = 1e-4
     fake_learning_rate: float = 2e-4
@@ -116,7 +116,8 @@ class DistillSettings:
         if min(self.velocity_weight, self.data_weight, self.regression_weight) < 0:
             raise ConfigError("[distill] velocity_weight, data_weight and regression_weight must not be negative")
         if self.data_weight and self.student_steps < 2:
-            raise ConfigError("[distill] data_weight needs at least 2 student steps: the data term trains the refining ones")
+            raise ConfigError("[distill] data_weight needs at least 2 student steps: the data term trains the refining ones",
+                              hint="set data_weight = 0 for a 1-step student (tm distill --student-steps 1 does)")
 
 
 @dataclasses.dataclass(frozen=True)
