@@ -58,15 +58,15 @@ def main() -> None:
     args = parser.parse_args()
     cases = tomllib.loads(Path(args.cases).read_text())["case"]
     cases = [c for c in cases if not (args.tuning_only and c.get("held_out"))]
-    seeds = parse_seeds(args.seeds)
-    preset = load_preset(args.preset).with_overrides(output={"crop": True, "size": 256},
-                                                     generator={"cfg_audio": args.cfg_scale})
     if args.report:
         results = {spec: by_case for f in args.report for spec, by_case in json.loads(Path(f).read_text()).items()}
         print_tables(cases, results, ", ".join(args.report))
         return
     if not args.generator:
         parser.error("give --generator (or --report)")
+    seeds = parse_seeds(args.seeds)
+    preset = load_preset(args.preset).with_overrides(output={"crop": True, "size": 256},
+                                                     generator={"cfg_audio": args.cfg_scale})
     results: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.generator:
@@ -99,7 +99,7 @@ def print_tables(cases: list[dict], results: dict[str, dict[str, dict]], source:
                       *(summary([results[spec].get(case["name"], {})]) for spec in results))
     for label, member in GROUPS.items():
         group = [c for c in cases if member(c)]
-        if group and len(group) < len(cases) or label == "all":
+        if label == "all" or 0 < len(group) < len(cases):  # a group equal to all would repeat it
             table.add_row(f"[bold]{label}[/bold] ({len(group)})",
                           *(summary([results[spec].get(c["name"], {}) for c in group]) for spec in results))
     Console(width=220).print(table)

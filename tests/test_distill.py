@@ -192,4 +192,3 @@ def test_a_one_step_student_leaves_the_presets_data_term_out(toy_data, tiny_teac
     code, printed = distill_cli(tmp_path / "two")
     assert code == 0 and "left out" not in printed.err
     assert json.loads((tmp_path / "two" / "distill.json").read_text())["distill"]["data_weight"] == 4.0
-
