@@ -10,9 +10,34 @@ def test_default_preset_matches_the_dataclass_defaults():
 
 def test_flags_override_presets_and_none_means_unset():
     still = load_preset("still")
-    assert still.driver.pose_intensity == 0.0
-    p = still.with_overrides(output={"fps": 30, "size": None}, driver={"pose_intensity": 0.5})
-    assert p.output.fps == 30.0 and p.output.size == 512 and p.driver.pose_intensity == 0.5
+    assert still.controls.pose_intensity == 0.0
+    p = still.with_overrides(output={"fps": 30, "size": None}, controls={"pose_intensity": 0.5})
+    assert p.output.fps == 30.0 and p.output.size == 512 and p.controls.pose_intensity == 0.5
+
+
+def test_presets_ship_inside_the_package():
+    from importlib import resources
+
+    from tmcli.config import preset_names
+
+    shipped = resources.files("tmcli") / "presets"
+    assert {"default", "still", "tiny", "wan-1.3b-audio"} <= set(preset_names())
+    assert all((shipped / f"{name}.toml").is_file() for name in preset_names())
+
+
+def test_controls_live_in_one_table():
+    """The same control in two tables let `still` leave a learned generator's head moving."""
+    import dataclasses
+
+    from tmcli.config import ControlSettings
+
+    names = {f.name for f in dataclasses.fields(ControlSettings)}
+    preset = Preset()
+    for table in dataclasses.fields(Preset):
+        section = getattr(preset, table.name)
+        if table.name == "controls" or section is None:
+            continue
+        assert not names & {f.name for f in dataclasses.fields(section)}
 
 
 def test_unknown_keys_and_wrong_types_are_errors(tmp_path):

@@ -73,7 +73,7 @@ def test_the_shipped_teacher_lip_syncs_the_sample(tmp_path):
     assert report.bilabial_closed >= 0.85 and report.open_vowel_open >= 0.8
     render(PORTRAIT, SPEECH, tmp_path / "again.mp4", preset, seed=0, generator="teacher", on_motion=again.append)
     np.testing.assert_array_equal(motion, np.concatenate(again))  # same seed, same motion
-    render(PORTRAIT, SPEECH, tmp_path / "happy.mp4", preset.with_overrides(generator={"emotion": "happy"}), seed=0,
+    render(PORTRAIT, SPEECH, tmp_path / "happy.mp4", preset.with_overrides(controls={"emotion": "happy"}), seed=0,
            generator="teacher", on_motion=happy.append)
     happy = np.concatenate(happy)
     smile = INDEX["mouthSmileLeft"]

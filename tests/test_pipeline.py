@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import numpy as np
+import pytest
 from conftest import PORTRAIT, SPEECH
 
 
@@ -24,3 +26,22 @@ def test_crop_size_follows_the_faces_own_resolution(portrait_image):
     assert pasted.alignment.size == MIN_RENDER_SIZE and pasted.frame_size == (512, 512)
     cropped = Portrait.load(PORTRAIT, preset.with_overrides(output={"crop": True}))
     assert cropped.alignment.size == 512 and cropped.frame_size == (512, 512)
+
+
+@pytest.mark.parametrize("generator", ["phonetic", "teacher", "student"])
+def test_the_still_preset_stills_every_generator(tmp_path, generator):
+    """`--preset still`: head pose nil on every frame, lips still moving; the default moves the head."""
+    from tmcli.config import load_preset
+    from tmcli.face.motion import INDEX, POSE_CHANNELS
+    from tmcli.pipeline import render
+
+    def motion(preset_name: str) -> np.ndarray:
+        blocks = []
+        render(PORTRAIT, SPEECH, None, load_preset(preset_name), generator=generator, on_motion=blocks.append,
+               motion_out=tmp_path / f"{preset_name}.json")
+        return np.concatenate(blocks)
+
+    still, moving = motion("still"), motion("default")
+    assert np.all(still[:, POSE_CHANNELS] == 0.0)
+    assert np.abs(moving[:, POSE_CHANNELS]).max() > 1e-3
+    assert still[:, INDEX["jawOpen"]].max() > 0.2  # the mouth still speaks

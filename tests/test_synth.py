@@ -5,14 +5,8 @@ import numpy as np
 import pytest
 
 from tmcli.data import espeak
-
-try:
-    espeak.synthesize("a", "en-us")
-except espeak.EspeakError as exc:  # CI installs espeak-ng; a bare dev machine may not have it
-    pytest.skip(str(exc), allow_module_level=True)
-
-from tmcli.data.shards import read_clips, read_manifest  # noqa: E402
-from tmcli.data.synth import SynthSettings, synth_clip, synth_dataset  # noqa: E402
+from tmcli.data.shards import read_clips, read_manifest
+from tmcli.data.synth import SynthSettings, synth_clip, synth_dataset
 from tmcli.errors import InputError  # noqa: E402
 from tmcli.face.motion import INDEX  # noqa: E402
 from tmcli.features import FEATURE_DIM  # noqa: E402

@@ -190,9 +190,9 @@ def preset_for(base, options: dict):
     gaze_x, gaze_y = parse_pair(options["gaze"], "--gaze") if options.get("gaze") else (None, None)
     return base.with_overrides(
         output={"fps": options.get("fps"), "size": options.get("size"), "crop": options.get("crop")},
-        generator={"cfg_audio": options.get("cfg_scale"), "steps": options.get("steps"), "gaze_x": gaze_x,
-                   "gaze_y": gaze_y, "emotion": options.get("emotion"),
-                   "pose_intensity": options.get("pose_intensity"), "blink_rate": options.get("blink_rate")})
+        generator={"cfg_audio": options.get("cfg_scale"), "steps": options.get("steps")},
+        controls={"gaze_x": gaze_x, "gaze_y": gaze_y, "emotion": options.get("emotion"),
+                  "pose_intensity": options.get("pose_intensity"), "blink_rate": options.get("blink_rate")})
 
 
 @dataclasses.dataclass

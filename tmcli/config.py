@@ -7,6 +7,7 @@ preset never passes silently.
 from __future__ import annotations
 
 import dataclasses
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ import tomllib
 
 from .errors import ConfigError
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+PRESET_DIR = resources.files(__package__) / "presets"  # shipped inside the package: works from a wheel
+SAMPLE_PORTRAIT = Path(str(resources.files(__package__) / "samples" / "portrait.png"))  # tm bench's and tm export's
+SAMPLE_SPEECH = Path(str(resources.files(__package__) / "samples" / "speech.wav"))  # defaults (samples/SOURCES.md)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,9 +25,6 @@ class DriverSettings:
     lead: float = 0.04  # s the lips move ahead of the sound
     jaw_gain: float = 1.4  # how wide the mouth opens
     envelope_floor: float = 0.0  # jaw opening at the quietest voiced sound, relative to the loudest
-    pose_intensity: float = 1.0  # scales head motion (0 = still head)
-    gaze_x: float = 0.0  # where the eyes rest, [-1, 1]
-    gaze_y: float = 0.0
     brow_gain: float = 1.0
 
 
@@ -121,6 +121,25 @@ class DistillSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ControlSettings:
+    """What a user asks of the motion, whichever generator makes it (one table for all)."""
+
+    gaze_x: float = 0.0  # where the eyes rest, [-1, 1], right positive
+    gaze_y: float = 0.0  # down positive
+    emotion: str = "neutral"  # neutral | happy | sad | surprised, optionally NAME:STRENGTH
+    pose_intensity: float = 1.0  # head motion relative to a calm speaker; 0: the head does not move
+    blink_rate: float = 15.0  # blinks per minute
+
+    def validate(self) -> None:
+        if not (-1 <= self.gaze_x <= 1 and -1 <= self.gaze_y <= 1):
+            raise ConfigError(f"gaze must be in [-1, 1], got {self.gaze_x},{self.gaze_y}")
+        if not 0 <= self.pose_intensity <= 3:
+            raise ConfigError(f"pose intensity must be in [0, 3], got {self.pose_intensity}")
+        if not 0 < self.blink_rate <= 120:
+            raise ConfigError(f"blink rate must be in (0, 120] per minute, got {self.blink_rate}")
+
+
+@dataclasses.dataclass(frozen=True)
 class GeneratorSettings:
     """How a learned generator samples motion at render time."""
 
@@ -130,11 +149,6 @@ class GeneratorSettings:
     cfg_emotion: float = 1.0
     cfg_pose_intensity: float = 1.0
     cfg_blink_rate: float = 1.0
-    gaze_x: float = 0.0  # controls: where the eyes rest, [-1, 1]
-    gaze_y: float = 0.0
-    emotion: str = "neutral"  # neutral | happy | sad | surprised, optionally NAME:STRENGTH
-    pose_intensity: float = 1.0
-    blink_rate: float = 15.0  # blinks per minute
     cuda_graph: bool = False  # on a GPU, the student's chunk step as one CUDA graph (GraphedChunkStep); off until measured there
     smooth_cutoff: float = 1.0  # Hz: One Euro filter's lowest cutoff on head pose, gaze and brows (smoothing.py); 0 = off
     smooth_beta: float = 1.0  # how fast that cutoff rises with the channel's speed (per unit per second)
@@ -142,12 +156,6 @@ class GeneratorSettings:
     def validate(self) -> None:
         if not 1 <= self.steps <= 1000:
             raise ConfigError(f"steps must be between 1 and 1000, got {self.steps}")
-        if not (-1 <= self.gaze_x <= 1 and -1 <= self.gaze_y <= 1):
-            raise ConfigError(f"gaze must be in [-1, 1], got {self.gaze_x},{self.gaze_y}")
-        if not 0 <= self.pose_intensity <= 3:
-            raise ConfigError(f"pose intensity must be in [0, 3], got {self.pose_intensity}")
-        if not 0 < self.blink_rate <= 120:
-            raise ConfigError(f"blink rate must be in (0, 120] per minute, got {self.blink_rate}")
         if min(self.smooth_cutoff, self.smooth_beta) < 0:
             raise ConfigError("[generator] smooth_cutoff and smooth_beta must not be negative")
 
@@ -223,6 +231,7 @@ class Preset:
     train: TrainSettings = TrainSettings()
     distill: DistillSettings = DistillSettings()
     generator: GeneratorSettings = GeneratorSettings()
+    controls: ControlSettings = ControlSettings()
     video: VideoSettings | None = None  # set: the preset is the video backend's
 
     def with_overrides(self, **tables: dict[str, Any]) -> "Preset":
@@ -237,6 +246,7 @@ class Preset:
         preset = dataclasses.replace(self, **changes)
         preset.output.validate()
         preset.generator.validate()
+        preset.controls.validate()
         preset.distill.validate()
         if preset.video is not None:
             preset.video.validate()
@@ -256,13 +266,16 @@ def _replace(section, values: dict[str, Any], table: str):
     return dataclasses.replace(section, **values)
 
 
+def preset_names() -> list[str]:
+    return sorted(p.name.removesuffix(".toml") for p in PRESET_DIR.iterdir() if p.name.endswith(".toml"))
+
+
 def load_preset(name_or_path: str = "default") -> Preset:
     path = PRESET_DIR / f"{name_or_path}.toml"  # a shipped preset's name (names may hold dots: wan-1.3b-audio)
     if not path.is_file():
         path = Path(name_or_path)
     if not path.is_file():
-        known = sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
-        raise ConfigError(f"preset {name_or_path} not found", hint=f"known presets: {', '.join(known)}")
+        raise ConfigError(f"preset {name_or_path} not found", hint=f"known presets: {', '.join(preset_names())}")
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

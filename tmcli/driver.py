@@ -81,9 +81,9 @@ class PhoneticDriver:
             motion[:, INDEX[f"mouthStretch{side}"]] = 0.6 * visemes["stretch"]
             motion[:, INDEX[f"mouthUpperUp{side}"]] = visemes["upperUp"]
         motion[:, INDEX["mouthRollLower"]] = visemes["rollLower"]
-        self._prosody(motion, features, rng, s.pose_intensity * controls.pose_intensity)
+        self._prosody(motion, features, rng, controls.pose_intensity)
         self._blinks(motion, fps, rng, 60.0 / controls.blink_rate)
-        self._gaze(motion, fps, rng, s.gaze_x + controls.gaze[0], s.gaze_y + controls.gaze[1])
+        self._gaze(motion, fps, rng, *controls.gaze)
         return motion + controls.expression_offset()
 
     @staticmethod

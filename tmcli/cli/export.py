@@ -10,16 +10,14 @@ import typer
 
 from ..console import console
 
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-
 
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Student checkpoint (tm distill; motion or video backend), or 'default' for the one shipped with tm.")],
     out: Annotated[Path, typer.Option("-o", "--output", help="Folder to write (graphs + manifest.json).")],
     format: Annotated[str, typer.Option("--format", help="onnx, torch-export or safetensors (the weights in --dtype, a tm checkpoint).")] = "onnx",
     dtype: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (bf16: torch-export and safetensors only).")] = "fp32",
-    audio: Annotated[Optional[Path], typer.Option(help="Speech whose features the export is checked on (default: samples/speech.wav).")] = None,
-    portrait: Annotated[Optional[Path], typer.Option(help="Portrait whose rig (video: face crop) the check runs on (default: samples/portrait.png).")] = None,
+    audio: Annotated[Optional[Path], typer.Option(help="Speech whose features the export is checked on (default: the sample shipped with tm).")] = None,
+    portrait: Annotated[Optional[Path], typer.Option(help="Portrait whose rig (video: face crop) the check runs on (default: the sample shipped with tm).")] = None,
     size: Annotated[Optional[int], typer.Option(help="Render size the warp graph is made for, with --portrait (default: the default preset's, 512): the warp makes that portrait's crop at that size, which follows the portrait's resolution; `tm render --engine` renders must make the same crop size.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it is an existing folder.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -27,7 +25,7 @@ def export(
     """Export the streaming student's chunk step (KV cache as inputs and outputs), the face rig
     and the warp (a video student: its VAE encoder and streaming decoder) as graphs, check them
     against PyTorch on random and real inputs, and write a manifest."""
-    from ..config import load_preset
+    from ..config import SAMPLE_PORTRAIT, SAMPLE_SPEECH, load_preset
     from ..errors import InputError
     from ..export import check_request
     from ..export import export as run_export
@@ -37,7 +35,7 @@ def export(
     check_request(format, dtype, out, overwrite)
     if str(checkpoint) == "default":
         checkpoint = embedded_checkpoint("student")
-    audio, portrait = audio or SAMPLES / "speech.wav", portrait or SAMPLES / "portrait.png"
+    audio, portrait = audio or SAMPLE_SPEECH, portrait or SAMPLE_PORTRAIT
     for path, flag in ((audio, "--audio"), (portrait, "--portrait")):
         if not path.is_file():
             raise InputError(f"{path} does not exist", hint=f"give {flag} FILE: the check runs on real inputs")

@@ -1,6 +1,6 @@
 """Synthetic speech with exact phone timings, from the espeak-ng C library (through ctypes).
 
-Why espeak-ng: a formant synthesiser in a Debian package (`espeak-ng`), about 100 languages,
+Why espeak-ng: a formant synthesiser (the PyPI wheel `espeakng-loader` ships its library and data), about 100 languages,
 voice variants, rate and pitch controls, and it reports every phoneme it speaks with the
 sample at which it starts, so the timings are known rather than recognised. A second of
 speech takes about 3 ms to make.
@@ -79,22 +79,31 @@ class _Event(ctypes.Structure):  # espeak_EVENT
 _Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
 
 
-def _load() -> ctypes.CDLL:
+def _load() -> tuple[ctypes.CDLL, str | None]:
+    """The library and its data folder: the PyPI wheel espeakng-loader's (a dependency, so
+    `pip install` brings it), else a system espeak-ng with its own data (None)."""
+    try:
+        import espeakng_loader
+
+        return ctypes.CDLL(espeakng_loader.get_library_path()), espeakng_loader.get_data_path()
+    except (ImportError, OSError, RuntimeError):
+        pass
     for name in _LIBRARY_NAMES:
         try:
-            return ctypes.CDLL(name)
+            return ctypes.CDLL(name), None
         except OSError:
             continue
     raise EspeakError(
-        f"espeak-ng is not installed ({_LIBRARY_NAMES[0]} could not be loaded); synthetic speech needs it",
-        hint="apt-get install -y espeak-ng",
+        f"espeak-ng could not be loaded (neither the espeakng-loader package nor {_LIBRARY_NAMES[0]}); "
+        "synthetic speech needs it",
+        hint="pip install espeakng-loader (or install tm again: it depends on it)",
     )
 
 
 class _Engine:
     """The initialised library, and what its callback collects during one synthesis."""
 
-    def __init__(self, lib: ctypes.CDLL):
+    def __init__(self, lib: ctypes.CDLL, data_path: str | None):
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetSynthCallback.argtypes = [_Callback]
         lib.espeak_SetSynthCallback.restype = None
@@ -103,11 +112,12 @@ class _Engine:
         lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
                                      ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
         self.lib, self.lock = lib, threading.Lock()
-        self.rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None,
+        path = data_path.encode() if data_path else None
+        self.rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, path,
                                           _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT)
         if self.rate <= 0:
-            raise EspeakError("espeak-ng failed to initialise (is espeak-ng-data installed?)",
-                              hint="apt-get install -y espeak-ng")
+            raise EspeakError(f"espeak-ng failed to initialise (its data: {data_path or 'the system one'})",
+                              hint="pip install --force-reinstall espeakng-loader")
         self._audio = bytearray()
         self._phonemes: list[tuple[str, int]] = []
         self._callback = _Callback(self._collect)  # kept here: the library holds only a raw pointer
@@ -142,7 +152,7 @@ class _Engine:
 
 @functools.cache
 def _engine() -> _Engine:
-    return _Engine(_load())
+    return _Engine(*_load())
 
 
 # ---------------------------------------------------------------- labels

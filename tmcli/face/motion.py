@@ -33,6 +33,7 @@ ARTICULATION = [name for name in BLENDSHAPES if name.startswith(("jaw", "mouth")
 CHANNELS = POSE + BLENDSHAPES + GAZE
 MOTION_DIM = len(CHANNELS)
 INDEX = {name: i for i, name in enumerate(CHANNELS)}
+POSE_CHANNELS = slice(INDEX[POSE[0]], INDEX[POSE[-1]] + 1)
 REST_GAP = 0.18  # largest inner-lip gap (u) at rest: a portrait caught mid-word rests with its lips this far apart
 
 
