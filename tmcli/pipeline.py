@@ -26,6 +26,7 @@ from .config import Preset
 from .controls import Controls, parse_emotion
 from .driver import PhoneticDriver
 from .errors import ConfigError
+from .face.motion import POSE_CHANNELS
 from .features import generator_features
 from .media import VideoWriter, check_writable
 from .runtime import HostFrames, StageDevices, StageTimer, on_stream, render_threads, staged
@@ -69,8 +70,17 @@ class RenderResult:
 
 
 def controls_from(preset: Preset) -> Controls:
-    g = preset.generator
-    return Controls((g.gaze_x, g.gaze_y), parse_emotion(g.emotion), g.pose_intensity, g.blink_rate)
+    c = preset.controls
+    return Controls((c.gaze_x, c.gaze_y), parse_emotion(c.emotion), c.pose_intensity, c.blink_rate)
+
+
+def still_head(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """Head pose held at the portrait's: pose intensity 0 means a head that does not move, and a
+    learned generator conditioned on 0 still sways by about 0.01 rad."""
+    for chunk in chunks:
+        chunk = chunk.copy()
+        chunk[:, POSE_CHANNELS] = 0.0
+        yield chunk
 
 
 class MotionSource:
@@ -119,12 +129,13 @@ class MotionSource:
 
     def chunks(self, writer: VideoWriter | None = None) -> Iterator[np.ndarray]:
         """Motion blocks. writer: for audio from stdin, the video that gets the audio as it is read.
-        A learned generator's slow channels (head pose, gaze, brows) are smoothed (smoothing.py)."""
+        A learned generator's slow channels (head pose, gaze, brows) are smoothed (smoothing.py);
+        pose intensity 0 holds the head still, whichever generator."""
         chunks = self._generated(writer)
-        if self.generator == "phonetic":
-            return chunks
-        settings = self.preset.generator
-        return smooth_slow_channels(chunks, self.preset.output.fps, settings.smooth_cutoff, settings.smooth_beta)
+        if self.generator != "phonetic":
+            settings = self.preset.generator
+            chunks = smooth_slow_channels(chunks, self.preset.output.fps, settings.smooth_cutoff, settings.smooth_beta)
+        return still_head(chunks) if self.controls.pose_intensity == 0 else chunks
 
     def _generated(self, writer: VideoWriter | None) -> Iterator[np.ndarray]:
         if self.streaming:
