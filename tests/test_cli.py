@@ -24,6 +24,17 @@ def test_help_lists_the_commands(monkeypatch, capsys):
     assert code == 0 and "render" in out and "eval" in out
 
 
+def test_render_help_groups_its_options_in_panels(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run_tm(monkeypatch, capsys, "render", "--help")
+    assert code == 0
+    panels = {"Input and output": "--motion-out", "Generator": "--cfg-scale", "Controls": "--pose-intensity",
+              "Devices": "--disaggregate", "Batch": "--num-processes"}
+    boxes = [box.split("╰")[0] for box in out.split("╭─ ")[1:]]  # "TITLE ───╮ ... ╰"
+    for panel, option in panels.items():
+        assert any(box.startswith(panel + " ") and option in box for box in boxes), panel
+
+
 @pytest.mark.parametrize("args", [("render", PORTRAIT), ("render", "--fps", "fast"), ("render", PORTRAIT, SPEECH, "--num-processes", "x")])
 def test_usage_errors_are_reported_by_typer(monkeypatch, capsys, args):
     code, _, err = run_tm(monkeypatch, capsys, *args)
