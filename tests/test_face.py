@@ -1,5 +1,8 @@
+import importlib.util
+
 import numpy as np
 import pytest
+from conftest import SAMPLES
 from PIL import Image
 
 from tmcli.errors import NoFaceError
@@ -126,3 +129,60 @@ def test_head_pose_moves_the_face_rigidly(rig):
     rolled = rig.apply(_with(headRoll=0.1))
     d = np.linalg.norm(rolled[[33, 263], :2] - rolled[[263, 33], :2], axis=1)
     assert np.allclose(d, np.linalg.norm(rig.source[33, :2] - rig.source[263, :2]))
+
+
+GROUP = SAMPLES / "extra" / "group_6faces.jpg"
+
+
+def _group_layout():
+    """The heads the sample was made of (benchmarks/make_group_photo.py): face width and centre."""
+    script = SAMPLES.parent / "benchmarks" / "make_group_photo.py"
+    spec = importlib.util.spec_from_file_location("make_group_photo", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [(width, centre) for *_, width, centre in module.HEADS]
+
+
+@pytest.fixture(scope="module")
+def group_faces():
+    from tmcli.media import load_image
+
+    return L.detect_faces(load_image(GROUP))
+
+
+def test_every_face_of_the_group_photo_largest_first(group_faces):
+    layout = _group_layout()
+    assert len(group_faces) == len(layout)
+    areas = [f.area for f in group_faces]
+    assert areas == sorted(areas, reverse=True)
+    for width, centre in layout:  # each head placed is found once, at its size, where it was put
+        near = [f for f in group_faces if np.linalg.norm(f.landmarks[:, :2].mean(axis=0) - centre) < width / 2]
+        assert len(near) == 1
+        x0, y0, x1, y1 = near[0].box
+        assert x1 - x0 == pytest.approx(width, rel=0.15)
+        assert (np.abs(near[0].landmarks[:, :2] - centre) < width).all()  # mapped back to the photo's pixels
+
+
+def test_a_small_face_in_a_large_photo(portrait_image, face):
+    """A portrait shrunk until its face is MIN_FACE pixels wide, in a blank 12-megapixel frame:
+    too small for the mesh's own detector, found by the windowed one."""
+    x0, y0, x1, y1 = face.box
+    scale = L.MIN_FACE / (x1 - x0)
+    small = np.asarray(Image.fromarray(portrait_image).resize((round(512 * scale),) * 2, Image.LANCZOS))
+    canvas = np.full((3000, 4000, 3), 200, np.uint8)
+    canvas[2000: 2000 + small.shape[0], 2500: 2500 + small.shape[1]] = small
+    found = L.detect_faces(canvas)
+    assert len(found) == 1
+    assert found[0].size == pytest.approx(L.MIN_FACE * (y1 - y0) / (x1 - x0), rel=0.2)
+    assert L.interocular(found[0].landmarks) == pytest.approx(L.interocular(face.landmarks) * scale, rel=0.15)
+
+
+def test_face_index_picks_each_face_of_the_group(group_faces):
+    from tmcli.config import load_preset
+    from tmcli.portrait import Portrait
+
+    preset = load_preset()
+    boxes = [Portrait.load(GROUP, preset, face_index=i).face.box for i in range(len(group_faces))]
+    assert boxes == pytest.approx([f.box for f in group_faces])
+    with pytest.raises(NoFaceError, match=f"face-index {len(group_faces)}.*has {len(group_faces)} face"):
+        Portrait.load(GROUP, preset, face_index=len(group_faces))

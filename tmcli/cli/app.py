@@ -10,7 +10,7 @@ import typer
 from .. import __version__
 from ..console import console
 from ..errors import TmError
-from . import bench, data, distill, evaluate, export, render, train
+from . import bench, data, distill, evaluate, export, faces, render, train
 
 app = typer.Typer(
     name="tm",
@@ -26,6 +26,7 @@ app.command("train", no_args_is_help=True)(train.train)
 app.command("distill", no_args_is_help=True)(distill.distill)
 app.command("bench")(bench.bench)
 app.command("export", no_args_is_help=True)(export.export)
+app.command("faces", no_args_is_help=True)(faces.faces)
 app.add_typer(data.app, name="data")
 
 

@@ -56,6 +56,11 @@ class Face:
     def area(self) -> float:
         return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
 
+    @property
+    def size(self) -> float:
+        """The larger side of the box, pixels."""
+        return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
+
 
 def interocular(landmarks: np.ndarray) -> float:
     """Distance between the eye corners' midpoints: the face's unit of length (stable under gaze)."""
@@ -64,12 +69,29 @@ def interocular(landmarks: np.ndarray) -> float:
     return float(np.linalg.norm(left - right))
 
 
+MIN_FACE = 48  # pixels: the smallest face `detect_faces` promises to find, at any image size
+MAX_FACES = 32  # faces listed and counted by --face-index; a crowd's smaller faces beyond are left out
+MESH_MIN_FACE_SHARE = 0.2  # the mesh's own detector finds all faces this share of the image's larger side (1/8 measured)
+DETECTOR_INPUT = 192  # side of the full-range face detector's input, pixels
+DETECTOR_MIN_FACE = 18  # smallest face it finds reliably in that input (measured: 10-14 px is hit and miss)
+FINEST_WINDOW = MIN_FACE * DETECTOR_INPUT // DETECTOR_MIN_FACE  # window side at which a MIN_FACE face is seen
+MESH_FACE_SHARE = 0.5  # a face found by the detector is meshed in a crop it fills half of, ...
+MESH_CROP = 256  # ... resized to this side: the mesh's own detector finds it, neither too small nor too tight
+
+
 @lru_cache(maxsize=2)
 def _mesh(static: bool, max_faces: int):
     import mediapipe as mp
 
     return mp.solutions.face_mesh.FaceMesh(static_image_mode=static, max_num_faces=max_faces,
                                            refine_landmarks=True, min_detection_confidence=0.4)
+
+
+@lru_cache(maxsize=1)
+def _detector():
+    import mediapipe as mp
+
+    return mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
 
 
 def _run_mesh(image: np.ndarray, static: bool, max_faces: int) -> list[np.ndarray]:
@@ -83,42 +105,136 @@ def _run_mesh(image: np.ndarray, static: bool, max_faces: int) -> list[np.ndarra
     return faces
 
 
-def detect_faces(image: np.ndarray, max_faces: int = 8) -> list[Face]:
-    """All faces in an RGB image, largest first.
+def _face(pts: np.ndarray) -> Face:
+    x0, y0 = pts[:, :2].min(axis=0)
+    x1, y1 = pts[:, :2].max(axis=0)
+    return Face(pts, (float(x0), float(y0), float(x1), float(y1)))
 
-    Small images are enlarged and tight crops padded before detection: the detector misses
-    faces that fill the frame or are only a few dozen pixels wide.
-    """
+
+def _resized(image: np.ndarray, scale: float) -> np.ndarray:
     from PIL import Image
 
+    if scale == 1.0:
+        return image
+    h, w = image.shape[:2]
+    return np.asarray(Image.fromarray(image).resize((round(w * scale), round(h * scale)), Image.BICUBIC))
+
+
+def _whole_image_faces(image: np.ndarray, max_faces: int) -> list[Face]:
+    """The fast path: the mesh over the whole picture, for faces of MESH_MIN_FACE_SHARE or more.
+
+    Small images are enlarged and tight crops padded first: the mesh's detector misses faces
+    that fill the frame or are only a few dozen pixels wide."""
     h, w = image.shape[:2]
     enlarge = max(1.0, 256.0 / min(h, w))  # the detector wants faces of more than a few dozen pixels
     padded = max(enlarge, 384.0 / max(h, w))
     attempts = [(enlarge, 0), (padded, int(0.35 * max(h, w) * padded))]  # (scale, border in pixels)
-
     for s, pad in attempts:
-        img = image
-        if s != 1.0:
-            img = np.asarray(Image.fromarray(image).resize((round(w * s), round(h * s)), Image.BICUBIC))
+        img = _resized(image, s)
         if pad:
             img = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
         found = _run_mesh(img, static=True, max_faces=max_faces)
         if found:
-            faces = []
-            for pts in found:
-                pts = pts.copy()
-                pts[:, :2] -= pad
-                pts /= s
-                x0, y0 = pts[:, :2].min(axis=0)
-                x1, y1 = pts[:, :2].max(axis=0)
-                faces.append(Face(pts, (x0, y0, x1, y1)))
-            return sorted(faces, key=lambda f: -f.area)
+            return [_face(np.concatenate([pts[:, :2] - pad, pts[:, 2:]], axis=1) / s) for pts in found]
     return []
+
+
+def _windows(h: int, w: int, side: int):
+    """Square windows of `side` (clipped to the image) at half-side strides: every face up to
+    side / 2 lies wholly inside one."""
+    def starts(length: int) -> list[int]:
+        if length <= side:
+            return [0]
+        return sorted(set(list(range(0, length - side, side // 2)) + [length - side]))
+
+    for y in starts(h):
+        for x in starts(w):
+            yield x, y, min(side, w - x), min(side, h - y)
+
+
+def _detections(image: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """Face boxes (x0, y0, x1, y1, pixels) the full-range detector finds in an RGB image."""
+    h, w = image.shape[:2]
+    with quiet_native_output():
+        result = _detector().process(np.ascontiguousarray(image))
+    boxes = []
+    for det in result.detections or []:
+        b = det.location_data.relative_bounding_box
+        boxes.append((b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h))
+    return boxes
+
+
+def _mesh_in_box(image: np.ndarray, box: tuple[float, float, float, float], max_faces: int) -> Face | None:
+    """Landmarks of the face the detector boxed: a square crop around it, scaled so the mesh's own
+    detector finds it, meshed, mapped back to image pixels. The face nearest the crop's centre."""
+    h, w = image.shape[:2]
+    cx, cy = _centre(box)
+    half = max(box[2] - box[0], box[3] - box[1]) / MESH_FACE_SHARE / 2
+    x0, y0 = int(max(cx - half, 0)), int(max(cy - half, 0))
+    x1, y1 = int(min(cx + half, w)), int(min(cy + half, h))
+    scale = MESH_CROP / (2 * half)
+    crop = _resized(image[y0:y1, x0:x1], scale)
+    centre = np.array([cx - x0, cy - y0]) * scale
+    if not any(_inside(centre, b) for b in _detections(crop)):
+        return None  # seen large, it is no face (a button, a pattern): the mesh would fit one anyway
+    found = _run_mesh(crop, static=True, max_faces=max_faces)
+    if not found:
+        return None
+    pts = min(found, key=lambda p: np.linalg.norm(p[:, :2].mean(axis=0) - centre)) / scale
+    pts[:, 0] += x0
+    pts[:, 1] += y0
+    return _face(pts)
+
+
+def _inside(point: tuple[float, float] | np.ndarray, box: tuple[float, float, float, float]) -> bool:
+    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
+
+
+def _centre(box: tuple[float, float, float, float]) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def _same_face(a: Face, b: Face) -> bool:
+    return _inside(_centre(a.box), b.box) or _inside(_centre(b.box), a.box)
+
+
+def detect_faces(image: np.ndarray, max_faces: int = MAX_FACES, largest: int | None = None) -> list[Face]:
+    """All faces of at least MIN_FACE pixels in an RGB image, largest first.
+
+    1. The mesh over the whole image (fast; finds every face wider than a fifth of the image).
+    2. The full-range detector over windows from the whole image down to FINEST_WINDOW, coarse
+       to fine, so a face of MIN_FACE is a dozen detector pixels wherever it is in any photo.
+    3. Each box not inside a face already found is meshed in its own enlarged crop.
+    `largest=n` stops once the n largest faces are certain (a window finds every face bigger
+    than DETECTOR_MIN_FACE of its DETECTOR_INPUT, so finer ones only add smaller faces): that is
+    all `find_face` needs, and a portrait whose face fills a fifth of it costs the mesh alone.
+    """
+    h, w = image.shape[:2]
+    faces = _whole_image_faces(image, max_faces)
+    tried: list[tuple[float, float, float, float]] = []  # boxes meshed, found or not
+    certain = MESH_MIN_FACE_SHARE * max(h, w)  # every face at least this large (pixels) is found
+    side = max(h, w)
+    while certain > MIN_FACE and len(faces) < max_faces:
+        faces.sort(key=lambda f: -f.area)
+        if largest and len(faces) >= largest and faces[largest - 1].size >= certain:
+            break
+        for x, y, ww, wh in _windows(h, w, side):
+            for bx0, by0, bx1, by1 in _detections(image[y: y + wh, x: x + ww]):
+                box = (x + bx0, y + by0, x + bx1, y + by1)
+                if any(_inside(_centre(box), b) for b in [f.box for f in faces] + tried):
+                    continue
+                tried.append(box)
+                face = _mesh_in_box(image, box, max_faces)
+                if face is not None and not any(_same_face(face, f) for f in faces):
+                    faces.append(face)
+        certain = side * DETECTOR_MIN_FACE / DETECTOR_INPUT
+        side = max(FINEST_WINDOW, side // 2)
+    return sorted(faces, key=lambda f: -f.area)[:max_faces]
 
 
 def find_face(image: np.ndarray, face_index: int = 0, name: str = "the portrait") -> Face:
     """The face to animate: the largest, or the `face_index`-th by size."""
-    faces = detect_faces(image)
+    faces = detect_faces(image, largest=face_index + 1)
     if not faces:
         raise NoFaceError(f"no face found in {name}", hint="use a photo with a clearly visible, roughly frontal face")
     if face_index >= len(faces) or face_index < 0:
