@@ -57,7 +57,7 @@ def bad_inputs(tmp_path):
     (PORTRAIT, "missing.wav", "o.mp4", "audio file not found"),
     (PORTRAIT, "empty.wav", "o.mp4", "audio"),
     (PORTRAIT, "corrupt.mp3", "o.mp4", "audio"),
-    (PORTRAIT, SPEECH, "nodir/o.mp4", "does not exist"),
+    (PORTRAIT, SPEECH, "notimage.png/o.mp4", "a file of that name is in the way"),
 ])
 def test_bad_input_is_one_clear_line(monkeypatch, capsys, bad_inputs, portrait, audio, out, message):
     monkeypatch.chdir(bad_inputs)

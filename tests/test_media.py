@@ -82,7 +82,8 @@ def test_failed_render_leaves_no_file(tmp_path):
 
 
 def test_unwritable_outputs(tmp_path):
-    with pytest.raises(OutputError, match="does not exist"):
-        VideoWriter(tmp_path / "no" / "x.mp4", 32, 32, 25).__enter__()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match="in the way"):
+        VideoWriter(tmp_path / "file" / "x.mp4", 32, 32, 25).__enter__()
     with pytest.raises(OutputError, match="directory"):
         VideoWriter(tmp_path, 32, 32, 25).__enter__()

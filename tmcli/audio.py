@@ -6,6 +6,7 @@ someone changes one so that frames stop lining up with samples.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,12 +32,25 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def load_audio(path: str | Path) -> np.ndarray:
+WHOLE_AUDIO_LIMIT = 20 * 60  # seconds read whole at most by the generators that need all of it at once
+
+
+def load_audio(path: str | Path, raw_rate: int | None = None, max_seconds: float | None = None) -> np.ndarray:
     """Decode the audio (or a video's audio track) of any format ffmpeg reads, whole.
 
-    Returns mono float32 at SAMPLE_RATE in [-1, 1]. Resampling happens here, once.
+    Returns mono float32 at SAMPLE_RATE in [-1, 1]. Resampling happens here, once. Audio longer
+    than `max_seconds` raises AudioError as soon as that much is read (memory stays bounded).
     """
-    return np.concatenate(list(read_audio_blocks(path, block_seconds=60.0)))
+    blocks, total = [], 0
+    with contextlib.closing(read_audio_blocks(path, raw_rate, block_seconds=60.0)) as decoded:  # closing stops ffmpeg
+        for block in decoded:
+            blocks.append(block)
+            total += len(block)
+            if max_seconds is not None and total > max_seconds * SAMPLE_RATE:
+                name = "standard input" if str(path) == "-" else str(path)
+                raise AudioError(f"{name} is longer than {max_seconds / 60:g} minutes, the most this generator reads "
+                                 "whole", hint="the student generator (the default) streams audio of any length")
+    return np.concatenate(blocks)
 
 
 def num_video_frames(num_samples: int, fps: float) -> int:
@@ -120,8 +134,12 @@ def read_audio_blocks(source: str | Path, raw_rate: int | None = None,
     raw_rate: the input is headerless 16-bit mono PCM at this rate (stdin pipelines); otherwise
     ffmpeg finds the format itself (wav, flac, mp3, ...). Bad or empty input raises AudioError."""
     from_stdin = str(source) == "-"
+    if not from_stdin and Path(source).is_dir():
+        raise AudioError(f"{source} is a folder, not audio", hint="give the speech file (several: one video each)")
     if not from_stdin and not Path(source).is_file():
         raise InputError(f"audio file not found: {source}")
+    if not from_stdin and Path(source).stat().st_size == 0:
+        raise AudioError(f"the audio file {source} is empty (0 bytes)", hint="give a speech recording: wav, mp3, flac, ...")
     name = "standard input" if from_stdin else str(source)
     fmt = ["-f", "s16le", "-ar", str(raw_rate), "-ac", "1"] if raw_rate else []
     cmd = [ffmpeg_exe(), "-v", "error", *fmt, "-i", "pipe:0" if from_stdin else str(source), "-vn",
@@ -134,7 +152,8 @@ def read_audio_blocks(source: str | Path, raw_rate: int | None = None,
         while chunk := proc.stdout.read(block_bytes):
             block = np.frombuffer(chunk[: len(chunk) // 4 * 4], dtype=np.float32).copy()
             if not np.all(np.isfinite(block)):
-                raise AudioError(f"{name} has non-finite samples")
+                raise AudioError(f"{name} has non-finite samples (NaN or infinity)",
+                                 hint="the file is damaged; export it again, e.g. as 16-bit PCM WAV")
             total += len(block)
             yield np.clip(block, -1.0, 1.0)
         proc.wait()
@@ -142,7 +161,10 @@ def read_audio_blocks(source: str | Path, raw_rate: int | None = None,
             detail = proc.stderr.read().decode(errors="replace").strip()
             reason = detail.splitlines()[-1] if detail else f"ffmpeg exit {proc.returncode}"
             if "matches no streams" in detail:
-                reason = "it has no audio track"
+                if not from_stdin and _is_image(Path(source)):
+                    raise AudioError(f"{name} is an image, not audio", hint="the order is: tm render PORTRAIT AUDIO")
+                raise AudioError(f"cannot read audio from {name}: it has no audio track",
+                                 hint="give a speech recording (wav, mp3, ...) or a video with sound")
             raise AudioError(f"cannot read audio from {name}: {reason}")
         if total == 0:
             raise AudioError(f"{name} has no audio samples", hint="is it empty or zero-length?")
@@ -150,3 +172,13 @@ def read_audio_blocks(source: str | Path, raw_rate: int | None = None,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _is_image(path: Path) -> bool:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return False

@@ -237,8 +237,7 @@ def render_batch(batch: Batch, on_result: Callable[[JobResult], None]) -> list[J
 
     def render_one(job: RenderJob) -> float:
         options = {**batch.options, **job.options}
-        start = time.perf_counter()
-        job.output.parent.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()  # render makes the output's folder, or fails with an OutputError
         render(job.portrait, job.audio, job.output, preset_for(batch.preset, options), seed=options.get("seed", 0),
                transcript=options.get("transcript"), face_index=options.get("face_index", 0),
                generator=options.get("generator", "student"), checkpoint=options.get("checkpoint"),

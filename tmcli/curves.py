@@ -18,15 +18,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
 from .face.motion import BLENDSHAPES, CHANNELS, INDEX, MOTION_DIM, POSE, neutral
-from .media import check_writable, publish
+from .media import check_writable, publish, temp_beside
 
 FORMAT, VERSION = "tm-motion", 1
 ARKIT_BLENDSHAPES = [
@@ -100,10 +98,8 @@ class MotionWriter:
 
     def __enter__(self) -> MotionWriter:
         check_writable(self.path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial.{self.format}",
-                                   dir=self.path.parent if str(self.path.parent) else ".")
-        self.tmp = Path(tmp)
-        self.file = os.fdopen(fd, "w", newline="")
+        self.tmp = temp_beside(self.path, f".partial.{self.format}")
+        self.file = open(self.tmp, "w", newline="")
         if self.format == "csv":
             self.csv = csv.writer(self.file)
             self.csv.writerow(CSV_COLUMNS)

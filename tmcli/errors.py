@@ -1,6 +1,8 @@
 """tm's own exceptions. Library code raises these; only the CLI turns them into a message
 and an exit code (see tmcli/cli/app.py)."""
 
+import signal
+
 
 class TmError(Exception):
     """Base class: `message` says what is wrong, `hint` what to do next."""
@@ -44,3 +46,15 @@ class ConfigError(TmError):
     """A preset or an option has an unknown key or a bad value."""
 
     exit_code = 2
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised in the main thread (see tmcli/cli/app.py) so that every `finally`
+    runs: ffmpeg and the workers are stopped and temporary files removed. A BaseException, as
+    KeyboardInterrupt is: no `except Exception` (nor a batch's `except TmError`) swallows it."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+        super().__init__(f"stopped by {self.name}")

@@ -20,22 +20,27 @@ from .audio import ffmpeg_exe
 from .errors import ImageError, InputError, OutputError
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Any image PIL reads -> H x W x 3 uint8 RGB, upright (EXIF orientation applied).
+MAX_PORTRAIT_PIXELS = 8192 * 8192  # larger portraits are refused from their header, before decoding
+VIDEO_SUFFIX = ".mp4"  # what VideoWriter writes (H.264 + AAC in mp4); another name would mislabel it
 
-    Alpha is composited over white; greyscale and 16-bit images are scaled to 8-bit RGB.
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Any still image PIL reads -> H x W x 3 uint8 RGB, upright (EXIF orientation applied).
+
+    Alpha is composited over white; greyscale, CMYK and 16-bit images become 8-bit RGB. What is
+    not a still image (a folder, an empty file, a PDF, a video or an animation, one over
+    MAX_PORTRAIT_PIXELS by its header) raises ImageError saying so, before anything is decoded.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"portrait not found: {path}")
-    try:
-        with Image.open(path) as img:
+    with open_image(path) as img:
+        try:
             img = ImageOps.exif_transpose(img)
             img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"cannot read {path} as an image: {exc}") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageError(f"cannot read {path} as an image: {exc}",
+                             hint="is it cut short? open and save it again as PNG or JPEG") from None
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img).astype(np.float64)
         peak = 65535.0 if arr.max() > 255 else 255.0
@@ -46,19 +51,135 @@ def load_image(path: str | Path) -> np.ndarray:
         img = Image.alpha_composite(white, img)
     rgb = np.asarray(img.convert("RGB"))
     if rgb.shape[0] < 16 or rgb.shape[1] < 16:
-        raise ImageError(f"{path} is too small ({rgb.shape[1]}x{rgb.shape[0]}) to hold a face")
+        raise ImageError(f"{path} is too small ({rgb.shape[1]}x{rgb.shape[0]}) to hold a face",
+                         hint="use a photo with the face at least 100 pixels wide")
     return np.ascontiguousarray(rgb)
 
 
+def check_image(path: str | Path) -> None:
+    """What load_image refuses from the file's header alone (cheap: nothing is decoded)."""
+    open_image(Path(path)).close()
+
+
+def open_image(path: Path):
+    """The image at `path`, opened (header read, pixels not decoded) and checked to be one still
+    picture of a size tm takes."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    if path.is_dir():
+        raise ImageError(f"{path} is a folder, not an image", hint="give the portrait's file")
+    if not path.is_file():
+        raise InputError(f"portrait not found: {path}")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path} is empty (0 bytes)", hint="give a photo: png, jpg, webp, ...")
+    try:
+        with warnings.catch_warnings():  # sizes between PIL's warning and error are refused below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError:
+        raise ImageError(f"{path} is too large to be a portrait: its header claims over "
+                         f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels (a decompression bomb?)",
+                         hint=_SCALE_DOWN) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise _not_an_image(path, exc) from None
+    width, height = img.size
+    if width * height > MAX_PORTRAIT_PIXELS:
+        img.close()
+        raise ImageError(f"{path} is too large: {width}x{height} ({width * height / 1e6:.0f} megapixels; tm takes "
+                         f"up to {MAX_PORTRAIT_PIXELS / 1e6:.0f})", hint=_SCALE_DOWN)
+    if getattr(img, "is_animated", False):
+        img.close()
+        raise ImageError(f"{path} is an animation; videos and animations are not portraits yet",
+                         hint="give one still frame as PNG or JPEG")
+    return img
+
+
+_SCALE_DOWN = "scale it down, e.g. to 4096 pixels on its longer side"
+
+
+def _not_an_image(path: Path, exc: Exception) -> ImageError:
+    """Why PIL could not open `path`, in the user's terms: a PDF, a video, audio, or something else."""
+    with open(path, "rb") as f:
+        head = f.read(5)
+    if head == b"%PDF-":
+        return ImageError(f"{path} is a PDF document, not an image", hint="export the page with the face as PNG or JPEG")
+    streams = _media_streams(path)
+    if "Video" in streams:
+        return ImageError(f"{path} is a video; videos and animations are not portraits yet",
+                          hint=f"give one frame as an image: ffmpeg -i {path} -frames:v 1 portrait.png")
+    if "Audio" in streams:
+        return ImageError(f"{path} is audio, not an image", hint="the order is: tm render PORTRAIT AUDIO")
+    return ImageError(f"cannot read {path} as an image: {exc}", hint="give a photo: png, jpg, webp, ...")
+
+
+def _media_streams(path: Path) -> set[str]:
+    """The kinds of stream ("Video", "Audio") ffmpeg finds in a file. A still image (ffmpeg's image2
+    or *_pipe formats, which also take files that are no image at all) has none."""
+    try:
+        probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True,
+                               errors="replace", timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    lines = probe.stderr.splitlines()
+    formats = [line.split(",")[1].strip() for line in lines if line.startswith("Input #0,")]
+    if not formats or formats[0] in ("image2", "mjpeg") or formats[0].endswith("_pipe"):
+        return set()
+    return {kind for line in lines if "Stream #" in line for kind in ("Video", "Audio") if f": {kind}:" in line}
+
+
 def check_writable(path: Path) -> None:
-    """Fail before rendering, not after, when the output cannot be written."""
-    parent = path.parent if str(path.parent) else Path(".")
+    """Fail before rendering, not after, when the output cannot be written: its folder is made
+    if missing, then a file is made in it and removed (permissions alone say nothing to root, nor
+    about a read-only file system or /proc). A disk that fills up later fails in VideoWriter."""
+    path = Path(path)
     if path.is_dir():
         raise OutputError(f"output {path} is a directory", hint="give a file name such as out.mp4")
-    if not parent.is_dir():
-        raise OutputError(f"output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"cannot write to {parent}", hint="check the folder's permissions")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp_beside(path, ".check").unlink()
+    except FileExistsError:
+        raise OutputError(f"cannot make the folder {path.parent}: a file of that name is in the way",
+                          hint="choose another output path") from None
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}",
+                          hint="choose a folder you can write to") from None
+
+
+def check_outputs(video: str | Path | None, others: tuple = (), inputs: tuple = ()) -> None:
+    """Before any work: the video (an .mp4, or "-" for standard output) and the other output
+    files can be written, and none of them is one of the `inputs` (which it would overwrite)."""
+    if video is not None and str(video) != "-" and Path(video).suffix.lower() != VIDEO_SUFFIX:
+        raise OutputError(f"{video}: tm writes H.264 + AAC in an {VIDEO_SUFFIX} file, not {Path(video).suffix or 'a file without extension'}",
+                          hint=f"name it {Path(video).with_suffix(VIDEO_SUFFIX)}")
+    for output in (video, *others):
+        if output is None or str(output) == "-":
+            continue
+        for source in inputs:
+            if source is not None and str(source) != "-" and _same_file(Path(output), Path(source)):
+                raise OutputError(f"the output {output} is the input {source}: it would be overwritten",
+                                  hint="give -o another name")
+        check_writable(Path(output))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def temp_beside(path: Path, suffix: str) -> Path:
+    """An empty file in `path`'s folder, hidden and unique, that `publish` renames into place."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}",
+                          hint="choose a folder you can write to") from None
+    os.close(fd)
+    return Path(tmp)
 
 
 def publish(tmp: Path, path: Path) -> None:
@@ -83,6 +204,9 @@ def save_pretrained(model, folder: str | Path) -> None:
     for file in Path(folder).iterdir():
         if file.is_file():
             file.chmod(mode)
+
+
+_WRITE_HINT = "nothing was written; check the free space of the output's disk, or choose another -o"
 
 
 class VideoWriter:
@@ -119,10 +243,7 @@ class VideoWriter:
             target, movflags = "pipe:1", "frag_keyframe+empty_moov+default_base_moof"
         else:
             check_writable(self.path)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".partial.mp4",
-                                       dir=self.path.parent if str(self.path.parent) else ".")
-            os.close(fd)
-            self._tmp = Path(tmp)
+            self._tmp = temp_beside(self.path, ".partial.mp4")
             target, movflags = str(self._tmp), "+faststart"
         video = ffmpeg.input("pipe:0", format="rawvideo", pix_fmt="rgb24",
                              s=f"{self.width}x{self.height}", r=self.fps)
@@ -176,10 +297,11 @@ class VideoWriter:
         try:
             self._proc.stdin.write(frame.tobytes())
         except BrokenPipeError:
-            raise OutputError(f"ffmpeg stopped while writing {self.path}: {self._stderr()}") from None
+            raise OutputError(f"ffmpeg stopped while writing {self.path}: {self._stderr()}", hint=_WRITE_HINT) from None
         self.frames_written += 1
 
     def _stderr(self) -> str:
+        """ffmpeg's last error line, e.g. "No space left on device"."""
         err = self._proc.stderr.read().decode(errors="replace").strip() if self._proc.stderr else ""
         return err.splitlines()[-1] if err else f"exit code {self._proc.poll()}"
 
@@ -201,7 +323,7 @@ class VideoWriter:
             self._proc.wait()
             self.close_seconds = time.perf_counter() - start
             if exc_type is None and self._proc.returncode != 0:
-                raise OutputError(f"ffmpeg could not write {self.path}: {self._stderr()}")
+                raise OutputError(f"ffmpeg could not write {self.path}: {self._stderr()}", hint=_WRITE_HINT)
             if exc_type is None and self._tmp is not None:
                 publish(self._tmp, self.path)
                 self._tmp = None

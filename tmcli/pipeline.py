@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import multiprocessing
+import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -28,7 +29,7 @@ from .driver import PhoneticDriver
 from .errors import ConfigError
 from .face.motion import POSE_CHANNELS
 from .features import generator_features
-from .media import VideoWriter, check_writable
+from .media import VideoWriter, check_image, check_outputs
 from .runtime import HostFrames, StageDevices, StageTimer, on_stream, render_threads, staged
 from .smoothing import smooth_slow_channels
 from .speech import speech_phones, warm_up
@@ -116,7 +117,7 @@ class MotionSource:
                 self.features = staged(_student_features(blocks, self.preset, self.transcript, self.audio_path, pool))
         else:
             with timer("load audio"):
-                self.samples = np.concatenate(list(audio_mod.read_audio_blocks(self.audio_path, self.raw_rate, 60.0)))
+                self.samples = audio_mod.load_audio(self.audio_path, self.raw_rate, audio_mod.WHOLE_AUDIO_LIMIT)
             # phones: the transcript force-aligned, or recognised words + closures
             self.phones_job = pool.submit(speech_phones, self.samples, self.transcript)
             self.total_frames = int(round(len(self.samples) / audio_mod.SAMPLE_RATE * self.preset.output.fps))
@@ -216,15 +217,16 @@ def render(portrait_path: str | Path, audio_path: str | Path | None, output: str
     start = time.perf_counter()
     timer = timer or StageTimer()
     devices = devices or StageDevices.cpu()
-    for path in (output, motion_out):
-        if path is not None and str(path) != "-":
-            check_writable(Path(path))
     if motion_out is not None:
         motion_format(motion_out)  # a bad extension fails before any work
     if output is None and motion_out is None:
         raise ConfigError("nothing to write: give an output video or a motion file")
+    check_image(portrait_path)  # what is no still image, or is too large, fails from its header
+    check_outputs(output, (motion_out,), inputs=(portrait_path, audio_path, motion_in))  # makes missing folders
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch, no threads forked
-    with ProcessPoolExecutor(1, mp_context=spawn) as pool, contextlib.ExitStack() as stack:
+    # the worker leaves Ctrl-C to this process, which terminates it (cli/app.py): no traceback from it
+    ignore_sigint = functools.partial(signal.signal, signal.SIGINT, signal.SIG_IGN)
+    with ProcessPoolExecutor(1, mp_context=spawn, initializer=ignore_sigint) as pool, contextlib.ExitStack() as stack:
         args = (audio_path, preset, generator, checkpoint, devices, seed, transcript, raw_rate)
         if motion_in is not None:
             source = FileMotionSource(motion_in, preset, timer)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
 import sys
+import threading
 
 import typer
 
 from .. import __version__
 from ..console import console
-from ..errors import TmError
+from ..errors import Interrupted, TmError
 from . import bench, data, distill, evaluate, export, faces, render, train
 
 app = typer.Typer(
@@ -46,9 +49,20 @@ def main() -> None:
     """Console entry point: one clear line and a non-zero exit for every failure.
 
     Typer reports usage errors itself (exit 2); tm's own errors carry their exit code and a
-    hint. Set TM_DEBUG=1 to see the traceback of an unexpected error."""
+    hint. Set TM_DEBUG=1 to see the traceback of an unexpected error. SIGINT and SIGTERM stop
+    the work, remove what is unfinished and exit 130 / 143."""
+    main_thread = threading.current_thread() is threading.main_thread()  # (signals can be set only there)
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     try:
         app(prog_name="tm")
+    except Interrupted as exc:
+        console.print(f"[bold red]stopped[/] by {exc.name}: unfinished outputs removed", soft_wrap=True)
+        # Leave without the interpreter's teardown: native threads stopped mid-work (mediapipe's,
+        # torch's) abort it ("terminate called without an active exception", exit -6). The
+        # outputs are closed and removed by now, the workers terminated.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exc.exit_code)
     except TmError as exc:
         console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
         if exc.hint:
@@ -60,3 +74,16 @@ def main() -> None:
         console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}", soft_wrap=True)
         console.print("  hint: run again with TM_DEBUG=1 for the traceback, and please report it")
         sys.exit(70)
+    finally:  # as they were (main() may run inside another program, or a test)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def _interrupt(signum: int, frame) -> None:
+    """Stop: worker processes now (one may be busy for minutes), the rest as Interrupted unwinds
+    the main thread. Further signals are ignored while that cleans up."""
+    for again in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(again, signal.SIG_IGN)
+    for child in multiprocessing.active_children():
+        child.terminate()
+    raise Interrupted(signum)
