@@ -4,7 +4,6 @@ data set is the same whether made in one go or resumed."""
 import numpy as np
 import pytest
 
-from tmcli.data import espeak
 from tmcli.data.shards import read_clips, read_manifest
 from tmcli.data.synth import SynthSettings, synth_clip, synth_dataset
 from tmcli.errors import InputError  # noqa: E402
