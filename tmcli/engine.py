@@ -24,7 +24,6 @@ import torch
 
 from .controls import GROUPS
 from .errors import InputError
-from .nn.wan_audio import WanAudioTransformer
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "tm-export"
@@ -254,17 +253,27 @@ class ExportedVideoChunkStep:
     VideoStreamingGenerator. The stream's geometry (which video frames and audio rows a latent
     frame has, the image condition) is WanAudioTransformer's own, read from the manifest's config."""
 
-    video_frames = WanAudioTransformer.video_frames
-    audio_rows = WanAudioTransformer.audio_rows
-    condition_latents = WanAudioTransformer.condition_latents
-    sigmas = WanAudioTransformer.sigmas
-
     def __init__(self, model: ExportedModel):
         self.exported = model
         m = model.manifest
         self.config = SimpleNamespace(**m["model"])
         self.audio_rows_per_chunk = m["audio"]["rows_per_chunk"]
         self._empty = _empty_cache(m)
+
+    # WanAudioTransformer's geometry, read from self.config (imported here: diffusers' Wan takes
+    # 0.6 s to import, and `tm render` of a motion model must not pay for it)
+    @property
+    def sigmas(self) -> list[float]:
+        return _wan().sigmas.fget(self)
+
+    def video_frames(self, latent_frame: int) -> range:
+        return _wan().video_frames(self, latent_frame)
+
+    def audio_rows(self, first_latent: int, latent_frames: int) -> range:
+        return _wan().audio_rows(self, first_latent, latent_frames)
+
+    def condition_latents(self, portrait: torch.Tensor, first_latent: int, latent_frames: int) -> torch.Tensor:
+        return _wan().condition_latents(self, portrait, first_latent, latent_frames)
 
     def new_cache(self) -> FixedCache:
         return FixedCache([t.clone() for t in self._empty])
@@ -282,6 +291,12 @@ class ExportedVideoChunkStep:
         if write:
             cache.update(new_cache)
         return velocity.float()
+
+
+def _wan() -> type:
+    from .nn.wan_audio import WanAudioTransformer
+
+    return WanAudioTransformer
 
 
 class ExportedVAE:

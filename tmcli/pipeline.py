@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import multiprocessing
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +31,7 @@ from .errors import ConfigError
 from .face.motion import POSE_CHANNELS
 from .features import generator_features
 from .media import VideoWriter, check_image, check_outputs
-from .runtime import HostFrames, StageDevices, StageTimer, on_stream, render_threads, staged
+from .runtime import HostFrames, StageDevices, StageTimer, on_stream, preload, render_threads, staged
 from .smoothing import smooth_slow_channels
 from .speech import speech_phones, warm_up
 
@@ -38,6 +39,7 @@ GENERATORS = ("phonetic", "teacher", "student")
 CHUNK_FRAMES = 5  # frames per rendered chunk of the generators that make all motion at once
 QUEUE_CHUNKS = 4  # chunks one stage may run ahead of the next
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+FEATURE_MODULES = ("librosa.feature", "librosa.core.pitch")  # audio.extract_features': 1-2 s to import
 
 
 def check_generator(generator: str) -> None:
@@ -111,7 +113,9 @@ class MotionSource:
     def start(self) -> None:
         timer, pool = self.timer, self.pool
         if self.streaming:
-            pool.submit(warm_up)  # the worker loads pocketsphinx while this process loads the rest
+            warm = pool.submit(warm_up)  # the worker loads pocketsphinx while this process loads the rest
+            warm.add_done_callback(lambda _: timer.mark("speech decoders loaded (worker)"))
+            preload(*FEATURE_MODULES)  # while the worker finds the first phones
             if not self.from_stdin:  # a file's first utterances are cut and heard while the model loads
                 blocks = audio_mod.read_audio_blocks(self.audio_path, self.raw_rate)
                 self.features = staged(_student_features(blocks, self.preset, self.transcript, self.audio_path, pool))
@@ -143,7 +147,7 @@ class MotionSource:
             features = self.features if not self.from_stdin else _student_features(
                 writer.tee_audio(audio_mod.read_audio_blocks(self.audio_path, self.raw_rate)),
                 self.preset, self.transcript, self.audio_path, self.pool)
-            yield from self.model.stream(features, self.controls, self.seed)
+            yield from self.model.stream(_marked(features, self.timer, "first features"), self.controls, self.seed)
             return
         if self.from_stdin:
             writer.write_audio(self.samples)
@@ -284,6 +288,9 @@ def render(portrait_path: str | Path, audio_path: str | Path | None, output: str
                     on_frame(frames, source.total_frames)
         timer.seconds["encode (pipe)"] += writer.close_seconds
     timer.mark("stream end")  # the video is whole (muxed and closed)
+    if os.environ.get("TM_TIMINGS"):  # benchmarks/startup.py
+        timer.write_json(os.environ["TM_TIMINGS"], frames=frames, seconds_of_audio=frames / out.fps,
+                         frame_size=portrait.frame_size)
     return RenderResult(frames, frames / out.fps, time.perf_counter() - start, portrait.alignment.size,
                         portrait.frame_size, dict(timer.seconds))
 
@@ -339,6 +346,13 @@ def _result(job, fallback):
         return job.result()
     except BrokenProcessPool:
         return fallback()
+
+
+def _marked(items: Iterator, timer: StageTimer, event: str) -> Iterator:
+    """`items`, with `event` marked when the first one comes."""
+    for item in items:
+        timer.mark(event)
+        yield item
 
 
 def _student_features(blocks, preset: Preset, transcript: str | None, audio_path, pool) -> Iterator[np.ndarray]:

@@ -12,6 +12,7 @@ renderer on two (`--devices cuda:0,cuda:1`).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import threading
@@ -111,7 +112,9 @@ class StageTimer:
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, array] | None = defaultdict(lambda: array("d")) if keep_calls else None
         self.marks: dict[str, float] = {}
+        self.spans: dict[str, list[float]] = {}  # stage -> [first began, last ended], seconds after the timer began
         self.origin = time.perf_counter()
+        self.origin_epoch = time.time()  # the same moment on the wall clock, for other processes' timestamps
 
     @contextlib.contextmanager
     def __call__(self, stage: str):
@@ -119,8 +122,10 @@ class StageTimer:
         try:
             yield
         finally:
-            elapsed = time.perf_counter() - start
+            end = time.perf_counter()
+            elapsed = end - start
             self.seconds[stage] += elapsed
+            self.spans.setdefault(stage, [start - self.origin, 0.0])[1] = end - self.origin
             if self.calls is not None:
                 self.calls[stage].append(elapsed)
 
@@ -133,6 +138,31 @@ class StageTimer:
     def mark(self, event: str) -> None:
         """Seconds since the timer began at which `event` first happened (e.g. 'first frame')."""
         self.marks.setdefault(event, time.perf_counter() - self.origin)
+
+    def write_json(self, path: str | os.PathLike, **extra) -> None:
+        """Stage seconds, marks (seconds after the timer began) and the wall-clock moment it
+        began, to a JSON file (`TM_TIMINGS=path.json tm render ...`: benchmarks/startup.py)."""
+        record = {"origin_epoch": self.origin_epoch, "peak_memory_mb": host_peak_memory() / 2**20,
+                  "seconds": dict(self.seconds), "marks": dict(self.marks), "spans": dict(self.spans), **extra}
+        with open(path, "w") as f:
+            json.dump(record, f, indent=1)
+
+
+def preload(*modules: str) -> threading.Thread:
+    """Import `modules` in a daemon thread, started now: a stage that will need them later finds
+    them loaded (a second importer waits for the first)."""
+    import importlib
+
+    def run() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - the stage that needs the module imports it again and reports
+                return
+
+    thread = threading.Thread(target=run, name="preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def read_ahead(items: Iterable, max_items: int = 64, stop: threading.Event | None = None) -> queue.Queue:
