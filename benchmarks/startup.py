@@ -212,7 +212,7 @@ def _print_table(summary: dict, rows, ratios, interpreter: float, floor: float, 
     table.add_row("wall / audio", fmt(statistics.median(ratios)), *map(fmt, ratios))
     table.add_row("interpreter alone (python -c pass)", fmt(interpreter))
     table.add_row("floor: ffmpeg encoding the frames alone", fmt(floor))
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 150)  # piped or logged: one line a stage
     console.print(table)
     if imports:
         console.print("slowest top-level imports (one run under -X importtime, both processes): " +
