@@ -3,6 +3,7 @@ import pytest
 
 from tmcli.audio import extract_features
 from tmcli.config import DriverSettings
+from tmcli.controls import Controls
 from tmcli.driver import PhoneticDriver
 from tmcli.face.motion import INDEX, MOTION_DIM
 from tmcli.speech import Phone
@@ -70,5 +71,5 @@ def test_seed_decides_idle_motion(motion):
 
 
 def test_still_head():
-    still = PhoneticDriver(DriverSettings(pose_intensity=0.0))(PHONES, _features(4.0), seed=3)
+    still = PhoneticDriver()(PHONES, _features(4.0), seed=3, controls=Controls(pose_intensity=0.0))
     assert np.abs(still[:, :6]).max() == 0.0

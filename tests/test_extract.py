@@ -81,7 +81,7 @@ def rendered(tmp_path_factory):
     wav = tmp / "speech.wav"
     sf.write(wav, audio[rate // 2: 3 * rate], rate)
     preset = load_preset("default").with_overrides(output={"crop": True, "size": 256},
-                                                   driver={"pose_intensity": 3.0})
+                                                   controls={"pose_intensity": 3.0})
     motion = []
     result = render(PORTRAIT, wav, tmp / "talk.mp4", preset, seed=2, generator="phonetic", on_motion=motion.append)
     return tmp / "talk.mp4", wav, result, np.concatenate(motion)
