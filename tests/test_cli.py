@@ -109,3 +109,26 @@ def test_data_commands_write_a_data_set(monkeypatch, capsys, tmp_path):
     assert read_manifest(tmp_path / "d")["frames"] >= 0.05 * 60 * 25
     code, _, err = run_tm(monkeypatch, capsys, "data", "extract", tmp_path / "d2")
     assert code == 2 and "at least one video" in err
+
+
+def test_a_forked_worker_dies_of_sigterm_quietly():
+    """Workers forked by tm (tm data synth's pool) inherit main()'s handler: a pool terminating
+    them must not raise Interrupted and print a traceback in each; they die as by default."""
+    import functools
+    import multiprocessing
+    import os
+    import signal
+    import time
+
+    from tmcli.cli.app import _interrupt
+
+    previous = signal.signal(signal.SIGTERM, functools.partial(_interrupt, os.getpid()))
+    try:
+        worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+        worker.start()
+        time.sleep(0.5)  # CPython drops a signal that lands between fork and the child's start
+        worker.terminate()
+        worker.join(10)
+        assert worker.exitcode == -signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import gc
 import multiprocessing
 import os
@@ -54,7 +55,8 @@ def main() -> None:
     hint. Set TM_DEBUG=1 to see the traceback of an unexpected error. SIGINT and SIGTERM stop
     the work, remove what is unfinished and exit 130 / 143."""
     main_thread = threading.current_thread() is threading.main_thread()  # (signals can be set only there)
-    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    handler = functools.partial(_interrupt, os.getpid())
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     # start-up imports torch, diffusers, mediapipe and librosa: millions of objects that live as
     # long as the process. With the default thresholds the collector walked them 8 times (1 s of a
     # render's start), and once more at exit (0.5 s); the frozen ones are left to the OS.
@@ -86,9 +88,15 @@ def main() -> None:
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
-def _interrupt(signum: int, frame) -> None:
+def _interrupt(owner: int, signum: int, frame) -> None:
     """Stop: worker processes now (one may be busy for minutes), the rest as Interrupted unwinds
-    the main thread. Further signals are ignored while that cleans up."""
+    the main thread. Further signals are ignored while that cleans up. A forked worker inherits
+    this handler; there the signal does what it would have done (a pool terminating its workers
+    must not make each print a traceback)."""
+    if os.getpid() != owner:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     for again in (signal.SIGINT, signal.SIGTERM):
         signal.signal(again, signal.SIG_IGN)
     for child in multiprocessing.active_children():
