@@ -77,6 +77,32 @@ def mouth_aperture(landmarks: np.ndarray) -> float:
     return float(max(gap, 0.0) / max(L.interocular(landmarks), 1e-6))
 
 
+def fill_missing(values: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """values (T,) or (T, K) with the frames where no face was found linearly interpolated from
+    their neighbours (left as they are if no frame has a face)."""
+    if not found.any() or found.all():
+        return values
+    t, known = np.arange(len(values)), np.flatnonzero(found)
+    if values.ndim == 1:
+        return np.where(found, values, np.interp(t, known, values[found]))
+    filled = np.stack([np.interp(t, known, column[found]) for column in values.T], axis=1)
+    return np.where(found[:, None], values, filled)
+
+
+def landmark_jitter(tracks: list[np.ndarray | None], where: np.ndarray | None = None) -> float:
+    """Mean |2nd difference| of the landmarks (x, y), % of the interocular distance, over the
+    frames `where` is true for (all by default) that have a face with a face on either side."""
+    found = np.array([t is not None for t in tracks])
+    where = found if where is None else where & found
+    both = where[2:] & where[1:-1] & where[:-2]
+    if not both.any():
+        return float("nan")
+    pts = np.stack([t[:, :2] if t is not None else np.zeros((L.NUM_LANDMARKS, 2)) for t in tracks])
+    iod = np.array([L.interocular(t) if t is not None else np.nan for t in tracks])
+    second = np.abs(pts[2:] - 2 * pts[1:-1] + pts[:-2]).mean(axis=(1, 2)) / iod[1:-1]
+    return float(100 * np.nanmean(second[both]))
+
+
 def track_video(path: str | Path) -> tuple[float, list[np.ndarray | None], float]:
     """(fps, landmarks per frame, background change) for a video."""
     frames = read_video_frames(path)
@@ -141,21 +167,26 @@ def _lagged_correlation(x: np.ndarray, y: np.ndarray, lag: int) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
+def lag_search(x: np.ndarray, y: np.ndarray, max_lag: int) -> tuple[float, int, list[float]]:
+    """(best correlation, its lag, the correlation at every lag from -max_lag to max_lag) of x[t]
+    with y[t - lag]: lag > 0 means x comes later. nan and lag 0 when no lag can be measured."""
+    lags = range(-max_lag, max_lag + 1)
+    corrs = [_lagged_correlation(x, y, lag) for lag in lags]
+    valid = [(c, lag) for c, lag in zip(corrs, lags) if not np.isnan(c)]
+    best, lag = max(valid) if valid else (float("nan"), 0)
+    return float(best), int(lag), corrs
+
+
 def evaluate_video(video: str | Path, audio_path: str | Path, transcript: str | None = None) -> EvalReport:
     samples = audio_mod.load_audio(audio_path)
     fps, tracks, background = track_video(video)
     n = len(tracks)
     found = np.array([t is not None for t in tracks])
-    aperture = np.array([mouth_aperture(t) if t is not None else np.nan for t in tracks])
-    if found.any():
-        aperture = np.where(found, aperture, np.interp(np.arange(n), np.flatnonzero(found), aperture[found]))
+    aperture = fill_missing(np.array([mouth_aperture(t) if t is not None else np.nan for t in tracks]), found)
     envelope = audio_mod.envelope_from_db(audio_mod.to_video_frames(audio_mod.loudness_db(samples), n, fps))
 
-    lags = range(-MAX_LAG, MAX_LAG + 1)
-    corrs = [_lagged_correlation(aperture, envelope, lag) for lag in lags]
-    valid = [(c, lag) for c, lag in zip(corrs, lags) if not np.isnan(c)]
-    best, offset = max(valid) if valid else (float("nan"), 0)
-    offset_ms = 1000 * (offset + _peak_shift(corrs, offset + MAX_LAG)) / fps if valid else float("nan")
+    best, offset, corrs = lag_search(aperture, envelope, MAX_LAG)
+    offset_ms = 1000 * (offset + _peak_shift(corrs, offset + MAX_LAG)) / fps if not np.isnan(best) else float("nan")
 
     phones = speech_phones(samples, transcript)
     spans = [(p, _frames_of(p.start, p.end, fps, n)) for p in phones]
@@ -167,13 +198,7 @@ def evaluate_video(video: str | Path, audio_path: str | Path, transcript: str | 
         if p.label == "SIL" and p.end - p.start >= 0.3:
             silent[_frames_of(p.start + 0.1, p.end - 0.1, fps, n)] = True
     silent &= found
-    jitter = float("nan")
-    if silent.sum() >= 3:
-        pts = np.stack([t[:, :2] if t is not None else np.zeros((L.NUM_LANDMARKS, 2)) for t in tracks])
-        iod = np.array([L.interocular(t) if t is not None else np.nan for t in tracks])
-        second = np.abs(pts[2:] - 2 * pts[1:-1] + pts[:-2]).mean(axis=(1, 2)) / iod[1:-1]
-        both = silent[2:] & silent[1:-1] & silent[:-2]
-        jitter = float(100 * np.nanmean(second[both])) if both.any() else float("nan")
+    jitter = landmark_jitter(tracks, silent)
 
     return EvalReport(
         frames=n, fps=float(fps), face_found=float(found.mean()), offset_frames=int(offset), offset_ms=float(offset_ms),
