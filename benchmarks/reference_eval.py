@@ -30,12 +30,13 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tmcli.audio import ffmpeg_exe  # noqa: E402
+from tmcli.audio import ffmpeg_exe, load_audio  # noqa: E402
 from tmcli.config import load_preset  # noqa: E402
 from tmcli.errors import TmError  # noqa: E402
 from tmcli.pipeline import render  # noqa: E402
 from tmcli.reference import evaluate_reference  # noqa: E402
 
+SILENT = 1e-4  # peak sample below this: the audio track is mute
 COLUMNS = {  # report field -> (column, format)
     "gap_correlation": ("corr lag 0", "{:.2f}"), "best_lag": ("best lag", "{:+.0f}"),
     "gap_correlation_best": ("corr best", "{:.2f}"), "opening_ratio": ("opening", "{:.2f}"),
@@ -111,6 +112,10 @@ def main() -> None:
                 for spec in generators:
                     results[spec][case["name"]] = f"ffmpeg failed: {exc.stderr.decode(errors='replace').strip()[-200:]}"
                 continue
+            if np.abs(load_audio(audio)).max() < SILENT:  # LivePortrait's driving videos: a mute track
+                for spec in generators:
+                    results[spec][case["name"]] = "silent audio track: not a speech case, skipped"
+                continue
             for spec in generators:
                 kind, _, checkpoint = spec.partition(":")
                 out = folder / f"{kind}.mp4"
@@ -118,7 +123,7 @@ def main() -> None:
                     render(portrait, audio, out, preset, seed=args.seed, generator=kind, checkpoint=checkpoint or None)
                     report = evaluate_reference(out, reference, audio).as_dict()
                 except TmError as exc:  # one failed case is reported, the rest go on
-                    results[spec][case["name"]] = str(exc)
+                    results[spec][case["name"]] = exc.message
                     print(f"{spec:>10} | {case['name']}: {exc}", file=sys.stderr)
                     continue
                 results[spec][case["name"]] = report
