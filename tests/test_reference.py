@@ -79,7 +79,8 @@ def test_half_the_jaw_opens_half_as_wide(series):
 
 def test_a_full_blink_is_deep_and_no_blink_is_not(series):
     report = compare(series["blink"], series["base"])
-    assert report.blink_depth >= 0.3 and report.reference_blink_depth < 0.12
+    # real speakers read 0.4-0.8; this 128 px render of a full blink reads ~0.6 (0.4 when the lowered lid smeared)
+    assert report.blink_depth >= 0.5 and report.reference_blink_depth < 0.12
     assert report.blink_rate == pytest.approx(60 / 3) and report.reference_blink_rate == 0
 
 

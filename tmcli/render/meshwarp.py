@@ -10,7 +10,8 @@ a fresh machine. A frame is made in four steps:
 2. Lips and eyelids open and close by a per-column vertical remap between contour curves
    (above-lip ring, outer lip, inner lip, ...). Unlike a smooth spline this can tear (lips that
    touch in the portrait part) and fold (lips that are apart in the portrait close on /p b m/)
-   exactly, at pixel resolution.
+   exactly, at pixel resolution. A lowered upper lid is the skin above it stretched over the
+   eye with its margin kept whole at the edge (eyelid_knots), so a full blink covers the eye.
 3. One `grid_sample` of the portrait crop through the combined sampling grid.
 4. The mouth interior (dark cavity, upper and lower teeth) is painted between the inner lips.
 """
@@ -34,6 +35,8 @@ EYE_REGIONS = [
     ([L.RIGHT_EYE_ABOVE, L.RIGHT_EYE_UPPER, L.RIGHT_EYE_LOWER, L.RIGHT_EYE_BELOW], (33, 133)),
     ([L.LEFT_EYE_ABOVE, L.LEFT_EYE_UPPER, L.LEFT_EYE_LOWER, L.LEFT_EYE_BELOW], (362, 263)),
 ]
+LID_MARGIN = 0.05  # interocular units: the lid's margin and lashes just above its contour, kept whole
+LID_SKIN = 0.02  # interocular units of skin above the crease ring that a lowered lid stretches down
 CORNERS = {61, 291, 78, 308, 33, 133, 362, 263}
 REMAPPED = (set(L.LIPS_UPPER_OUTER + L.LIPS_UPPER_INNER + L.LIPS_LOWER_INNER + L.LIPS_LOWER_OUTER
                 + L.RIGHT_EYE_UPPER + L.RIGHT_EYE_LOWER + L.LEFT_EYE_UPPER + L.LEFT_EYE_LOWER) - CORNERS)
@@ -88,6 +91,25 @@ def remap_rows(rows: torch.Tensor, ko: torch.Tensor, ki: torch.Tensor, rigid: in
         mapped = torch.where(j == rigid, shifted, mapped)
     inside = (query >= ko[:, :1]) & (query <= ko[:, -1:])
     return torch.where(inside, mapped, query).T
+
+
+def eyelid_knots(ko: torch.Tensor, ki: torch.Tensor, unit) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eye region's knots out and in (C, 4: crease ring, upper lid, lower lid, below) -> (C, 5)
+    each: the top raised LID_SKIN above the crease ring, and the upper lid's margin (LID_MARGIN
+    above it) as a knot of its own. A lowered lid is then the skin from above the crease down to
+    the margin stretched over the eye, with the dark margin and lashes whole at its edge, not a
+    thin band of skin and the margin smeared over the eye's height (which the face mesh reads as
+    half open). Both come in as the lid comes down LID_MARGIN; a lid that stays keeps the plain
+    crease -> lid map."""
+    lowered = ((ko[:, 1:2] - ko[:, :1]) - (ki[:, 1:2] - ki[:, :1])) / (LID_MARGIN * unit)
+    share = lowered.clamp(0, 1)
+
+    def knots(k):
+        top = k[:, :1] - share * LID_SKIN * unit
+        margin = (k[:, 1:2] - share * LID_MARGIN * unit).maximum(top)
+        return torch.cat([top, margin, k[:, 1:]], dim=1)
+
+    return knots(ko), knots(ki)
 
 
 def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, knots_in: torch.Tensor,
@@ -215,7 +237,7 @@ class MeshWarpRenderer:
 
     # -- step 2: column remap -----------------------------------------------------------------
     def _remap(self, deformed: np.ndarray, settled: np.ndarray, curves: list[list[int]],
-               ends: tuple[int, int], rigid: int | None = None):
+               ends: tuple[int, int], rigid: int | None = None, eye: bool = False):
         """The column remap (remap_rows) over the region's box.
 
         Segment `rigid` (the mouth opening) is shifted, not stretched: the upper half of the
@@ -230,6 +252,8 @@ class MeshWarpRenderer:
         columns = torch.arange(x0, x1 + 1, dtype=torch.float64)
         out_knots = curves_at(columns, torch.from_numpy(deformed), curves)
         in_knots = curves_at(columns, torch.from_numpy(settled), curves)
+        if eye:
+            out_knots, in_knots = eyelid_knots(out_knots, in_knots, self.unit)
         y0 = max(int(np.floor(float(out_knots[:, 0].min()))), 0)
         y1 = min(int(np.ceil(float(out_knots[:, -1].max()))), self.size - 1)
         if y1 <= y0:
@@ -270,7 +294,8 @@ class MeshWarpRenderer:
         mouth = None
         for curves, ends in [(MOUTH_CURVES, MOUTH_ENDS)] + EYE_REGIONS:
             is_mouth = curves is MOUTH_CURVES
-            remap = self._remap(deformed, settled, curves, ends, rigid=UPPER_INNER if is_mouth else None)
+            remap = self._remap(deformed, settled, curves, ends, rigid=UPPER_INNER if is_mouth else None,
+                                eye=not is_mouth)
             if remap is None:
                 continue
             x0, y0, source_y, knots, knots_in = remap
@@ -312,8 +337,8 @@ class FixedShapeWarp(torch.nn.Module):
         def indices(curves):
             return [torch.as_tensor(c, device=renderer.device) for c in curves]
 
-        self.regions = [(indices(MOUTH_CURVES), MOUTH_ENDS, self._window("mouth"), UPPER_INNER)] + [
-            (indices(curves), ends, self._window("eye"), None) for curves, ends in EYE_REGIONS]
+        self.regions = [(indices(MOUTH_CURVES), MOUTH_ENDS, self._window("mouth"), UPPER_INNER, False)] + [
+            (indices(curves), ends, self._window("eye"), None, True) for curves, ends in EYE_REGIONS]
         is_control = torch.zeros(len(renderer.source), dtype=torch.bool)
         is_control[torch.as_tensor(renderer.control)] = True
         self.register_buffer("is_control", is_control, persistent=False)
@@ -353,13 +378,15 @@ class FixedShapeWarp(torch.nn.Module):
                              align_corners=True)[0].permute(1, 2, 0)
         positions = r.pixels + back
         mouth = None
-        for curves, ends, window, rigid in self.regions:
+        for curves, ends, window, rigid, eye in self.regions:
             x0 = torch.floor(torch.minimum(deformed[ends[0], 0], settled[ends[0], 0])).clamp(min=0)
             x1 = torch.ceil(torch.maximum(deformed[ends[1], 0], settled[ends[1], 0])).clamp(max=s - 1)
             cols, col_ok = self._box(x0, x1, window)
             col_ok = col_ok & (x1 > x0)
             columns = cols.float()
             ko, ki = curves_at(columns, deformed, curves), curves_at(columns, settled, curves)
+            if eye:
+                ko, ki = eyelid_knots(ko, ki, unit)
             inf = torch.full_like(columns, float("inf"))
             y0 = torch.floor(torch.where(col_ok, ko[:, 0], inf).min()).clamp(min=0)
             y1 = torch.ceil(torch.where(col_ok, ko[:, -1], -inf).max()).clamp(max=s - 1)
