@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,18 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 PORTRAIT = SAMPLES / "portrait.png"
 SPEECH = SAMPLES / "speech.wav"
 TRANSCRIPT = "And you always want to see it in the superlative degree."
+
+
+def run_tm(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """`tm ARGS...` through the console entry point (tm's errors become exit codes there):
+    (exit code, stdout, stderr)."""
+    from tmcli.cli.app import main
+
+    monkeypatch.setattr(sys, "argv", ["tm", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code or 0, out, err
 
 
 @pytest.fixture(scope="session")

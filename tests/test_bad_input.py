@@ -17,21 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PORTRAIT, SPEECH
+from conftest import PORTRAIT, SPEECH, run_tm
 from PIL import Image
 
 from tmcli.audio import ffmpeg_exe
-from tmcli.cli.app import main
 
 FAST = ("--generator", "phonetic", "--size", "128", "--crop")
-
-
-def run_tm(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["tm", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code or 0, out, err
 
 
 def ffmpeg(*args) -> None:

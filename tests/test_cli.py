@@ -1,21 +1,11 @@
 """The command line: bad input gets one clear line, a non-zero exit, no traceback, no file."""
 
-import sys
 
 import numpy as np
 import pytest
-from conftest import PORTRAIT, SPEECH
+from conftest import PORTRAIT, SPEECH, run_tm
 from PIL import Image
 
-from tmcli.cli.app import main
-
-
-def run_tm(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["tm", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 def test_help_lists_the_commands(monkeypatch, capsys):

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
-from conftest import PORTRAIT, SPEECH
+from conftest import PORTRAIT, SPEECH, run_tm
 
-from tmcli.cli.app import main
 from tmcli.reference import MAX_LAG, compare, read_face_series
 
 FRAMES, FPS = 75, 25.0  # 3 s
@@ -98,14 +96,6 @@ def test_a_reference_at_another_fps_is_resampled_onto_the_videos_frames(series):
     report = compare(base, faster)
     assert report.reference_fps == 30.0 and report.frames == FRAMES and report.best_lag == 0
     assert report.gap_correlation > 0.95
-
-
-def run_tm(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["tm", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 def test_cli_prints_the_table_and_writes_json(videos, monkeypatch, capsys, tmp_path):
