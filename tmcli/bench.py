@@ -1,7 +1,7 @@
 """tm bench: the render pipeline timed stage by stage, on the devices asked for.
 
 It runs `pipeline.render` itself (the streaming path `tm render` runs) on speech made by
-espeak-ng (or your own audio) and a 512x512 portrait (the sample astronaut shipped with tm, or yours), and
+espeak-ng (or your own audio) and a 512x512 portrait (scikit-image's astronaut, or yours), and
 reports load times, the first frame's latency, per-chunk latencies, steady-state frames per
 second, the real-time factor, peak memory and how much the stages overlapped.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import SAMPLE_PORTRAIT, Preset
+from .config import Preset
 from .runtime import StageDevices, StageTimer, host_peak_memory, peak_device_memory
 
 PIPELINE_STAGES = {  # timer stage -> the device that runs it ("host": the CPU whatever the devices)
@@ -70,22 +70,39 @@ class BenchReport:
     stages: list[StageFigures]
 
 
-def bench(preset: Preset, devices: StageDevices, seconds: float = 20.0, generator: str = "student",
-          checkpoint: str | Path | None = None, portrait: Path | None = None, audio: Path | None = None,
-          preset_name: str = "default") -> BenchReport:
-    """Render `seconds` of speech once and measure every stage."""
+def stand_in_portrait(folder: Path) -> Path:
+    """scikit-image's astronaut (public domain, 512x512, inside its wheel), written to `folder`:
+    a portrait every install has."""
+    from PIL import Image
+    from skimage import data
+
+    path = folder / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
+def stand_in_speech(folder: Path, seconds: float) -> Path:
+    """`seconds` of espeak-ng speech (random English words, random voices) as a wav in `folder`."""
     import soundfile as sf
 
     from .audio import SAMPLE_RATE
     from .data.espeak import speech_for_seconds
+
+    path = folder / "speech.wav"
+    sf.write(path, speech_for_seconds(seconds), SAMPLE_RATE)
+    return path
+
+
+def bench(preset: Preset, devices: StageDevices, seconds: float = 20.0, generator: str = "student",
+          checkpoint: str | Path | None = None, portrait: Path | None = None, audio: Path | None = None,
+          preset_name: str = "default") -> BenchReport:
+    """Render `seconds` of speech once and measure every stage."""
     from .pipeline import render
 
     with tempfile.TemporaryDirectory(prefix="tm-bench-") as tmp:
         tmp = Path(tmp)
-        if audio is None:
-            audio = tmp / "speech.wav"
-            sf.write(audio, speech_for_seconds(seconds), SAMPLE_RATE)
-        portrait = portrait or SAMPLE_PORTRAIT
+        audio = audio or stand_in_speech(tmp, seconds)
+        portrait = portrait or stand_in_portrait(tmp)
         timer = StageTimer(keep_calls=True)
         out = tmp / "bench.mp4"
         result = render(portrait, audio, out, preset, generator=generator, checkpoint=checkpoint, devices=devices,

@@ -16,8 +16,6 @@ import tomllib
 from .errors import ConfigError
 
 PRESET_DIR = resources.files(__package__) / "presets"  # shipped inside the package: works from a wheel
-SAMPLE_PORTRAIT = Path(str(resources.files(__package__) / "samples" / "portrait.png"))  # tm bench's and tm export's
-SAMPLE_SPEECH = Path(str(resources.files(__package__) / "samples" / "speech.wav"))  # defaults (samples/SOURCES.md)
 
 
 @dataclasses.dataclass(frozen=True)

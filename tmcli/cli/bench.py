@@ -24,7 +24,7 @@ def bench(
     seconds: Annotated[float, typer.Option(help="Seconds of speech to render (espeak-ng voices).")] = 20.0,
     generator: Annotated[str, typer.Option(help="student, teacher or phonetic.")] = "student",
     checkpoint: Annotated[Optional[Path], typer.Option(help="Generator folder; default: the one shipped with tm.")] = None,
-    portrait: Annotated[Optional[Path], typer.Option(help="Portrait (default: the 512x512 astronaut shipped with tm).")] = None,
+    portrait: Annotated[Optional[Path], typer.Option(help="Portrait (default: scikit-image's 512x512 astronaut).")] = None,
     audio: Annotated[Optional[Path], typer.Option(help="Speech to render instead of espeak-ng's (--seconds is then ignored).")] = None,
     size: Annotated[Optional[int], typer.Option(help="Side of the face crop the renderer works at (preset: 512); video presets: the frame side.")] = None,
     crop: Annotated[Optional[bool], typer.Option("--crop/--paste-back", help="Write only the face square (rendered at --size), or paste it back into the portrait.")] = None,

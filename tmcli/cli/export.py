@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,8 +17,8 @@ def export(
     out: Annotated[Path, typer.Option("-o", "--output", help="Folder to write (graphs + manifest.json).")],
     format: Annotated[str, typer.Option("--format", help="onnx, torch-export or safetensors (the weights in --dtype, a tm checkpoint).")] = "onnx",
     dtype: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (bf16: torch-export and safetensors only).")] = "fp32",
-    audio: Annotated[Optional[Path], typer.Option(help="Speech whose features the export is checked on (default: the sample shipped with tm).")] = None,
-    portrait: Annotated[Optional[Path], typer.Option(help="Portrait whose rig (video: face crop) the check runs on (default: the sample shipped with tm).")] = None,
+    audio: Annotated[Optional[Path], typer.Option(help="Speech whose features the export is checked on (default: 4 s of espeak-ng speech).")] = None,
+    portrait: Annotated[Optional[Path], typer.Option(help="Portrait whose rig (video: face crop) the check runs on (default: scikit-image's astronaut).")] = None,
     size: Annotated[Optional[int], typer.Option(help="Render size the warp graph is made for, with --portrait (default: the default preset's, 512): the warp makes that portrait's crop at that size, which follows the portrait's resolution; `tm render --engine` renders must make the same crop size.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it is an existing folder.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -25,7 +26,8 @@ def export(
     """Export the streaming student's chunk step (KV cache as inputs and outputs), the face rig
     and the warp (a video student: its VAE encoder and streaming decoder) as graphs, check them
     against PyTorch on random and real inputs, and write a manifest."""
-    from ..config import SAMPLE_PORTRAIT, SAMPLE_SPEECH, load_preset
+    from ..bench import stand_in_portrait, stand_in_speech
+    from ..config import load_preset
     from ..errors import InputError
     from ..export import check_request
     from ..export import export as run_export
@@ -35,9 +37,8 @@ def export(
     check_request(format, dtype, out, overwrite)
     if str(checkpoint) == "default":
         checkpoint = embedded_checkpoint("student")
-    audio, portrait = audio or SAMPLE_SPEECH, portrait or SAMPLE_PORTRAIT
     for path, flag in ((audio, "--audio"), (portrait, "--portrait")):
-        if not path.is_file():
+        if path is not None and not path.is_file():
             raise InputError(f"{path} does not exist", hint=f"give {flag} FILE: the check runs on real inputs")
     if is_video_checkpoint(checkpoint):
         from ..runtime import StageDevices
@@ -47,7 +48,9 @@ def export(
     else:
         load_motion_dit(checkpoint)  # a bad checkpoint fails here, in one line
         face_size = None
-    with console.status("reading the check's inputs", spinner="dots") if not quiet else contextlib.nullcontext():
+    with (console.status("reading the check's inputs", spinner="dots") if not quiet else contextlib.nullcontext(),
+          tempfile.TemporaryDirectory(prefix="tm-export-") as tmp):
+        audio, portrait = audio or stand_in_speech(Path(tmp), 4.0), portrait or stand_in_portrait(Path(tmp))
         preset = load_preset("default")
         real = _real_inputs(audio, portrait, preset.with_overrides(output={"size": size}) if size else preset, face_size)
     with console.status(f"exporting {format} {dtype} and checking it", spinner="dots") if not quiet else contextlib.nullcontext():
