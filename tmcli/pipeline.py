@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import multiprocessing
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -288,9 +287,6 @@ def render(portrait_path: str | Path, audio_path: str | Path | None, output: str
                     on_frame(frames, source.total_frames)
         timer.seconds["encode (pipe)"] += writer.close_seconds
     timer.mark("stream end")  # the video is whole (muxed and closed)
-    if os.environ.get("TM_TIMINGS"):  # benchmarks/startup.py
-        timer.write_json(os.environ["TM_TIMINGS"], frames=frames, seconds_of_audio=frames / out.fps,
-                         frame_size=portrait.frame_size)
     return RenderResult(frames, frames / out.fps, time.perf_counter() - start, portrait.alignment.size,
                         portrait.frame_size, dict(timer.seconds))
 

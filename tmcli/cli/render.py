@@ -59,7 +59,7 @@ def render(
 
     from ..batch import Batch, jobs_from_arguments, launch, preset_for, read_manifest, render_batch
     from ..pipeline import render as run_render
-    from ..runtime import StageDevices
+    from ..runtime import StageDevices, StageTimer
 
     audio = audio or []
     checkpoint = _engine_checkpoint(engine, model, checkpoint, generator)
@@ -97,10 +97,14 @@ def render(
         with Progress(TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=console, transient=True, disable=quiet) as progress:
             task = progress.add_task("render", total=None)
+            timer = StageTimer()
             result = run_render(portrait, track, output, settings, seed=seed, transcript=transcript,
                                 face_index=face_index, generator=generator, checkpoint=checkpoint, raw_rate=rate,
-                                devices=stage_devices, motion_in=motion_in, motion_out=motion_out,
+                                devices=stage_devices, motion_in=motion_in, motion_out=motion_out, timer=timer,
                                 on_frame=lambda done, total: progress.update(task, completed=done, total=total))
+        if os.environ.get("TM_TIMINGS"):  # the stages' times, for benchmarks/startup.py
+            timer.write_json(os.environ["TM_TIMINGS"], frames=result.frames, seconds_of_audio=result.seconds_of_audio,
+                             frame_size=result.frame_size)
         if not quiet:  # on stderr, as the progress bar: stdout may be the video
             total = result.wall_seconds
             wrote = ", ".join(str(p) for p in (output, motion_out) if p is not None)
