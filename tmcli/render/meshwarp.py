@@ -4,7 +4,8 @@ No learned weights: the warp is built from the portrait's landmarks, so it works
 a fresh machine. A frame is made in four steps:
 
 1. A smooth warp (thin-plate spline through every landmark except the lips' and eyelids' inner
-   contours, plus fixed anchors on the crop border) carries head pose, jaw, cheeks and brows.
+   contours, plus fixed anchors on the crop border and on the shoulders beside the neck) carries
+   head pose, jaw, cheeks and brows.
    The spline's weights depend only on the portrait, so per frame it is one small matrix
    product on a coarse grid, inverted by fixed-point iteration (forward -> backward warp).
 2. Lips and eyelids open and close by a per-column vertical remap between contour curves
@@ -40,6 +41,13 @@ LID_SKIN = 0.02  # interocular units of skin above the crease ring that a lowere
 CORNERS = {61, 291, 78, 308, 33, 133, 362, 263}
 REMAPPED = (set(L.LIPS_UPPER_OUTER + L.LIPS_UPPER_INNER + L.LIPS_LOWER_INNER + L.LIPS_LOWER_OUTER
                 + L.RIGHT_EYE_UPPER + L.RIGHT_EYE_LOWER + L.LEFT_EYE_UPPER + L.LEFT_EYE_LOWER) - CORNERS)
+
+# fixed points on the shoulders, beside the neck: the body stays put while the head turns and the
+# neck takes the shear (with the border anchors alone, collar and lapels drifted with the head: at
+# 10 degrees of yaw a third of the crop's lower corner changed visibly; benchmarks/head_turns.py)
+SHOULDER_DROP = (0.25, 0.6)  # rows, interocular units below the chin
+SHOULDER_SPAN = (1.1, 2.4, 0.3)  # from, to, step: interocular units either side of the chin
+SHOULDER_CLEARANCE = 0.3  # interocular units: no shoulder point nearer a landmark (a wide jaw, a tilted head)
 
 DEFAULT_TEETH = (0.88, 0.85, 0.78)
 CAVITY = (0.16, 0.05, 0.06)
@@ -157,7 +165,7 @@ class MeshWarpRenderer:
         self.source = np.asarray(landmarks, dtype=np.float64)[:, :2]
         self.unit = L.interocular(np.asarray(landmarks))
         self.control = np.array(sorted(set(range(len(self.source))) - REMAPPED))
-        anchors = self._border_anchors(size, settings.border_anchors)
+        anchors = np.concatenate([self._border_anchors(size, settings.border_anchors), self._shoulder_anchors()])
         pts = np.concatenate([self.source[self.control], anchors]) / size
         self.num_moving = len(self.control)
 
@@ -194,6 +202,18 @@ class MeshWarpRenderer:
         e = size - 1
         return np.concatenate([np.stack([t, 0 * t], 1), np.stack([e + 0 * t, t], 1),
                                np.stack([e - t, e + 0 * t], 1), np.stack([0 * t, e - t], 1)])
+
+    def _shoulder_anchors(self) -> np.ndarray:
+        """Fixed points (N, 2) on the shoulders (SHOULDER_DROP, SHOULDER_SPAN) that fall inside the
+        crop, clear of its border anchors and SHOULDER_CLEARANCE from every landmark (a fixed point
+        next to a moving one would fold the spline)."""
+        chin, u, edge = self.source[L.CHIN], self.unit, self.size / 64
+        xs = np.arange(*SHOULDER_SPAN) * u
+        pts = np.array([(chin[0] + side * x, chin[1] + drop * u) for drop in SHOULDER_DROP for x in xs
+                        for side in (-1, 1)]).reshape(-1, 2)
+        inside = ((pts >= edge) & (pts <= self.size - 1 - edge)).all(axis=1)
+        nearest = np.sqrt(((pts[:, None, :] - self.source[None]) ** 2).sum(-1)).min(axis=1, initial=np.inf)
+        return pts[inside & (nearest >= SHOULDER_CLEARANCE * u)]
 
     def _teeth_colour(self) -> torch.Tensor | None:
         """The colour of the teeth the portrait shows between its lips, or None if it shows none."""
