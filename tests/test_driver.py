@@ -73,3 +73,47 @@ def test_seed_decides_idle_motion(motion):
 def test_still_head():
     still = PhoneticDriver()(PHONES, _features(4.0), seed=3, controls=Controls(pose_intensity=0.0))
     assert np.abs(still[:, :6]).max() == 0.0
+
+
+def _two_phrases(seconds: float = 6.0):
+    """Speech 0.5-2.5 s and 3.5-5.5 s: two phrases with a pause between them."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    on = ((t > 0.5) & (t < 2.5)) | ((t > 3.5) & (t < 5.5))
+    syllables = 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)  # 4 syllables a second
+    return extract_features((0.3 * syllables * np.sin(2 * np.pi * 150 * t) * on).astype(np.float32), FPS)
+
+
+def test_the_head_turns_to_the_other_side_at_the_next_phrase():
+    settings = DriverSettings(head_sway=0.0)
+    phones = [Phone("SIL", 0, 0.5), Phone("AA", 0.5, 2.5), Phone("SIL", 2.5, 3.5), Phone("AA", 3.5, 5.5)]
+    for seed in range(4):
+        yaw = PhoneticDriver(settings)(phones, _two_phrases(), seed=seed)[:, INDEX["headYaw"]]
+        before, after = yaw[int(3.45 * FPS)], yaw[int(4.1 * FPS)]  # around the second phrase's start
+        assert abs(before) >= 0.35 * settings.head_turn and abs(after) >= 0.35 * settings.head_turn
+        assert np.sign(before) == -np.sign(after)
+        assert abs(yaw[int(0.4 * FPS)]) < 1e-6  # before the first phrase the head has not turned
+
+
+def test_head_motion_follows_the_audio_causally():
+    """Without the idle sway, the head at time t depends only on the audio up to t + 0.2 s (the
+    streaming student's lookahead), so a causal generator can learn it."""
+    settings = DriverSettings(head_sway=0.0)
+    a, b = _two_phrases(), _two_phrases()
+    cut = int(3.0 * FPS)
+    b.envelope[cut:] = 0.0
+    b.voiced[cut:] = False
+    phones = [Phone("SIL", 0, 0.5), Phone("AA", 0.5, 2.5), Phone("SIL", 2.5, 6.0)]
+    head_a = PhoneticDriver(settings)(phones, a, seed=2)[:, :3]
+    head_b = PhoneticDriver(settings)(phones, b, seed=2)[:, :3]
+    before = cut - int(0.2 * FPS)
+    assert np.allclose(head_a[:before], head_b[:before], atol=1e-9)
+    assert not np.allclose(head_a[cut:], head_b[cut:])
+
+
+def test_blinks_stay_shut_for_a_few_frames():
+    blink = PhoneticDriver()([Phone("SIL", 0, 30)], _features(30.0, loud=(0, 0)), seed=5)[:, INDEX["eyeBlinkLeft"]]
+    shut = blink > 0.95
+    starts = np.flatnonzero(shut[1:] & ~shut[:-1]) + 1
+    assert len(starts) >= 4
+    for s in starts:  # each blink held shut for 2 frames or more (80 ms at 25 fps)
+        assert shut[s: s + 2].all()

@@ -121,8 +121,11 @@ class PhoneticDriver:
             jaw[frames] = np.minimum(jaw[frames], 0.05)
 
     def _prosody(self, motion: np.ndarray, features: AudioFeatures, rng: np.random.Generator, k: float) -> None:
-        """Idle head sway and breathing, nods on loud syllables, brows up on raised pitch; k scales the head."""
-        n, fps = len(motion), features.fps
+        """Head motion tied to the speech, as real speakers move (amplitudes: DriverSettings): the head
+        turns to the other side at each phrase (so where it goes next follows from where it is), nods on
+        stressed syllables, rises with the voice's pitch and sways slowly underneath; k scales it all.
+        Everything but the sway is causal in the audio, so a streaming generator can follow it."""
+        s, n, fps = self.settings, len(motion), features.fps
         t = np.arange(n) / fps
 
         def sway(amplitude: float) -> np.ndarray:
@@ -131,23 +134,32 @@ class PhoneticDriver:
             weights = rng.uniform(0.5, 1.0, 3)
             return amplitude * (weights[:, None] * np.sin(2 * np.pi * freqs[:, None] * t + phases[:, None])).sum(0) / weights.sum()
 
-        env = _smooth(features.envelope, 0.25 * fps)
-        emphasis = _smooth(np.clip(features.envelope - env, 0, None), 0.06 * fps)
-        motion[:, INDEX["headYaw"]] = k * (sway(0.05) + 0.02 * (env - env.mean()))
-        motion[:, INDEX["headPitch"]] = k * (sway(0.03) + 0.06 * emphasis - 0.02 * (env - env.mean()))
-        motion[:, INDEX["headRoll"]] = k * sway(0.02)
-        motion[:, INDEX["headY"]] = k * 0.006 * np.sin(2 * np.pi * 0.25 * t + rng.uniform(0, 6.3))
-        raised = np.where(features.voiced, np.clip(features.pitch / 4.0, 0, 1), 0.0)
-        motion[:, INDEX["browInnerUp"]] = self.settings.brow_gain * 0.5 * _smooth(raised, 0.15 * fps)
+        sways = [sway(s.head_sway), sway(0.7 * s.head_sway), sway(0.6 * s.head_sway)]
+        breath = rng.uniform(0, 6.3)
+        # own streams, so each turn's draws depend on the speech before it alone
+        starts_rng, turn_rng = (np.random.default_rng(x) for x in rng.integers(2**32, size=2))
+        turn = np.zeros(n)
+        side = turn_rng.choice([-1.0, 1.0])
+        for frame in phrase_starts(features, starts_rng):
+            side = -side
+            turn[frame:] = side * turn_rng.uniform(0.4, 1.0)
+        turn = _settle(turn, s.head_settle * fps)
+        raised = _settle(np.where(features.voiced, np.clip(features.pitch / 4.0, -1, 1), 0.0), s.head_settle * fps)
+        motion[:, INDEX["headYaw"]] = k * (s.head_turn * turn + sways[0])
+        motion[:, INDEX["headPitch"]] = k * (s.head_nod * (stress(features) / 0.3 - 0.5 * raised) + sways[1])
+        motion[:, INDEX["headRoll"]] = k * (0.3 * s.head_turn * turn + sways[2])
+        motion[:, INDEX["headY"]] = k * 0.006 * np.sin(2 * np.pi * 0.25 * t + breath)
+        motion[:, INDEX["browInnerUp"]] = self.settings.brow_gain * 0.5 * _smooth(np.clip(raised, 0, 1), 0.15 * fps)
 
     def _blinks(self, motion: np.ndarray, fps: float, rng: np.random.Generator, interval: float) -> None:
-        """Blinks `interval` s apart on average, each gap drawn from [0.5, 1.5] x interval."""
-        n = len(motion)
+        """Blinks `interval` s apart on average, each gap drawn from [0.5, 1.5] x interval: the lids
+        close in 80 ms, stay shut for `blink_hold` s and open in 160 ms, as real blinks do."""
+        n, hold = len(motion), self.settings.blink_hold
         t, start = np.arange(n) / fps, rng.uniform(0.5, 1.5 * interval)
         blink = np.zeros(n)
         while start < n / fps:
             rel = t - start
-            shape = np.interp(rel, [0.0, 0.07, 0.11, 0.26], [0.0, 1.0, 1.0, 0.0], left=0.0, right=0.0)
+            shape = np.interp(rel, [0.0, 0.08, 0.08 + hold, 0.24 + hold], [0.0, 1.0, 1.0, 0.0], left=0.0, right=0.0)
             blink = np.maximum(blink, shape)
             start += rng.uniform(0.5 * interval, 1.5 * interval)
         motion[:, INDEX["eyeBlinkLeft"]] = blink
@@ -165,6 +177,45 @@ class PhoneticDriver:
             start += length
         motion[:, INDEX["gazeX"]] = np.clip(_smooth(gx, 0.8), -1, 1)
         motion[:, INDEX["gazeY"]] = np.clip(_smooth(gy, 0.8), -1, 1)
+
+
+def phrase_starts(features: AudioFeatures, rng: np.random.Generator, pause: float = 0.2,
+                  longest: tuple[float, float] = (1.5, 3.0)) -> list[int]:
+    """Frames where the head may turn: where speech resumes after a pause of `pause` s or more,
+    and within a long phrase every `longest` s (drawn), at the next stressed syllable."""
+    fps = features.fps
+    speaking = _smooth(features.envelope, 0.05 * fps) > 0.1
+    starts, quiet, last = [], int(pause * fps), -10**9
+    due = rng.uniform(*longest) * fps
+    stressed = stress(features) > 0.05
+    for frame in range(len(speaking)):
+        if not speaking[frame]:
+            quiet += 1
+            continue
+        if quiet >= pause * fps or (frame - last >= due and stressed[frame]):
+            starts.append(frame)
+            last, due = frame, rng.uniform(*longest) * fps
+        quiet = 0
+    return starts
+
+
+def stress(features: AudioFeatures) -> np.ndarray:
+    """How far the envelope rises above its recent level (a causal 0.25 s baseline): peaks on
+    stressed syllables, known 0.1 s after they begin."""
+    baseline = _settle(features.envelope, 0.25 * features.fps)
+    return _smooth(np.clip(features.envelope - baseline, 0, None), 0.04 * features.fps)
+
+
+def _settle(x: np.ndarray, frames: float) -> np.ndarray:
+    """A causal, critically damped approach to `x` (two one-pole filters, time constant `frames`):
+    steps become moves that start when the step does and settle within ~4 time constants."""
+    from scipy.signal import lfilter
+
+    if frames <= 0 or len(x) < 2:
+        return np.asarray(x, dtype=np.float64)
+    a = np.exp(-1.0 / frames)
+    once = lfilter([1 - a], [1, -a], np.asarray(x, dtype=np.float64), zi=[a * x[0]])[0]
+    return lfilter([1 - a], [1, -a], once, zi=[a * once[0]])[0]
 
 
 def _smooth(x: np.ndarray, sigma_frames: float) -> np.ndarray:

@@ -32,6 +32,8 @@ def train(
     stage: Annotated[str, typer.Option(help="Video presets: vae (the autoencoder) or teacher (the DiT, needs --vae).")] = "teacher",
     vae: Annotated[Optional[Path], typer.Option(help="Video presets: the trained VAE folder (--stage teacher), or "
                                                      "the VAE to fine-tune (--stage vae).")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Motion presets: a teacher checkpoint to fine-tune instead of "
+                                                      "starting from scratch.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Train the bidirectional teacher with flow matching (video presets: its VAE first). Rerun to resume."""
@@ -46,7 +48,7 @@ def train(
         raise ConfigError(f"--device {device}: no CUDA device here", hint="use --device cpu")
     if settings.video is None:
         def job(on_step):
-            return run_train(data_dir, out, settings.model, settings.train, device=device, on_step=on_step)
+            return run_train(data_dir, out, settings.model, settings.train, device=device, on_step=on_step, init=init)
     else:
         from ..train.video import train_teacher, train_vae
 

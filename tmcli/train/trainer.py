@@ -37,10 +37,15 @@ class TrainReport:
     steps_per_second: float
 
 
-def new_model(settings: ModelSettings, manifest: dict) -> MotionDiT:
-    model = MotionDiT(hidden_size=settings.hidden_size, num_layers=settings.num_layers, num_heads=settings.num_heads,
-                      mlp_ratio=settings.mlp_ratio, window=settings.window, context_frames=settings.context_frames,
-                      audio_context=settings.audio_context, fps=manifest["fps"])
+def new_model(settings: ModelSettings, manifest: dict, init: str | Path | None = None) -> MotionDiT:
+    """A teacher for the data in `manifest`: fresh, or `init`'s weights to fine-tune; either way
+    its motion is normalised with this data's statistics."""
+    if init is not None:
+        model = MotionDiT.from_pretrained(init).float()  # shipped teachers are stored in float16
+    else:
+        model = MotionDiT(hidden_size=settings.hidden_size, num_layers=settings.num_layers, num_heads=settings.num_heads,
+                          mlp_ratio=settings.mlp_ratio, window=settings.window, context_frames=settings.context_frames,
+                          audio_context=settings.audio_context, fps=manifest["fps"])
     stats = manifest["stats"]
     model.motion_mean.copy_(torch.tensor(stats["mean"]))
     # channels the data never moves keep unit scale rather than blowing up
@@ -162,17 +167,23 @@ def fit(run: Run, batches: Iterator, loss_fn: Callable[[object, torch.Generator]
 
 
 def train(data_dir: str | Path, out_dir: str | Path, model_settings: ModelSettings, settings: TrainSettings,
-          device: str = "cpu", on_step: Callable[[int, int, float], None] | None = None) -> TrainReport:
-    """Train (or resume training) a motion teacher in `out_dir` for `settings.steps` steps in all."""
+          device: str = "cpu", on_step: Callable[[int, int, float], None] | None = None,
+          init: str | Path | None = None) -> TrainReport:
+    """Train (or resume training) a motion teacher in `out_dir` for `settings.steps` steps in all;
+    `init`: start from that teacher's weights (fine-tuning) rather than from scratch."""
     out = Path(out_dir)
     manifest = read_manifest(data_dir)
     saved, settings = resumed_settings(out, settings)
     if saved:
         model_settings = ModelSettings(**saved["model"])
-    record = {"model": dataclasses.asdict(model_settings),
+        init = saved.get("init")
+    elif init is not None:
+        model_settings = ModelSettings(**{f.name: MotionDiT.load_config(init)[f.name]
+                                          for f in dataclasses.fields(ModelSettings)})
+    record = {"model": dataclasses.asdict(model_settings), "init": None if init is None else str(Path(init).resolve()),
               "data": {"path": str(Path(data_dir).resolve()), "source": manifest["source"], "clips": manifest["clips"],
                        "minutes": round(manifest["frames"] / manifest["fps"] / 60, 2)}}
-    run = start_run(out, MotionDiT, lambda: new_model(model_settings, manifest), settings, record, device)
+    run = start_run(out, MotionDiT, lambda: new_model(model_settings, manifest, init), settings, record, device)
     model = run.model
     stream = WindowStream(data_dir, model.config.window, model.config.context_frames, settings.batch_size,
                           settings.seed)
