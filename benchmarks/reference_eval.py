@@ -1,6 +1,7 @@
 """tm against real recordings and other systems' renders of the same speech (tm eval --reference).
 
     python benchmarks/reference_eval.py [--generator student[:CKPT] ...] [--limit N] [--seconds S] [--json out.json]
+                                        [--sheets DIR]
 
 Cases come from ../shared/real when it exists (development material, never copied into the
 repository): every `videos/*.mp4` with an audio track (its first frame is the portrait, its own
@@ -10,6 +11,8 @@ Each is cut to --seconds, rendered with each generator (face crop, 256 px) in a 
 folder and measured by the same code as `tm eval VIDEO AUDIO --reference REF`; a table per
 generator lists per case and as medians: lip-gap correlation at lag 0, the best lag (+ = tm
 later), the opening ratio, yaw / pitch spread ratios and the blink depth of tm and of the reference.
+With --sheets, a contact sheet per case and generator (tm's frames above the reference's, at the
+same moments) is saved there to be looked at; they hold the cases' pixels: never commit them.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from rich.table import Table  # noqa: E402
 from tmcli.audio import ffmpeg_exe, load_audio  # noqa: E402
 from tmcli.config import load_preset  # noqa: E402
 from tmcli.errors import TmError  # noqa: E402
+from tmcli.media import read_video_frames  # noqa: E402
 from tmcli.pipeline import render  # noqa: E402
 from tmcli.reference import evaluate_reference  # noqa: E402
 
@@ -93,6 +97,7 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write every report here (generator -> case -> figures)")
+    parser.add_argument("--sheets", help="save a contact sheet per case here (tm above the reference)")
     args = parser.parse_args()
     real = Path(args.real)
     if not real.is_dir():
@@ -127,12 +132,35 @@ def main() -> None:
                     print(f"{spec:>10} | {case['name']}: {exc}", file=sys.stderr)
                     continue
                 results[spec][case["name"]] = report
+                if args.sheets:
+                    sheet = Path(args.sheets) / f"{case['name'].replace('/', '_')}_{kind}.png"
+                    contact_sheet(out, reference, sheet, f"{case['name']}: tm {spec} (top) / reference (bottom)")
                 print(f"{spec:>10} | {case['name']}: corr {report['gap_correlation']}, "
                       f"opening {report['opening_ratio']}", file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     for spec, by_case in results.items():
         print_table(spec, by_case, args.seconds)
+
+
+def contact_sheet(video: Path, reference: Path, path: Path, title: str, columns: int = 8, side: int = 160) -> None:
+    """`columns` moments evenly over the video: its frames in the top row, the reference's below."""
+    from PIL import Image, ImageDraw
+
+    rows = []
+    for source in (video, reference):
+        frames = list(read_video_frames(source))[1:]  # the first item is the fps
+        picks = np.linspace(0, len(frames) - 1, columns + 2)[1:-1].round().astype(int)
+        rows.append([Image.fromarray(frames[i]).resize((side, side * frames[i].shape[0] // frames[i].shape[1]))
+                     for i in picks])
+    height = max(im.height for row in rows for im in row)
+    sheet = Image.new("RGB", (columns * side, 18 + 2 * height), "white")
+    ImageDraw.Draw(sheet).text((4, 3), title, fill="black")
+    for r, row in enumerate(rows):
+        for c, im in enumerate(row):
+            sheet.paste(im, (c * side, 18 + r * height))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
 
 
 def cell(value, fmt: str) -> str:

@@ -92,6 +92,7 @@ def test_the_head_turns_to_the_other_side_at_the_next_phrase():
         assert abs(before) >= 0.35 * settings.head_turn and abs(after) >= 0.35 * settings.head_turn
         assert np.sign(before) == -np.sign(after)
         assert abs(yaw[int(0.4 * FPS)]) < 1e-6  # before the first phrase the head has not turned
+        assert yaw[int(1.0 * FPS)] > 0  # the first turn's side is fixed: it cannot be told from the audio
 
 
 def test_head_motion_follows_the_audio_causally():
