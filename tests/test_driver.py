@@ -118,3 +118,18 @@ def test_blinks_stay_shut_for_a_few_frames():
     assert len(starts) >= 4
     for s in starts:  # each blink held shut for 2 frames or more (80 ms at 25 fps)
         assert shut[s: s + 2].all()
+
+
+def test_a_blink_falls_where_speech_resumes():
+    """Speech resuming after a pause brings a blink, unless one came in the last half interval
+    (15 a minute: 2 s)."""
+    phones = [Phone("SIL", 0, 0.5), Phone("AA", 0.5, 2.5), Phone("SIL", 2.5, 3.5), Phone("AA", 3.5, 5.5)]
+    resumed = 0
+    for seed in range(12):
+        blink = PhoneticDriver()(phones, _two_phrases(), seed=seed)[:, INDEX["eyeBlinkLeft"]]
+        onsets = np.flatnonzero((blink[1:] > 0) & (blink[:-1] == 0)) + 1
+        second = int(3.5 * FPS)
+        if not any(second - 2 * FPS < o < second - 1 for o in onsets):
+            assert any(abs(o - second) <= 2 for o in onsets)
+            resumed += 1
+    assert resumed >= 3  # the rule was put to the test

@@ -25,7 +25,7 @@ class DriverSettings:
     envelope_floor: float = 0.3  # jaw opening at the quietest voiced sound, relative to the loudest
     brow_gain: float = 1.0
     head_turn: float = 0.08  # rad: the yaw of a turn to one side at a phrase (roll follows at 0.3x)
-    head_nod: float = 0.1  # rad: a nod on a stressed syllable; the head rises half that with the pitch
+    head_nod: float = 0.13  # rad: a nod on a stressed syllable; the head rises half that with the pitch
     head_sway: float = 0.025  # rad: the slow idle sway under it all
     head_settle: float = 0.12  # s: time constant of a turn's move
     blink_hold: float = 0.08  # s the lids stay shut in a blink

@@ -82,7 +82,7 @@ class PhoneticDriver:
             motion[:, INDEX[f"mouthUpperUp{side}"]] = visemes["upperUp"]
         motion[:, INDEX["mouthRollLower"]] = visemes["rollLower"]
         self._prosody(motion, features, rng, controls.pose_intensity)
-        self._blinks(motion, fps, rng, 60.0 / controls.blink_rate)
+        self._blinks(motion, fps, rng, 60.0 / controls.blink_rate, speech_resumes(features))
         self._gaze(motion, fps, rng, *controls.gaze)
         return motion + controls.expression_offset()
 
@@ -153,17 +153,25 @@ class PhoneticDriver:
         motion[:, INDEX["headY"]] = k * 0.006 * np.sin(2 * np.pi * 0.25 * t + breath)
         motion[:, INDEX["browInnerUp"]] = self.settings.brow_gain * 0.5 * _smooth(np.clip(raised, 0, 1), 0.15 * fps)
 
-    def _blinks(self, motion: np.ndarray, fps: float, rng: np.random.Generator, interval: float) -> None:
-        """Blinks `interval` s apart on average, each gap drawn from [0.5, 1.5] x interval: the lids
-        close in 80 ms, stay shut for `blink_hold` s and open in 160 ms, as real blinks do."""
+    def _blinks(self, motion: np.ndarray, fps: float, rng: np.random.Generator, interval: float,
+                resumes: list[int]) -> None:
+        """Blinks `interval` s apart on average, each gap within [0.5, 1.5] x interval; as real speakers
+        do, a blink falls where speech resumes after a pause once 0.5 x interval has passed since the
+        last one (those a streaming generator can foresee; the rest come at random). The lids close in
+        80 ms, stay shut for `blink_hold` s and open in 160 ms."""
         n, hold = len(motion), self.settings.blink_hold
-        t, start = np.arange(n) / fps, rng.uniform(0.5, 1.5 * interval)
+        t = np.arange(n) / fps
         blink = np.zeros(n)
-        while start < n / fps:
-            rel = t - start
-            shape = np.interp(rel, [0.0, 0.08, 0.08 + hold, 0.24 + hold], [0.0, 1.0, 1.0, 0.0], left=0.0, right=0.0)
+        blink_rng = np.random.default_rng(rng.integers(2**32))  # its own stream: the gaze's draws stay put
+        times, last, due = np.asarray(resumes) / fps, -np.inf, blink_rng.uniform(0.0, interval)
+        while True:
+            ready = times[times >= last + 0.5 * interval]
+            start = min(due, ready[0]) if len(ready) else due
+            if start >= n / fps:
+                break
+            shape = np.interp(t - start, [0.0, 0.08, 0.08 + hold, 0.24 + hold], [0.0, 1.0, 1.0, 0.0], left=0.0, right=0.0)
             blink = np.maximum(blink, shape)
-            start += rng.uniform(0.5 * interval, 1.5 * interval)
+            last, due = start, start + blink_rng.uniform(0.5 * interval, 1.5 * interval)
         motion[:, INDEX["eyeBlinkLeft"]] = blink
         motion[:, INDEX["eyeBlinkRight"]] = blink
 
@@ -181,23 +189,29 @@ class PhoneticDriver:
         motion[:, INDEX["gazeY"]] = np.clip(_smooth(gy, 0.8), -1, 1)
 
 
-def phrase_starts(features: AudioFeatures, rng: np.random.Generator, pause: float = 0.2,
-                  longest: tuple[float, float] = (1.5, 3.0)) -> list[int]:
-    """Frames where the head may turn: where speech resumes after a pause of `pause` s or more,
-    and within a long phrase every `longest` s (drawn), at the next stressed syllable."""
+def speech_resumes(features: AudioFeatures, pause: float = 0.2) -> list[int]:
+    """Frames where speech begins after a pause of `pause` s or more (the first word included)."""
+    speaking = _smooth(features.envelope, 0.05 * features.fps) > 0.1
+    starts, quiet = [], pause * features.fps
+    for frame, on in enumerate(speaking):
+        if on and quiet >= pause * features.fps:
+            starts.append(frame)
+        quiet = 0 if on else quiet + 1
+    return starts
+
+
+def phrase_starts(features: AudioFeatures, rng: np.random.Generator, longest: tuple[float, float] = (1.5, 3.0)) -> list[int]:
+    """Frames where the head may turn: where speech resumes after a pause, and within a long
+    phrase every `longest` s (drawn), at the next stressed syllable."""
     fps = features.fps
     speaking = _smooth(features.envelope, 0.05 * fps) > 0.1
-    starts, quiet, last = [], int(pause * fps), -10**9
-    due = rng.uniform(*longest) * fps
+    resumes = set(speech_resumes(features))
     stressed = stress(features) > 0.05
+    starts, last, due = [], -10**9, rng.uniform(*longest) * fps
     for frame in range(len(speaking)):
-        if not speaking[frame]:
-            quiet += 1
-            continue
-        if quiet >= pause * fps or (frame - last >= due and stressed[frame]):
+        if frame in resumes or (speaking[frame] and frame - last >= due and stressed[frame]):
             starts.append(frame)
             last, due = frame, rng.uniform(*longest) * fps
-        quiet = 0
     return starts
 
 
