@@ -3,6 +3,7 @@ the CLI wires data -> train -> render."""
 
 import csv
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -47,6 +48,27 @@ def test_resumed_training_equals_an_uninterrupted_run(toy_data, tmp_path):
         torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=1e-5)
     steps = [int(r["step"]) for r in csv.DictReader(open(split / "loss.csv"))]
     assert steps == sorted(set(steps)) and steps[-1] == 40
+
+
+def test_fine_tuning_starts_from_the_given_teacher(toy_data, tmp_path):
+    """--init: the weights begin as the given teacher's (a near-zero learning rate keeps them
+    there), the motion statistics are the new data's, and a rerun resumes the fine-tune."""
+    preset = load_preset("tiny")
+    first = tmp_path / "first"
+    train(toy_data, first, preset.model, dataclasses.replace(preset.train, steps=20))
+    settings = dataclasses.replace(preset.train, steps=2, learning_rate=1e-12, warmup_steps=0)
+    tuned = tmp_path / "tuned"
+    train(toy_data, tuned, preset.model, settings, init=first)
+    a, b = _weights(first), _weights(tuned)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=1e-5)
+    scratch = tmp_path / "scratch"
+    train(toy_data, scratch, preset.model, settings)
+    assert any(not torch.allclose(a[n], _weights(scratch)[n]) for n in a if "motion_" not in n)
+    record = json.loads((tuned / "train.json").read_text())
+    assert record["init"] == str(first.resolve())
+    report = train(toy_data, tuned, preset.model, dataclasses.replace(settings, steps=3))  # resumed
+    assert report.steps == 3
 
 
 def test_cli_train_then_render_with_the_teacher(toy_data, tmp_path):
