@@ -52,7 +52,7 @@ def test_resumed_training_equals_an_uninterrupted_run(toy_data, tmp_path):
 
 def test_fine_tuning_starts_from_the_given_teacher(toy_data, tmp_path):
     """--init: the weights begin as the given teacher's (a near-zero learning rate keeps them
-    there), the motion statistics are the new data's, and a rerun resumes the fine-tune."""
+    there), train.json names it, and a rerun resumes the fine-tune."""
     preset = load_preset("tiny")
     first = tmp_path / "first"
     train(toy_data, first, preset.model, dataclasses.replace(preset.train, steps=20))
