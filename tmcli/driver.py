@@ -81,8 +81,9 @@ class PhoneticDriver:
             motion[:, INDEX[f"mouthStretch{side}"]] = 0.6 * visemes["stretch"]
             motion[:, INDEX[f"mouthUpperUp{side}"]] = visemes["upperUp"]
         motion[:, INDEX["mouthRollLower"]] = visemes["rollLower"]
-        self._prosody(motion, features, rng, controls.pose_intensity)
-        self._blinks(motion, fps, rng, 60.0 / controls.blink_rate, speech_resumes(features))
+        resumes = speech_resumes(features)
+        self._prosody(motion, features, rng, controls.pose_intensity, resumes)
+        self._blinks(motion, fps, rng, 60.0 / controls.blink_rate, resumes)
         self._gaze(motion, fps, rng, *controls.gaze)
         return motion + controls.expression_offset()
 
@@ -120,7 +121,8 @@ class PhoneticDriver:
             close[frames] = 1.0
             jaw[frames] = np.minimum(jaw[frames], 0.05)
 
-    def _prosody(self, motion: np.ndarray, features: AudioFeatures, rng: np.random.Generator, k: float) -> None:
+    def _prosody(self, motion: np.ndarray, features: AudioFeatures, rng: np.random.Generator, k: float,
+                 resumes: list[int]) -> None:
         """Head motion tied to the speech, as real speakers move (amplitudes: DriverSettings): the head
         turns to the other side at each phrase, nods on stressed syllables, rises with the voice's pitch
         and sways slowly underneath; k scales it all. Everything but the sway and each turn's size
@@ -140,15 +142,16 @@ class PhoneticDriver:
         breath = rng.uniform(0, 6.3)
         # own streams, so each turn's draws depend on the speech before it alone
         starts_rng, turn_rng = (np.random.default_rng(x) for x in rng.integers(2**32, size=2))
+        emphasis = stress(features)
         turn = np.zeros(n)
         side = -1.0  # the first turn goes to +yaw: a random first side cannot be told from the audio
-        for frame in phrase_starts(features, starts_rng):
+        for frame in phrase_starts(features, resumes, emphasis, starts_rng):
             side = -side
             turn[frame:] = side * turn_rng.uniform(0.4, 1.0)
         turn = _settle(turn, s.head_settle * fps)
         raised = _settle(np.where(features.voiced, np.clip(features.pitch / 4.0, -1, 1), 0.0), s.head_settle * fps)
         motion[:, INDEX["headYaw"]] = k * (s.head_turn * turn + sways[0])
-        motion[:, INDEX["headPitch"]] = k * (s.head_nod * (stress(features) / 0.3 - 0.5 * raised) + sways[1])
+        motion[:, INDEX["headPitch"]] = k * (s.head_nod * (emphasis / 0.3 - 0.5 * raised) + sways[1])
         motion[:, INDEX["headRoll"]] = k * (0.3 * s.head_turn * turn + sways[2])
         motion[:, INDEX["headY"]] = k * 0.006 * np.sin(2 * np.pi * 0.25 * t + breath)
         motion[:, INDEX["browInnerUp"]] = self.settings.brow_gain * 0.5 * _smooth(np.clip(raised, 0, 1), 0.15 * fps)
@@ -191,28 +194,30 @@ class PhoneticDriver:
 
 def speech_resumes(features: AudioFeatures, pause: float = 0.2) -> list[int]:
     """Frames where speech begins after a pause of `pause` s or more (the first word included)."""
-    speaking = _smooth(features.envelope, 0.05 * features.fps) > 0.1
     starts, quiet = [], pause * features.fps
-    for frame, on in enumerate(speaking):
+    for frame, on in enumerate(_speaking(features)):
         if on and quiet >= pause * features.fps:
             starts.append(frame)
         quiet = 0 if on else quiet + 1
     return starts
 
 
-def phrase_starts(features: AudioFeatures, rng: np.random.Generator, longest: tuple[float, float] = (1.5, 3.0)) -> list[int]:
-    """Frames where the head may turn: where speech resumes after a pause, and within a long
-    phrase every `longest` s (drawn), at the next stressed syllable."""
-    fps = features.fps
-    speaking = _smooth(features.envelope, 0.05 * fps) > 0.1
-    resumes = set(speech_resumes(features))
-    stressed = stress(features) > 0.05
+def phrase_starts(features: AudioFeatures, resumes: list[int], emphasis: np.ndarray, rng: np.random.Generator,
+                  longest: tuple[float, float] = (1.5, 3.0)) -> list[int]:
+    """Frames where the head may turn: where speech resumes after a pause (`resumes`), and within a
+    long phrase every `longest` s (drawn), at the next stressed syllable (`emphasis`: stress())."""
+    fps, speaking, resumed = features.fps, _speaking(features), set(resumes)
     starts, last, due = [], -10**9, rng.uniform(*longest) * fps
     for frame in range(len(speaking)):
-        if frame in resumes or (speaking[frame] and frame - last >= due and stressed[frame]):
+        if frame in resumed or (speaking[frame] and frame - last >= due and emphasis[frame] > 0.05):
             starts.append(frame)
             last, due = frame, rng.uniform(*longest) * fps
     return starts
+
+
+def _speaking(features: AudioFeatures) -> np.ndarray:
+    """(T,) bool: the smoothed envelope says someone is speaking."""
+    return _smooth(features.envelope, 0.05 * features.fps) > 0.1
 
 
 def stress(features: AudioFeatures) -> np.ndarray:
