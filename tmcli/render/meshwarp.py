@@ -14,7 +14,8 @@ a fresh machine. A frame is made in four steps:
    exactly, at pixel resolution. A lowered upper lid is the skin above it stretched over the
    eye with its margin kept whole at the edge (eyelid_knots), so a full blink covers the eye.
 3. One `grid_sample` of the portrait crop through the combined sampling grid.
-4. The mouth interior (dark cavity, upper and lower teeth) is painted between the inner lips.
+4. A closing lid's stretched skin fades into the portrait's plain skin (lid_paint), and the
+   mouth interior (dark cavity, upper and lower teeth) is painted between the inner lips.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ EYE_REGIONS = [
     ([L.LEFT_EYE_ABOVE, L.LEFT_EYE_UPPER, L.LEFT_EYE_LOWER, L.LEFT_EYE_BELOW], (362, 263)),
 ]
 LID_MARGIN = 0.05  # interocular units: the lid's margin and lashes just above its contour, kept whole
-LID_SKIN = 0.02  # interocular units of skin above the crease ring that a lowered lid stretches down
+LID_SKIN = 0.08  # interocular units of skin above the crease ring that a lowered lid stretches down
+LID_OPACITY = 0.8  # at most this much of a closed lid is lid_colour, the rest its own stretched skin
+LID_RAMP = 0.25  # share of a closed lid's skin, from its top, over which lid_colour fades in
+LID_SAMPLE = 0.06  # interocular units above the crease ring and below the lower ring where the lid's skin is sampled
 CORNERS = {61, 291, 78, 308, 33, 133, 362, 263}
 REMAPPED = (set(L.LIPS_UPPER_OUTER + L.LIPS_UPPER_INNER + L.LIPS_LOWER_INNER + L.LIPS_LOWER_OUTER
                 + L.RIGHT_EYE_UPPER + L.RIGHT_EYE_LOWER + L.LEFT_EYE_UPPER + L.LEFT_EYE_LOWER) - CORNERS)
@@ -120,6 +124,41 @@ def eyelid_knots(ko: torch.Tensor, ki: torch.Tensor, unit) -> tuple[torch.Tensor
     return knots(ko), knots(ki)
 
 
+def lid_colour(image: torch.Tensor, source: torch.Tensor, above: torch.Tensor, below: torch.Tensor,
+               unit) -> torch.Tensor:
+    """The skin a closed lid shows (3, 1, 1): the portrait's mean colour LID_SAMPLE above the
+    crease ring and below the lower ring (indices `above`, `below`) of an eye, away from the
+    crease's shadow and the lid margin's highlight. image: 1 x 3 x S x S; source: (478, 2)."""
+    size = image.shape[-1]
+    zero = source[0, 0] * 0  # no tensor made from host numbers (GraphedWarp captures this)
+    lift = torch.stack([zero, zero + unit * LID_SAMPLE])
+    points = torch.cat([source[above] - lift, source[below] + lift])  # (N, 2) pixels
+    grid = ((points + 0.5) / size * 2 - 1).to(image.dtype)
+    picked = F.grid_sample(image, grid[None, None], mode="bilinear", padding_mode="border", align_corners=False)
+    return picked[0, :, 0].mean(dim=1).view(3, 1, 1)
+
+
+def lid_paint(rows: torch.Tensor, knots: torch.Tensor, knots_in: torch.Tensor) -> torch.Tensor:
+    """How much of lid_colour covers rows (R, 1) of an eye's columns: alpha (R, C), from its
+    knots out / in (C, 5: eyelid_knots).
+
+    A lowered lid is the skin above it stretched over the eye, and that thin band carries the
+    crease's shadow or the lid's highlight in streaks, which the face mesh reads as an eye still
+    open (blink depth median 0.61 over 29 portraits, benchmarks/blink_depth.py; a real blink
+    reads 0.8-0.9). Between the crease ring and the lid's margin the stretched band fades, up to
+    LID_OPACITY, into plain skin as the lid covers the eye (the share of the opening covered,
+    squared: a half blink keeps its own lid; less towards the corners); the margin and lashes
+    stay. Where the lid has not come down (eyeBlink = 0) alpha is 0: the frame is unchanged."""
+    top, margin = knots[:, 0], knots[:, 1]
+    opening = (knots[:, 3] - knots_in[:, 2]).clamp(min=1.0)  # down to where the lower lid is now
+    covered = ((knots[:, 2] - knots_in[:, 2]) / opening).clamp(0, 1) ** 2  # (C,)
+    gap = knots_in[:, 3] - knots_in[:, 2]
+    taper = (gap / (0.6 * gap.max()).clamp(min=1.0)).clamp(0, 1)  # fades out towards the corners
+    covered = LID_OPACITY * covered * taper * taper * (3 - 2 * taper)
+    down = ((rows - top) / (LID_RAMP * (margin - top)).clamp(min=1.0)).clamp(0, 1)  # (R, C)
+    return covered * down * down * (3 - 2 * down) * (margin - rows + 0.5).clamp(0, 1)
+
+
 def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, knots_in: torch.Tensor,
                 corners: torch.Tensor, unit, teeth: torch.Tensor, own_teeth) -> tuple[torch.Tensor, torch.Tensor]:
     """The mouth interior over rows (R, 1) x columns (C,): (alpha (R, C), paint (3, R, C)).
@@ -188,6 +227,9 @@ class MeshWarpRenderer:
         own = self._teeth_colour()  # None: the portrait shows no teeth, paint them
         self.own_teeth = own is not None
         self.teeth = own if own is not None else self._tensor(DEFAULT_TEETH).view(3, 1, 1)
+        self.lids = [lid_colour(self.image, self._tensor(self.source), torch.as_tensor(curves[0], device=self.device),
+                                torch.as_tensor(curves[-1], device=self.device), self.unit)
+                     for curves, _ in EYE_REGIONS]
 
     def _tensor(self, array) -> torch.Tensor:
         """Host numbers (landmarks, knots) -> float32 on the renderer's device."""
@@ -311,9 +353,9 @@ class MeshWarpRenderer:
         back = F.interpolate(back_coarse.permute(2, 0, 1)[None], size=(self.size, self.size),
                              mode="bilinear", align_corners=True)[0].permute(1, 2, 0)
         positions = self.pixels + back
-        mouth = None
-        for curves, ends in [(MOUTH_CURVES, MOUTH_ENDS)] + EYE_REGIONS:
-            is_mouth = curves is MOUTH_CURVES
+        mouth, lids = None, []
+        for k, (curves, ends) in enumerate([(MOUTH_CURVES, MOUTH_ENDS)] + EYE_REGIONS):
+            is_mouth = k == 0
             remap = self._remap(deformed, settled, curves, ends, rigid=UPPER_INNER if is_mouth else None,
                                 eye=not is_mouth)
             if remap is None:
@@ -324,9 +366,15 @@ class MeshWarpRenderer:
             positions[y0: y0 + r, x0: x0 + c] = mid + self._sample(back_coarse, mid)
             if is_mouth:
                 mouth = (x0, y0, knots, knots_in)
+            else:
+                lids.append((x0, y0, r, c, knots, knots_in, self.lids[k - 1]))
         grid = (positions + 0.5) / self.size * 2 - 1
         frame = F.grid_sample(self.image, grid[None], mode="bilinear", padding_mode="border",
                               align_corners=False)
+        for x0, y0, r, c, knots, knots_in, colour in lids:
+            alpha = lid_paint(self._arange(y0, y0 + r)[:, None], knots, knots_in)
+            region = frame[0, :, y0: y0 + r, x0: x0 + c]
+            frame[0, :, y0: y0 + r, x0: x0 + c] = region + alpha * (colour - region)
         if mouth is not None:
             self._paint_mouth(frame, *mouth, deformed)
         return frame
@@ -397,7 +445,7 @@ class FixedShapeWarp(torch.nn.Module):
         back = F.interpolate(back_coarse.permute(2, 0, 1)[None], size=(s, s), mode="bilinear",
                              align_corners=True)[0].permute(1, 2, 0)
         positions = r.pixels + back
-        mouth = None
+        mouth, lids = None, []
         for curves, ends, window, rigid, eye in self.regions:
             x0 = torch.floor(torch.minimum(deformed[ends[0], 0], settled[ends[0], 0])).clamp(min=0)
             x1 = torch.ceil(torch.maximum(deformed[ends[1], 0], settled[ends[1], 0])).clamp(max=s - 1)
@@ -418,8 +466,16 @@ class FixedShapeWarp(torch.nn.Module):
             positions = positions.index_put(here, torch.where(ok, mid + r._sample(back_coarse, mid), positions[here]))
             if rigid is not None:
                 mouth = (rows, cols, col_ok, y0, y1, ko, ki)
+            else:
+                lids.append((rows, cols, ok[..., 0], ko, ki, lid_colour(image, source, curves[0], curves[-1], unit)))
         grid = (positions + 0.5) / s * 2 - 1
         frame = F.grid_sample(image, grid[None], mode="bilinear", padding_mode="border", align_corners=False)
+        for rows, cols, ok, ko, ki, colour in lids:
+            here = (rows[:, None], cols[None, :])
+            region = frame[0].permute(1, 2, 0)[here].permute(2, 0, 1)  # (3, R, C)
+            alpha = lid_paint(rows.float()[:, None], ko, ki) * ok
+            painted = region + alpha * (colour - region)
+            frame = frame[0].permute(1, 2, 0).index_put(here, painted.permute(1, 2, 0)).permute(2, 0, 1)[None]
         rows, cols, col_ok, y0, y1, ko, ki = mouth
         top, bottom = ko[:, UPPER_INNER], ko[:, LOWER_INNER]
         inf = torch.full_like(top, float("inf"))
