@@ -21,14 +21,14 @@ PRESET_DIR = resources.files(__package__) / "presets"  # shipped inside the pack
 @dataclasses.dataclass(frozen=True)
 class DriverSettings:
     lead: float = 0.04  # s the lips move ahead of the sound
-    jaw_gain: float = 0.8  # how wide the mouth opens (real speakers' 90th percentile: benchmarks/real_motion.py)
+    jaw_gain: float = 0.95  # how wide the mouth opens (real speakers' 90th percentile: benchmarks/real_motion.py)
     envelope_floor: float = 0.3  # jaw opening at the quietest voiced sound, relative to the loudest
     brow_gain: float = 1.0
-    head_turn: float = 0.08  # rad: the yaw of a turn to one side at a phrase (roll follows at 0.3x)
+    head_turn: float = 0.09  # rad: the yaw of a phrase said higher or lower than usual (roll follows at 0.3x)
     head_nod: float = 0.13  # rad: a nod on a stressed syllable; the head rises half that with the pitch
     head_sway: float = 0.025  # rad: the slow idle sway under it all
     head_settle: float = 0.12  # s: time constant of a turn's move
-    blink_hold: float = 0.08  # s the lids stay shut in a blink
+    blink_hold: float = 0.12  # s the lids stay shut in a blink
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,6 +39,7 @@ VISEMES: dict[str, dict[str, float]] = {
 KEYS = ["jaw", "close", "funnel", "pucker", "stretch", "rollLower", "upperUp"]
 BILABIALS = {"P", "B", "M"}
 MIN_CLOSURE = 0.08  # s: bilabial closures last 60-120 ms in speech
+PHRASE_SEMITONES = 1.0  # a phrase this far above (below) the speaker's median pitch turns the head fully
 VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
 
 
@@ -81,9 +82,9 @@ class PhoneticDriver:
             motion[:, INDEX[f"mouthStretch{side}"]] = 0.6 * visemes["stretch"]
             motion[:, INDEX[f"mouthUpperUp{side}"]] = visemes["upperUp"]
         motion[:, INDEX["mouthRollLower"]] = visemes["rollLower"]
-        resumes = speech_resumes(features)
-        self._prosody(motion, features, rng, controls.pose_intensity, resumes)
-        self._blinks(motion, fps, rng, 60.0 / controls.blink_rate, resumes)
+        resumes, emphasis = speech_resumes(features), stress(features)
+        self._prosody(motion, features, rng, controls.pose_intensity, resumes, emphasis)
+        self._blinks(motion, features, rng, 60.0 / controls.blink_rate, resumes, emphasis)
         self._gaze(motion, fps, rng, *controls.gaze)
         return motion + controls.expression_offset()
 
@@ -122,13 +123,12 @@ class PhoneticDriver:
             jaw[frames] = np.minimum(jaw[frames], 0.05)
 
     def _prosody(self, motion: np.ndarray, features: AudioFeatures, rng: np.random.Generator, k: float,
-                 resumes: list[int]) -> None:
+                 resumes: list[int], emphasis: np.ndarray) -> None:
         """Head motion tied to the speech, as real speakers move (amplitudes: DriverSettings): the head
-        turns to the other side at each phrase, nods on stressed syllables, rises with the voice's pitch
-        and sways slowly underneath; k scales it all. Everything but the sway and each turn's size
-        follows from the audio heard so far and the head's own past (the first turn's side is fixed,
-        the next ones alternate), so a streaming generator can learn it rather than average it away:
-        with a random first side the distilled student turned the head 3.5x less than its teacher."""
+        turns at each phrase to a side set by the phrase's pitch, nods on stressed syllables, rises with
+        the voice's pitch and sways slowly underneath; k scales it all. Everything but the sway is a
+        function of the audio heard so far, so a streaming generator can learn it rather than average
+        it away: turns to a random side, or alternating ones, the distilled student kept at a quarter."""
         s, n, fps = self.settings, len(motion), features.fps
         t = np.arange(n) / fps
 
@@ -140,15 +140,7 @@ class PhoneticDriver:
 
         sways = [sway(s.head_sway), sway(0.7 * s.head_sway), sway(0.6 * s.head_sway)]
         breath = rng.uniform(0, 6.3)
-        # own streams, so each turn's draws depend on the speech before it alone
-        starts_rng, turn_rng = (np.random.default_rng(x) for x in rng.integers(2**32, size=2))
-        emphasis = stress(features)
-        turn = np.zeros(n)
-        side = -1.0  # the first turn goes to +yaw: a random first side cannot be told from the audio
-        for frame in phrase_starts(features, resumes, emphasis, starts_rng):
-            side = -side
-            turn[frame:] = side * turn_rng.uniform(0.4, 1.0)
-        turn = _settle(turn, s.head_settle * fps)
+        turn = _settle(phrase_pitch(features, phrase_starts(features, resumes, emphasis)), s.head_settle * fps)
         raised = _settle(np.where(features.voiced, np.clip(features.pitch / 4.0, -1, 1), 0.0), s.head_settle * fps)
         motion[:, INDEX["headYaw"]] = k * (s.head_turn * turn + sways[0])
         motion[:, INDEX["headPitch"]] = k * (s.head_nod * (emphasis / 0.3 - 0.5 * raised) + sways[1])
@@ -156,25 +148,28 @@ class PhoneticDriver:
         motion[:, INDEX["headY"]] = k * 0.006 * np.sin(2 * np.pi * 0.25 * t + breath)
         motion[:, INDEX["browInnerUp"]] = self.settings.brow_gain * 0.5 * _smooth(np.clip(raised, 0, 1), 0.15 * fps)
 
-    def _blinks(self, motion: np.ndarray, fps: float, rng: np.random.Generator, interval: float,
-                resumes: list[int]) -> None:
-        """Blinks `interval` s apart on average, each gap within [0.5, 1.5] x interval; as real speakers
-        do, a blink falls where speech resumes after a pause once 0.5 x interval has passed since the
-        last one (those a streaming generator can foresee; the rest come at random). The lids close in
-        80 ms, stay shut for `blink_hold` s and open in 160 ms."""
-        n, hold = len(motion), self.settings.blink_hold
+    def _blinks(self, motion: np.ndarray, features: AudioFeatures, rng: np.random.Generator, interval: float,
+                resumes: list[int], emphasis: np.ndarray) -> None:
+        """Blinks about `interval` s apart where the speech gives a cue, as real speakers blink: where
+        speech resumes after a pause once 0.5 x interval has passed since the last blink, or on a
+        stressed syllable once the whole interval has; with no cue for 1-1.5 x interval (silence),
+        one comes anyway. Cued blinks a streaming generator can foresee; random ones it averages into
+        half blinks. The lids close in 80 ms, stay shut for `blink_hold` s and open in 160 ms."""
+        n, fps, hold = len(motion), features.fps, self.settings.blink_hold
         t = np.arange(n) / fps
         blink = np.zeros(n)
         blink_rng = np.random.default_rng(rng.integers(2**32))  # its own stream: the gaze's draws stay put
-        times, last, due = np.asarray(resumes) / fps, -np.inf, blink_rng.uniform(0.0, interval)
-        while True:
-            ready = times[times >= last + 0.5 * interval]
-            start = min(due, ready[0]) if len(ready) else due
-            if start >= n / fps:
-                break
-            shape = np.interp(t - start, [0.0, 0.08, 0.08 + hold, 0.24 + hold], [0.0, 1.0, 1.0, 0.0], left=0.0, right=0.0)
+        resumed = set(resumes)
+        stressed = set(np.flatnonzero((emphasis[1:] > 0.05) & (emphasis[:-1] <= 0.05)) + 1)
+        last, due = -np.inf, blink_rng.uniform(0.5, 1.5) * interval
+        for frame in range(n):
+            now = frame / fps
+            cued = (frame in resumed and now >= last + 0.5 * interval) or (frame in stressed and now >= last + interval)
+            if not (cued or now >= due):
+                continue
+            shape = np.interp(t - now, [0.0, 0.08, 0.08 + hold, 0.24 + hold], [0.0, 1.0, 1.0, 0.0], left=0.0, right=0.0)
             blink = np.maximum(blink, shape)
-            last, due = start, start + blink_rng.uniform(0.5 * interval, 1.5 * interval)
+            last, due = now, now + blink_rng.uniform(1.0, 1.5) * interval
         motion[:, INDEX["eyeBlinkLeft"]] = blink
         motion[:, INDEX["eyeBlinkRight"]] = blink
 
@@ -202,17 +197,33 @@ def speech_resumes(features: AudioFeatures, pause: float = 0.2) -> list[int]:
     return starts
 
 
-def phrase_starts(features: AudioFeatures, resumes: list[int], emphasis: np.ndarray, rng: np.random.Generator,
-                  longest: tuple[float, float] = (1.5, 3.0)) -> list[int]:
-    """Frames where the head may turn: where speech resumes after a pause (`resumes`), and within a
-    long phrase every `longest` s (drawn), at the next stressed syllable (`emphasis`: stress())."""
+def phrase_starts(features: AudioFeatures, resumes: list[int], emphasis: np.ndarray, longest: float = 2.0) -> list[int]:
+    """Frames where a phrase begins: where speech resumes after a pause (`resumes`), and within a
+    long phrase at the first stressed syllable (`emphasis`: stress()) `longest` s after the last."""
     fps, speaking, resumed = features.fps, _speaking(features), set(resumes)
-    starts, last, due = [], -10**9, rng.uniform(*longest) * fps
+    starts, last = [], -10**9
     for frame in range(len(speaking)):
-        if frame in resumed or (speaking[frame] and frame - last >= due and emphasis[frame] > 0.05):
+        if frame in resumed or (speaking[frame] and frame - last >= longest * fps and emphasis[frame] > 0.05):
             starts.append(frame)
-            last, due = frame, rng.uniform(*longest) * fps
+            last = frame
     return starts
+
+
+def phrase_pitch(features: AudioFeatures, starts: list[int]) -> np.ndarray:
+    """(T,) in [-1, 1]: the mean pitch of the voiced speech heard so far in the current phrase, in
+    PHRASE_SEMITONES from the speaker's median; held through pauses. A phrase said higher than the
+    speaker's usual turns the head one way, a lower one the other (causal in the audio)."""
+    speaking, begins = _speaking(features), set(starts)
+    level = np.zeros(features.num_frames)
+    total, count, current = 0.0, 0, 0.0
+    for frame in range(features.num_frames):
+        if frame in begins:
+            total, count = 0.0, 0
+        if speaking[frame] and features.voiced[frame]:
+            total, count = total + features.pitch[frame], count + 1
+            current = float(np.clip(total / count / PHRASE_SEMITONES, -1.0, 1.0))
+        level[frame] = current
+    return level
 
 
 def _speaking(features: AudioFeatures) -> np.ndarray:
