@@ -39,6 +39,7 @@ VISEMES: dict[str, dict[str, float]] = {
 KEYS = ["jaw", "close", "funnel", "pucker", "stretch", "rollLower", "upperUp"]
 BILABIALS = {"P", "B", "M"}
 MIN_CLOSURE = 0.08  # s: bilabial closures last 60-120 ms in speech
+STRESSED = 0.05  # stress() above this: a stressed syllable (turns and blinks start there)
 PHRASE_SEMITONES = 1.0  # a phrase this far above (below) the speaker's median pitch turns the head fully
 VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
 
@@ -160,7 +161,7 @@ class PhoneticDriver:
         blink = np.zeros(n)
         blink_rng = np.random.default_rng(rng.integers(2**32))  # its own stream: the gaze's draws stay put
         resumed = set(resumes)
-        stressed = set(np.flatnonzero((emphasis[1:] > 0.05) & (emphasis[:-1] <= 0.05)) + 1)
+        stressed = set(np.flatnonzero((emphasis[1:] > STRESSED) & (emphasis[:-1] <= STRESSED)) + 1)
         last, due = -np.inf, blink_rng.uniform(0.5, 1.5) * interval
         for frame in range(n):
             now = frame / fps
@@ -203,7 +204,7 @@ def phrase_starts(features: AudioFeatures, resumes: list[int], emphasis: np.ndar
     fps, speaking, resumed = features.fps, _speaking(features), set(resumes)
     starts, last = [], -10**9
     for frame in range(len(speaking)):
-        if frame in resumed or (speaking[frame] and frame - last >= longest * fps and emphasis[frame] > 0.05):
+        if frame in resumed or (speaking[frame] and frame - last >= longest * fps and emphasis[frame] > STRESSED):
             starts.append(frame)
             last = frame
     return starts
