@@ -10,7 +10,9 @@ audio the speech: tm is held against the person), and every `vasa1/` and `emo/` 
 Each is cut to --seconds, rendered with each generator (face crop, 256 px) in a temporary
 folder and measured by the same code as `tm eval VIDEO AUDIO --reference REF`; a table per
 generator lists per case and as medians: lip-gap correlation at lag 0, the best lag (+ = tm
-later), the opening ratio, yaw / pitch spread ratios and the blink depth of tm and of the reference.
+later), the opening ratio, yaw / pitch spread ratios, the blink depth of tm and of the reference,
+and inside the parted lips the shares of near-black and of teeth-like pixels of each
+(tmcli/reference.py says how they are measured).
 With --sheets, a contact sheet per case and generator (tm's frames above the reference's, at the
 same moments) is saved there to be looked at; they hold the cases' pixels: never commit them.
 """
@@ -47,6 +49,8 @@ COLUMNS = {  # report field -> (column, format)
     "yaw_spread_ratio": ("yaw spread", "{:.2f}"), "pitch_spread_ratio": ("pitch spread", "{:.2f}"),
     "blink_depth": ("blink tm", "{:.2f}"), "reference_blink_depth": ("blink ref", "{:.2f}"),
     "audio_correlation": ("loud. corr tm", "{:.2f}"), "reference_audio_correlation": ("loud. corr ref", "{:.2f}"),
+    "mouth_dark": ("black tm", "{:.3f}"), "reference_mouth_dark": ("black ref", "{:.3f}"),
+    "mouth_teeth": ("teeth tm", "{:.2f}"), "reference_mouth_teeth": ("teeth ref", "{:.2f}"),
 }
 
 
@@ -169,7 +173,8 @@ def cell(value, fmt: str) -> str:
 
 def print_table(spec: str, by_case: dict[str, dict | str], seconds: float) -> None:
     table = Table(title=f"tm ({spec}) against the reference, first {seconds:g} s: lip gap correlation, best lag "
-                        "(+ = tm later), ratios tm / reference, blink depth of each, lip gap ~ loudness of each")
+                        "(+ = tm later), ratios tm / reference, blink depth of each, lip gap ~ loudness of each, "
+                        "near-black and teeth-like shares inside the parted lips of each")
     table.add_column("case")
     for column, _ in COLUMNS.values():
         table.add_column(column, justify="right")

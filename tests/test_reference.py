@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import PORTRAIT, SPEECH, run_tm
 
-from tmcli.reference import MAX_LAG, compare, read_face_series
+from tmcli.reference import INNER_LIPS, MAX_LAG, compare, face_series, interior_counts, read_face_series
 
 FRAMES, FPS = 75, 25.0  # 3 s
 
@@ -119,7 +119,7 @@ def test_cli_prints_the_table_and_writes_json(videos, monkeypatch, capsys, tmp_p
     assert "best lag" in out + err and "blink depth" in out + err
     figures = json.loads((tmp_path / "r.json").read_text())
     assert figures["best_lag"] == 2 and len(figures["head_spread"]) == 3
-    assert figures["audio_correlation"] is not None
+    assert figures["audio_correlation"] is not None and figures["mouth_dark"] is not None
 
 
 def test_a_reference_with_no_face_fails_in_one_line(videos, monkeypatch, capsys, tmp_path):
@@ -131,3 +131,43 @@ def test_a_reference_with_no_face_fails_in_one_line(videos, monkeypatch, capsys,
             writer.write(np.full((64, 64, 3), 128, np.uint8))
     code, out, err = run_tm(monkeypatch, capsys, "eval", videos["base"], SPEECH, "--reference", blank)
     assert code != 0 and "no face found in the reference" in out + err and "Traceback" not in out + err
+
+
+def _mouth(gap: float) -> np.ndarray:
+    """Landmarks (478, 3) of a face 100 px between the eyes whose inner lips outline the box
+    x 50-150, y 100 to 100 + gap (interocular units): upper lip along y = 100, lower below it."""
+    from tmcli.face import landmarks as L
+
+    lm = np.zeros((478, 3))
+    lm[[33, 133], 0], lm[[362, 263], 0] = 50, 150
+    xs = np.linspace(50, 150, len(L.LIPS_UPPER_INNER))
+    lm[L.LIPS_UPPER_INNER, 0], lm[L.LIPS_UPPER_INNER, 1] = xs, 100
+    lm[L.LIPS_LOWER_INNER, 0], lm[L.LIPS_LOWER_INNER, 1] = xs, 100 + 100 * gap
+    lm[[78, 308], 1] = 100 + 50 * gap  # the corners halfway
+    return lm
+
+
+def _frame() -> np.ndarray:
+    """200 x 200: near-black left of x = 100, off-white (teeth-like) from x = 100 to 125, lip red right of it."""
+    frame = np.zeros((200, 200, 3), np.uint8)
+    frame[:, 100:125] = (230, 225, 210)
+    frame[:, 125:] = (180, 60, 70)
+    return frame
+
+
+def test_the_mouth_interior_shares_are_those_painted_inside_the_parted_lips():
+    total, dark, teeth = interior_counts(_frame(), _mouth(0.4))
+    assert len(INNER_LIPS) == 20 and total == pytest.approx(100 * 40 - 10 * 40, rel=0.05)  # the box less its corners' wedges
+    assert dark / total == pytest.approx(0.5, abs=0.05) and teeth / total == pytest.approx(0.27, abs=0.03)
+    assert interior_counts(_frame(), _mouth(0.05)).sum() == 0  # lips together: not measured
+    assert interior_counts(_frame(), None).sum() == 0
+
+
+def test_the_report_pools_the_interior_over_the_frames_whose_lips_are_apart():
+    lit = _frame()
+    lit[:, :100] = 90  # the dark half lit: grey, neither near-black nor teeth-like
+    series = face_series(FPS, [_mouth(0.4), _mouth(0.4), _mouth(0.0)], [_frame(), lit, lit])
+    report = compare(series, face_series(FPS, [_mouth(0.4)] * 3))
+    assert report.mouth_dark == pytest.approx(0.25, abs=0.03) and report.mouth_teeth == pytest.approx(0.25, abs=0.03)
+    assert np.isnan(report.reference_mouth_dark)  # the reference's frames were not read
+    assert any("near-black" in row[0] for row in report.rows())

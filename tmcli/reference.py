@@ -12,6 +12,11 @@ of different sizes, crops and people compare. Figures (video / reference where a
 - blinks: eye gap (upper / lower lid midpoints, both eyes) per frame; depth = 1 - (1st
   percentile) / median, rate = dips below BLINK_CLOSED of the median per minute;
 - jitter: mean |2nd difference| of the landmarks, % of the interocular distance;
+- mouth interior: inside the inner-lip polygon of frames whose lips are apart (lip gap >= OPEN),
+  pixels pooled over the frames, the share of near-black pixels (brightest channel < DARK) and
+  of teeth-like ones (bright and unsaturated: HSV value > TEETH_VALUE and saturation <
+  TEETH_SATURATION). A flat painted cavity reads as near-black, real mouths as teeth, tongue
+  and shade (real recordings 0.00-0.14 near-black);
 - with the speech, each video's lip gap ~ loudness correlation (as tm eval's, best lag).
 The reference is resampled onto the video's frame times when their fps differ, and both are cut
 to the shorter. Figures of one video alone (spread, blinks, jitter) use its own frames.
@@ -19,6 +24,7 @@ to the shorter. Figures of one video alone (spread, blinks, jitter) use its own 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,7 +40,9 @@ from .evaluate import (
     mouth_aperture,
     track_video,
 )
+from .evaluate import OPEN as LIPS_APART
 from .face import landmarks as L
+from .media import read_video_frames
 
 MAX_LAG = 4  # frames searched either way for the video / reference offset
 OPENING_PERCENTILE = 90  # the lip gap's "how wide it opens"
@@ -47,6 +55,9 @@ RIGID = [10, 338, 297, 332, 284, 251, 389, 356, 454, 234, 127, 162, 21, 54, 103,
          1, 4, 5, 6, 168, 197, 195, 98, 327, 33, 133, 263, 362]
 MOUTH_CORNERS, MOUTH_TOP, MOUTH_BOTTOM = (61, 291), 0, 17
 EYE_LIDS = [(159, 145), (386, 374)]  # (upper, lower) lid midpoints, right and left eye
+INNER_LIPS = L.LIPS_UPPER_INNER + L.LIPS_LOWER_INNER[-2:0:-1]  # the opening's outline, corner to corner and back
+DARK = 0.15  # a pixel is near-black when its brightest channel is below this
+TEETH_VALUE, TEETH_SATURATION = 0.55, 0.35  # teeth-like: HSV value above, saturation below
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,7 @@ class FaceSeries:
     eye: np.ndarray  # (T,) eye gap, interocular units
     pose: np.ndarray  # (T, 3) yaw, pitch, roll in degrees against the first frame with a face
     found: np.ndarray  # (T,) bool
+    interior: np.ndarray | None = None  # (T, 3) interior_counts per frame; None: the frames were not read
 
     @property
     def seconds(self) -> float:
@@ -68,7 +80,15 @@ class FaceSeries:
     def cut(self, seconds: float) -> FaceSeries:
         n = min(len(self.gap), max(round(seconds * self.fps), 1))
         return FaceSeries(self.fps, self.tracks[:n], self.gap[:n], self.shape[:n], self.eye[:n], self.pose[:n],
-                          self.found[:n])
+                          self.found[:n], None if self.interior is None else self.interior[:n])
+
+    def interior_shares(self) -> tuple[float, float]:
+        """(near-black, teeth-like) shares of the pixels inside the parted lips, pooled over the
+        frames (nan: the lips are never apart, or the frames were not read)."""
+        total, dark, teeth = (np.zeros(3) if self.interior is None else self.interior.sum(axis=0))
+        if total == 0:
+            return float("nan"), float("nan")
+        return float(dark / total), float(teeth / total)
 
     def at(self, times: np.ndarray) -> dict[str, np.ndarray]:
         """gap, shape, eye and pose linearly interpolated at `times` (seconds)."""
@@ -107,6 +127,10 @@ class ReferenceReport:
     reference_jitter: float
     audio_correlation: float  # lip gap ~ speech loudness, best lag within tm eval's (nan without audio)
     reference_audio_correlation: float
+    mouth_dark: float  # share of near-black pixels inside the parted lips (nan: never apart)
+    reference_mouth_dark: float
+    mouth_teeth: float  # share of teeth-like (bright, unsaturated) pixels there
+    reference_mouth_teeth: float
 
     def rows(self) -> list[tuple[str, str, str]]:
         """(measure, video, reference) for a table; a comparison has its figure under video."""
@@ -134,6 +158,8 @@ class ReferenceReport:
             ("blinks per minute", f(self.blink_rate, "{:.1f}"), f(self.reference_blink_rate, "{:.1f}")),
             ("landmark jitter (% IOD)", f(self.jitter), f(self.reference_jitter)),
             ("lip gap ~ loudness correlation", f(self.audio_correlation), f(self.reference_audio_correlation)),
+            (f"inside parted lips: near-black (max < {DARK:g})", f(self.mouth_dark), f(self.reference_mouth_dark)),
+            ("inside parted lips: teeth-like (bright, unsaturated)", f(self.mouth_teeth), f(self.reference_mouth_teeth)),
         ]
 
     def as_dict(self) -> dict:
@@ -173,7 +199,25 @@ def head_rotation(lm: np.ndarray, first: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(rotation).as_euler("YXZ", degrees=True)
 
 
-def face_series(fps: float, tracks: list[np.ndarray | None]) -> FaceSeries:
+def interior_counts(frame: np.ndarray, lm: np.ndarray | None) -> np.ndarray:
+    """(pixels, near-black, teeth-like) inside the inner-lip polygon of `frame` (H x W x 3 uint8)
+    with landmarks `lm` in its pixels; zeros where there is no face or the lips are not apart
+    (a closed mouth's polygon is the lips' own edge)."""
+    from skimage.draw import polygon
+
+    if lm is None or mouth_aperture(lm) < LIPS_APART:
+        return np.zeros(3)
+    outline = lm[INNER_LIPS, :2]
+    rows, cols = polygon(outline[:, 1], outline[:, 0], frame.shape[:2])
+    pixels = frame[rows, cols].astype(np.float64) / 255
+    value, low = pixels.max(axis=1), pixels.min(axis=1)
+    saturation = (value - low) / np.maximum(value, 1e-6)
+    teeth = (value > TEETH_VALUE) & (saturation < TEETH_SATURATION)
+    return np.array([len(pixels), np.sum(value < DARK), np.sum(teeth)], dtype=np.float64)
+
+
+def face_series(fps: float, tracks: list[np.ndarray | None], frames: Iterable[np.ndarray] | None = None) -> FaceSeries:
+    """A video's figures from its landmarks per frame (and, given its frames, the mouth interior's)."""
     found = np.array([t is not None for t in tracks])
     if not found.any():
         raise NoFaceError("no face found in any frame")
@@ -184,13 +228,16 @@ def face_series(fps: float, tracks: list[np.ndarray | None]) -> FaceSeries:
         return fill_missing(np.array([measure(t) if t is not None else blank for t in tracks]), found)
 
     return FaceSeries(float(fps), tracks, gap=per_frame(mouth_aperture), shape=per_frame(mouth_shape),
-                      eye=per_frame(eye_gap), pose=per_frame(lambda t: head_rotation(t, first), 3), found=found)
+                      eye=per_frame(eye_gap), pose=per_frame(lambda t: head_rotation(t, first), 3), found=found,
+                      interior=None if frames is None else np.array([interior_counts(f, t) for f, t in zip(frames, tracks)]))
 
 
 def read_face_series(path: str | Path, what: str = "the video") -> FaceSeries:
     fps, tracks, _ = track_video(path)
+    frames = read_video_frames(path)
+    next(frames)  # the fps
     try:
-        return face_series(fps, tracks)
+        return face_series(fps, tracks, frames)
     except NoFaceError:
         raise NoFaceError(f"no face found in {what} {path} ({len(tracks)} frames)",
                           hint="give a video of one face, seen from the front, at least 100 pixels wide") from None
@@ -247,6 +294,7 @@ def compare(video: FaceSeries, reference: FaceSeries, samples: np.ndarray | None
     # 3. each video on its own frames
     depth, rate = blinks(video.eye, video.fps)
     ref_depth, ref_rate = blinks(reference.eye, reference.fps)
+    (dark, teeth), (ref_dark, ref_teeth) = video.interior_shares(), reference.interior_shares()
     nan = float("nan")
     return ReferenceReport(
         frames=len(times), fps=video.fps, reference_fps=reference.fps,
@@ -263,6 +311,7 @@ def compare(video: FaceSeries, reference: FaceSeries, samples: np.ndarray | None
         jitter=landmark_jitter(video.tracks), reference_jitter=landmark_jitter(reference.tracks),
         audio_correlation=audio_correlation(video, samples) if samples is not None else nan,
         reference_audio_correlation=audio_correlation(reference, samples) if samples is not None else nan,
+        mouth_dark=dark, reference_mouth_dark=ref_dark, mouth_teeth=teeth, reference_mouth_teeth=ref_teeth,
     )
 
 
