@@ -15,7 +15,8 @@ a fresh machine. A frame is made in four steps:
    eye with its margin kept whole at the edge (eyelid_knots), so a full blink covers the eye.
 3. One `grid_sample` of the portrait crop through the combined sampling grid.
 4. A closing lid's stretched skin fades into the portrait's plain skin (lid_paint), and the
-   mouth interior (dark cavity, upper and lower teeth) is painted between the inner lips.
+   mouth interior (walls, throat, tongue, teeth and gums, coloured from the portrait's lips and
+   sclera: mouth_paint) is painted between the inner lips.
 """
 
 from __future__ import annotations
@@ -53,8 +54,13 @@ SHOULDER_DROP = (0.25, 0.6)  # rows, interocular units below the chin
 SHOULDER_SPAN = (1.1, 2.4, 0.3)  # from, to, step: interocular units either side of the chin
 SHOULDER_CLEARANCE = 0.3  # interocular units: no shoulder point nearer a landmark (a wide jaw, a tilted head)
 
-DEFAULT_TEETH = (0.88, 0.85, 0.78)
-CAVITY = (0.16, 0.05, 0.06)
+DEFAULT_TEETH = (0.88, 0.85, 0.78)  # painted teeth's colour under white light (tinted by the sclera's, see _sclera_colour)
+UPPER_TEETH = (0.135, 0.24, 0.36, 0.47, 0.58)  # tooth boundaries along the arch from the midline, interocular units
+LOWER_TEETH = (0.085, 0.17, 0.27, 0.38, 0.49)
+TEETH_ARCH = 0.42  # interocular units: radius of the dental arch seen from the front
+TOOTH_LENGTH = 0.16  # interocular units: an upper incisor's crown; above it, gums
+# outer and inner contour points of both lips' middles (pairs: index i of the first half with i of the second)
+LIP_POINTS = L.LIPS_UPPER_OUTER[3:8] + L.LIPS_LOWER_OUTER[3:8] + L.LIPS_UPPER_INNER[3:8] + L.LIPS_LOWER_INNER[3:8]
 
 
 def _tps_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -159,36 +165,107 @@ def lid_paint(rows: torch.Tensor, knots: torch.Tensor, knots_in: torch.Tensor) -
     return covered * down * down * (3 - 2 * down) * (margin - rows + 0.5).clamp(0, 1)
 
 
+def lip_colour(image: torch.Tensor, source: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """The portrait's lip colour (3, 1, 1): its mean at `points` (LIP_POINTS, as pairs of outer and
+    inner contour points whose midpoints lie on the lips' red). image: 1 x 3 x S x S; source: (478, 2)."""
+    size = image.shape[-1]
+    pairs = source[points].view(2, -1, 2)
+    grid = (((pairs[0] + pairs[1]) / 2 + 0.5) / size * 2 - 1).to(image.dtype)
+    picked = F.grid_sample(image, grid[None, None], mode="bilinear", padding_mode="border", align_corners=False)
+    return picked[0, :, 0].mean(dim=1).view(3, 1, 1)
+
+
+def tooth_shading(cols: torch.Tensor, mid, unit, edges: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Separate teeth along a row (C,): (brightness factor, incisal edge lift in pixels).
+
+    Columns are placed on the dental arch (a circle TEETH_ARCH across, seen from the front); each
+    tooth is a little darker towards its sides with a thin soft gap at its boundaries (`edges`,
+    interocular units along the arch from the midline), and its biting edge rounds up there: a
+    hint of separate teeth that stays subtle at 256 px instead of a picket fence."""
+    radius = TEETH_ARCH * unit
+    angle = torch.asin(((cols - mid) / radius).clamp(-0.98, 0.98))
+    along = angle.abs() * TEETH_ARCH  # interocular units from the midline, along the arch
+    nearest = (along - 0).abs()
+    for e in edges:
+        nearest = nearest.minimum((along - e).abs())
+    pixels = nearest * unit * torch.cos(angle)  # what the boundary's distance looks like from the front
+    gap = torch.exp(-(pixels / (0.3 + 0.004 * unit)) ** 2)
+    rounded = (1 - (nearest / 0.04).clamp(0, 1)) ** 2
+    return (1 - 0.15 * gap) * (1 - 0.1 * rounded), 0.01 * unit * rounded
+
+
 def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, knots_in: torch.Tensor,
-                corners: torch.Tensor, unit, teeth: torch.Tensor, own_teeth) -> tuple[torch.Tensor, torch.Tensor]:
+                corners: torch.Tensor, unit, teeth: torch.Tensor, lips: torch.Tensor,
+                own_teeth) -> tuple[torch.Tensor, torch.Tensor]:
     """The mouth interior over rows (R, 1) x columns (C,): (alpha (R, C), paint (3, R, C)).
 
-    Covers only what opens beyond the portrait's own interior, fading in with the width; upper
-    teeth hang a fixed depth below the above-lip ring, lower teeth sit on the lower lip, the
-    cavity darkens with depth and the upper lip shades what is below it. knots / knots_in:
-    (C, K) mouth curves out / in; corners: the deformed inner-lip corners' x (78, 308); teeth:
-    their colour (3, 1, 1); own_teeth: the portrait shows its own (they then move with the
-    lips, see remap_rows, and only the cavity is painted)."""
+    Covers only what opens beyond the portrait's own interior, fading in with the width. A flat
+    dark cavity reads as a hole (near-black share inside parted lips 0.21 against VASA-1's 0.004,
+    issue 29), so it is built as a mouth, back to front: the cavity's walls in the lips' colour
+    darkened, a dark throat only at the centre of a wide opening; a tongue low in the opening
+    (its dome lower the wider the mouth), shaded darker where it recedes and along its midline;
+    upper teeth hanging a fixed depth below the above-lip ring with gums above their crowns
+    where the upper lip lifts past them, lower teeth showing above the lower lip as the jaw
+    drops, both with separate teeth (tooth_shading) and darker towards the corners; then a soft
+    shadow under the upper lip. Edges are soft over about a pixel at 256-512 px so the interior
+    is no sharper than the warped portrait around it.
+    knots / knots_in: (C, K) mouth curves out / in; corners: the deformed inner-lip corners' x
+    (78, 308); teeth: their colour (3, 1, 1); lips: lip_colour; own_teeth: the portrait shows its
+    own (they then move with the lips, see remap_rows, and only what opens between them is
+    painted, without teeth)."""
+    # 1. where: the painted opening and the arch across it
     top, bottom = knots[:, UPPER_INNER], knots[:, LOWER_INNER]
     own = knots_in[:, LOWER_INNER] - knots_in[:, UPPER_INNER]
     half = own / 2
     alpha = ((rows - top - half + 0.5).clamp(0, 1) * (bottom - half - rows + 0.5).clamp(0, 1)
              * (bottom - top - own).clamp(0, 1))  # (R, C)
+    top, bottom = top + half, bottom - half  # the painted part
+    height = (bottom - top).clamp(min=1.0)
     mid, half_width = (corners[0] + corners[1]) / 2, ((corners[1] - corners[0]) / 2).clamp(min=1.0)
-    arch = (1 - ((cols - mid) / half_width) ** 2).clamp(min=0).sqrt()  # (C,) 1 mid-mouth, 0 at corners
-    rest_depth = knots_in[:, UPPER_INNER] - knots_in[:, 0]
-    upper_edge = knots[:, 0] + rest_depth + 0.10 * unit * arch
-    lower_edge = bottom - 0.03 * unit * arch
+    across = ((cols - mid) / half_width).clamp(-1, 1)  # (C,) -1 .. 1 corner to corner
+    arch = (1 - across ** 2).clamp(min=0).sqrt()  # 1 mid-mouth, 0 at corners
+    soft = 0.5 + 0.006 * unit  # pixels over which an edge inside the mouth goes from one layer to the next
+
+    def ramp(distance):
+        return (distance / soft + 0.5).clamp(0, 1)
+
+    # 2. colours from the portrait: walls, throat, tongue and gums from its lips (kept off black)
+    wall = lips * (0.19 / lips.amax(dim=0, keepdim=True)).clamp(min=0.4)
+    wall = torch.cat([wall[:1], wall[1:2] * 0.8, wall[2:] * 0.8])  # redder than the lips
+    tongue_colour = torch.cat([wall[:1] * 1.9, wall[1:2] * 1.7, wall[2:] * 1.7])
+    gum_colour = lips * 0.9
+
+    # 3. walls and throat, darker towards the corners; the throat only in a wide opening's centre
+    middle = (top + bottom) / 2
+    wide = (height / (0.3 * unit)).clamp(0, 1)
+    throat = wide * torch.exp(-(across / 0.4) ** 2 - ((rows - middle + 0.1 * height) / (0.22 * height)) ** 2)
+    paint = wall * (0.8 + 0.2 * arch) * (1 - 0.45 * throat)
+
+    # 4. the tongue: a dome low in the opening, darker where it recedes, a groove along its midline
+    tongue_top = bottom - (0.05 * unit + 0.25 * height).minimum(0.6 * height) * (1 - 0.5 * across ** 2)
+    below = rows - tongue_top
+    tongue = (tongue_colour * (0.75 + 0.25 * arch) * (0.8 + 0.2 * (below / (0.04 * unit)).clamp(0, 1))
+              * (1 - 0.1 * torch.exp(-(across / 0.08) ** 2)))
+    paint = paint + ramp(below) * (tongue - paint)
+
+    # 5. upper teeth (gums above their crowns) and lower teeth, separate, darker towards the corners
     painted_teeth = ~torch.as_tensor(own_teeth, device=rows.device)
-    upper = (upper_edge - rows + 0.5).clamp(0, 1) * ((arch > 0.15) & painted_teeth)
-    lower = (rows - lower_edge + 0.5).clamp(0, 1) * ((arch > 0.3) & painted_teeth)
-    depth = ((rows - top) / (bottom - top).clamp(min=1)).clamp(0, 1)
-    cavity = torch.stack([rows.new_full((1, 1), c) for c in CAVITY])  # fills, not a host copy: CUDA graphs
-    cavity = cavity * (0.6 + 0.4 * (2 * depth - 1).abs()) * (0.5 + 0.5 * arch)
-    teeth = teeth * (0.45 + 0.55 * arch.sqrt())
-    paint = cavity * (1 - upper) + teeth * upper
-    paint = paint * (1 - lower) + 0.35 * teeth * lower
-    shadow = 1 - 0.35 * (1 - (rows - top).clamp(0, 2) / 2)  # the upper lip shades what is below it
+    rest_depth = knots_in[:, UPPER_INNER] - knots_in[:, 0]
+    upper_shade, upper_lift = tooth_shading(cols, mid, unit, UPPER_TEETH)
+    upper_edge = knots[:, 0] + rest_depth + 0.10 * unit * arch - upper_lift
+    gum_line = upper_edge - TOOTH_LENGTH * unit * (0.6 + 0.4 * arch)
+    corner_shade = 0.45 + 0.55 * arch.sqrt()
+    upper = ramp(upper_edge - rows) * ((arch > 0.15) & painted_teeth)
+    upper_colour = teeth * corner_shade * upper_shade * (0.9 + 0.1 * ((rows - gum_line) / (0.05 * unit)).clamp(0, 1))
+    upper_colour = upper_colour + ramp(gum_line - rows) * (gum_colour * corner_shade - upper_colour)
+    paint = paint + upper * (upper_colour - paint)
+    lower_shade, lower_lift = tooth_shading(cols, mid, unit, LOWER_TEETH)
+    lower_edge = bottom - (0.2 * height).clamp(max=0.05 * unit) * arch + lower_lift
+    lower = ramp(rows - lower_edge) * ((arch > 0.3) & painted_teeth)
+    paint = paint + lower * (0.75 * teeth * corner_shade * lower_shade - paint)
+
+    # 6. the upper lip shades what is just below it
+    shadow = 1 - 0.4 * (1 - ((rows - top) / (0.05 * unit)).clamp(0, 1)) ** 2
     return alpha, paint * shadow
 
 
@@ -226,7 +303,8 @@ class MeshWarpRenderer:
         self.pixels = torch.stack([xs, ys], dim=-1)  # (S, S, 2) x, y
         own = self._teeth_colour()  # None: the portrait shows no teeth, paint them
         self.own_teeth = own is not None
-        self.teeth = own if own is not None else self._tensor(DEFAULT_TEETH).view(3, 1, 1)
+        self.teeth = own if own is not None else self._painted_teeth_colour()
+        self.lips = lip_colour(self.image, self._tensor(self.source), torch.as_tensor(LIP_POINTS, device=self.device))
         self.lids = [lid_colour(self.image, self._tensor(self.source), torch.as_tensor(curves[0], device=self.device),
                                 torch.as_tensor(curves[-1], device=self.device), self.unit)
                      for curves, _ in EYE_REGIONS]
@@ -275,6 +353,24 @@ class MeshWarpRenderer:
         if colour.mean() < 0.45:  # what shows is not teeth
             return None
         return colour.view(3, 1, 1)
+
+    def _painted_teeth_colour(self) -> torch.Tensor:
+        """Teeth for a portrait that shows none (3, 1, 1): DEFAULT_TEETH lit as its sclera is.
+
+        The whites of the eyes are the one part of a face as white as teeth, so their brightness
+        and tint carry the portrait's lighting and white balance; sampled halfway between each
+        eye's corners and its iris, the median of the four. A sclera too dark or coloured to be
+        white (shade, closed eyes, make-up) lights the teeth less, within 0.7-1.05."""
+        centres = {33: 468, 133: 468, 362: 473, 263: 473}
+        points = np.array([(self.source[c] + self.source[i]) / 2 for c, i in centres.items()])
+        r = max(int(0.02 * self.unit), 1)
+        patches = [self.image[0, :, max(int(y) - r, 0): int(y) + r + 1, max(int(x) - r, 0): int(x) + r + 1].reshape(3, -1)
+                   for x, y in points]
+        sclera = torch.stack([patch.mean(dim=1) for patch in patches]).median(dim=0).values
+        light = float(sclera.max())
+        tint = (sclera / max(light, 1e-3)).clamp(0.8, 1.0)  # the lighting's colour, not a coloured eye's
+        strength = min(max(light / 0.75, 0.85), 1.05)
+        return (self._tensor(DEFAULT_TEETH) * (0.5 + 0.5 * tint) * strength).clamp(max=0.97).view(3, 1, 1)
 
     # -- step 1: smooth warp ------------------------------------------------------------------
     def _forward_field(self, deformed: np.ndarray) -> torch.Tensor:
@@ -336,7 +432,8 @@ class MeshWarpRenderer:
         if y1 <= y0:  # the mouth is outside the crop
             return
         alpha, paint = mouth_paint(self._arange(y0, y1)[:, None], self._arange(x0, x0 + c), knots, knots_in,
-                                   self._tensor(deformed[[78, 308], 0]), self.unit, self.teeth, self.own_teeth)
+                                   self._tensor(deformed[[78, 308], 0]), self.unit, self.teeth, self.lips,
+                                   self.own_teeth)
         if float(alpha.max()) <= 0:
             return
         region = frame[0, :, y0:y1, x0: x0 + c]
@@ -411,6 +508,7 @@ class FixedShapeWarp(torch.nn.Module):
         is_control[torch.as_tensor(renderer.control)] = True
         self.register_buffer("is_control", is_control, persistent=False)
         self.register_buffer("control", torch.as_tensor(renderer.control), persistent=False)
+        self.register_buffer("lip_points", torch.as_tensor(LIP_POINTS), persistent=False)
 
     def _window(self, kind: str) -> int:
         return min(self.size, int(np.ceil(self.WINDOWS[kind] * self.size / 4)))
@@ -483,7 +581,8 @@ class FixedShapeWarp(torch.nn.Module):
         paint_top = torch.maximum(torch.floor(torch.where(col_ok, top, inf).min()), y0)
         paint_end = torch.ceil(torch.where(col_ok, bottom, -inf).max()) + 1
         corners = torch.stack([deformed[78, 0], deformed[308, 0]])
-        alpha, paint = mouth_paint(rows.float()[:, None], cols.float(), ko, ki, corners, unit, teeth, own_teeth)
+        lips = lip_colour(image, source, self.lip_points)
+        alpha, paint = mouth_paint(rows.float()[:, None], cols.float(), ko, ki, corners, unit, teeth, lips, own_teeth)
         ok = (rows[:, None] >= paint_top) & (rows[:, None] < paint_end) & col_ok[None, :] & opens
         picture = frame[0].permute(1, 2, 0)  # (S, S, 3)
         here = (rows[:, None], cols[None, :])
