@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -6,7 +7,7 @@ from tmcli.evaluate import CLOSED, OPEN, mouth_aperture
 from tmcli.face import landmarks as L
 from tmcli.face.align import to_uint8
 from tmcli.face.motion import INDEX, neutral
-from tmcli.render.meshwarp import FixedShapeWarp
+from tmcli.render.meshwarp import DEFAULT_TEETH, FixedShapeWarp, mouth_paint
 
 
 def _motion(**values):
@@ -168,14 +169,29 @@ class _HostTensors(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_the_fixed_shape_warp_matches_the_renderer_and_copies_nothing_from_the_host(portrait):
+@pytest.fixture(scope="module")
+def closed_mouth():
+    """A sample portrait whose mouth is closed: the renderer paints all of the interior, teeth too."""
+    from conftest import SAMPLES
+
+    from tmcli.config import load_preset
+    from tmcli.portrait import Portrait
+
+    return Portrait.load(SAMPLES / "extra" / "fr_biden.jpg", load_preset())
+
+
+@pytest.mark.parametrize("which", ["portrait", "closed_mouth"])
+def test_the_fixed_shape_warp_matches_the_renderer_and_copies_nothing_from_the_host(which, request):
     """GraphedWarp captures FixedShapeWarp as a CUDA graph: a tensor made from host data inside
     its forward (a list index, a colour constant) would be a host-to-device copy, which a graph
-    cannot capture. The test runs on the CPU, where such tensors show as lift_fresh."""
+    cannot capture. The test runs on the CPU, where such tensors show as lift_fresh. The
+    astronaut shows her own teeth; the closed mouth has all of its interior painted."""
+    portrait = request.getfixturevalue(which)
     renderer = portrait.renderer
+    assert renderer.own_teeth == (which == "portrait")
     warp = FixedShapeWarp(renderer)
     inputs = FixedShapeWarp.portrait_inputs(renderer)
-    for values in ({"jawOpen": 0.6}, {"mouthClose": 0.8, "headYaw": 0.3}, {}):
+    for values in ({"jawOpen": 0.6}, {"mouthClose": 0.8, "headYaw": 0.3}, {"mouthSmileLeft": 0.5, "jawOpen": 0.3}, {}):
         landmarks = portrait.rig.apply(_motion(**values))
         pose = torch.as_tensor(landmarks, dtype=torch.float32)
         recorder = _HostTensors()
@@ -184,3 +200,27 @@ def test_the_fixed_shape_warp_matches_the_renderer_and_copies_nothing_from_the_h
         assert recorder.made == 0
         eager = renderer(landmarks)
         assert (fixed - eager).abs().max() < 1e-3
+
+
+def test_a_closed_mouth_opens_onto_teeth_tongue_and_shade_not_a_black_hole():
+    """A mouth closed in the portrait opened 0.3 interocular units (512 px crop): inside, almost
+    nothing near-black (the flat cavity was), a band of teeth-like pixels under the upper lip with
+    separate teeth (brightness dips along the row, not a picket fence), a tongue redder than the
+    teeth low in the opening."""
+    unit, cols = 128.0, torch.arange(0, 121, dtype=torch.float32)
+    rest = torch.tensor([80.0, 92, 100, 100, 108, 120])  # above-lip ring .. below-lip ring, rows
+    knots_in = rest.expand(len(cols), 6).clone()
+    knots = knots_in.clone()
+    knots[:, 3:] += 0.3 * unit * (1 - ((cols - 60) / 60) ** 2).clamp(min=0).sqrt()[:, None]  # the jaw drops
+    rows = torch.arange(90, 150, dtype=torch.float32)[:, None]
+    teeth, lips = torch.tensor(DEFAULT_TEETH).view(3, 1, 1), torch.tensor([0.7, 0.35, 0.33]).view(3, 1, 1)
+    alpha, paint = mouth_paint(rows, cols, knots, knots_in, torch.tensor([0.0, 120.0]), unit, teeth, lips, False)
+    inside = alpha > 0.99
+    value, low = paint.amax(dim=0), paint.amin(dim=0)
+    assert (value[inside] < 0.15).float().mean() < 0.03
+    teeth_like = (value > 0.55) & ((value - low) / value < 0.35)
+    assert 0.15 < teeth_like[inside].float().mean() < 0.7
+    row = paint[:, 104 - 90, 40:81].mean(dim=0)  # across the upper front teeth, 4 px below the lip
+    assert teeth_like[104 - 90, 40:81].all() and 0.75 < row.min() / row.max() < 0.95
+    tongue = paint[:, 128 - 90, 55:66]  # low in the opening (above the lower teeth), mid-mouth
+    assert (tongue[0] > 1.3 * tongue[1]).all() and not teeth_like[128 - 90, 55:66].any()

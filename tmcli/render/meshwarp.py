@@ -59,6 +59,8 @@ UPPER_TEETH = (0.135, 0.24, 0.36, 0.47, 0.58)  # tooth boundaries along the arch
 LOWER_TEETH = (0.085, 0.17, 0.27, 0.38, 0.49)
 TEETH_ARCH = 0.42  # interocular units: radius of the dental arch seen from the front
 TOOTH_LENGTH = 0.16  # interocular units: an upper incisor's crown; above it, gums
+GRAIN_TILE = 0.12  # interocular units of skin below the lower lip whose grain the interior takes (mouth_grain)
+GRAIN_LIMIT = 0.05  # at most this much grain: the skin's texture, not its edges
 # outer and inner contour points of both lips' middles (pairs: index i of the first half with i of the second)
 LIP_POINTS = L.LIPS_UPPER_OUTER[3:8] + L.LIPS_LOWER_OUTER[3:8] + L.LIPS_UPPER_INNER[3:8] + L.LIPS_LOWER_INNER[3:8]
 
@@ -194,6 +196,28 @@ def tooth_shading(cols: torch.Tensor, mid, unit, edges: tuple[float, ...]) -> tu
     return (1 - 0.15 * gap) * (1 - 0.1 * rounded), 0.01 * unit * rounded
 
 
+def mouth_grain(picture: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, lip_bottom: torch.Tensor,
+                unit) -> torch.Tensor:
+    """The portrait's own grain for the painted interior (1, R, C).
+
+    Smooth paint inside a photo's noise and JPEG texture looks pasted on; this is the fine detail
+    (luma less its 3 x 3 mean, within +-GRAIN_LIMIT) of the skin just below the lower lip, its
+    rows folded onto the interior's (reflected every GRAIN_TILE interocular units, so no seam).
+    The chin moves with the jaw, so the grain moves with the mouth. picture: (3, S, S) the frame;
+    rows (R,), cols (C,): the interior's pixel indices; lip_bottom: the lower lip's lowest point's
+    row (landmark 17, deformed)."""
+    size = picture.shape[-1]
+    start = lip_bottom + 0.05 * unit
+    tile = 2 + GRAIN_TILE * unit
+    folded = tile - (torch.remainder(rows.float() - start, 2 * tile) - tile).abs()
+    source_rows = (start + folded).long()
+    # each row's neighbours read from the picture, not the region: the same however far the region reaches
+    luma = torch.stack([picture[:, (source_rows + k).clamp(0, size - 1)[:, None], cols[None, :]].mean(dim=0)
+                        for k in (-1, 0, 1)])  # (3, R, C)
+    mean = F.avg_pool2d(luma.mean(dim=0)[None, None], (1, 3), stride=1, padding=(0, 1), count_include_pad=False)
+    return (luma[1] - mean[0, 0]).clamp(-GRAIN_LIMIT, GRAIN_LIMIT)[None]
+
+
 def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, knots_in: torch.Tensor,
                 corners: torch.Tensor, unit, teeth: torch.Tensor, lips: torch.Tensor,
                 own_teeth) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,7 +227,9 @@ def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, kno
     dark cavity reads as a hole (near-black share inside parted lips 0.21 against VASA-1's 0.004,
     issue 29), so it is built as a mouth, back to front: the cavity's walls in the lips' colour
     darkened, a dark throat only at the centre of a wide opening; a tongue low in the opening
-    (its dome lower the wider the mouth), shaded darker where it recedes and along its midline;
+    once it opens past 0.08 interocular units (a narrow gap between the teeth shows dark: a
+    tongue-pink band there reads as lip to the face mesh, which then reads the mouth as
+    closing), shaded darker where it recedes and along its midline;
     upper teeth hanging a fixed depth below the above-lip ring with gums above their crowns
     where the upper lip lifts past them, lower teeth showing above the lower lip as the jaw
     drops, both with separate teeth (tooth_shading) and darker towards the corners; then a soft
@@ -235,14 +261,16 @@ def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, kno
     tongue_colour = torch.cat([wall[:1] * 1.9, wall[1:2] * 1.7, wall[2:] * 1.7])
     gum_colour = lips * 0.9
 
-    # 3. walls and throat, darker towards the corners; the throat only in a wide opening's centre
+    # 3. walls and throat, darker towards the corners and in a narrow gap; the throat only in a wide opening's centre
     middle = (top + bottom) / 2
     wide = (height / (0.3 * unit)).clamp(0, 1)
     throat = wide * torch.exp(-(across / 0.4) ** 2 - ((rows - middle + 0.1 * height) / (0.22 * height)) ** 2)
-    paint = wall * (0.8 + 0.2 * arch) * (1 - 0.45 * throat)
+    narrow = (1 - 0.4 * (1 - wide)).maximum(0.16 / wall.amax(dim=0))  # little light gets into a narrow gap
+    paint = wall * narrow * (0.8 + 0.2 * arch) * (1 - 0.45 * throat)
 
-    # 4. the tongue: a dome low in the opening, darker where it recedes, a groove along its midline
-    tongue_top = bottom - (0.05 * unit + 0.25 * height).minimum(0.6 * height) * (1 - 0.5 * across ** 2)
+    # 4. the tongue: behind the teeth in a narrow opening (which shows a dark gap), then a dome
+    #    rising from the bottom, darker where it recedes, a groove along its midline
+    tongue_top = bottom - 0.35 * (height - 0.08 * unit).clamp(min=0) * (1 - 0.5 * across ** 2)
     below = rows - tongue_top
     tongue = (tongue_colour * (0.75 + 0.25 * arch) * (0.8 + 0.2 * (below / (0.04 * unit)).clamp(0, 1))
               * (1 - 0.1 * torch.exp(-(across / 0.08) ** 2)))
@@ -350,7 +378,8 @@ class MeshWarpRenderer:
         luma = pixels.mean(dim=0)
         bright = pixels[:, luma >= torch.quantile(luma, 0.7)]
         colour = bright.median(dim=1).values
-        if colour.mean() < 0.45:  # what shows is not teeth
+        saturation = 1 - colour.min() / colour.max().clamp(min=1e-3)
+        if colour.mean() < 0.45 or saturation > 0.3:  # what shows is not teeth (dark, or the lips' red)
             return None
         return colour.view(3, 1, 1)
 
@@ -359,18 +388,20 @@ class MeshWarpRenderer:
 
         The whites of the eyes are the one part of a face as white as teeth, so their brightness
         and tint carry the portrait's lighting and white balance; sampled halfway between each
-        eye's corners and its iris, the median of the four. A sclera too dark or coloured to be
-        white (shade, closed eyes, make-up) lights the teeth less, within 0.7-1.05."""
+        eye's corners and its iris (0.4 of the way, clear of the iris; the brightest pixel within
+        0.03 interocular units, as a lid's shade and the skin around blur into a small sclera),
+        the median of the four. A sclera too dark or coloured to be white (shade, closed eyes,
+        make-up) lights the teeth less, within 0.9-1.05, and tints them at most 5%."""
         centres = {33: 468, 133: 468, 362: 473, 263: 473}
-        points = np.array([(self.source[c] + self.source[i]) / 2 for c, i in centres.items()])
-        r = max(int(0.02 * self.unit), 1)
+        points = np.array([0.6 * self.source[c] + 0.4 * self.source[i] for c, i in centres.items()])
+        r = max(int(0.03 * self.unit), 1)
         patches = [self.image[0, :, max(int(y) - r, 0): int(y) + r + 1, max(int(x) - r, 0): int(x) + r + 1].reshape(3, -1)
                    for x, y in points]
-        sclera = torch.stack([patch.mean(dim=1) for patch in patches]).median(dim=0).values
+        sclera = torch.stack([patch[:, patch.mean(dim=0).argmax()] for patch in patches]).median(dim=0).values
         light = float(sclera.max())
-        tint = (sclera / max(light, 1e-3)).clamp(0.8, 1.0)  # the lighting's colour, not a coloured eye's
-        strength = min(max(light / 0.75, 0.85), 1.05)
-        return (self._tensor(DEFAULT_TEETH) * (0.5 + 0.5 * tint) * strength).clamp(max=0.97).view(3, 1, 1)
+        tint = (sclera / max(light, 1e-3)).clamp(0.95, 1.0)  # the lighting's colour, not a coloured eye's
+        strength = min(max(light / 0.75, 0.9), 1.05)
+        return (self._tensor(DEFAULT_TEETH) * tint * strength).clamp(max=0.97).view(3, 1, 1)
 
     # -- step 1: smooth warp ------------------------------------------------------------------
     def _forward_field(self, deformed: np.ndarray) -> torch.Tensor:
@@ -436,6 +467,8 @@ class MeshWarpRenderer:
                                    self.own_teeth)
         if float(alpha.max()) <= 0:
             return
+        rows, cols = torch.arange(y0, y1, device=self.device), torch.arange(x0, x0 + c, device=self.device)
+        paint = paint + mouth_grain(frame[0], rows, cols, self._tensor(deformed[17, 1]), self.unit)
         region = frame[0, :, y0:y1, x0: x0 + c]
         frame[0, :, y0:y1, x0: x0 + c] = region + alpha * (paint - region)
 
@@ -583,6 +616,7 @@ class FixedShapeWarp(torch.nn.Module):
         corners = torch.stack([deformed[78, 0], deformed[308, 0]])
         lips = lip_colour(image, source, self.lip_points)
         alpha, paint = mouth_paint(rows.float()[:, None], cols.float(), ko, ki, corners, unit, teeth, lips, own_teeth)
+        paint = paint + mouth_grain(frame[0], rows, cols, deformed[17, 1], unit)
         ok = (rows[:, None] >= paint_top) & (rows[:, None] < paint_end) & col_ok[None, :] & opens
         picture = frame[0].permute(1, 2, 0)  # (S, S, 3)
         here = (rows[:, None], cols[None, :])
