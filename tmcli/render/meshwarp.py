@@ -54,7 +54,7 @@ SHOULDER_DROP = (0.25, 0.6)  # rows, interocular units below the chin
 SHOULDER_SPAN = (1.1, 2.4, 0.3)  # from, to, step: interocular units either side of the chin
 SHOULDER_CLEARANCE = 0.3  # interocular units: no shoulder point nearer a landmark (a wide jaw, a tilted head)
 
-DEFAULT_TEETH = (0.88, 0.85, 0.78)  # painted teeth's colour under white light (tinted by the sclera's, see _sclera_colour)
+DEFAULT_TEETH = (0.88, 0.85, 0.78)  # painted teeth under white light (lit as the sclera is: _painted_teeth_colour)
 UPPER_TEETH = (0.135, 0.24, 0.36, 0.47, 0.58)  # tooth boundaries along the arch from the midline, interocular units
 LOWER_TEETH = (0.085, 0.17, 0.27, 0.38, 0.49)
 TEETH_ARCH = 0.42  # interocular units: radius of the dental arch seen from the front
@@ -180,14 +180,14 @@ def lip_colour(image: torch.Tensor, source: torch.Tensor, points: torch.Tensor) 
 def tooth_shading(cols: torch.Tensor, mid, unit, edges: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """Separate teeth along a row (C,): (brightness factor, incisal edge lift in pixels).
 
-    Columns are placed on the dental arch (a circle TEETH_ARCH across, seen from the front); each
+    Columns are placed on the dental arch (a circle of radius TEETH_ARCH, seen from the front); each
     tooth is a little darker towards its sides with a thin soft gap at its boundaries (`edges`,
     interocular units along the arch from the midline), and its biting edge rounds up there: a
     hint of separate teeth that stays subtle at 256 px instead of a picket fence."""
     radius = TEETH_ARCH * unit
     angle = torch.asin(((cols - mid) / radius).clamp(-0.98, 0.98))
     along = angle.abs() * TEETH_ARCH  # interocular units from the midline, along the arch
-    nearest = (along - 0).abs()
+    nearest = along  # the midline is a boundary too
     for e in edges:
         nearest = nearest.minimum((along - e).abs())
     pixels = nearest * unit * torch.cos(angle)  # what the boundary's distance looks like from the front
@@ -261,7 +261,7 @@ def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, kno
     tongue_colour = torch.cat([wall[:1] * 1.9, wall[1:2] * 1.7, wall[2:] * 1.7])
     gum_colour = lips * 0.9
 
-    # 3. walls and throat, darker towards the corners and in a narrow gap; the throat only in a wide opening's centre
+    # 3. walls, darker towards the corners and in a narrow gap; a throat only in a wide opening's centre
     middle = (top + bottom) / 2
     wide = (height / (0.3 * unit)).clamp(0, 1)
     throat = wide * torch.exp(-(across / 0.4) ** 2 - ((rows - middle + 0.1 * height) / (0.22 * height)) ** 2)
@@ -282,18 +282,19 @@ def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, kno
     upper_shade, upper_lift = tooth_shading(cols, mid, unit, UPPER_TEETH)
     upper_edge = knots[:, 0] + rest_depth + 0.10 * unit * arch - upper_lift
     gum_line = upper_edge - TOOTH_LENGTH * unit * (0.6 + 0.4 * arch)
-    corner_shade = 0.45 + 0.55 * arch.sqrt()
+    corner_shade = 0.55 + 0.45 * arch.sqrt()
     upper = ramp(upper_edge - rows) * ((arch > 0.15) & painted_teeth)
     upper_colour = teeth * corner_shade * upper_shade * (0.9 + 0.1 * ((rows - gum_line) / (0.05 * unit)).clamp(0, 1))
     upper_colour = upper_colour + ramp(gum_line - rows) * (gum_colour * corner_shade - upper_colour)
     paint = paint + upper * (upper_colour - paint)
     lower_shade, lower_lift = tooth_shading(cols, mid, unit, LOWER_TEETH)
+    lower_shade = 0.5 + 0.5 * lower_shade  # smaller teeth, less relief: a comb otherwise
     lower_edge = bottom - (0.2 * height).clamp(max=0.05 * unit) * arch + lower_lift
     lower = ramp(rows - lower_edge) * ((arch > 0.3) & painted_teeth)
     paint = paint + lower * (0.75 * teeth * corner_shade * lower_shade - paint)
 
     # 6. the upper lip shades what is just below it
-    shadow = 1 - 0.4 * (1 - ((rows - top) / (0.05 * unit)).clamp(0, 1)) ** 2
+    shadow = 1 - 0.3 * (1 - ((rows - top) / (0.05 * unit)).clamp(0, 1)) ** 2
     return alpha, paint * shadow
 
 
