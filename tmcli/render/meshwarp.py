@@ -59,6 +59,7 @@ UPPER_TEETH = (0.135, 0.24, 0.36, 0.47, 0.58)  # tooth boundaries along the arch
 LOWER_TEETH = (0.085, 0.17, 0.27, 0.38, 0.49)
 TEETH_ARCH = 0.42  # interocular units: radius of the dental arch seen from the front
 TOOTH_LENGTH = 0.16  # interocular units: an upper incisor's crown; above it, gums
+OWN_INTERIOR_FADE = 0.02  # interocular units of opening over which painting replaces a toothless portrait's own gap
 GRAIN_TILE = 0.12  # interocular units of skin below the lower lip whose grain the interior takes (mouth_grain)
 GRAIN_LIMIT = 0.05  # at most this much grain: the skin's texture, not its edges
 # outer and inner contour points of both lips' middles (pairs: index i of the first half with i of the second)
@@ -223,7 +224,10 @@ def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, kno
                 own_teeth) -> tuple[torch.Tensor, torch.Tensor]:
     """The mouth interior over rows (R, 1) x columns (C,): (alpha (R, C), paint (3, R, C)).
 
-    Covers only what opens beyond the portrait's own interior, fading in with the width. A flat
+    Where the portrait shows its own teeth, covers only what opens between the two halves of its
+    interior (fading in with the width); otherwise covers all of the opening once it opens
+    OWN_INTERIOR_FADE beyond the portrait's (a portrait's own dark, toothless gap kept above and
+    below painted teeth read as a black sandwich: near-black 0.5 on such a case). A flat
     dark cavity reads as a hole (near-black share inside parted lips 0.21 against VASA-1's 0.004,
     issue 29), so it is built as a mouth, back to front: the cavity's walls in the lips' colour
     darkened, a dark throat only at the centre of a wide opening; a tongue low in the opening
@@ -237,14 +241,16 @@ def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, kno
     is no sharper than the warped portrait around it.
     knots / knots_in: (C, K) mouth curves out / in; corners: the deformed inner-lip corners' x
     (78, 308); teeth: their colour (3, 1, 1); lips: lip_colour; own_teeth: the portrait shows its
-    own (they then move with the lips, see remap_rows, and only what opens between them is
-    painted, without teeth)."""
+    own (they then move with the lips, see remap_rows, and what opens between them is painted
+    without teeth)."""
     # 1. where: the painted opening and the arch across it
     top, bottom = knots[:, UPPER_INNER], knots[:, LOWER_INNER]
     own = knots_in[:, LOWER_INNER] - knots_in[:, UPPER_INNER]
-    half = own / 2
+    keeps_own = torch.as_tensor(own_teeth, device=rows.device)
+    half = torch.where(keeps_own, own / 2, own * 0)
+    fade = torch.where(keeps_own, own * 0 + 1, own * 0 + OWN_INTERIOR_FADE * unit)  # pixels of opening
     alpha = ((rows - top - half + 0.5).clamp(0, 1) * (bottom - half - rows + 0.5).clamp(0, 1)
-             * (bottom - top - own).clamp(0, 1))  # (R, C)
+             * ((bottom - top - own) / fade.clamp(min=1)).clamp(0, 1))  # (R, C)
     top, bottom = top + half, bottom - half  # the painted part
     height = (bottom - top).clamp(min=1.0)
     mid, half_width = (corners[0] + corners[1]) / 2, ((corners[1] - corners[0]) / 2).clamp(min=1.0)
@@ -257,8 +263,9 @@ def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, kno
 
     # 2. colours from the portrait: walls, throat, tongue and gums from its lips (kept off black)
     wall = lips * (0.19 / lips.amax(dim=0, keepdim=True)).clamp(min=0.4)
-    wall = torch.cat([wall[:1], wall[1:2] * 0.8, wall[2:] * 0.8])  # redder than the lips
-    tongue_colour = torch.cat([wall[:1] * 1.9, wall[1:2] * 1.7, wall[2:] * 1.7])
+    colourful = ((1 - lips.amin(dim=0) / lips.amax(dim=0).clamp(min=1e-3)) / 0.3).clamp(0, 1)  # 0: a grey photo
+    wall = torch.cat([wall[:1], wall[1:] * (1 - 0.2 * colourful)])  # redder than the lips, if in colour
+    tongue_colour = torch.cat([wall[:1] * 1.9, wall[1:] * (1.9 - 0.2 * colourful)])
     gum_colour = lips * 0.9
 
     # 3. walls, darker towards the corners and in a narrow gap; a throat only in a wide opening's centre
@@ -402,7 +409,11 @@ class MeshWarpRenderer:
         light = float(sclera.max())
         tint = (sclera / max(light, 1e-3)).clamp(0.95, 1.0)  # the lighting's colour, not a coloured eye's
         strength = min(max(light / 0.75, 0.9), 1.05)
-        return (self._tensor(DEFAULT_TEETH) * tint * strength).clamp(max=0.97).view(3, 1, 1)
+        colour = self._tensor(DEFAULT_TEETH) * tint * strength
+        pixels = self.image[0].reshape(3, -1)
+        if float((pixels.amax(dim=0) - pixels.amin(dim=0)).mean()) < 0.02:  # a grey photo: grey teeth
+            colour = colour.mean().expand(3)
+        return colour.clamp(max=0.97).view(3, 1, 1)
 
     # -- step 1: smooth warp ------------------------------------------------------------------
     def _forward_field(self, deformed: np.ndarray) -> torch.Tensor:
@@ -454,7 +465,7 @@ class MeshWarpRenderer:
     # -- step 4: mouth interior ------------------------------------------------------------------
     def _paint_mouth(self, frame: torch.Tensor, x0: int, y0: int, knots: torch.Tensor,
                      knots_in: torch.Tensor, deformed: np.ndarray) -> None:
-        """Paint the part of the opening between the two halves of the portrait's own interior."""
+        """Paint the mouth's interior (mouth_paint) where it opens beyond the portrait's."""
         top, bottom = knots[:, UPPER_INNER], knots[:, LOWER_INNER]
         if float((bottom - top).max()) < 0.05:
             return
