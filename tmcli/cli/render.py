@@ -50,7 +50,7 @@ def render(
     steps: Annotated[Optional[int], typer.Option(help="Sampling steps of a learned generator (preset: 16).", rich_help_panel="Generator")] = None,
     gaze: Annotated[Optional[str], typer.Option(help="Where the eyes rest: X,Y in [-1, 1], right/down positive (preset: 0,0).", rich_help_panel="Controls")] = None,
     emotion: Annotated[Optional[str], typer.Option(help="neutral, happy, sad or surprised, optionally NAME:STRENGTH; mixes with commas.", rich_help_panel="Controls")] = None,
-    pose_intensity: Annotated[Optional[float], typer.Option(help="Head motion, 0 (still) to 2 (lively); preset: 1.", rich_help_panel="Controls")] = None,
+    pose_intensity: Annotated[Optional[float], typer.Option(help="Head motion, 0 (still) to 2 (lively); preset: 1.2.", rich_help_panel="Controls")] = None,
     blink_rate: Annotated[Optional[float], typer.Option(help="Blinks per minute (preset: 15).", rich_help_panel="Controls")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
