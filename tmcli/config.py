@@ -130,7 +130,7 @@ class ControlSettings:
     gaze_x: float = 0.0  # where the eyes rest, [-1, 1], right positive
     gaze_y: float = 0.0  # down positive
     emotion: str = "neutral"  # neutral | happy | sad | surprised, optionally NAME:STRENGTH
-    pose_intensity: float = 1.0  # head motion relative to a calm speaker; 0: the head does not move
+    pose_intensity: float = 1.2  # head motion relative to a calm speaker; 0: the head does not move
     blink_rate: float = 15.0  # blinks per minute
 
     def validate(self) -> None:

@@ -211,12 +211,18 @@ def mouth_grain(picture: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, l
     start = lip_bottom + 0.05 * unit
     tile = 2 + GRAIN_TILE * unit
     folded = tile - (torch.remainder(rows.float() - start, 2 * tile) - tile).abs()
-    source_rows = (start + folded).long()
-    # each row's neighbours read from the picture, not the region: the same however far the region reaches
-    luma = torch.stack([picture[:, (source_rows + k).clamp(0, size - 1)[:, None], cols[None, :]].mean(dim=0)
-                        for k in (-1, 0, 1)])  # (3, R, C)
-    mean = F.avg_pool2d(luma.mean(dim=0)[None, None], (1, 3), stride=1, padding=(0, 1), count_include_pad=False)
-    return (luma[1] - mean[0, 0]).clamp(-GRAIN_LIMIT, GRAIN_LIMIT)[None]
+    position = start + folded
+    base = torch.floor(position)
+    weight = (position - base)[:, None]  # rows are read between pixels: a float32 graph rounding a
+    base = base.long()                   # row the other way then changes the grain by a hair, not a row
+
+    def luma_at(row: int, col: int) -> torch.Tensor:  # (R, C), neighbours read from the picture, not the
+        across = (cols + col).clamp(0, size - 1)[None, :]  # region: the same however far the region reaches
+        near = [picture[:, (base + row + k).clamp(0, size - 1)[:, None], across].mean(dim=0) for k in (0, 1)]
+        return (1 - weight) * near[0] + weight * near[1]
+
+    mean = sum(luma_at(row, col) for row in (-1, 0, 1) for col in (-1, 0, 1)) / 9
+    return (luma_at(0, 0) - mean).clamp(-GRAIN_LIMIT, GRAIN_LIMIT)[None]
 
 
 def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, knots_in: torch.Tensor,
@@ -290,14 +296,14 @@ def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, kno
     upper_edge = knots[:, 0] + rest_depth + 0.10 * unit * arch - upper_lift
     gum_line = upper_edge - TOOTH_LENGTH * unit * (0.6 + 0.4 * arch)
     corner_shade = 0.55 + 0.45 * arch.sqrt()
-    upper = ramp(upper_edge - rows) * ((arch > 0.15) & painted_teeth)
+    upper = ramp(upper_edge - rows) * ((arch - 0.15) / 0.05).clamp(0, 1) * painted_teeth
     upper_colour = teeth * corner_shade * upper_shade * (0.9 + 0.1 * ((rows - gum_line) / (0.05 * unit)).clamp(0, 1))
     upper_colour = upper_colour + ramp(gum_line - rows) * (gum_colour * corner_shade - upper_colour)
     paint = paint + upper * (upper_colour - paint)
     lower_shade, lower_lift = tooth_shading(cols, mid, unit, LOWER_TEETH)
     lower_shade = 0.5 + 0.5 * lower_shade  # smaller teeth, less relief: a comb otherwise
     lower_edge = bottom - (0.2 * height).clamp(max=0.05 * unit) * arch + lower_lift
-    lower = ramp(rows - lower_edge) * ((arch > 0.3) & painted_teeth)
+    lower = ramp(rows - lower_edge) * ((arch - 0.3) / 0.05).clamp(0, 1) * painted_teeth
     paint = paint + lower * (0.75 * teeth * corner_shade * lower_shade - paint)
 
     # 6. the upper lip shades what is just below it
