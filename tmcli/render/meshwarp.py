@@ -216,13 +216,14 @@ def mouth_grain(picture: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, l
     weight = (position - base)[:, None]  # rows are read between pixels: a float32 graph rounding a
     base = base.long()                   # row the other way then changes the grain by a hair, not a row
 
-    def luma_at(row: int, col: int) -> torch.Tensor:  # (R, C), neighbours read from the picture, not the
-        across = (cols + col).clamp(0, size - 1)[None, :]  # region: the same however far the region reaches
-        near = [picture[:, (base + row + k).clamp(0, size - 1)[:, None], across].mean(dim=0) for k in (0, 1)]
-        return (1 - weight) * near[0] + weight * near[1]
-
-    mean = sum(luma_at(row, col) for row in (-1, 0, 1) for col in (-1, 0, 1)) / 9
-    return (luma_at(0, 0) - mean).clamp(-GRAIN_LIMIT, GRAIN_LIMIT)[None]
+    # four picture rows around each source row, one column either side of the region, read once;
+    # neighbours come from the picture, not the region: the same however far the region reaches
+    across = torch.cat([cols[:1] - 1, cols, cols[-1:] + 1]).clamp(0, size - 1)[None, :]
+    near = [picture[:, (base + k).clamp(0, size - 1)[:, None], across].mean(dim=0) for k in (-1, 0, 1, 2)]
+    luma = [(1 - weight) * near[k] + weight * near[k + 1] for k in range(3)]  # rows -1, 0, 1: (R, C + 2)
+    rows_sum = luma[0] + luma[1] + luma[2]
+    mean = (rows_sum[:, :-2] + rows_sum[:, 1:-1] + rows_sum[:, 2:]) / 9
+    return (luma[1][:, 1:-1] - mean).clamp(-GRAIN_LIMIT, GRAIN_LIMIT)[None]
 
 
 def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, knots_in: torch.Tensor,
