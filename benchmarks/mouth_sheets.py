@@ -1,0 +1,135 @@
+"""tm's mouth beside another system's on the same portrait and speech, one column per phone group.
+
+    python benchmarks/mouth_sheets.py DIR [--real ../shared/real] [--case NAME ...] [--seconds 10] [--size 512]
+
+For every `vasa1/` and `emo/` case of the real folder (portrait + audio + that system's render,
+as in benchmarks/reference_eval.py) tm renders the portrait speaking the audio (face crop at
+--size), the audio's phones are found as `tm render` finds them (tmcli.speech.speech_phones),
+and for each phone group (open vowels, /o u/, /i e/, /f v/, /p b m/, /t d n l/, /th/, silence)
+the frame at the middle of its longest phone is taken from both videos; each video's mouth is cut
+out around its own face mesh landmarks (1.5 interocular distances square) so the two line up
+whatever their framing. One sheet per case in DIR: tm's mouths above the reference's. They hold
+the cases' pixels: never commit them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from PIL import Image, ImageDraw  # noqa: E402
+from reference_eval import REAL, find_cases, prepare  # noqa: E402
+
+from tmcli.audio import load_audio  # noqa: E402
+from tmcli.config import load_preset  # noqa: E402
+from tmcli.evaluate import track_video  # noqa: E402
+from tmcli.face import landmarks as L  # noqa: E402
+from tmcli.media import read_video_frames  # noqa: E402
+from tmcli.pipeline import render  # noqa: E402
+from tmcli.speech import speech_phones  # noqa: E402
+
+GROUPS = {
+    "open vowel": {"AA", "AE", "AH", "AO", "AW", "AY"},
+    "/o u/": {"OW", "UW", "UH", "OY", "W"},
+    "/i e/": {"IY", "IH", "EH", "EY"},
+    "/f v/": {"F", "V"},
+    "/p b m/": {"P", "B", "M"},
+    "/t d n l/": {"T", "D", "N", "L"},
+    "/th/": {"TH", "DH"},
+    "silence": {"SIL"},
+}
+HALF = 0.75  # interocular units either side of the mouth's centre
+LEAD_IN = 0.3  # s: phones before this are skipped (the first frames settle)
+
+
+def moments(phones, seconds: float) -> dict[str, tuple[float, str]]:
+    """Phone group -> (time of the middle of its longest phone, the phone), within the cut."""
+    picked = {}
+    for group, labels in GROUPS.items():
+        inside = [p for p in phones if p.label in labels and p.start >= LEAD_IN and p.end <= seconds]
+        if inside:
+            longest = max(inside, key=lambda p: p.end - p.start)
+            picked[group] = ((longest.start + longest.end) / 2, longest.label)
+    return picked
+
+
+def mouth_crops(video: Path, times: list[float], side: int) -> list[Image.Image | None]:
+    """The mouth at each time (None where no face is found near it), side x side."""
+    fps, tracks, _ = track_video(video)
+    frames = list(read_video_frames(video))[1:]
+    crops = []
+    for t in times:
+        i = min(int(round(t * fps)), len(frames) - 1)
+        near = [j for j in (i, i - 1, i + 1) if 0 <= j < len(tracks) and tracks[j] is not None]
+        if not near:
+            crops.append(None)
+            continue
+        lm = tracks[near[0]]
+        centre = (lm[61, :2] + lm[291, :2]) / 2
+        half = HALF * L.interocular(lm)
+        box = tuple(int(round(v)) for v in (*(centre - half), *(centre + half)))
+        crops.append(Image.fromarray(frames[near[0]]).crop(box).resize((side, side), Image.LANCZOS))
+    return crops
+
+
+def save_sheet(path: Path, title: str, picked: dict[str, tuple[float, str]], rows: dict[str, list], side: int) -> None:
+    sheet = Image.new("RGB", (len(GROUPS) * side + 60, 34 + len(rows) * side), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((4, 2), title, fill="black")
+    for c, group in enumerate(GROUPS):
+        label = f"{group}: {picked[group][1]} {picked[group][0]:.2f}s" if group in picked else f"{group}: none"
+        draw.text((60 + c * side + 2, 18), label, fill="black")
+    for r, (name, crops) in enumerate(rows.items()):
+        y = 34 + r * side
+        draw.text((4, y + side // 2), name, fill="black")
+        for c, group in enumerate(GROUPS):
+            crop = crops.get(group)
+            if crop is not None:
+                sheet.paste(crop, (60 + c * side, y))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path, help="folder for the sheets")
+    parser.add_argument("--real", default=str(REAL))
+    parser.add_argument("--case", action="append", default=[], help="only cases whose name contains this")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--size", type=int, default=512, help="tm's face crop side")
+    parser.add_argument("--side", type=int, default=160, help="a mouth's side on the sheet")
+    args = parser.parse_args()
+    cases = [c for c in find_cases(Path(args.real)) if c["portrait"] is not None
+             and (not args.case or any(part in c["name"] for part in args.case))]
+    if not cases:
+        sys.exit(f"no portrait + audio cases under {args.real}")
+    preset = load_preset().with_overrides(output={"crop": True, "size": args.size})
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, case in enumerate(cases):
+            folder = Path(tmp) / str(i)
+            folder.mkdir()
+            portrait, audio, reference = prepare(case, args.seconds, folder)
+            out = folder / "tm.mp4"
+            render(portrait, audio, out, preset)
+            picked = moments(speech_phones(load_audio(audio)), args.seconds)
+            times = [picked[g][0] for g in GROUPS if g in picked]
+            rows = {}
+            for name, video in (("tm", out), (case["name"].split("/")[0], reference)):
+                crops = iter(mouth_crops(video, times, args.side))
+                rows[name] = {g: next(crops) for g in GROUPS if g in picked}
+            sheet = args.out / f"{case['name'].replace('/', '_')}.png"
+            save_sheet(sheet, f"{case['name']}: tm (top) beside the reference (bottom), at each group's longest phone",
+                       picked, rows, args.side)
+            print(f"{case['name']}: {sheet}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
