@@ -1,6 +1,6 @@
 """What tm paints between the lips, measured on portraits and shown as mouth crops (issue 29).
 
-    python benchmarks/mouth_interior.py [PORTRAIT ...] [--real] [--seconds 4] [--sheets DIR] [--json out.json]
+    python benchmarks/mouth_interior.py [PORTRAIT ...] [--real [DIR]] [--seconds 4] [--sheets DIR] [--json out.json]
 
 Each portrait (default: the samples, samples/portrait.png and samples/extra/*.jpg; with --real
 also every portrait of ../shared/real/portraits) speaks the sample speech (samples/speech.wav,
@@ -99,7 +99,8 @@ def save_sheets(rows: list[tuple[str, list[np.ndarray]]], folder: Path, side: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("portraits", nargs="*", help="portraits (default: the samples)")
-    parser.add_argument("--real", action="store_true", help=f"also every portrait of {REAL_PORTRAITS}")
+    parser.add_argument("--real", nargs="?", const=REAL_PORTRAITS, type=Path,
+                        help=f"also every portrait of this folder (default {REAL_PORTRAITS})")
     parser.add_argument("--seconds", type=float, default=4.0, help="the sample speech cut to this long")
     parser.add_argument("--generator", default="student")
     parser.add_argument("--sheets", help="save contact sheets of mouth crops here")
@@ -109,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     paths = [Path(p) for p in args.portraits] or [SAMPLES / "portrait.png", *sorted((SAMPLES / "extra").glob("*.jpg"))]
     if args.real:
-        paths += sorted(p for p in REAL_PORTRAITS.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        paths += sorted(p for p in args.real.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     preset = load_preset().with_overrides(output={"crop": True, "size": 256})
     sheet_preset = load_preset().with_overrides(output={"crop": True, "size": args.sheet_size})
     results, sheet_rows = {}, []
