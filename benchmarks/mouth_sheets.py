@@ -10,6 +10,10 @@ the frame at the middle of its longest phone is taken from both videos; each vid
 out around its own face mesh landmarks (1.5 interocular distances square) so the two line up
 whatever their framing. One sheet per case in DIR: tm's mouths above the reference's. They hold
 the cases' pixels: never commit them.
+
+It also prints, per phone group, the mouth's shape read back at the middle of every phone of the
+group (medians over phones, then over cases): outer width / height (rounded lips are narrow and
+tall, spread ones wide) and the inner-lip gap (interocular units), tm beside the reference.
 """
 
 from __future__ import annotations
@@ -19,19 +23,24 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from PIL import Image, ImageDraw  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
 from reference_eval import REAL, find_cases, prepare  # noqa: E402
 
 from tmcli.audio import load_audio  # noqa: E402
 from tmcli.config import load_preset  # noqa: E402
-from tmcli.evaluate import track_video  # noqa: E402
+from tmcli.evaluate import mouth_aperture, track_video  # noqa: E402
 from tmcli.face import landmarks as L  # noqa: E402
 from tmcli.media import read_video_frames  # noqa: E402
 from tmcli.pipeline import render  # noqa: E402
+from tmcli.reference import mouth_shape  # noqa: E402
 from tmcli.speech import speech_phones  # noqa: E402
 
 GROUPS = {
@@ -59,23 +68,42 @@ def moments(phones, seconds: float) -> dict[str, tuple[float, str]]:
     return picked
 
 
-def mouth_crops(video: Path, times: list[float], side: int) -> list[Image.Image | None]:
+def at_times(tracks: list, fps: float, times: list[float]) -> list:
+    """The landmarks nearest each time (the frame or a neighbour with a face; None if none)."""
+    found = []
+    for t in times:
+        i = int(round(t * fps))
+        near = [j for j in (i, i - 1, i + 1) if 0 <= j < len(tracks) and tracks[j] is not None]
+        found.append((near[0], tracks[near[0]]) if near else None)
+    return found
+
+
+def mouth_crops(video: Path, tracks: list, fps: float, times: list[float], side: int) -> list[Image.Image | None]:
     """The mouth at each time (None where no face is found near it), side x side."""
-    fps, tracks, _ = track_video(video)
     frames = list(read_video_frames(video))[1:]
     crops = []
-    for t in times:
-        i = min(int(round(t * fps)), len(frames) - 1)
-        near = [j for j in (i, i - 1, i + 1) if 0 <= j < len(tracks) and tracks[j] is not None]
-        if not near:
+    for hit in at_times(tracks, fps, times):
+        if hit is None or hit[0] >= len(frames):
             crops.append(None)
             continue
-        lm = tracks[near[0]]
+        i, lm = hit
         centre = (lm[61, :2] + lm[291, :2]) / 2
         half = HALF * L.interocular(lm)
         box = tuple(int(round(v)) for v in (*(centre - half), *(centre + half)))
-        crops.append(Image.fromarray(frames[near[0]]).crop(box).resize((side, side), Image.LANCZOS))
+        crops.append(Image.fromarray(frames[i]).crop(box).resize((side, side), Image.LANCZOS))
     return crops
+
+
+def group_shapes(phones, tracks: list, fps: float, seconds: float) -> dict[str, tuple[float, float]]:
+    """Phone group -> (median outer width / height, median inner gap) at the middle of its phones."""
+    shapes = {}
+    for group, labels in GROUPS.items():
+        times = [(p.start + p.end) / 2 for p in phones if p.label in labels and LEAD_IN <= p.start and p.end <= seconds]
+        hits = [lm for _, lm in filter(None, at_times(tracks, fps, times))]
+        if hits:
+            shapes[group] = (float(np.median([mouth_shape(lm) for lm in hits])),
+                             float(np.median([mouth_aperture(lm) for lm in hits])))
+    return shapes
 
 
 def save_sheet(path: Path, title: str, picked: dict[str, tuple[float, str]], rows: dict[str, list], side: int) -> None:
@@ -110,6 +138,7 @@ def main() -> None:
     if not cases:
         sys.exit(f"no portrait + audio cases under {args.real}")
     preset = load_preset().with_overrides(output={"crop": True, "size": args.size})
+    shapes: dict[str, dict[str, list]] = {"tm": {}, "reference": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for i, case in enumerate(cases):
             folder = Path(tmp) / str(i)
@@ -117,16 +146,31 @@ def main() -> None:
             portrait, audio, reference = prepare(case, args.seconds, folder)
             out = folder / "tm.mp4"
             render(portrait, audio, out, preset)
-            picked = moments(speech_phones(load_audio(audio)), args.seconds)
+            phones = speech_phones(load_audio(audio))
+            picked = moments(phones, args.seconds)
             times = [picked[g][0] for g in GROUPS if g in picked]
             rows = {}
-            for name, video in (("tm", out), (case["name"].split("/")[0], reference)):
-                crops = iter(mouth_crops(video, times, args.side))
-                rows[name] = {g: next(crops) for g in GROUPS if g in picked}
+            for name, video in (("tm", out), ("reference", reference)):
+                fps, tracks, _ = track_video(video)
+                crops = iter(mouth_crops(video, tracks, fps, times, args.side))
+                rows[name if name == "tm" else case["name"].split("/")[0]] = {g: next(crops) for g in GROUPS if g in picked}
+                for group, figures in group_shapes(phones, tracks, fps, args.seconds).items():
+                    shapes[name].setdefault(group, []).append(figures)
             sheet = args.out / f"{case['name'].replace('/', '_')}.png"
             save_sheet(sheet, f"{case['name']}: tm (top) beside the reference (bottom), at each group's longest phone",
                        picked, rows, args.side)
             print(f"{case['name']}: {sheet}", file=sys.stderr)
+    print_shapes(shapes, len(cases))
+
+
+def print_shapes(shapes: dict[str, dict[str, list]], cases: int) -> None:
+    table = Table(title=f"mouth shape per phone group, medians over {cases} cases: outer width / height, inner gap (u)")
+    for column in ("phone group", "tm width/height", "ref width/height", "tm gap", "ref gap"):
+        table.add_column(column, justify="left" if column == "phone group" else "right")
+    for group in GROUPS:
+        tm, ref = (np.array(shapes[k].get(group, [(np.nan, np.nan)])) for k in ("tm", "reference"))
+        table.add_row(group, *(f"{np.nanmedian(v):.2f}" for v in (tm[:, 0], ref[:, 0], tm[:, 1], ref[:, 1])))
+    Console(width=120).print(table)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ class DriverSettings:
 class WarpSettings:
     field_resolution: int = 64  # coarse grid the smooth warp is evaluated on
     border_anchors: int = 16  # fixed points per crop side
-    inverse_iterations: int = 10  # damped fixed-point steps inverting it (MeshWarpRenderer._backward_field)
+    inverse_iterations: int = 12  # damped fixed-point steps inverting it (MeshWarpRenderer._backward_field)
     stiffness: float = 1e-4  # thin-plate regularisation (relative to the crop side)
     cuda_graph: bool = True  # on a GPU, replay the fixed-shape warp as one CUDA graph (GraphedWarp)
 
