@@ -7,7 +7,14 @@ from tmcli.evaluate import CLOSED, OPEN, mouth_aperture
 from tmcli.face import landmarks as L
 from tmcli.face.align import to_uint8
 from tmcli.face.motion import INDEX, neutral
-from tmcli.render.meshwarp import DEFAULT_TEETH, FixedShapeWarp, mouth_paint
+from tmcli.render.meshwarp import (
+    DEFAULT_TEETH,
+    FixedShapeWarp,
+    curve_index,
+    curves_at,
+    forward_field,
+    mouth_paint,
+)
 
 
 def _motion(**values):
@@ -224,3 +231,54 @@ def test_a_closed_mouth_opens_onto_teeth_tongue_and_shade_not_a_black_hole():
     assert teeth_like[104 - 90, 40:81].all() and 0.75 < row.min() / row.max() < 0.95
     tongue = paint[:, 128 - 90, 55:66]  # low in the opening (above the lower teeth), mid-mouth
     assert (tongue[0] > 1.3 * tongue[1]).all() and not teeth_like[128 - 90, 55:66].any()
+
+
+def _inverse_error(renderer, deformed: np.ndarray) -> float:
+    """Worst |y - (x + f(x))| in pixels over the coarse grid points y whose pre-image x = y + b(y)
+    lies inside the crop: how far the backward warp misses inverting the forward one."""
+    forward = renderer._forward_field(np.asarray(deformed, dtype=np.float64)[:, :2])
+    back = renderer._backward_field(forward)
+    x = renderer.coarse_pixels + back
+    inside = ((x >= 0) & (x <= renderer.size - 1)).all(dim=-1)
+    return float((back + renderer._sample(forward, x)).norm(dim=-1)[inside].max())
+
+
+def test_the_smooth_warp_is_inverted_where_the_jaw_stretches_the_chin(portrait):
+    # the chin moves twice as far as the lower lip: plain fixed-point steps diverge there
+    # (40 px on a wide opening) and the lower lip showed its own edge twice
+    deformed = portrait.rig.apply(_motion(jawOpen=0.8, mouthLowerDownLeft=0.5, mouthLowerDownRight=0.5))
+    assert _inverse_error(portrait.renderer, deformed) < 3.0
+
+
+def test_lip_points_come_near_their_own_columns_before_the_remap(portrait):
+    # the column remap moves lips along columns only, so the smooth warp should bring each lip
+    # point to its deformed x; through the control points alone a rounding mouth's lip points
+    # missed by 6 px (mean) and an open mouth's own gap showed beside its corners
+    r = portrait.renderer
+    deformed = portrait.rig.apply(_motion(jawOpen=0.3, mouthFunnel=0.8, mouthPucker=0.8))[:, :2]
+    lips = L.LIPS_UPPER_OUTER + L.LIPS_UPPER_INNER + L.LIPS_LOWER_INNER + L.LIPS_LOWER_OUTER
+    source = r._tensor(r.source[lips])
+
+    def miss(field_matrix):
+        forward = forward_field(field_matrix, r._tensor(deformed - r.source), r.settings.field_resolution)
+        return np.abs((source + r._sample(forward, source))[:, 0].numpy() - deformed[lips, 0]).mean()
+
+    controls_only = torch.stack([r.field_matrix[1], r.field_matrix[1]])
+    assert np.abs(r.source[lips, 0] - deformed[lips, 0]).max() > 3  # the pose does move them sideways
+    assert miss(r.field_matrix) < 0.6 * miss(controls_only)
+    assert miss(r.field_matrix) < 4.0
+
+
+def test_curves_of_different_lengths_are_read_as_np_interp_does():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, 100, size=(12, 2))
+    curves = [[0, 1, 2, 3, 4], [5, 6, 7], [8, 9, 10, 11]]
+    columns = torch.linspace(-5, 105, 23, dtype=torch.float64)
+    got = curves_at(columns, torch.from_numpy(points)[None], curve_index(curves))[0].numpy()  # (C, K)
+    want, above = [], None
+    for curve in curves:
+        order = np.argsort(points[curve, 0])
+        y = np.interp(columns.numpy(), points[curve, 0][order], points[curve, 1][order])
+        above = y if above is None else np.maximum(y, above)  # never above the curve before
+        want.append(above)
+    np.testing.assert_allclose(got, np.stack(want, axis=1), atol=1e-9)

@@ -5,7 +5,7 @@ a fresh machine. A frame is made in four steps:
 
 1. A smooth warp (thin-plate splines, plus fixed anchors on the crop border and on the shoulders
    beside the neck: x through every landmark, y through all but the lips' and eyelids' contours)
-   carries head pose, jaw, cheeks and brows, and puts every lip and lid point in its column.
+   carries head pose, jaw, cheeks and brows, and brings every lip and lid point near its column.
    The spline's weights depend only on the portrait, so per frame it is one small matrix
    product on a coarse grid, inverted by fixed-point iteration (forward -> backward warp).
 2. Lips and eyelids open and close by a per-column vertical remap between contour curves
@@ -84,9 +84,10 @@ def forward_field(matrix: torch.Tensor, displacement: torch.Tensor, resolution: 
     (478, 2) through the portrait's splines (2, g * g, 478: MeshWarpRenderer.field_matrix).
 
     x follows every landmark, y only the control points: the column remap moves lips and lids
-    along columns only, so each must already be at its own column. With x through the control
-    points alone, a rounding mouth's inner lips lagged its corners by 5-10 px and the portrait's
-    own opening stayed open beside them (dark strips at the corners of an open-mouthed portrait)."""
+    along columns only, so each should already be at its own column. With x through the control
+    points alone, a rounding mouth's lip points missed their columns by 6-9 px (mean; 10-17 at
+    worst) and an open-mouthed portrait's own gap stayed open beside its corners as dark strips;
+    now 3-4 px (the coarse grid cannot follow the lips' steep sideways field exactly)."""
     x = matrix[0] @ displacement[:, 0]
     y = matrix[1] @ displacement[:, 1]
     return torch.stack([x, y], dim=-1).reshape(resolution, resolution, 2)
