@@ -7,14 +7,8 @@ from tmcli.evaluate import CLOSED, OPEN, mouth_aperture
 from tmcli.face import landmarks as L
 from tmcli.face.align import to_uint8
 from tmcli.face.motion import INDEX, neutral
-from tmcli.render.meshwarp import (
-    DEFAULT_TEETH,
-    FixedShapeWarp,
-    curve_index,
-    curves_at,
-    forward_field,
-    mouth_paint,
-)
+from tmcli.render.meshwarp import FixedShapeWarp, curve_index, curves_at, forward_field
+from tmcli.render.mouth import DEFAULT_TEETH, mouth_paint
 
 
 def _motion(**values):
