@@ -23,11 +23,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tmcli.config import load_preset
+from tmcli.core.config import load_preset
 from tmcli.face import landmarks as L
-from tmcli.face.motion import INDEX, neutral
-from tmcli.portrait import Portrait
-from tmcli.reference import eye_gap
+from tmcli.face.rig import INDEX, neutral
+from tmcli.motion.portrait import Portrait
+from tmcli.tools.reference import eye_gap
 
 AMOUNTS = (0.5, 1.0)
 

@@ -20,14 +20,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tmcli import audio as audio_mod  # noqa: E402
-from tmcli.config import load_preset  # noqa: E402
-from tmcli.controls import Controls  # noqa: E402
-from tmcli.face.motion import INDEX  # noqa: E402
-from tmcli.features import generator_features  # noqa: E402
-from tmcli.generator import TeacherGenerator, load_motion_dit  # noqa: E402
-from tmcli.portrait import Portrait  # noqa: E402
-from tmcli.speech import speech_phones  # noqa: E402
+from tmcli.core import audio as audio_mod  # noqa: E402
+from tmcli.core.config import load_preset  # noqa: E402
+from tmcli.motion.controls import Controls  # noqa: E402
+from tmcli.face.rig import INDEX  # noqa: E402
+from tmcli.speech.features import generator_features  # noqa: E402
+from tmcli.stream.generator import TeacherGenerator, load_motion_dit  # noqa: E402
+from tmcli.motion.portrait import Portrait  # noqa: E402
+from tmcli.speech.phones import speech_phones  # noqa: E402
 
 VOICES = ["samples/extra/codec2_speech_orig_16k_female.wav", "samples/extra/librivox_sns_0870_male.wav",
           "samples/extra/allison_vm-nobox_female.wav"]

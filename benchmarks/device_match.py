@@ -24,8 +24,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tmcli.curves import read_motion  # noqa: E402
-from tmcli.media import read_video_frames  # noqa: E402
+from tmcli.motion.curves import read_motion  # noqa: E402
+from tmcli.core.media import read_video_frames  # noqa: E402
 
 
 def tm_render(*args: str) -> None:

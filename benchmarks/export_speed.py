@@ -31,14 +31,14 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tmcli.config import load_preset  # noqa: E402
-from tmcli.controls import Controls  # noqa: E402
-from tmcli.engine import ExportedChunkStep, ExportedModel, ExportedWarp  # noqa: E402
-from tmcli.face.motion import MOTION_DIM, FaceRig  # noqa: E402
-from tmcli.features import FEATURE_DIM  # noqa: E402
-from tmcli.generator import StreamingGenerator, load_motion_dit  # noqa: E402
-from tmcli.pipeline import embedded_checkpoint  # noqa: E402
-from tmcli.portrait import Portrait  # noqa: E402
+from tmcli.core.config import load_preset  # noqa: E402
+from tmcli.motion.controls import Controls  # noqa: E402
+from tmcli.stream.engine import ExportedChunkStep, ExportedModel, ExportedWarp  # noqa: E402
+from tmcli.face.rig import MOTION_DIM, FaceRig  # noqa: E402
+from tmcli.speech.features import FEATURE_DIM  # noqa: E402
+from tmcli.stream.generator import StreamingGenerator, load_motion_dit  # noqa: E402
+from tmcli.stream.pipeline import embedded_checkpoint  # noqa: E402
+from tmcli.motion.portrait import Portrait  # noqa: E402
 
 
 def per_chunk_ms(generator: StreamingGenerator, features: np.ndarray, chunk: int) -> float:
@@ -58,7 +58,7 @@ def per_frame_ms(rig: FaceRig, motion: np.ndarray) -> float:
 
 def video_ms(student, features: np.ndarray, seed: int = 0) -> tuple[float, float]:
     """(DiT ms per chunk, VAE decoder ms per latent frame) of a VideoStudent, after a warm-up chunk."""
-    from tmcli.generator import VideoStreamingGenerator
+    from tmcli.stream.generator import VideoStreamingGenerator
 
     face = torch.zeros(1, 3, 1, student.size, student.size)
     portrait = student.encode(face)
@@ -75,8 +75,8 @@ def video_ms(student, features: np.ndarray, seed: int = 0) -> tuple[float, float
 
 
 def video_table(exports: list[Path], checkpoint: Path, chunks: int) -> Table:
-    from tmcli.runtime import StageDevices
-    from tmcli.video_pipeline import VideoStudent
+    from tmcli.core.runtime import StageDevices
+    from tmcli.stream.video import VideoStudent
 
     floor = VideoStudent(checkpoint, StageDevices.cpu())
     c = floor.model.config.chunk_latent_frames

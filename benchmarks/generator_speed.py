@@ -32,18 +32,18 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tmcli import audio as audio_mod  # noqa: E402
-from tmcli.config import load_preset  # noqa: E402
-from tmcli.controls import Controls  # noqa: E402
-from tmcli.driver import PhoneticDriver  # noqa: E402
-from tmcli.engine import GraphedChunkStep  # noqa: E402
-from tmcli.face.motion import MOTION_DIM  # noqa: E402
-from tmcli.features import FEATURE_DIM, generator_features  # noqa: E402
-from tmcli.generator import StreamingGenerator, TeacherGenerator, load_motion_dit  # noqa: E402
-from tmcli.nn.causal_dit import CausalMotionDiT  # noqa: E402
-from tmcli.runtime import parse_device  # noqa: E402
-from tmcli.speech import speech_phones  # noqa: E402
-from tmcli.train.data import Batch  # noqa: E402
+from tmcli.core import audio as audio_mod  # noqa: E402
+from tmcli.core.config import load_preset  # noqa: E402
+from tmcli.motion.controls import Controls  # noqa: E402
+from tmcli.motion.driver import PhoneticDriver  # noqa: E402
+from tmcli.stream.engine import GraphedChunkStep  # noqa: E402
+from tmcli.face.rig import MOTION_DIM  # noqa: E402
+from tmcli.speech.features import FEATURE_DIM, generator_features  # noqa: E402
+from tmcli.stream.generator import StreamingGenerator, TeacherGenerator, load_motion_dit  # noqa: E402
+from tmcli.motion.causal_dit import CausalMotionDiT  # noqa: E402
+from tmcli.core.runtime import parse_device  # noqa: E402
+from tmcli.speech.phones import speech_phones  # noqa: E402
+from tmcli.train.windows import Batch  # noqa: E402
 from tmcli.train.trainer import flow_matching_loss, new_model  # noqa: E402
 
 

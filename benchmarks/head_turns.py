@@ -28,13 +28,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tmcli.config import load_preset
-from tmcli.curves import MotionWriter
+from tmcli.core.config import load_preset
+from tmcli.motion.curves import MotionWriter
 from tmcli.face import landmarks as L
-from tmcli.face.motion import INDEX, neutral
-from tmcli.media import read_video_frames
-from tmcli.pipeline import render
-from tmcli.reference import AXES, read_face_series
+from tmcli.face.rig import INDEX, neutral
+from tmcli.core.media import read_video_frames
+from tmcli.stream.pipeline import render
+from tmcli.tools.reference import AXES, read_face_series
 
 FREQUENCY = 0.5  # Hz
 AMPLITUDES = {"yaw": 10.0, "pitch": 6.0, "roll": 5.0}  # degrees, issue 28 point 3

@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tmcli.config import load_preset  # noqa: E402
-from tmcli.evaluate import evaluate_video  # noqa: E402
-from tmcli.pipeline import render  # noqa: E402
+from tmcli.core.config import load_preset  # noqa: E402
+from tmcli.tools.evaluate import evaluate_video  # noqa: E402
+from tmcli.stream.pipeline import render  # noqa: E402
 
 GROUPS = {"tuning": lambda c: not c.get("held_out"), "held out (first 3)": lambda c: c.get("held_out") and not c.get("extended"),
           "extended (held out)": lambda c: c.get("extended"), "first 7": lambda c: not c.get("extended"),

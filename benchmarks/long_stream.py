@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tmcli.audio import SAMPLE_RATE  # noqa: E402
-from tmcli.data.espeak import speech_for_seconds  # noqa: E402
+from tmcli.core.audio import SAMPLE_RATE  # noqa: E402
+from tmcli.speech.espeak import speech_for_seconds  # noqa: E402
 
 CHILD = """
 import json, os, resource, sys, threading, time

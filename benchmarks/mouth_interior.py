@@ -5,7 +5,7 @@
 Each portrait (default: the samples, samples/portrait.png and samples/extra/*.jpg; with --real
 also every portrait of ../shared/real/portraits) speaks the sample speech (samples/speech.wav,
 cut to --seconds), rendered as a 256 px face crop like the reference benchmark, and is read back
-with the face mesh: inside the parted lips (tmcli/reference.py: the inner-lip polygon of frames
+with the face mesh: inside the parted lips (tmcli/tools/reference.py: the inner-lip polygon of frames
 whose lip gap is >= OPEN), the share of near-black pixels (brightest channel < 0.15) and of
 teeth-like ones (HSV value > 0.55, saturation < 0.35), per portrait and as medians, for all
 portraits and for those whose own mouth is closed (the renderer paints all of what opens there;
@@ -32,15 +32,15 @@ sys.path.insert(0, str(ROOT))
 
 import soundfile  # noqa: E402
 
-from tmcli.audio import SAMPLE_RATE, load_audio  # noqa: E402
-from tmcli.config import load_preset  # noqa: E402
-from tmcli.errors import TmError  # noqa: E402
-from tmcli.evaluate import CLOSED, mouth_aperture  # noqa: E402
+from tmcli.core.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from tmcli.core.config import load_preset  # noqa: E402
+from tmcli.core.errors import TmError  # noqa: E402
+from tmcli.tools.evaluate import CLOSED, mouth_aperture  # noqa: E402
 from tmcli.face.align import to_uint8  # noqa: E402
-from tmcli.face.motion import INDEX, neutral  # noqa: E402
-from tmcli.pipeline import render  # noqa: E402
-from tmcli.portrait import Portrait  # noqa: E402
-from tmcli.reference import read_face_series  # noqa: E402
+from tmcli.face.rig import INDEX, neutral  # noqa: E402
+from tmcli.stream.pipeline import render  # noqa: E402
+from tmcli.motion.portrait import Portrait  # noqa: E402
+from tmcli.tools.reference import read_face_series  # noqa: E402
 
 POSES = {  # rig blendshapes of each mouth shape on the sheets
     "open vowel": {"jawOpen": 0.55},

@@ -34,14 +34,14 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from reference_eval import REAL, find_cases, prepare  # noqa: E402
 
-from tmcli.audio import load_audio  # noqa: E402
-from tmcli.config import load_preset  # noqa: E402
-from tmcli.evaluate import mouth_aperture, track_video  # noqa: E402
+from tmcli.core.audio import load_audio  # noqa: E402
+from tmcli.core.config import load_preset  # noqa: E402
+from tmcli.tools.evaluate import mouth_aperture, track_video  # noqa: E402
 from tmcli.face import landmarks as L  # noqa: E402
-from tmcli.media import read_video_frames  # noqa: E402
-from tmcli.pipeline import render  # noqa: E402
-from tmcli.reference import mouth_shape  # noqa: E402
-from tmcli.speech import speech_phones  # noqa: E402
+from tmcli.core.media import read_video_frames  # noqa: E402
+from tmcli.stream.pipeline import render  # noqa: E402
+from tmcli.tools.reference import mouth_shape  # noqa: E402
+from tmcli.speech.phones import speech_phones  # noqa: E402
 
 GROUPS = {
     "open vowel": {"AA", "AE", "AH", "AO", "AW", "AY"},

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tmcli.data.shards import read_manifest, read_shard  # noqa: E402
-from tmcli.face.motion import INDEX  # noqa: E402
+from tmcli.train.shards import read_manifest, read_shard  # noqa: E402
+from tmcli.face.rig import INDEX  # noqa: E402
 
 FIGURES = {  # name -> format
     "yaw": "{:.1f}", "pitch": "{:.1f}", "roll": "{:.1f}", "head < 1 Hz": "{:.0%}", "jaw p50": "{:.2f}",

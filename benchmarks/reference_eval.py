@@ -12,7 +12,7 @@ folder and measured by the same code as `tm eval VIDEO AUDIO --reference REF`; a
 generator lists per case and as medians: lip-gap correlation at lag 0, the best lag (+ = tm
 later), the opening ratio, yaw / pitch spread ratios, the blink depth of tm and of the reference,
 and inside the parted lips the shares of near-black and of teeth-like pixels of each
-(tmcli/reference.py says how they are measured).
+(tmcli/tools/reference.py says how they are measured).
 With --sheets, a contact sheet per case and generator (tm's frames above the reference's, at the
 same moments) is saved there to be looked at; they hold the cases' pixels: never commit them.
 """
@@ -35,12 +35,12 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tmcli.audio import ffmpeg_exe, load_audio  # noqa: E402
-from tmcli.config import load_preset  # noqa: E402
-from tmcli.errors import TmError  # noqa: E402
-from tmcli.media import read_video_frames  # noqa: E402
-from tmcli.pipeline import render  # noqa: E402
-from tmcli.reference import evaluate_reference  # noqa: E402
+from tmcli.core.audio import ffmpeg_exe, load_audio  # noqa: E402
+from tmcli.core.config import load_preset  # noqa: E402
+from tmcli.core.errors import TmError  # noqa: E402
+from tmcli.core.media import read_video_frames  # noqa: E402
+from tmcli.stream.pipeline import render  # noqa: E402
+from tmcli.tools.reference import evaluate_reference  # noqa: E402
 
 SILENT = 1e-4  # peak sample below this: the audio track is mute
 COLUMNS = {  # report field -> (column, format)

@@ -25,9 +25,9 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tmcli.config import load_preset  # noqa: E402
-from tmcli.media import VideoWriter  # noqa: E402
-from tmcli.pipeline import render  # noqa: E402
+from tmcli.core.config import load_preset  # noqa: E402
+from tmcli.core.media import VideoWriter  # noqa: E402
+from tmcli.stream.pipeline import render  # noqa: E402
 
 
 def encode_only(frames: int, width: int, height: int, fps: float, audio: Path, out: Path) -> float:
@@ -58,7 +58,7 @@ def main() -> None:
             result = render(args.portrait, args.audio, out, preset)
             if best is None or result.wall_seconds < best.wall_seconds:
                 best = result
-        from tmcli.media import read_video_frames
+        from tmcli.core.media import read_video_frames
 
         frames = read_video_frames(out)
         next(frames)

@@ -102,8 +102,8 @@ def encode_floor(frames: int, width: int, height: int, fps: float, audio: Path, 
     """Seconds ffmpeg takes to encode `frames` frames of that size (a slowly changing picture)
     and mux the audio, with the render's settings and nothing to render."""
     sys.path.insert(0, str(ROOT))
-    from tmcli.config import load_preset
-    from tmcli.media import VideoWriter
+    from tmcli.core.config import load_preset
+    from tmcli.core.media import VideoWriter
 
     settings = load_preset().output
     base = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)

@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tmcli.features import silence_features  # noqa: E402
-from tmcli.nn.wan_audio import WanAudioTransformer  # noqa: E402
-from tmcli.render.vae_stream import encode, load_vae  # noqa: E402
+from tmcli.speech.features import silence_features  # noqa: E402
+from tmcli.video.wan_audio import WanAudioTransformer  # noqa: E402
+from tmcli.video.vae import encode, load_vae  # noqa: E402
 from tmcli.train.video import ClipWindows, mouth_weights, window_frames  # noqa: E402
 
 SIGMAS = (0.3, 0.5, 0.7, 0.9)

@@ -25,11 +25,11 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tmcli.config import load_preset  # noqa: E402
-from tmcli.curves import read_motion  # noqa: E402
-from tmcli.portrait import Portrait  # noqa: E402
-from tmcli.render.meshwarp import FixedShapeWarp, GraphedWarp  # noqa: E402
-from tmcli.runtime import parse_device  # noqa: E402
+from tmcli.core.config import load_preset  # noqa: E402
+from tmcli.motion.curves import read_motion  # noqa: E402
+from tmcli.motion.portrait import Portrait  # noqa: E402
+from tmcli.motion.warp import FixedShapeWarp, GraphedWarp  # noqa: E402
+from tmcli.core.runtime import parse_device  # noqa: E402
 
 
 def per_frame_ms(warp, poses: list[np.ndarray], device: torch.device) -> tuple[float, list[torch.Tensor]]:

@@ -28,7 +28,7 @@ def run_tm(monkeypatch, capsys, *args) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="session")
 def portrait_image() -> np.ndarray:
-    from tmcli.media import load_image
+    from tmcli.core.media import load_image
 
     return load_image(PORTRAIT)
 
@@ -36,15 +36,15 @@ def portrait_image() -> np.ndarray:
 @pytest.fixture(scope="session")
 def portrait(portrait_image):
     """The astronaut prepared for rendering with the default preset."""
-    from tmcli.config import load_preset
-    from tmcli.portrait import Portrait
+    from tmcli.core.config import load_preset
+    from tmcli.motion.portrait import Portrait
 
     return Portrait.load(PORTRAIT, load_preset())
 
 
 @pytest.fixture(scope="session")
 def speech() -> np.ndarray:
-    from tmcli.audio import load_audio
+    from tmcli.core.audio import load_audio
 
     return load_audio(SPEECH)
 
@@ -52,10 +52,10 @@ def speech() -> np.ndarray:
 def toy_clip(rng: np.random.Generator, frames: int):
     """A clip whose motion is a known function of its audio features: jawOpen follows the
     first mel band, so a model that learns anything must learn that."""
-    from tmcli.controls import Controls
-    from tmcli.data.shards import Clip
-    from tmcli.face.motion import INDEX, neutral
-    from tmcli.features import FEATURE_DIM
+    from tmcli.motion.controls import Controls
+    from tmcli.train.shards import Clip
+    from tmcli.face.rig import INDEX, neutral
+    from tmcli.speech.features import FEATURE_DIM
 
     loud = (np.sin(np.arange(frames) / rng.uniform(2, 5) + rng.uniform(0, 6)) > 0).astype(np.float32)
     features = rng.normal(0, 0.3, (frames, FEATURE_DIM)).astype(np.float32)
@@ -73,7 +73,7 @@ def toy_clip(rng: np.random.Generator, frames: int):
 @pytest.fixture(scope="session")
 def toy_data(tmp_path_factory):
     """A small data set of toy clips in the on-disk format, two shards."""
-    from tmcli.data.shards import ShardWriter
+    from tmcli.train.shards import ShardWriter
 
     root = tmp_path_factory.mktemp("toy_data")
     rng = np.random.default_rng(0)

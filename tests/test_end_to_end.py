@@ -5,10 +5,10 @@ import pytest
 import torch
 from conftest import PORTRAIT, SPEECH, TRANSCRIPT
 
-from tmcli.config import load_preset
-from tmcli.evaluate import evaluate_video
-from tmcli.media import read_video_frames
-from tmcli.pipeline import render
+from tmcli.core.config import load_preset
+from tmcli.tools.evaluate import evaluate_video
+from tmcli.core.media import read_video_frames
+from tmcli.stream.pipeline import render
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def test_silent_audio_gives_a_still_breathing_face(tmp_path, generator, min_clos
 
 def test_the_shipped_teacher_lip_syncs_the_sample(tmp_path):
     """The embedded MotionDiT teacher, rendered end to end and measured like the driver."""
-    from tmcli.face.motion import INDEX
+    from tmcli.face.rig import INDEX
 
     out = tmp_path / "teacher.mp4"
     preset = load_preset().with_overrides(output={"crop": True, "size": 256})

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from tmcli.runtime import StageTimer, preload
+from tmcli.core.runtime import StageTimer, preload
 
 
 def _imported_after(code: str) -> set[str]:
@@ -19,7 +19,7 @@ def test_the_render_command_path_imports_no_video_backend():
     must not import it (engine.py imports it when a video export is run)."""
     modules = _imported_after("import tmcli.cli.app, tmcli.pipeline, tmcli.engine, tmcli.generator")
     assert "diffusers.models.transformers.transformer_wan" not in modules
-    assert "tmcli.nn.wan_audio" not in modules
+    assert "tmcli.video.wan_audio" not in modules
 
 
 def test_timer_writes_seconds_marks_and_spans(tmp_path):

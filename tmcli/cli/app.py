@@ -13,10 +13,10 @@ import threading
 
 import typer
 
-from .. import __version__
-from ..console import console
-from ..errors import Interrupted, TmError
-from . import bench, data, distill, evaluate, export, faces, render, train
+from tmcli import __version__
+from tmcli.core.console import console
+from tmcli.core.errors import Interrupted, TmError
+from tmcli.cli import bench, data, distill, evaluate, export, faces, render, train
 
 app = typer.Typer(
     name="tm",

@@ -9,10 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..config import load_preset
-from ..console import console
-from ..errors import ConfigError
-from . import options
+from tmcli.core.config import load_preset
+from tmcli.core.console import console
+from tmcli.core.errors import ConfigError
+from tmcli.cli import options
 
 
 def bench(
@@ -32,9 +32,9 @@ def bench(
     json_path: options.Json = None,
 ) -> None:
     """Time every stage of a render (load, first frame, chunks, frames/s, memory) on the devices given."""
-    from ..bench import bench as run_bench
-    from ..bench import report_table
-    from ..runtime import StageDevices
+    from tmcli.tools.bench import bench as run_bench
+    from tmcli.tools.bench import report_table
+    from tmcli.core.runtime import StageDevices
 
     if seconds <= 0:
         raise ConfigError(f"--seconds must be positive, got {seconds}")
@@ -66,7 +66,7 @@ def _bench_video(settings, devices, chunks: int, preset: str, json_path) -> None
     """The video backend's bench: the causal Wan DiT and the streaming VAE decoder, per chunk."""
     from rich.table import Table
 
-    from ..bench_video import bench_video
+    from tmcli.tools.bench_video import bench_video
 
     if chunks < 2:
         raise ConfigError(f"--chunks must be at least 2 (the first is timed apart), got {chunks}")

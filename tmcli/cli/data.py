@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..console import console
-from ..errors import ConfigError
+from tmcli.core.console import console
+from tmcli.core.errors import ConfigError
 
 app = typer.Typer(help="Make training data for tm train.", no_args_is_help=True)
 
@@ -30,8 +30,8 @@ def synth(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Synthetic talking clips: espeak-ng speech with exact phoneme timings, labelled motion, augmented audio."""
-    from ..data import espeak
-    from ..data.synth import SynthSettings, synth_dataset
+    from tmcli.speech import espeak
+    from tmcli.train.synth import SynthSettings, synth_dataset
 
     if minutes <= 0:
         raise ConfigError(f"--minutes must be positive, got {minutes}")
@@ -59,7 +59,7 @@ def extract(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Real videos you own -> landmarks per frame -> fitted motion + audio, in the format of synth."""
-    from ..data.extract import extract_videos
+    from tmcli.train.extract import extract_videos
 
     if len(paths) < 2:
         raise ConfigError("give at least one video and then the output folder")
@@ -82,7 +82,7 @@ def video(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Frames for the video backend: each clip's motion rendered on a portrait, with its audio features."""
-    from ..data.video import render_video_dataset
+    from tmcli.train.video_data import render_video_dataset
 
     if size < 64 or size % 16:
         raise ConfigError(f"--size must be a multiple of 16, at least 64; got {size}")

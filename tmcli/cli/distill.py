@@ -14,10 +14,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..config import load_preset
-from ..console import console
-from ..errors import ConfigError
-from . import options
+from tmcli.core.config import load_preset
+from tmcli.core.console import console
+from tmcli.core.errors import ConfigError
+from tmcli.cli import options
 
 
 def distill(
@@ -40,9 +40,9 @@ def distill(
     """Distill a teacher into a causal, chunk-wise, few-step student (ODE regression, regression
     on its own rollouts, then DMD on self-forcing rollouts; a video-backend teacher: the ODE
     stage, on its `tm data video` set). Rerun to resume."""
-    from ..data.shards import read_manifest
-    from ..generator import is_video_checkpoint, load_motion_dit
-    from ..train.distill import distill as run_distill
+    from tmcli.train.shards import read_manifest
+    from tmcli.stream.generator import is_video_checkpoint, load_motion_dit
+    from tmcli.train.distill import distill as run_distill
 
     settings = load_preset(preset)
     d = settings.distill
@@ -68,8 +68,8 @@ def distill(
     settings = settings.with_overrides(distill=changes)
     video = is_video_checkpoint(teacher)
     if video:  # the video backend's teacher (tm train --preset video-*): a tm data video set
-        from ..data.video import read_video_manifest
-        from ..train.video import distill_video
+        from tmcli.train.video_data import read_video_manifest
+        from tmcli.train.video import distill_video
 
         if settings.distill.self_forcing_steps or settings.distill.dmd_steps:
             raise ConfigError("the video backend distils with the ODE stage only",

@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ..console import console
-from . import options
+from tmcli.core.console import console
+from tmcli.cli import options
 
 
 def evaluate(
@@ -28,13 +28,13 @@ def evaluate(
     With --reference: VIDEO against a video of the same speech, frame by frame (lip gap, opening,
     mouth shape, head sway, blinks, jitter; both read back with the face mesh)."""
     if reference is not None:
-        from ..reference import evaluate_reference
+        from tmcli.tools.reference import evaluate_reference
 
         report = evaluate_reference(video, reference, audio)
         columns = ("measure", "video", "reference")
         title = f"tm eval: {video.name} against {reference.name}"
     else:
-        from ..evaluate import evaluate_video
+        from tmcli.tools.evaluate import evaluate_video
 
         report = evaluate_video(video, audio, transcript=transcript)
         columns = ("measure", "value", "target")

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..console import console
+from tmcli.core.console import console
 
 
 def export(
@@ -26,13 +26,13 @@ def export(
     """Export the streaming student's chunk step (KV cache as inputs and outputs), the face rig
     and the warp (a video student: its VAE encoder and streaming decoder) as graphs, check them
     against PyTorch on random and real inputs, and write a manifest."""
-    from ..bench import stand_in_portrait, stand_in_speech
-    from ..config import load_preset
-    from ..errors import InputError
-    from ..export import check_request
-    from ..export import export as run_export
-    from ..generator import is_video_checkpoint, load_motion_dit
-    from ..pipeline import embedded_checkpoint
+    from tmcli.tools.bench import stand_in_portrait, stand_in_speech
+    from tmcli.core.config import load_preset
+    from tmcli.core.errors import InputError
+    from tmcli.tools.export import check_request
+    from tmcli.tools.export import export as run_export
+    from tmcli.stream.generator import is_video_checkpoint, load_motion_dit
+    from tmcli.stream.pipeline import embedded_checkpoint
 
     check_request(format, dtype, out, overwrite)
     if str(checkpoint) == "default":
@@ -41,8 +41,8 @@ def export(
         if path is not None and not path.is_file():
             raise InputError(f"{path} does not exist", hint=f"give {flag} FILE: the check runs on real inputs")
     if is_video_checkpoint(checkpoint):
-        from ..runtime import StageDevices
-        from ..video_pipeline import VideoStudent
+        from tmcli.core.runtime import StageDevices
+        from tmcli.stream.video import VideoStudent
 
         face_size = VideoStudent(checkpoint, StageDevices.cpu()).size  # a bad student fails here, in one line
     else:
@@ -72,12 +72,12 @@ def export(
 
 def _real_inputs(audio: Path, portrait: Path, preset, face_size: int | None):
     """The speech's features, and the portrait's rig and renderer (motion) or its face crop at face_size (video)."""
-    from .. import audio as audio_mod
-    from ..export import RealInputs
-    from ..features import generator_features
-    from ..portrait import Portrait
-    from ..speech import speech_phones
-    from ..video_pipeline import face_crop
+    from tmcli.core import audio as audio_mod
+    from tmcli.tools.export import RealInputs
+    from tmcli.speech.features import generator_features
+    from tmcli.motion.portrait import Portrait
+    from tmcli.speech.phones import speech_phones
+    from tmcli.stream.video import face_crop
 
     samples = audio_mod.load_audio(audio)
     features = generator_features(audio_mod.extract_features(samples, preset.output.fps), speech_phones(samples))

@@ -11,8 +11,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ..console import console
-from . import options
+from tmcli.core.console import console
+from tmcli.cli import options
 
 
 def faces(
@@ -22,7 +22,7 @@ def faces(
     json_out: options.Json = None,
 ) -> None:
     """List the faces in IMAGE, largest first; pick one with `tm render --face-index N`."""
-    from ..face.listing import describe, list_faces, write_preview
+    from tmcli.face.listing import describe, list_faces, write_preview
 
     picture, found = list_faces(image)
     listed = describe(found)

@@ -15,7 +15,7 @@ Json = Annotated[Optional[str], typer.Option("--json", help="Also write the figu
 
 def parse_pair(text: str, flag: str) -> tuple[float, float]:
     """'0.3,-0.1' -> (0.3, -0.1), or a one-line error naming the flag."""
-    from ..errors import ConfigError
+    from tmcli.core.errors import ConfigError
 
     try:
         x, y = (float(v) for v in text.split(","))

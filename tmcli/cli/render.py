@@ -14,10 +14,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..config import load_preset
-from ..console import console
-from ..errors import ConfigError
-from . import options
+from tmcli.core.config import load_preset
+from tmcli.core.console import console
+from tmcli.core.errors import ConfigError
+from tmcli.cli import options
 
 
 def render(
@@ -57,9 +57,9 @@ def render(
     """Render AUDIO spoken by the face in PORTRAIT to an mp4 (H.264 + AAC); or many jobs."""
     import os
 
-    from ..batch import Batch, jobs_from_arguments, launch, preset_for, read_manifest, render_batch
-    from ..pipeline import render as run_render
-    from ..runtime import StageDevices, StageTimer
+    from tmcli.stream.batch import Batch, jobs_from_arguments, launch, preset_for, read_manifest, render_batch
+    from tmcli.stream.pipeline import render as run_render
+    from tmcli.core.runtime import StageDevices, StageTimer
 
     audio = audio or []
     checkpoint = _engine_checkpoint(engine, model, checkpoint, generator)
@@ -140,7 +140,7 @@ def render(
 
 def _engine_checkpoint(engine: str, model: Path | None, checkpoint: Path | None, generator: str) -> Path | None:
     """--engine/--model -> the folder the generator loads (an export folder is a checkpoint to it)."""
-    from ..engine import ENGINES, ExportedModel
+    from tmcli.stream.engine import ENGINES, ExportedModel
 
     if engine == "torch":
         if model is not None:

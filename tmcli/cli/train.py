@@ -14,10 +14,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..config import load_preset
-from ..console import console
-from ..errors import ConfigError
-from . import options
+from tmcli.core.config import load_preset
+from tmcli.core.console import console
+from tmcli.core.errors import ConfigError
+from tmcli.cli import options
 
 
 def train(
@@ -39,7 +39,7 @@ def train(
     """Train the bidirectional teacher with flow matching (video presets: its VAE first). Rerun to resume."""
     import torch
 
-    from ..train.trainer import train as run_train
+    from tmcli.train.trainer import train as run_train
 
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {batch_size}")
@@ -50,7 +50,7 @@ def train(
         def job(on_step):
             return run_train(data_dir, out, settings.model, settings.train, device=device, on_step=on_step, init=init)
     else:
-        from ..train.video import train_teacher, train_vae
+        from tmcli.train.video import train_teacher, train_vae
 
         if stage not in ("vae", "teacher"):
             raise ConfigError(f"--stage must be vae or teacher, got {stage!r}")

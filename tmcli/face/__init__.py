@@ -1,1 +1,1 @@
-"""Faces: landmarks (mediapipe face mesh), the aligned crop, and the motion latent."""
+"""Faces: landmarks (mediapipe face mesh), the aligned crop, and the rig that poses landmarks from motion."""

@@ -13,8 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..console import quiet_native_output
-from ..errors import NoFaceError
+from tmcli.core.console import quiet_native_output
+from tmcli.core.errors import NoFaceError
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging, before it loads
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

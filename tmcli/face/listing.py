@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import NoFaceError, OutputError
-from ..media import check_writable, load_image
-from .landmarks import Face, detect_faces
+from tmcli.core.errors import NoFaceError, OutputError
+from tmcli.core.media import check_writable, load_image
+from tmcli.face.landmarks import Face, detect_faces
 
 BOX_COLOUR = (255, 220, 0)
 LABEL_COLOUR = (0, 0, 0)

@@ -1,1 +1,1 @@
-"""Training: data streams and the teacher trainer."""
+"""Training: data sets (synthetic speech, extracted videos, shards), the teacher trainer, distillation, the video backend."""

@@ -39,16 +39,16 @@ from pathlib import Path
 
 import torch
 
-from ..config import DistillSettings, GeneratorSettings
-from ..face.motion import ARTICULATION, INDEX
-from ..features import silence_features
-from ..generator import denoise_chunk, guidance_scales, guided_velocity, split_controls
-from ..media import save_pretrained
-from ..nn.attention import KVCache
-from ..nn.causal_dit import CausalMotionDiT
-from ..nn.motion_dit import MotionDiT
-from .data import Batch, WindowStream
-from .trainer import plot_loss, truncate_log
+from tmcli.core.config import DistillSettings, GeneratorSettings
+from tmcli.face.rig import ARTICULATION, INDEX
+from tmcli.speech.features import silence_features
+from tmcli.stream.generator import denoise_chunk, guidance_scales, guided_velocity, split_controls
+from tmcli.core.media import save_pretrained
+from tmcli.core.attention import KVCache
+from tmcli.motion.causal_dit import CausalMotionDiT
+from tmcli.motion.dit import MotionDiT
+from tmcli.train.windows import Batch, WindowStream
+from tmcli.train.trainer import plot_loss, truncate_log
 
 STATE = "distill_state.pt"
 PAIRS = "ode_pairs.pt"
@@ -295,7 +295,7 @@ def distill(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, 
             generator_settings: GeneratorSettings,
             on_progress: Callable[[str, int, int, float], None] | None = None) -> DistillReport:
     """Distill (or resume distilling) the teacher in `teacher_dir` into a student in `out_dir`."""
-    from ..generator import load_motion_dit
+    from tmcli.stream.generator import load_motion_dit
 
     out, data_dir = Path(out_dir), Path(data_dir)
     resume = (out / STATE).is_file()

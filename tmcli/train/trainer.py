@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from ..config import ModelSettings, TrainSettings
-from ..data.shards import read_manifest
-from ..features import silence_features
-from ..generator import split_controls
-from ..media import save_pretrained
-from ..nn.motion_dit import MotionDiT
-from .data import Batch, WindowStream
+from tmcli.core.config import ModelSettings, TrainSettings
+from tmcli.train.shards import read_manifest
+from tmcli.speech.features import silence_features
+from tmcli.stream.generator import split_controls
+from tmcli.core.media import save_pretrained
+from tmcli.motion.dit import MotionDiT
+from tmcli.train.windows import Batch, WindowStream
 
 STATE = "trainer_state.pt"
 

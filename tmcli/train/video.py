@@ -26,15 +26,15 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKLWan
 
-from ..config import VAE_CONFIGS, DistillSettings, GeneratorSettings, Preset, TrainSettings
-from ..data.video import read_video_clips, read_video_manifest
-from ..errors import InputError
-from ..features import silence_features
-from ..media import save_pretrained
-from ..nn.wan_audio import WanAudioTransformer
-from ..render.vae_stream import StreamingVAEDecoder, StreamingVAEEncoder, build_vae, encode, load_vae
-from .distill import PAIRS, ode_states
-from .trainer import TrainReport, fit, resumed_settings, start_run
+from tmcli.core.config import VAE_CONFIGS, DistillSettings, GeneratorSettings, Preset, TrainSettings
+from tmcli.train.video_data import read_video_clips, read_video_manifest
+from tmcli.core.errors import InputError
+from tmcli.speech.features import silence_features
+from tmcli.core.media import save_pretrained
+from tmcli.video.wan_audio import WanAudioTransformer
+from tmcli.video.vae import StreamingVAEDecoder, StreamingVAEEncoder, build_vae, encode, load_vae
+from tmcli.train.distill import PAIRS, ode_states
+from tmcli.train.trainer import TrainReport, fit, resumed_settings, start_run
 
 def window_frames(chunk_latent_frames: int) -> int:
     """Video frames of a training window: three chunks (the sink, a window chunk, one more)."""

@@ -1,1 +1,0 @@
-"""Training data: synthetic speech with known phone timings."""

@@ -1,1 +1,0 @@
-"""Networks: the motion diffusion transformer."""

@@ -1,1 +1,0 @@
-"""Renderers: motion (deformed landmarks) -> image. The motion-space renderer is MeshWarpRenderer."""

@@ -1,0 +1,1 @@
+"""Speech: phones (pocketsphinx), generator features, synthetic speech (espeak-ng)."""

@@ -1,0 +1,1 @@
+"""The streaming core: generators, sources of motion, the render pipeline, remote generators, batches, exported graphs."""

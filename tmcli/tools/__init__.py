@@ -1,0 +1,1 @@
+"""Tools over the core: bench, export, evaluate."""
