@@ -5,41 +5,10 @@ import torch
 
 from tmcli.motion.controls import Controls
 from tmcli.speech.features import FEATURE_DIM
-from tmcli.stream.generator import StreamingGenerator, split_controls
-from tmcli.core.attention import KVCache
+from tmcli.stream.generator import StreamingGenerator
 from tmcli.motion.causal_dit import CausalMotionDiT
 from tmcli.motion.dit import MotionDiT
-
-C, A, R = 3, 2, 1  # chunk frames, look-ahead frames, audio context
-
-
-def tiny_student(window_chunks=2, seed=0) -> CausalMotionDiT:
-    torch.manual_seed(seed)
-    model = CausalMotionDiT(hidden_size=32, num_layers=2, num_heads=2, audio_context=R, chunk_frames=C,
-                            window_chunks=window_chunks, lookahead_frames=A)
-    for p in model.parameters():  # adaLN-zero starts at exactly zero output: make every path matter
-        torch.nn.init.normal_(p, std=0.2)
-    return model.eval()
-
-
-def clip(model, chunks, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    n = chunks * C
-    return {"clean": torch.randn(1, n, 35, generator=g), "noisy": torch.randn(1, n, 35, generator=g),
-            "timestep": torch.rand(1, chunks, generator=g) * 1000,
-            "audio": torch.randn(1, n + A + 2 * R, FEATURE_DIM, generator=g),
-            "neutral": torch.zeros(1, 35), "controls": split_controls(torch.as_tensor(Controls().vector())[None])}
-
-
-def stream(model, x):
-    """The streaming path: each noisy chunk against the cache, then its clean chunk written."""
-    cache = KVCache(model.config.num_layers, model.config.window_chunks)
-    out = []
-    for i in range(x["noisy"].shape[1] // C):
-        frames, audio = slice(i * C, (i + 1) * C), x["audio"][:, i * C: i * C + model.audio_span]
-        out.append(model.step(x["noisy"][:, frames], x["timestep"][:, i], audio, cache, x["neutral"], x["controls"]))
-        model.step(x["clean"][:, frames], torch.zeros(1), audio, cache, x["neutral"], x["controls"], write=True)
-    return torch.cat(out, dim=1), cache
+from tiny_models import C, A, R, tiny_student, student_clip as clip, student_stream as stream
 
 
 @torch.no_grad()

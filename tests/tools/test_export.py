@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import PORTRAIT, SPEECH
-from test_causal import C, clip, stream, tiny_student
+from tiny_models import C, tiny_student, student_clip as clip, student_stream as stream
 
 from tmcli.motion.controls import Controls
 from tmcli.stream.engine import ExportedChunkStep, ExportedModel, GraphedChunkStep
 from tmcli.core.errors import InputError, OutputError
-from tmcli.tools.export import ExportError, RealInputs, export
+from tmcli.tools.graphs import ExportError, RealInputs
+from tmcli.tools.export import export
 from tmcli.face.rig import MOTION_DIM, pose_landmarks
 from tmcli.speech.features import FEATURE_DIM
 from tmcli.stream.generator import StreamingGenerator
@@ -99,7 +100,7 @@ def test_an_export_streams_the_motion_pytorch_streams(student_dir, real, tmp_pat
         assert weights.is_file() and weights.stat().st_mode & 0o777 == 0o666 & ~umask()  # shareable, not 0600
         assert check["stream, real"]["max_abs"] > 0  # checked against the fp32 model, not its rounded copy
         from tmcli.core.config import load_preset
-        from tmcli.stream.pipeline import load_generator
+        from tmcli.stream.generator import load_generator
 
         from tmcli.motion.causal_dit import CausalMotionDiT
 
@@ -203,8 +204,7 @@ def test_tm_export_then_render_with_the_onnx_engine_gives_pytorchs_video(tmp_pat
 @torch.no_grad()
 def test_the_fixed_shape_video_step_equals_the_cached_step_as_the_window_fills_and_rolls():
     """Including the first chunk, which hears fewer audio rows and gets them padded in front."""
-    from test_wan_audio import clip as video_clip
-    from test_wan_audio import stream_steps, tiny
+    from tiny_models import video_clip, video_stream_steps as stream_steps, tiny_video as tiny
 
     from tmcli.video.wan_audio import FixedShapeVideoStep
 
@@ -252,7 +252,7 @@ def test_the_fixed_shape_vae_decoder_equals_the_streaming_decoder():
 
 def make_video_student(folder, **overrides):
     """A tiny video student folder as tm distill writes one: transformer, vae/, train.json."""
-    from test_wan_audio import tiny
+    from tiny_models import tiny_video as tiny
 
     from tmcli.video.vae import build_vae
 

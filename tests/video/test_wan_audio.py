@@ -14,46 +14,8 @@ from tmcli.core.config import PRESET_DIR, load_preset
 from tmcli.speech.features import FEATURE_DIM
 from tmcli.stream.generator import VideoStreamingGenerator
 from tmcli.video.wan_audio import WanAudioTransformer
+from tiny_models import tiny_video as tiny, video_clip as clip, video_stream_steps as stream_steps
 from tmcli.video.vae import StreamingVAEDecoder, StreamingVAEEncoder, build_vae, denormalize, encode
-
-TINY = dict(latent_channels=4, num_layers=2, num_heads=2, head_dim=16, ffn_dim=64, freq_dim=32, text_dim=32,
-            text_tokens=4, audio_heads=2, audio_context=1, chunk_latent_frames=2, window_chunks=1)
-
-
-def tiny(seed=0, audio=True, **overrides) -> WanAudioTransformer:
-    torch.manual_seed(seed)
-    model = WanAudioTransformer(**{**TINY, **overrides}).eval()
-    if audio:  # the audio path starts at zero (a pretrained Wan unchanged); give it weight for the tests
-        for attn in model.audio_attn:
-            torch.nn.init.normal_(attn.to_out[0].weight, std=0.2)
-    return model
-
-
-def clip(model, frames=6, side=8, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    z = model.config.latent_channels
-    rows = model.audio_rows(0, frames)
-    portrait = torch.randn(1, z, 1, side, side, generator=g)
-    return {"clean": torch.randn(1, z, frames, side, side, generator=g),
-            "noisy": torch.randn(1, z, frames, side, side, generator=g),
-            "timestep": torch.rand(1, frames // model.config.chunk_latent_frames, generator=g) * 1000,
-            "audio": torch.randn(1, len(rows), FEATURE_DIM, generator=g), "portrait": portrait,
-            "cond": model.condition_latents(portrait, 0, frames), "cross": model.cross_kv(1)}
-
-
-def stream_steps(model, x):
-    """Each chunk denoised against the cache (one pass), then its clean version written: velocities."""
-    c, first_row = model.config.chunk_latent_frames, model.audio_rows(0, 1)[0]
-    cache, out = model.new_cache(), []
-    for i in range(x["noisy"].shape[2] // c):
-        frames = slice(i * c, (i + 1) * c)
-        rows = model.audio_rows(i * c, c)
-        audio = x["audio"][:, rows[0] - first_row: rows[-1] + 1 - first_row]
-        cond = model.condition_latents(x["portrait"], i * c, c)
-        out.append(model.step(x["noisy"][:, :, frames], x["timestep"][:, i], cond, audio, cache, x["cross"]))
-        model.step(x["clean"][:, :, frames], torch.zeros(1), cond, audio, cache, x["cross"], write=True)
-    return torch.cat(out, dim=2)
-
 
 @torch.no_grad()
 def test_bidirectional_pass_is_stock_wan_while_the_audio_path_is_zero():

@@ -29,10 +29,10 @@ def export(
     from tmcli.tools.bench import stand_in_portrait, stand_in_speech
     from tmcli.core.config import load_preset
     from tmcli.core.errors import InputError
-    from tmcli.tools.export import check_request
+    from tmcli.tools.graphs import check_request
     from tmcli.tools.export import export as run_export
     from tmcli.stream.generator import is_video_checkpoint, load_motion_dit
-    from tmcli.stream.pipeline import embedded_checkpoint
+    from tmcli.stream.generator import embedded_checkpoint
 
     check_request(format, dtype, out, overwrite)
     if str(checkpoint) == "default":
@@ -73,7 +73,7 @@ def export(
 def _real_inputs(audio: Path, portrait: Path, preset, face_size: int | None):
     """The speech's features, and the portrait's rig and renderer (motion) or its face crop at face_size (video)."""
     from tmcli.core import audio as audio_mod
-    from tmcli.tools.export import RealInputs
+    from tmcli.tools.graphs import RealInputs
     from tmcli.speech.features import generator_features
     from tmcli.motion.portrait import Portrait
     from tmcli.speech.phones import speech_phones

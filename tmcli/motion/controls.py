@@ -56,6 +56,15 @@ class Controls:
         return offset
 
 
+def parse_gaze(text: str) -> tuple[float, float]:
+    """'0.3,-0.1' -> (0.3, -0.1): where the eyes rest, X,Y in [-1, 1]."""
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--gaze takes two numbers X,Y, got {text!r}") from None
+    return x, y
+
+
 def parse_emotion(text: str) -> tuple[float, ...]:
     """'neutral', 'happy', 'sad:0.5' or 'happy:0.6,surprised:0.3' -> strengths of EMOTIONS."""
     strengths = dict.fromkeys(EMOTIONS, 0.0)

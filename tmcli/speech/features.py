@@ -135,7 +135,7 @@ class FeatureStream:
             if isinstance(phones, Future):
                 try:
                     phones = phones.result()
-                except BrokenProcessPool:  # the worker could not start (see pipeline._result)
+                except BrokenProcessPool:  # the worker could not start (see stream/sources.py, _result)
                     phones = self.phones_of(piece, start)
             return generator_features(extract_features(piece, self.fps), phones)
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tmcli.core.errors import ConfigError, InputError, TmError
+from tmcli.motion.controls import parse_gaze
 
 # manifest columns besides portrait, audio and output: the per-job options of tm render
 OPTION_COLUMNS = {"seed": int, "transcript": str, "generator": str, "checkpoint": str, "emotion": str, "gaze": str,
@@ -185,9 +186,7 @@ def new_run_id() -> str:
 
 def preset_for(base, options: dict):
     """The preset with one job's options (the names of tm render's flags) applied."""
-    from tmcli.cli.options import parse_pair
-
-    gaze_x, gaze_y = parse_pair(options["gaze"], "--gaze") if options.get("gaze") else (None, None)
+    gaze_x, gaze_y = parse_gaze(options["gaze"]) if options.get("gaze") else (None, None)
     return base.with_overrides(
         output={"fps": options.get("fps"), "size": options.get("size"), "crop": options.get("crop")},
         generator={"cfg_audio": options.get("cfg_scale"), "steps": options.get("steps")},

@@ -20,17 +20,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from tmcli.core.config import GeneratorSettings
+from tmcli.core.config import GeneratorSettings, Preset
+from tmcli.core.errors import ConfigError, InputError
+from tmcli.core.runtime import StageDevices
 from tmcli.motion.controls import GROUPS, Controls
-from tmcli.core.errors import InputError
 from tmcli.face.rig import MOTION_DIM
 from tmcli.speech.features import FEATURE_DIM, silence_features
 from tmcli.core.attention import KVCache
 from tmcli.motion.causal_dit import CausalMotionDiT
 from tmcli.motion.dit import MotionDiT
+from tmcli.stream.engine import ExportedChunkStep, ExportedModel, GraphedChunkStep, is_export
 
 if TYPE_CHECKING:
-    from tmcli.stream.engine import ExportedChunkStep, GraphedChunkStep
     from tmcli.video.wan_audio import WanAudioTransformer
 
 MODEL_CLASSES = {cls.__name__: cls for cls in (MotionDiT, CausalMotionDiT)}
@@ -283,3 +284,46 @@ class VideoStreamingGenerator:
             pending = np.concatenate([pending, silence_features(max(0, need))])
             latents, pending, base = chunk(pending, base)
             yield latents
+
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def embedded_checkpoint(generator: str) -> Path:
+    """The generator shipped inside the package (see tmcli/weights/*/README.md)."""
+    path = WEIGHTS_DIR / generator
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"no embedded {generator} checkpoint in this install",
+                          hint="pass --checkpoint DIR (train one with `tm train`)")
+    return path
+
+
+def load_generator(checkpoint: str | Path, preset: Preset, kind: str, devices: StageDevices | None = None):
+    """The teacher or student in `checkpoint` on the generator's device, checked against the kind
+    and frame rate asked for."""
+    devices = devices or StageDevices.cpu()
+    if is_export(checkpoint):  # tm export's graphs: the student's chunk step, on the CPU
+        if kind != "student" or devices.generator.type != "cpu":
+            raise ConfigError("an export runs the student's chunk step on the CPU",
+                              hint="render it with --generator student and no --device")
+        exported = ExportedChunkStep(ExportedModel(checkpoint, graphs=("chunk_step",)))
+        if abs(exported.config.fps - preset.output.fps) > 1e-6:
+            raise ConfigError(f"the export generates {exported.config.fps:g} fps motion; asked for "
+                              f"{preset.output.fps:g} fps", hint=f"render with --fps {exported.config.fps:g}")
+        return StreamingGenerator(exported)
+    model = load_motion_dit(checkpoint, devices.generator)
+    if isinstance(model, CausalMotionDiT) != (kind == "student"):
+        made = "a causal student (tm distill)" if isinstance(model, CausalMotionDiT) else "a teacher (tm train)"
+        raise ConfigError(f"{checkpoint} holds {made}, not a {kind}",
+                          hint=f"render it with --generator {'student' if kind == 'teacher' else 'teacher'}")
+    if abs(model.config.fps - preset.output.fps) > 1e-6:
+        raise ConfigError(f"the checkpoint generates {model.config.fps:g} fps motion; asked for {preset.output.fps:g} fps",
+                          hint=f"render with --fps {model.config.fps:g}")
+    if kind == "student":
+        graphed = devices.generator.type == "cuda" and preset.generator.cuda_graph
+        generator = StreamingGenerator(GraphedChunkStep(model, devices.autocast) if graphed else model, devices.autocast)
+    else:
+        generator = TeacherGenerator(model, preset.generator, devices.autocast)
+    if devices.generator.type == "cuda":  # CUDA starts lazily: pay for it here, not in the first chunk
+        generator(silence_features(getattr(model, "audio_span", model.config.window)), Controls())
+    return generator

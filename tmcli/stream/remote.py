@@ -90,7 +90,7 @@ class RemoteMotionSource:
                  timer: StageTimer):
         if str(audio_path) == "-":
             raise ConfigError("--disaggregate reads audio from a file, not standard input")
-        from tmcli.stream.pipeline import check_generator
+        from tmcli.stream.sources import check_generator
 
         check_generator(generator)  # before a process is started for it
         local = dataclasses.replace(devices, processes=False)
@@ -153,7 +153,7 @@ def _generator_process(address: str, args: tuple, errors) -> None:
 
     import torch.distributed as dist
 
-    from tmcli.stream.pipeline import QUEUE_CHUNKS, MotionSource
+    from tmcli.stream.sources import QUEUE_CHUNKS, MotionSource
 
     devices: StageDevices = args[4]
     dist.init_process_group(backend(devices), init_method=address, rank=0, world_size=2,

@@ -96,7 +96,7 @@ def render_video(portrait_path: str | Path, audio_path: str | Path, output: str 
                  timer: StageTimer | None = None):
     """Render `audio_path` ("-": standard input) with the video student in `checkpoint` to `output`."""
     from tmcli.stream.generator import VideoStreamingGenerator
-    from tmcli.stream.pipeline import RenderResult, _student_features
+    from tmcli.stream.sources import RenderResult, student_features
 
     start = time.perf_counter()
     timer = timer or StageTimer()
@@ -119,7 +119,7 @@ def render_video(portrait_path: str | Path, audio_path: str | Path, output: str 
                         audio_rate=audio_mod.SAMPLE_RATE if from_stdin else None, crf=preset.output.crf,
                         preset=preset.output.x264_preset) as writer:
         blocks = audio_mod.read_audio_blocks(audio_path, None)
-        rows = _RowCounter(_student_features(writer.tee_audio(blocks) if from_stdin else blocks, preset, transcript,
+        rows = _RowCounter(student_features(writer.tee_audio(blocks) if from_stdin else blocks, preset, transcript,
                                              audio_path, pool))
         frames = 0
         timer.mark("stream start")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from tmcli.core.errors import InputError
-from tmcli.tools.export import DTYPES, TOLERANCE, RealInputs, check_report, errors_of, manifest_head, quiet_libraries, random_steps, write_graph, write_manifest
+from tmcli.tools.graphs import DTYPES, TOLERANCE, RealInputs, check_report, errors_of, manifest_head, quiet_libraries, random_steps, write_graph, write_manifest
 from tmcli.core.media import save_pretrained
 from tmcli.video.wan_audio import FixedShapeVideoStep
 from tmcli.video.vae import FixedShapeVAEDecode, PortraitEncode
