@@ -27,7 +27,7 @@ from tmcli.face.rig import INDEX  # noqa: E402
 from tmcli.speech.features import generator_features  # noqa: E402
 from tmcli.stream.generator import TeacherGenerator, load_motion_dit  # noqa: E402
 from tmcli.motion.portrait import Portrait  # noqa: E402
-from tmcli.speech.phones import speech_phones  # noqa: E402
+from tmcli.speech.alignment import speech_phones  # noqa: E402
 
 VOICES = ["samples/extra/codec2_speech_orig_16k_female.wav", "samples/extra/librivox_sns_0870_male.wav",
           "samples/extra/allison_vm-nobox_female.wav"]

@@ -37,7 +37,7 @@ from tmcli.stream.engine import ExportedChunkStep, ExportedModel, ExportedWarp  
 from tmcli.face.rig import MOTION_DIM, FaceRig  # noqa: E402
 from tmcli.speech.features import FEATURE_DIM  # noqa: E402
 from tmcli.stream.generator import StreamingGenerator, load_motion_dit  # noqa: E402
-from tmcli.stream.pipeline import embedded_checkpoint  # noqa: E402
+from tmcli.stream.sources import embedded_checkpoint  # noqa: E402
 from tmcli.motion.portrait import Portrait  # noqa: E402
 
 

@@ -42,7 +42,7 @@ from tmcli.speech.features import FEATURE_DIM, generator_features  # noqa: E402
 from tmcli.stream.generator import StreamingGenerator, TeacherGenerator, load_motion_dit  # noqa: E402
 from tmcli.motion.causal_dit import CausalMotionDiT  # noqa: E402
 from tmcli.core.runtime import parse_device  # noqa: E402
-from tmcli.speech.phones import speech_phones  # noqa: E402
+from tmcli.speech.alignment import speech_phones  # noqa: E402
 from tmcli.train.windows import Batch  # noqa: E402
 from tmcli.train.trainer import flow_matching_loss, new_model  # noqa: E402
 

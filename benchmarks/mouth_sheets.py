@@ -4,7 +4,7 @@
 
 For every `vasa1/` and `emo/` case of the real folder (portrait + audio + that system's render,
 as in benchmarks/reference_eval.py) tm renders the portrait speaking the audio (face crop at
---size), the audio's phones are found as `tm render` finds them (tmcli.speech.speech_phones),
+--size), the audio's phones are found as `tm render` finds them (tmcli.speech.alignment.speech_phones),
 and for each phone group (open vowels, /o u/, /i e/, /f v/, /p b m/, /t d n l/, /th/, silence)
 the frame at the middle of its longest phone is taken from both videos; each video's mouth is cut
 out around its own face mesh landmarks (1.5 interocular distances square) so the two line up
@@ -41,7 +41,7 @@ from tmcli.face import landmarks as L  # noqa: E402
 from tmcli.core.media import read_video_frames  # noqa: E402
 from tmcli.stream.pipeline import render  # noqa: E402
 from tmcli.tools.reference import mouth_shape  # noqa: E402
-from tmcli.speech.phones import speech_phones  # noqa: E402
+from tmcli.speech.alignment import speech_phones  # noqa: E402
 
 GROUPS = {
     "open vowel": {"AA", "AE", "AH", "AO", "AW", "AY"},

@@ -28,7 +28,7 @@ from rich.table import Table  # noqa: E402
 from tmcli.core import audio as audio_mod  # noqa: E402
 from tmcli.train.synth import RECOGNITION_ERRORS, misrecognize  # noqa: E402
 from tmcli.speech.features import phone_classes  # noqa: E402
-from tmcli.speech.phones import speech_phones  # noqa: E402
+from tmcli.speech.alignment import speech_phones  # noqa: E402
 
 FPS = 25.0
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from tmcli.core.config import load_preset  # noqa: E402
 from tmcli.motion.curves import read_motion  # noqa: E402
 from tmcli.motion.portrait import Portrait  # noqa: E402
-from tmcli.motion.warp import FixedShapeWarp, GraphedWarp  # noqa: E402
+from tmcli.motion.warp_graph import FixedShapeWarp, GraphedWarp  # noqa: E402
 from tmcli.core.runtime import parse_device  # noqa: E402
 
 

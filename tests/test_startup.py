@@ -16,8 +16,8 @@ def _imported_after(code: str) -> set[str]:
 
 def test_the_render_command_path_imports_no_video_backend():
     """diffusers' Wan (0.6 s) is for the video backend only; the CLI and the motion pipeline
-    must not import it (engine.py imports it when a video export is run)."""
-    modules = _imported_after("import tmcli.cli.app, tmcli.pipeline, tmcli.engine, tmcli.generator")
+    must not import it (stream/engine.py imports it when a video export is run)."""
+    modules = _imported_after("import tmcli.cli.app, tmcli.stream.pipeline, tmcli.stream.engine, tmcli.stream.generator")
     assert "diffusers.models.transformers.transformer_wan" not in modules
     assert "tmcli.video.wan_audio" not in modules
 

@@ -185,7 +185,7 @@ def test_reduced_precision_streams_close_to_fp32():
     from tmcli.motion.controls import Controls
     from tmcli.speech.features import FEATURE_DIM
     from tmcli.stream.generator import StreamingGenerator, load_motion_dit
-    from tmcli.stream.generator import embedded_checkpoint
+    from tmcli.stream.sources import embedded_checkpoint
 
     model = load_motion_dit(embedded_checkpoint("student"))
     features = np.random.default_rng(0).normal(0, 1, (100, FEATURE_DIM)).astype(np.float32)

@@ -7,7 +7,8 @@ from tmcli.tools.evaluate import CLOSED, OPEN, mouth_aperture
 from tmcli.face import landmarks as L
 from tmcli.face.align import to_uint8
 from tmcli.face.rig import INDEX, neutral
-from tmcli.motion.warp import FixedShapeWarp, curve_index, curves_at, forward_field
+from tmcli.motion.warp_graph import FixedShapeWarp
+from tmcli.motion.warp import curve_index, curves_at, forward_field
 from tmcli.motion.mouth import DEFAULT_TEETH, mouth_paint
 
 

@@ -16,9 +16,10 @@ pytest.importorskip("pocketsphinx", reason="pocketsphinx is not installed (pip i
 
 from conftest import SPEECH
 
-from tmcli.speech import phones as phones_module  # noqa: E402
+from tmcli.speech import alignment, phones as phones_module  # noqa: E402
 from tmcli.core.errors import AudioError  # noqa: E402
-from tmcli.speech.phones import SAMPLE_RATE, Phone, align_phones, recognize_phones  # noqa: E402
+from tmcli.speech.phones import SAMPLE_RATE, Phone, recognize_phones  # noqa: E402
+from tmcli.speech.alignment import align_phones
 
 # CMU ARCTIC a0007. (Not "Not at this particular case, Tom, apologized Whittemore.", which is
 # a0002: aligned to this clip that scores -43 per frame against -10 for this one, and
@@ -133,8 +134,8 @@ def test_transcript_that_cannot_fit_raises(voice):
 
 def test_chunked_phone_pass_matches_whole_clip(voice, aligned, monkeypatch):
     """The memory-saving path for long audio, forced onto the short clip."""
-    monkeypatch.setattr(phones_module, "_MAX_PHONE_PASS_S", 1.0)
-    monkeypatch.setattr(phones_module, "_CHUNK_S", 1.0)
+    monkeypatch.setattr(phones_module, "MAX_PHONE_PASS_S", 1.0)
+    monkeypatch.setattr(phones_module, "CHUNK_S", 1.0)
     phones = align_phones(voice, TRANSCRIPT)
     assert_contiguous(phones, DURATION)
     assert [p.label for p in phones if p.label != "SIL"] == [p for p in ALIGNED if p != "SIL"]
@@ -143,8 +144,8 @@ def test_chunked_phone_pass_matches_whole_clip(voice, aligned, monkeypatch):
 
 
 def test_chunk_fallback_spreads_phones_over_word_spans(voice, monkeypatch):
-    monkeypatch.setattr(phones_module, "_MAX_PHONE_PASS_S", 1.0)
-    monkeypatch.setattr(phones_module, "_phone_pass", lambda *args: None)
+    monkeypatch.setattr(phones_module, "MAX_PHONE_PASS_S", 1.0)
+    monkeypatch.setattr(alignment, "_phone_pass", lambda *args: None)
     phones = align_phones(voice, TRANSCRIPT)
     assert_contiguous(phones, DURATION)
     assert [p.label for p in phones if p.label != "SIL"] == [p for p in ALIGNED if p != "SIL"]
@@ -224,7 +225,7 @@ def test_labels_are_normalised():
     assert phones_module._normalize_label("ey1") == "EY"
     for filler in ("<sil>", "SIL", "+NSN+", "+SPN+", "+BREATH+", "</s>", "<s>", "[NOISE]"):
         assert phones_module._normalize_label(filler) == "SIL"
-    phones = phones_module._finish([("SIL", 0.0), ("+NSN+", 0.1), ("P", 0.2), ("P", 0.2), ("AA1", 0.3),
+    phones = phones_module.finish([("SIL", 0.0), ("+NSN+", 0.1), ("P", 0.2), ("P", 0.2), ("AA1", 0.3),
                              ("<sil>", 0.5), ("SIL", 0.6)], 1.0)
     assert phones == [Phone("SIL", 0.0, 0.2), Phone("P", 0.2, 0.3), Phone("AA", 0.3, 0.5),
                       Phone("SIL", 0.5, 1.0)]
@@ -243,14 +244,14 @@ def test_recognised_closures_fill_gaps_but_not_vowels_or_nasals():
     heard = [Phone("P", 0.52, 0.58),  # over a consonant: a closure the words missed -> added
              Phone("B", 0.30, 0.36),  # mid-vowel: a recognition error -> ignored
              Phone("M", 0.62, 0.68)]  # over an aligned N: nasal confusion -> ignored
-    out = phones_module._add_closures(aligned, heard)
+    out = alignment._add_closures(aligned, heard)
     _contiguous(out, 1.0)
     assert [p.label for p in out] == ["SIL", "AA", "T", "P", "T", "N", "IY"]
-    assert phones_module._add_closures(out, [Phone("B", 0.53, 0.57)]) == out  # already closed there
+    assert alignment._add_closures(out, [Phone("B", 0.53, 0.57)]) == out  # already closed there
 
 
 def test_without_a_transcript_the_heard_words_are_aligned(voice):
-    phones = phones_module.speech_phones(voice)
+    phones = alignment.speech_phones(voice)
     _contiguous(phones, DURATION)
     p = [ph for ph in phones if ph.label == "P"]
     assert any(abs(ph.start - P_SUPERLATIVE[0]) < TOL for ph in p)  # the /p/ of "superlative"

@@ -9,7 +9,7 @@ from conftest import PORTRAIT, SPEECH
 def test_render_from_a_script_on_stdin(tmp_path):
     """The speech worker cannot start when __main__ is stdin; the render still succeeds."""
     out = tmp_path / "o.mp4"
-    script = ("from tmcli.pipeline import render\nfrom tmcli.config import load_preset\n"
+    script = ("from tmcli.stream.pipeline import render\nfrom tmcli.core.config import load_preset\n"
               f"r = render({str(PORTRAIT)!r}, {str(SPEECH)!r}, {str(out)!r}, load_preset())\n"
               "print(r.frames)\n")
     proc = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300)

@@ -206,7 +206,7 @@ def test_the_fixed_shape_video_step_equals_the_cached_step_as_the_window_fills_a
     """Including the first chunk, which hears fewer audio rows and gets them padded in front."""
     from tiny_models import video_clip, video_stream_steps as stream_steps, tiny_video as tiny
 
-    from tmcli.video.wan_audio import FixedShapeVideoStep
+    from tmcli.video.wan_step import FixedShapeVideoStep
 
     model = tiny(window_chunks=2)
     x = video_clip(model, frames=10)

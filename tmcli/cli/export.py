@@ -32,7 +32,7 @@ def export(
     from tmcli.tools.graphs import check_request
     from tmcli.tools.export import export as run_export
     from tmcli.stream.generator import is_video_checkpoint, load_motion_dit
-    from tmcli.stream.generator import embedded_checkpoint
+    from tmcli.stream.sources import embedded_checkpoint
 
     check_request(format, dtype, out, overwrite)
     if str(checkpoint) == "default":
@@ -76,7 +76,7 @@ def _real_inputs(audio: Path, portrait: Path, preset, face_size: int | None):
     from tmcli.tools.graphs import RealInputs
     from tmcli.speech.features import generator_features
     from tmcli.motion.portrait import Portrait
-    from tmcli.speech.phones import speech_phones
+    from tmcli.speech.alignment import speech_phones
     from tmcli.stream.video import face_crop
 
     samples = audio_mod.load_audio(audio)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from tmcli.core.config import WarpSettings
 from tmcli.face import landmarks as L
-from tmcli.core.runtime import capture_cuda_graph
+from tmcli.motion.eyelids import eyelid_knots, lid_colour, lid_paint
 from tmcli.motion.mouth import DEFAULT_TEETH, LIP_POINTS, LOWER_INNER, MOUTH_CURVES, MOUTH_ENDS, UPPER_INNER, lip_colour, mouth_grain, mouth_paint
 
 # Eye contours handled by the column remap (step 2), top to bottom, each ordered left to right.
@@ -35,11 +35,6 @@ EYE_REGIONS = [
     ([L.RIGHT_EYE_ABOVE, L.RIGHT_EYE_UPPER, L.RIGHT_EYE_LOWER, L.RIGHT_EYE_BELOW], (33, 133)),
     ([L.LEFT_EYE_ABOVE, L.LEFT_EYE_UPPER, L.LEFT_EYE_LOWER, L.LEFT_EYE_BELOW], (362, 263)),
 ]
-LID_MARGIN = 0.05  # interocular units: the lid's margin and lashes just above its contour, kept whole
-LID_SKIN = 0.08  # interocular units of skin above the crease ring that a lowered lid stretches down
-LID_OPACITY = 0.8  # at most this much of a closed lid is lid_colour, the rest its own stretched skin
-LID_RAMP = 0.25  # share of a closed lid's skin, from its top, over which lid_colour fades in
-LID_SAMPLE = 0.06  # interocular units above the crease ring and below the lower ring where the lid's skin is sampled
 CORNERS = {61, 291, 78, 308, 33, 133, 362, 263}
 REMAPPED = (set(L.LIPS_UPPER_OUTER + L.LIPS_UPPER_INNER + L.LIPS_LOWER_INNER + L.LIPS_LOWER_OUTER
                 + L.RIGHT_EYE_UPPER + L.RIGHT_EYE_LOWER + L.LEFT_EYE_UPPER + L.LEFT_EYE_LOWER) - CORNERS)
@@ -135,60 +130,6 @@ def edge_fade(columns: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor, unit) -
     smooth warp there without a step (the rounded mouth's corners showed a vertical seam)."""
     width = EDGE_FADE * unit
     return ((columns - x0) / width).clamp(0, 1) * ((x1 - columns) / width).clamp(0, 1)
-
-
-def eyelid_knots(ko: torch.Tensor, ki: torch.Tensor, unit) -> tuple[torch.Tensor, torch.Tensor]:
-    """An eye region's knots out and in (C, 4: crease ring, upper lid, lower lid, below) -> (C, 5)
-    each: the top raised LID_SKIN above the crease ring, and the upper lid's margin (LID_MARGIN
-    above it) as a knot of its own. A lowered lid is then the skin from above the crease down to
-    the margin stretched over the eye, with the dark margin and lashes whole at its edge, not a
-    thin band of skin and the margin smeared over the eye's height (which the face mesh reads as
-    half open). Both come in as the lid comes down LID_MARGIN; a lid that stays keeps the plain
-    crease -> lid map."""
-    lowered = ((ko[:, 1:2] - ko[:, :1]) - (ki[:, 1:2] - ki[:, :1])) / (LID_MARGIN * unit)
-    share = lowered.clamp(0, 1)
-
-    def knots(k):
-        top = k[:, :1] - share * LID_SKIN * unit
-        margin = (k[:, 1:2] - share * LID_MARGIN * unit).maximum(top)
-        return torch.cat([top, margin, k[:, 1:]], dim=1)
-
-    return knots(ko), knots(ki)
-
-
-def lid_colour(image: torch.Tensor, source: torch.Tensor, above: torch.Tensor, below: torch.Tensor,
-               unit) -> torch.Tensor:
-    """The skin a closed lid shows (3, 1, 1): the portrait's mean colour LID_SAMPLE above the
-    crease ring and below the lower ring (indices `above`, `below`) of an eye, away from the
-    crease's shadow and the lid margin's highlight. image: 1 x 3 x S x S; source: (478, 2)."""
-    size = image.shape[-1]
-    zero = source[0, 0] * 0  # no tensor made from host numbers (GraphedWarp captures this)
-    lift = torch.stack([zero, zero + unit * LID_SAMPLE])
-    points = torch.cat([source[above] - lift, source[below] + lift])  # (N, 2) pixels
-    grid = ((points + 0.5) / size * 2 - 1).to(image.dtype)
-    picked = F.grid_sample(image, grid[None, None], mode="bilinear", padding_mode="border", align_corners=False)
-    return picked[0, :, 0].mean(dim=1).view(3, 1, 1)
-
-
-def lid_paint(rows: torch.Tensor, knots: torch.Tensor, knots_in: torch.Tensor) -> torch.Tensor:
-    """How much of lid_colour covers rows (R, 1) of an eye's columns: alpha (R, C), from its
-    knots out / in (C, 5: eyelid_knots).
-
-    A lowered lid is the skin above it stretched over the eye, and that thin band carries the
-    crease's shadow or the lid's highlight in streaks, which the face mesh reads as an eye still
-    open (blink depth median 0.61 over 29 portraits, benchmarks/blink_depth.py; a real blink
-    reads 0.8-0.9). Between the crease ring and the lid's margin the stretched band fades, up to
-    LID_OPACITY, into plain skin as the lid covers the eye (the share of the opening covered,
-    squared: a half blink keeps its own lid; less towards the corners); the margin and lashes
-    stay. Where the lid has not come down (eyeBlink = 0) alpha is 0: the frame is unchanged."""
-    top, margin = knots[:, 0], knots[:, 1]
-    opening = (knots[:, 3] - knots_in[:, 2]).clamp(min=1.0)  # down to where the lower lid is now
-    covered = ((knots[:, 2] - knots_in[:, 2]) / opening).clamp(0, 1) ** 2  # (C,)
-    gap = knots_in[:, 3] - knots_in[:, 2]
-    taper = (gap / (0.6 * gap.max()).clamp(min=1.0)).clamp(0, 1)  # fades out towards the corners
-    covered = LID_OPACITY * covered * taper * taper * (3 - 2 * taper)
-    down = ((rows - top) / (LID_RAMP * (margin - top)).clamp(min=1.0)).clamp(0, 1)  # (R, C)
-    return covered * down * down * (3 - 2 * down) * (margin - rows + 0.5).clamp(0, 1)
 
 
 class MeshWarpRenderer:
@@ -424,153 +365,3 @@ class MeshWarpRenderer:
         return frame
 
 
-class FixedShapeWarp(torch.nn.Module):
-    """MeshWarpRenderer's frame with every shape fixed and the portrait's tensors as inputs: the
-    form export needs. Deformed landmarks (478, 3) in crop pixels (x and y used) and a portrait
-    (`portrait_inputs`) -> the crop (1, 3, S, S) in [0, 1].
-
-    The renderer remaps lips and eyelids inside boxes that follow each frame's landmarks; here
-    each region is a window of fixed size (`WINDOWS` interocular distances, at most the crop;
-    the crop's alignment makes the interocular distance S / 4) placed at the box's corner, and
-    masks stand where the renderer slices and returns early. A box larger than its window would
-    be cut: the renderer's mouth box reaches 2 interocular distances at twice the motion's
-    spread on the sample portraits, and the export's check compares the two."""
-
-    WINDOWS = {"mouth": 2.5, "eye": 1.0}  # window side, in interocular distances
-    INPUTS = ("landmarks", "image", "source", "field_matrix", "unit", "teeth", "own_teeth")
-    OUTPUTS = ("frame",)
-
-    def __init__(self, renderer: MeshWarpRenderer):
-        super().__init__()
-        self.renderer, s = renderer, renderer.size  # its portrait-free parts: grids, settings, control set
-        self.size = s
-        # the contours as index tensors on the renderer's device: indexing with a Python list
-        # copies it from the host on every call, which a CUDA graph cannot capture
-        def indices(curves):
-            return curve_index(curves).to(renderer.device)
-
-        def ring(curve):
-            return torch.as_tensor(curve, device=renderer.device)
-
-        self.regions = [(indices(MOUTH_CURVES), MOUTH_ENDS, self._window("mouth"), UPPER_INNER, None)] + [
-            (indices(curves), ends, self._window("eye"), None, (ring(curves[0]), ring(curves[-1])))
-            for curves, ends in EYE_REGIONS]  # an eye's last item: the rings lid_colour samples
-        is_control = torch.zeros(len(renderer.source), dtype=torch.bool)
-        is_control[torch.as_tensor(renderer.control)] = True
-        self.register_buffer("is_control", is_control, persistent=False)
-        self.register_buffer("lip_points", torch.as_tensor(LIP_POINTS), persistent=False)
-
-    def _window(self, kind: str) -> int:
-        return min(self.size, int(np.ceil(self.WINDOWS[kind] * self.size / 4)))
-
-    @staticmethod
-    def portrait_inputs(renderer: MeshWarpRenderer) -> tuple[torch.Tensor, ...]:
-        """A portrait's tensors, in INPUTS order after the landmarks (float32 on the CPU)."""
-        return (renderer.image.float().cpu(), renderer._tensor(renderer.source).cpu(),
-                renderer.field_matrix.float().cpu(), torch.tensor(float(renderer.unit)),
-                renderer.teeth.float().cpu(), torch.tensor([renderer.own_teeth]))
-
-    def example_inputs(self) -> tuple[torch.Tensor, ...]:
-        """The renderer's portrait at rest: its own landmarks (478, 3), as the face_rig graph gives them."""
-        portrait = self.portrait_inputs(self.renderer)
-        return (torch.cat([portrait[1], torch.zeros(len(portrait[1]), 1)], dim=1), *portrait)
-
-    def _box(self, lo: torch.Tensor, hi: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Integer indices of a window of `window` pixels covering [lo, hi] from lo (moved in to
-        stay inside the crop), and which of them are in [lo, hi]."""
-        start = lo.clamp(0, self.size - window).long()
-        index = start + torch.arange(window, device=lo.device)
-        return index, (index >= lo) & (index <= hi)
-
-    def forward(self, landmarks, image, source, field_matrix, unit, teeth, own_teeth):
-        r, s = self.renderer, self.size
-        deformed = landmarks[:, :2].float()
-        forward = forward_field(field_matrix, deformed - source, r.settings.field_resolution)
-        back_coarse = r._backward_field(forward)
-        settled = torch.where(self.is_control[:, None], deformed, source + r._sample(forward, source))
-        settled = torch.stack([deformed[:, 0], settled[:, 1]], dim=1)  # the x spline runs through every landmark
-        back = F.interpolate(back_coarse.permute(2, 0, 1)[None], size=(s, s), mode="bilinear",
-                             align_corners=True)[0].permute(1, 2, 0)
-        positions = r.pixels + back
-        mouth, lids = None, []
-        for curves, ends, window, rigid, rings in self.regions:
-            x0 = torch.floor(torch.minimum(deformed[ends[0], 0], settled[ends[0], 0])).clamp(min=0)
-            x1 = torch.ceil(torch.maximum(deformed[ends[1], 0], settled[ends[1], 0])).clamp(max=s - 1)
-            cols, col_ok = self._box(x0, x1, window)
-            col_ok = col_ok & (x1 > x0)
-            columns = cols.float()
-            ko, ki = curves_at(columns, torch.stack([deformed, settled]), curves)
-            if rings is not None:
-                ko, ki = eyelid_knots(ko, ki, unit)
-            inf = torch.full_like(columns, float("inf"))
-            y0 = torch.floor(torch.where(col_ok, ko[:, 0], inf).min()).clamp(min=0)
-            y1 = torch.ceil(torch.where(col_ok, ko[:, -1], -inf).max()).clamp(max=s - 1)
-            rows, row_ok = self._box(y0, y1, window)
-            source_y = remap_rows(rows.float(), ko, ki, rigid, edge_fade(columns, x0 - 1, x1 + 1, unit))  # (R, C)
-            mid = torch.stack([columns[None].expand_as(source_y), source_y], dim=-1)
-            ok = (row_ok[:, None] & col_ok[None, :] & (y1 > y0))[..., None]
-            here = (rows[:, None], cols[None, :])
-            positions = positions.index_put(here, torch.where(ok, mid + r._sample(back_coarse, mid), positions[here]))
-            if rigid is not None:
-                mouth = (rows, cols, col_ok, y0, y1, ko, ki)
-            else:
-                lids.append((rows, cols, ok[..., 0], ko, ki, lid_colour(image, source, *rings, unit)))
-        grid = (positions + 0.5) / s * 2 - 1
-        frame = F.grid_sample(image, grid[None], mode="bilinear", padding_mode="border", align_corners=False)
-        for rows, cols, ok, ko, ki, colour in lids:
-            here = (rows[:, None], cols[None, :])
-            region = frame[0].permute(1, 2, 0)[here].permute(2, 0, 1)  # (3, R, C)
-            alpha = lid_paint(rows.float()[:, None], ko, ki) * ok
-            painted = region + alpha * (colour - region)
-            frame = frame[0].permute(1, 2, 0).index_put(here, painted.permute(1, 2, 0)).permute(2, 0, 1)[None]
-        rows, cols, col_ok, y0, y1, ko, ki = mouth
-        top, bottom = ko[:, UPPER_INNER], ko[:, LOWER_INNER]
-        inf = torch.full_like(top, float("inf"))
-        opens = (torch.where(col_ok, bottom - top, -inf).max() >= 0.05) & (y1 > y0)
-        paint_top = torch.maximum(torch.floor(torch.where(col_ok, top, inf).min()), y0)
-        paint_end = torch.ceil(torch.where(col_ok, bottom, -inf).max()) + 1
-        corners = torch.stack([deformed[78, 0], deformed[308, 0]])
-        lips = lip_colour(image, source, self.lip_points)
-        alpha, paint = mouth_paint(rows.float()[:, None], cols.float(), ko, ki, corners, unit, teeth, lips, own_teeth)
-        paint = paint + mouth_grain(frame[0], rows, cols, deformed[17, 1], unit)
-        ok = (rows[:, None] >= paint_top) & (rows[:, None] < paint_end) & col_ok[None, :] & opens
-        picture = frame[0].permute(1, 2, 0)  # (S, S, 3)
-        here = (rows[:, None], cols[None, :])
-        region = picture[here].permute(2, 0, 1)  # (3, R, C)
-        painted = region + (alpha * ok) * (paint - region)
-        return picture.index_put(here, painted.permute(1, 2, 0)).permute(2, 0, 1)[None]
-
-
-class GraphedWarp:
-    """FixedShapeWarp captured once as a CUDA graph and replayed for every frame.
-
-    On a GPU the eager renderer's frame is a few hundred tiny kernels and several host syncs
-    (its boxes follow each frame's landmarks), which cost far more than the arithmetic; the
-    fixed-shape form has no sync and replays as one launch. Called like MeshWarpRenderer:
-    deformed landmarks (478, 3) -> the crop (1, 3, S, S); the tensor returned is overwritten by
-    the next call, so use it (on the same stream) first, as the pipeline does."""
-
-    def __init__(self, renderer: MeshWarpRenderer):
-        device = renderer.device
-        self.renderer = renderer
-        self.warp = FixedShapeWarp(renderer).to(device)
-        self.portrait = tuple(t.to(device) for t in FixedShapeWarp.portrait_inputs(renderer))
-        rest = self.warp.example_inputs()[0]
-        self.landmarks = rest.to(device)
-        self.staging = torch.empty_like(rest).pin_memory()
-        self.copied = torch.cuda.Event()
-        self.copied.record()
-        with torch.no_grad():
-            self.graph, self.frame = capture_cuda_graph(lambda: self.warp(self.landmarks, *self.portrait), device)
-
-    @property
-    def size(self) -> int:
-        return self.renderer.size
-
-    def __call__(self, deformed: np.ndarray) -> torch.Tensor:
-        self.copied.synchronize()  # the last frame's landmarks have left the staging buffer
-        self.staging.copy_(torch.from_numpy(np.asarray(deformed, dtype=np.float32)))
-        self.landmarks.copy_(self.staging, non_blocking=True)
-        self.copied.record()
-        self.graph.replay()
-        return self.frame

@@ -37,7 +37,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from tmcli.core.errors import ConfigError, TmError
-from tmcli.speech.phones import SAMPLE_RATE, SIL, Phone, _finish, _model_dir
+from tmcli.speech.phones import SAMPLE_RATE, SIL, Phone, finish, model_dir
 
 LANGUAGES: tuple[str, ...] = ("en-us", "en", "fr", "de", "es", "it", "pt", "nl", "pl", "hi", "ru", "sv")
 VARIANTS: tuple[str, ...] = (
@@ -236,7 +236,7 @@ def synthesize(text: str, language: str = "en-us", variant: str | None = None, r
     labels = [to_driver_label(name) for name, _ in phonemes]
     starts = _with_closures(samples, labels, [sample for _, sample in phonemes])
     items = [(SIL, 0.0)] + [(label, start / engine.rate) for label, start in zip(labels, starts)]
-    return audio, _finish(items, audio.size / SAMPLE_RATE)
+    return audio, finish(items, audio.size / SAMPLE_RATE)
 
 
 # ---------------------------------------------------------------- text
@@ -260,7 +260,7 @@ _FULL_STOP = {"hi": "।"}
 @functools.cache
 def _english_words() -> tuple[str, ...]:
     """Plain lower-case words of the CMU dictionary that pocketsphinx ships."""
-    with open(os.path.join(_model_dir(), "cmudict-en-us.dict"), encoding="utf-8") as f:
+    with open(os.path.join(model_dir(), "cmudict-en-us.dict"), encoding="utf-8") as f:
         return tuple(w for w in (line.split(" ", 1)[0] for line in f) if re.fullmatch("[a-z]+", w))
 
 

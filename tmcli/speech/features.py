@@ -171,7 +171,7 @@ def _ready(phones) -> bool:
 
 def recognised_phones(piece: np.ndarray, start: float) -> list[Phone]:
     """FeatureStream's phones_of: what pocketsphinx hears in the piece."""
-    from tmcli.speech.phones import speech_phones
+    from tmcli.speech.alignment import speech_phones
 
     return speech_phones(piece)
 

@@ -338,7 +338,7 @@ class ExportedWarp:
 
     def __init__(self, model: ExportedModel, renderer):
         from tmcli.core.errors import ConfigError
-        from tmcli.motion.warp import FixedShapeWarp
+        from tmcli.motion.warp_graph import FixedShapeWarp
 
         size = model.manifest["warp"]["size"]
         if size != renderer.size:

@@ -286,18 +286,6 @@ class VideoStreamingGenerator:
             yield latents
 
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-
-
-def embedded_checkpoint(generator: str) -> Path:
-    """The generator shipped inside the package (see tmcli/weights/*/README.md)."""
-    path = WEIGHTS_DIR / generator
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"no embedded {generator} checkpoint in this install",
-                          hint="pass --checkpoint DIR (train one with `tm train`)")
-    return path
-
-
 def load_generator(checkpoint: str | Path, preset: Preset, kind: str, devices: StageDevices | None = None):
     """The teacher or student in `checkpoint` on the generator's device, checked against the kind
     and frame rate asked for."""

@@ -9,6 +9,7 @@ of its own to remote.py.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import multiprocessing
 import signal
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,7 +26,11 @@ from tmcli.core.config import Preset
 from tmcli.core.errors import ConfigError
 from tmcli.core.media import VideoWriter, check_image, check_outputs
 from tmcli.core.runtime import HostFrames, StageDevices, StageTimer, on_stream, render_threads, staged
+from tmcli.motion.curves import MotionWriter, motion_format
 from tmcli.stream.sources import QUEUE_CHUNKS, FileMotionSource, MotionSource, RenderResult
+
+if TYPE_CHECKING:
+    from tmcli.motion.portrait import Portrait
 
 
 @render_threads()
@@ -43,13 +49,14 @@ def render(portrait_path: str | Path, audio_path: str | Path | None, output: str
     headerless 16-bit PCM at this rate. on_motion: called with each block of motion before it
     is rendered. devices: where the generator and the renderer run (default: the CPU); with
     `devices.processes`, the generator runs in a process of its own (see remote.py). The
-    generator, the renderer and the encoder run side by side (runtime.py); `timer` gets each
+    generator, the renderer and the encoder run side by side (core/runtime.py); `timer` gets each
     stage's busy time and the moments the stream began and its first frame came out.
     motion_in: render the motion in this file instead of generating it (audio, if any, is
-    only muxed); motion_out: also write the motion to this file (.json or .csv, curves.py);
+    only muxed); motion_out: also write the motion to this file (.json or .csv, motion/curves.py);
     output None: no video, only the motion file.
     """
-    from tmcli.motion.curves import MotionWriter, motion_format
+    # the generator's, the video backend's and the portrait's modules are imported once the speech
+    # worker is started (in MotionSource.start), so that their few seconds overlap its work
     from tmcli.stream.generator import is_video_checkpoint
 
     if checkpoint is not None and is_video_checkpoint(checkpoint):  # the video backend makes frames, not motion
@@ -63,12 +70,7 @@ def render(portrait_path: str | Path, audio_path: str | Path | None, output: str
     start = time.perf_counter()
     timer = timer or StageTimer()
     devices = devices or StageDevices.cpu()
-    if motion_out is not None:
-        motion_format(motion_out)  # a bad extension fails before any work
-    if output is None and motion_out is None:
-        raise ConfigError("nothing to write: give an output video or a motion file")
-    check_image(portrait_path)  # what is no still image, or is too large, fails from its header
-    check_outputs(output, (motion_out,), inputs=(portrait_path, audio_path, motion_in))  # makes missing folders
+    _check_files(portrait_path, audio_path, output, motion_in, motion_out)
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch, no threads forked
     # the worker leaves Ctrl-C to this process, which terminates it (cli/app.py): no traceback from it
     ignore_sigint = functools.partial(signal.signal, signal.SIGINT, signal.SIG_IGN)
@@ -84,55 +86,80 @@ def render(portrait_path: str | Path, audio_path: str | Path | None, output: str
             source = MotionSource(*args, timer=timer, pool=pool)
         source.start()
         with timer("landmarks"):
-            from tmcli.motion.portrait import Portrait
-
-            portrait = Portrait.load(portrait_path, preset, face_index, devices.renderer)
-            from tmcli.stream.engine import ExportedModel, ExportedWarp, is_export
-
-            if motion_in is None and is_export(checkpoint):  # the export's graphs pose the landmarks and warp
-                exported = ExportedModel(checkpoint, graphs=("face_rig", "warp"))
-                portrait.rig.pose = exported.face_rig
-                portrait.renderer = ExportedWarp(exported, portrait.renderer)
-            elif devices.renderer.type == "cuda" and preset.warp.cuda_graph:
-                from tmcli.motion.warp import GraphedWarp
-
-                portrait.renderer = GraphedWarp(portrait.renderer)
-        out = preset.output
+            portrait = _portrait(portrait_path, preset, face_index, devices, None if motion_in else checkpoint)
         if motion_out is not None:
-            curves = stack.enter_context(MotionWriter(motion_out, out.fps, portrait.face.landmarks, {
+            curves = stack.enter_context(MotionWriter(motion_out, preset.output.fps, portrait.face.landmarks, {
                 "portrait": str(portrait_path), "audio": str(audio_path), "generator": generator, "seed": seed}))
             on_motion = _both(curves.write, on_motion)
         if output is None:  # the motion alone
-            frames = 0
-            for chunk in source.chunks():
-                on_motion(chunk)
-                frames += len(chunk)
-            return RenderResult(frames, frames / out.fps, time.perf_counter() - start, portrait.alignment.size,
-                                (0, 0), dict(timer.seconds))
-        width, height = portrait.frame_size
-        from_stdin = str(audio_path) == "-"
-        with VideoWriter(output, width, height, out.fps, audio_path=None if from_stdin else audio_path,
-                         audio_rate=audio_mod.SAMPLE_RATE if from_stdin else None, crf=out.crf,
-                         preset=out.x264_preset) as writer:
-            frames = 0
-            source.wait_ready()
-            timer.mark("stream start")
-            for frame, chunk_started in frame_stream(source.chunks(writer), portrait, devices, timer, source.stage,
-                                                     on_motion):
-                with timer("encode (pipe)"):
-                    writer.write(frame)
-                frames += 1
-                if frames == 1:
-                    timer.mark("first frame")
-                if chunk_started is not None:  # a chunk's last frame is out
-                    timer.record("chunk latency", time.perf_counter() - chunk_started)
-                if on_frame:
-                    on_frame(frames, source.total_frames)
-        timer.seconds["encode (pipe)"] += writer.close_seconds
+            frames = sum(len(chunk) for chunk in _called(source.chunks(), on_motion))
+            return RenderResult(frames, frames / preset.output.fps, time.perf_counter() - start,
+                                portrait.alignment.size, (0, 0), dict(timer.seconds))
+        frames = _encode(source, portrait, output, audio_path, preset, devices, timer, on_frame, on_motion)
     timer.mark("stream end")  # the video is whole (muxed and closed)
-    return RenderResult(frames, frames / out.fps, time.perf_counter() - start, portrait.alignment.size,
+    return RenderResult(frames, frames / preset.output.fps, time.perf_counter() - start, portrait.alignment.size,
                         portrait.frame_size, dict(timer.seconds))
 
+
+def _check_files(portrait_path, audio_path, output, motion_in, motion_out) -> None:
+    """Bad paths fail from their names and headers, before any work; missing output folders are made."""
+    if motion_out is not None:
+        motion_format(motion_out)
+    if output is None and motion_out is None:
+        raise ConfigError("nothing to write: give an output video or a motion file")
+    check_image(portrait_path)  # what is no still image, or is too large, fails from its header
+    check_outputs(output, (motion_out,), inputs=(portrait_path, audio_path, motion_in))
+
+
+def _portrait(path: str | Path, preset: Preset, face_index: int, devices: StageDevices,
+              checkpoint: str | Path | None) -> Portrait:
+    """The portrait, posed and warped by tm export's graphs when `checkpoint` is an export, by
+    the warp captured as a CUDA graph on a GPU that asks for it, else by the eager warp."""
+    from tmcli.motion.portrait import Portrait
+    from tmcli.motion.warp_graph import GraphedWarp
+    from tmcli.stream.engine import ExportedModel, ExportedWarp, is_export
+
+    portrait = Portrait.load(path, preset, face_index, devices.renderer)
+    if is_export(checkpoint):
+        exported = ExportedModel(checkpoint, graphs=("face_rig", "warp"))
+        portrait.rig.pose = exported.face_rig
+        return dataclasses.replace(portrait, renderer=ExportedWarp(exported, portrait.renderer))
+    if devices.renderer.type == "cuda" and preset.warp.cuda_graph:
+        return dataclasses.replace(portrait, renderer=GraphedWarp(portrait.renderer))
+    return portrait
+
+
+def _called(chunks: Iterator[np.ndarray], on_motion: Callable | None) -> Iterator[np.ndarray]:
+    for chunk in chunks:
+        on_motion(chunk)
+        yield chunk
+
+
+def _encode(source, portrait: Portrait, output: str | Path, audio_path: str | Path | None, preset: Preset,
+            devices: StageDevices, timer: StageTimer, on_frame: Callable | None, on_motion: Callable | None) -> int:
+    """The source's motion rendered and encoded to `output` -> the number of frames written."""
+    out = preset.output
+    width, height = portrait.frame_size
+    from_stdin = str(audio_path) == "-"
+    with VideoWriter(output, width, height, out.fps, audio_path=None if from_stdin else audio_path,
+                     audio_rate=audio_mod.SAMPLE_RATE if from_stdin else None, crf=out.crf,
+                     preset=out.x264_preset) as writer:
+        frames = 0
+        source.wait_ready()
+        timer.mark("stream start")
+        for frame, chunk_started in frame_stream(source.chunks(writer), portrait, devices, timer, source.stage,
+                                                 on_motion):
+            with timer("encode (pipe)"):
+                writer.write(frame)
+            frames += 1
+            if frames == 1:
+                timer.mark("first frame")
+            if chunk_started is not None:  # a chunk's last frame is out
+                timer.record("chunk latency", time.perf_counter() - chunk_started)
+            if on_frame:
+                on_frame(frames, source.total_frames)
+    timer.seconds["encode (pipe)"] += writer.close_seconds
+    return frames
 
 def _both(first: Callable, second: Callable | None) -> Callable:
     if second is None:

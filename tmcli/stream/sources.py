@@ -26,16 +26,14 @@ from tmcli.motion.controls import Controls, parse_emotion
 from tmcli.motion.driver import PhoneticDriver
 from tmcli.motion.smoothing import smooth_slow_channels
 from tmcli.speech.features import generator_features
-from tmcli.speech.phones import speech_phones, warm_up
-from tmcli.stream.generator import embedded_checkpoint, load_generator
+from tmcli.speech.alignment import speech_phones
+from tmcli.speech.phones import warm_up
 
 
 GENERATORS = ("phonetic", "teacher", "student")
-
 CHUNK_FRAMES = 5  # frames per rendered chunk of the generators that make all motion at once
-
 QUEUE_CHUNKS = 4  # chunks one stage may run ahead of the next
-
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 FEATURE_MODULES = ("librosa.feature", "librosa.core.pitch")  # audio.extract_features': 1-2 s to import
 
 
@@ -114,6 +112,8 @@ class MotionSource:
             self.phones_job = pool.submit(speech_phones, self.samples, self.transcript)
             self.total_frames = int(round(len(self.samples) / audio_mod.SAMPLE_RATE * self.preset.output.fps))
         if self.generator != "phonetic":
+            from tmcli.stream.generator import load_generator  # imported here: the worker is started
+
             with timer("load generator"):  # while the worker finds phones; a bad checkpoint fails early
                 self.model = load_generator(self.checkpoint, self.preset, self.generator, self.devices)
 
@@ -200,3 +200,12 @@ def student_features(blocks, preset: Preset, transcript: str | None, audio_path,
     else:
         phones_of = recognised_phones
     return FeatureStream(preset.output.fps, phones_of, pool=pool)(blocks)
+
+
+def embedded_checkpoint(generator: str) -> Path:
+    """The generator shipped inside the package (see tmcli/weights/*/README.md)."""
+    path = WEIGHTS_DIR / generator
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"no embedded {generator} checkpoint in this install",
+                          hint="pass --checkpoint DIR (train one with `tm train`)")
+    return path

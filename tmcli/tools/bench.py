@@ -145,7 +145,7 @@ def _audio_before_first_frame(generator: str, checkpoint, preset: Preset) -> flo
     if generator != "student":
         return float("nan")
     from tmcli.stream.generator import load_motion_dit
-    from tmcli.stream.generator import embedded_checkpoint
+    from tmcli.stream.sources import embedded_checkpoint
 
     model = load_motion_dit(checkpoint or embedded_checkpoint("student"))
     return 1000 * (model.audio_span - model.config.audio_context) / preset.output.fps

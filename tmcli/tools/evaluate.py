@@ -22,7 +22,7 @@ from tmcli.core import audio as audio_mod
 from tmcli.core.errors import InputError
 from tmcli.face import landmarks as L
 from tmcli.core.media import read_video_frames
-from tmcli.speech.phones import speech_phones
+from tmcli.speech.alignment import speech_phones
 
 CLOSED = 0.035  # inner-lip gap below this (interocular units) counts as closed lips
 OPEN = 0.10  # inner-lip gap above this counts as an open mouth

@@ -40,7 +40,7 @@ from tmcli.core.errors import InputError
 from tmcli.face.rig import CHANNELS, MOTION_DIM, pose_landmarks
 from tmcli.core.media import save_pretrained
 from tmcli.motion.causal_dit import CausalMotionDiT, FixedShapeStep
-from tmcli.motion.warp import FixedShapeWarp
+from tmcli.motion.warp_graph import FixedShapeWarp
 from tmcli.tools.graphs import DTYPES, TOLERANCE, RealInputs, check_report, check_request, errors_of, publish, quiet_libraries, random_steps, write_graph, write_manifest, manifest_head
 
 RIG_TOLERANCE_PX = 0.01  # landmarks, in crop pixels (the rig graph is float32 whatever the dtype)

@@ -34,7 +34,7 @@ import torch
 from tmcli.core.errors import InputError
 from tmcli.tools.graphs import DTYPES, TOLERANCE, RealInputs, check_report, errors_of, manifest_head, quiet_libraries, random_steps, write_graph, write_manifest
 from tmcli.core.media import save_pretrained
-from tmcli.video.wan_audio import FixedShapeVideoStep
+from tmcli.video.wan_step import FixedShapeVideoStep
 from tmcli.video.vae import FixedShapeVAEDecode, PortraitEncode
 from tmcli.core.runtime import StageDevices
 from tmcli.stream.video import VideoStudent

@@ -24,7 +24,7 @@ from tmcli.face.align import align_face
 from tmcli.face.rig import BLENDSHAPES, INDEX, MOTION_DIM, POSE, FaceRig
 from tmcli.speech.features import generator_features
 from tmcli.core.media import read_video_frames
-from tmcli.speech.phones import speech_phones
+from tmcli.speech.alignment import speech_phones
 from tmcli.train.shards import CLIPS, Clip, ShardWriter
 
 FIT_SIZE = 256  # crop side the fit works in (the ridge weights below are relative to it)

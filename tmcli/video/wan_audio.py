@@ -27,13 +27,10 @@ window; the sink is scored with spatial rotation only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.normalization import FP32LayerNorm
 from diffusers.models.transformers.transformer_wan import WanAttention, WanAttnProcessor, WanTransformer3DModel
@@ -41,83 +38,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tmcli.speech.features import FEATURE_DIM
-from tmcli.core.attention import KVCache, attend, attend_blocks, commit_chunk
+from tmcli.core.attention import KVCache
+from tmcli.video.processors import AttentionPlan, CachedCrossAttnProcessor, CausalSelfAttnProcessor, split_heads
 
 MASK_CHANNELS = 4  # Wan I2V: which of a latent frame's 4 video frames are given
-
-
-@dataclass
-class AttentionPlan:
-    """What the attention processors do in one pass; handed to every block (see module doc)."""
-
-    rope: tuple[torch.Tensor, torch.Tensor]  # queries' (N, d) cos/sin, full 3D rotation
-    key_rope: tuple[torch.Tensor, torch.Tensor] | None = None  # band + own keys' (step); None: = rope
-    space_rope: tuple[torch.Tensor, torch.Tensor] | None = None  # queries', spatial only (for the sink)
-    sink_rope: tuple[torch.Tensor, torch.Tensor] | None = None  # sink keys', spatial only
-    band_mask: torch.Tensor | None = None  # (N, M) and (N, S) bool
-    sink_mask: torch.Tensor | None = None
-    blocks: list | None = None  # forward_sequence: the masks as blocks (attention.attend_blocks)
-    sink_tokens: slice | None = None  # forward_sequence: where the sink's keys are among the tokens
-    cache: KVCache | None = None  # step
-    write: bool = False  # step: keep this pass's keys and values
-    cross: list = field(default_factory=list)  # per layer: prompt (and image) keys and values
-
-
-def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """(B, N, heads * d) -> (B, heads, N, d)."""
-    return x.unflatten(2, (heads, -1)).transpose(1, 2)
-
-
-class CausalSelfAttnProcessor:
-    """Self-attention for one layer under an `AttentionPlan` (bidirectional, cached or masked)."""
-
-    def __init__(self, layer: int):
-        self.layer = layer
-
-    def __call__(self, attn: WanAttention, hidden_states: torch.Tensor, encoder_hidden_states=None,
-                 attention_mask=None, rotary_emb: AttentionPlan | None = None) -> torch.Tensor:
-        plan = rotary_emb  # WanTransformerBlock hands attn1 its rotary_emb argument: the plan
-        q = _heads(attn.norm_q(attn.to_q(hidden_states)), attn.heads)
-        k = _heads(attn.norm_k(attn.to_k(hidden_states)), attn.heads)
-        v = _heads(attn.to_v(hidden_states), attn.heads)
-        sink, q_sink = None, None
-        if plan.cache is not None:
-            cached = plan.cache.sink[self.layer]
-            if cached is not None:
-                sink = (apply_rotary_emb(cached[0], plan.sink_rope), cached[1])
-            past = list(plan.cache.band[self.layer])
-            keys = torch.cat([kv[0] for kv in past] + [k], dim=-2)
-            values = torch.cat([kv[1] for kv in past] + [v], dim=-2)
-            if plan.write:
-                plan.cache.push(self.layer, k, v)
-        else:
-            keys, values = k, v
-            if plan.sink_tokens is not None:
-                sink = (apply_rotary_emb(k[:, :, plan.sink_tokens], plan.sink_rope), v[:, :, plan.sink_tokens])
-        if sink is not None:
-            q_sink = apply_rotary_emb(q, plan.space_rope)
-        if plan.blocks is not None:
-            y = attend_blocks(q, keys, values, plan.rope, plan.key_rope or plan.rope, sink, q_sink, plan.blocks)
-        else:
-            y = attend(q, keys, values, plan.rope, plan.key_rope or plan.rope, sink, plan.band_mask, plan.sink_mask,
-                       q_sink)
-        return attn.to_out[0](y.transpose(1, 2).flatten(2)).type_as(hidden_states)
-
-
-class CachedCrossAttnProcessor:
-    """Cross-attention to the prompt (and CLIP image tokens) with their keys and values from the plan."""
-
-    def __init__(self, layer: int):
-        self.layer = layer
-
-    def __call__(self, attn: WanAttention, hidden_states: torch.Tensor, encoder_hidden_states: AttentionPlan,
-                 attention_mask=None, rotary_emb=None) -> torch.Tensor:
-        q = _heads(attn.norm_q(attn.to_q(hidden_states)), attn.heads)
-        kv = encoder_hidden_states.cross[self.layer]  # the block hands attn2 the plan as its context
-        y = F.scaled_dot_product_attention(q, kv["k"], kv["v"])
-        if "k_img" in kv:
-            y = y + F.scaled_dot_product_attention(q, kv["k_img"], kv["v_img"])
-        return attn.to_out[0](y.transpose(1, 2).flatten(2)).type_as(hidden_states)
 
 
 class WanAudioTransformer(ModelMixin, ConfigMixin):
@@ -266,10 +190,10 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
         out = []
         for block in wan.blocks:
             a, kv = block.attn2, {}
-            kv["k"], kv["v"] = _heads(a.norm_k(a.to_k(text)), a.heads), _heads(a.to_v(text), a.heads)
+            kv["k"], kv["v"] = split_heads(a.norm_k(a.to_k(text)), a.heads), split_heads(a.to_v(text), a.heads)
             if image is not None:
-                kv["k_img"] = _heads(a.norm_added_k(a.add_k_proj(image)), a.heads)
-                kv["v_img"] = _heads(a.add_v_proj(image), a.heads)
+                kv["k_img"] = split_heads(a.norm_added_k(a.add_k_proj(image)), a.heads)
+                kv["v_img"] = split_heads(a.add_v_proj(image), a.heads)
             out.append(kv)
         return out
 
@@ -403,94 +327,3 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
         return band, sink
 
 
-class _TensorCache:
-    """The processors' view of FixedShapeVideoStep's cache tensors: per layer the sink and the
-    whole band as one past entry; `push` collects the chunk's keys and values."""
-
-    def __init__(self, sink_keys, sink_values, band_keys, band_values):
-        self.sink = list(zip(sink_keys, sink_values))
-        self.band = [[kv] for kv in zip(band_keys, band_values)]
-        self.new: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def push(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
-        self.new.append((k, v))
-
-
-class FixedShapeVideoStep(nn.Module):
-    """`WanAudioTransformer.step` with every shape fixed and the KV cache as tensors in and out:
-    the form export needs (the video twin of causal_dit.FixedShapeStep, same cache layout).
-
-    The cache is `sink_keys`/`sink_values` (L, 1, H, N, d) for a chunk of N tokens and
-    `band_keys`/`band_values` (L, 1, H, window_chunks * N, d), with `sink_valid` (1,) and
-    `band_valid` (window_chunks * N,). Band slots sit at fixed positions before the chunk, so
-    RoPE scores them by their true distance while the band fills. `audio` always has the rows
-    of a later chunk (4c + 2 * audio_context); the stream's first chunk hears 3 rows fewer
-    (its first latent frame is one video frame) and is padded at the front with any rows: the
-    mask chosen by `sink_valid` ignores them. The prompt's keys and values are constants."""
-
-    INPUTS = ("latents", "timestep", "cond", "audio", "write",
-              "sink_keys", "sink_values", "band_keys", "band_values", "sink_valid", "band_valid")
-    OUTPUTS = ("velocity", "sink_keys_out", "sink_values_out", "band_keys_out", "band_values_out",
-               "sink_valid_out", "band_valid_out")
-
-    def __init__(self, model: WanAudioTransformer, latent_size: int):
-        super().__init__()
-        cfg = model.config
-        if cfg.image_dim:
-            raise ValueError("a model with CLIP image tokens (Wan I2V's image_dim) takes them per portrait; "
-                             "its chunk step is not exported")
-        self.model = model
-        c, p = cfg.chunk_latent_frames, cfg.patch_size
-        self.latent_size, self.per_frame = latent_size, (latent_size // p) ** 2
-        self.tokens = c * self.per_frame
-        self.band_slots = cfg.window_chunks * self.tokens
-        self.audio_rows = len(model.audio_rows(c, c))
-        self.first_chunk_pad = self.audio_rows - len(model.audio_rows(0, c))
-        hp = latent_size // p
-        for name, table in (("rope", model._rope(torch.arange((cfg.window_chunks + 1) * c), hp, hp)),
-                            ("space_rope", model._rope(torch.zeros(c, dtype=torch.long), hp, hp))):
-            self.register_buffer(f"{name}_cos", table[0].clone(), persistent=False)
-            self.register_buffer(f"{name}_sin", table[1].clone(), persistent=False)
-        first = model._audio_mask(torch.arange(c), model.audio_rows(0, c)[0] - self.first_chunk_pad, self.audio_rows,
-                                  self.per_frame)
-        later = model._audio_mask(torch.arange(c, 2 * c), model.audio_rows(c, c)[0], self.audio_rows, self.per_frame)
-        self.register_buffer("first_audio_mask", first, persistent=False)
-        self.register_buffer("later_audio_mask", later, persistent=False)
-        with torch.no_grad():
-            cross = model.cross_kv(1)
-        self.cross_names = [(layer, key) for layer, kv in enumerate(cross) for key in kv]
-        for layer, key in self.cross_names:
-            self.register_buffer(f"cross_{layer}_{key}", cross[layer][key].clone(), persistent=False)
-
-    def example_inputs(self) -> tuple[torch.Tensor, ...]:
-        """Inputs of the right shapes and dtypes: an empty cache, a noisy chunk."""
-        cfg, dtype, s = self.model.config, self.model.dtype, self.latent_size
-        z, c = cfg.latent_channels, cfg.chunk_latent_frames
-        sink = torch.zeros(cfg.num_layers, 1, cfg.num_heads, self.tokens, cfg.head_dim, dtype=dtype)
-        band = torch.zeros(cfg.num_layers, 1, cfg.num_heads, self.band_slots, cfg.head_dim, dtype=dtype)
-        return (torch.randn(1, z, c, s, s, dtype=dtype), torch.full((1,), 1000.0, dtype=dtype),
-                torch.zeros(1, MASK_CHANNELS + z, c, s, s, dtype=dtype),
-                torch.randn(1, self.audio_rows, cfg.audio_dim, dtype=dtype), torch.zeros(1, dtype=torch.bool),
-                sink, sink.clone(), band, band.clone(), torch.zeros(1, dtype=torch.bool),
-                torch.zeros(self.band_slots, dtype=torch.bool))
-
-    def forward(self, latents, timestep, cond, audio, write, sink_keys, sink_values, band_keys, band_values,
-                sink_valid, band_valid):
-        model, n = self.model, self.tokens
-        cache = _TensorCache(sink_keys, sink_values, band_keys, band_values)
-        rope = (self.rope_cos, self.rope_sin)
-        space = (self.space_rope_cos, self.space_rope_sin)
-        cross = [{} for _ in range(model.config.num_layers)]
-        for layer, key in self.cross_names:
-            cross[layer][key] = getattr(self, f"cross_{layer}_{key}")
-        plan = AttentionPlan(rope=(rope[0][self.band_slots:], rope[1][self.band_slots:]), key_rope=rope,
-                             space_rope=space, sink_rope=space, cache=cache, write=True, cross=cross,
-                             band_mask=torch.cat([band_valid, torch.ones(n, dtype=torch.bool, device=band_valid.device)])[None],
-                             sink_mask=sink_valid[None])
-        audio_mask = (sink_valid & self.later_audio_mask) | (~sink_valid & self.first_audio_mask)  # no bool Where in onnxruntime
-        c, s = model.config.chunk_latent_frames, self.latent_size
-        velocity = model._unpatchify(model._run(latents, cond, timestep, audio, audio_mask, plan), c, s, s)
-        new_keys = torch.stack([k for k, _ in cache.new])
-        new_values = torch.stack([v for _, v in cache.new])
-        return (velocity, *commit_chunk(write, new_keys, new_values, sink_keys, sink_values, band_keys, band_values,
-                                        sink_valid, band_valid))
