@@ -43,8 +43,10 @@ def eyes_box(lm: np.ndarray, shape: tuple[int, ...], pad: float = 0.35) -> tuple
     ring = L.RIGHT_EYE_ABOVE + L.RIGHT_EYE_BELOW + L.LEFT_EYE_ABOVE + L.LEFT_EYE_BELOW
     (x0, y0), (x1, y1) = lm[ring, :2].min(axis=0), lm[ring, :2].max(axis=0)
     p = pad * L.interocular(lm)
-    return (slice(max(int(y0 - p), 0), min(int(y1 + p), shape[0])),
-            slice(max(int(x0 - p), 0), min(int(x1 + p), shape[1])))
+    return (
+        slice(max(int(y0 - p), 0), min(int(y1 + p), shape[0])),
+        slice(max(int(x0 - p), 0), min(int(x1 + p), shape[1])),
+    )
 
 
 def measure(path: str, preset, tracker, crops: Path | None) -> dict[float, float]:
@@ -67,7 +69,9 @@ def measure(path: str, preset, tracker, crops: Path | None) -> dict[float, float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("portraits", nargs="*", default=[str(ROOT / "samples/portrait.png")])
     parser.add_argument("--crops", type=Path, help="write the eyes at each amount here (PNG per portrait)")
     parser.add_argument("--size", type=int, help="render crop side (default: the preset's output.size)")

@@ -24,8 +24,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tmcli.motion.curves import read_motion  # noqa: E402
 from tmcli.core.media import read_video_frames  # noqa: E402
+from tmcli.motion.curves import read_motion  # noqa: E402
 
 
 def tm_render(*args: str) -> None:
@@ -42,7 +42,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default="fp32")
     parser.add_argument("--generator", default="student")
@@ -52,22 +54,53 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tm-match-") as tmp:
         tmp = Path(tmp)
         common = [args.portrait, args.audio, "--generator", args.generator, "--seed", "0"]
-        tm_render(*common, "-o", str(tmp / "cpu.mp4"), "--motion-out", str(tmp / "cpu.json"), "--device", "cpu")
-        tm_render(*common, "-o", str(tmp / "dev.mp4"), "--motion-out", str(tmp / "dev.json"),
-                  "--device", args.device, "--dtype", args.dtype)
-        tm_render(args.portrait, args.audio, "--motion-in", str(tmp / "cpu.json"), "-o", str(tmp / "dev_render.mp4"),
-                  "--device", args.device)
+        tm_render(
+            *common, "-o", str(tmp / "cpu.mp4"), "--motion-out", str(tmp / "cpu.json"), "--device", "cpu"
+        )
+        tm_render(
+            *common,
+            "-o",
+            str(tmp / "dev.mp4"),
+            "--motion-out",
+            str(tmp / "dev.json"),
+            "--device",
+            args.device,
+            "--dtype",
+            args.dtype,
+        )
+        tm_render(
+            args.portrait,
+            args.audio,
+            "--motion-in",
+            str(tmp / "cpu.json"),
+            "-o",
+            str(tmp / "dev_render.mp4"),
+            "--device",
+            args.device,
+        )
         cpu_motion, dev_motion = read_motion(tmp / "cpu.json", 25.0), read_motion(tmp / "dev.json", 25.0)
-        cpu_frames, dev_frames, both_frames = (frames(tmp / name) for name in ("cpu.mp4", "dev_render.mp4", "dev.mp4"))
+        cpu_frames, dev_frames, both_frames = (
+            frames(tmp / name) for name in ("cpu.mp4", "dev_render.mp4", "dev.mp4")
+        )
     diff = np.abs(cpu_motion - dev_motion)
-    table = Table(title=f"{args.device} ({args.dtype} generator) against the CPU: {args.generator}, "
-                        f"{len(cpu_motion)} frames")
+    table = Table(
+        title=f"{args.device} ({args.dtype} generator) against the CPU: {args.generator}, "
+        f"{len(cpu_motion)} frames"
+    )
     for column in ("what", "compared", "figure"):
         table.add_column(column)
-    table.add_row("generator", "motion, |device - cpu|", f"max {diff.max():.2e}, mean {diff.mean():.2e} "
-                  f"(motion's own spread {cpu_motion.std(axis=0).mean():.2e})")
-    table.add_row("renderer", "CPU motion rendered there, frames", f"PSNR {psnr(cpu_frames, dev_frames):.1f} dB, "
-                  f"max |diff| {np.abs(cpu_frames.astype(int) - dev_frames).max()}")
+    table.add_row(
+        "generator",
+        "motion, |device - cpu|",
+        f"max {diff.max():.2e}, mean {diff.mean():.2e} "
+        f"(motion's own spread {cpu_motion.std(axis=0).mean():.2e})",
+    )
+    table.add_row(
+        "renderer",
+        "CPU motion rendered there, frames",
+        f"PSNR {psnr(cpu_frames, dev_frames):.1f} dB, "
+        f"max |diff| {np.abs(cpu_frames.astype(int) - dev_frames).max()}",
+    )
     table.add_row("both", "whole render, frames", f"PSNR {psnr(cpu_frames, both_frames):.1f} dB")
     Console(width=140).print(table)
 

@@ -32,13 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tmcli.core.config import load_preset  # noqa: E402
-from tmcli.motion.controls import Controls  # noqa: E402
-from tmcli.stream.engine import ExportedChunkStep, ExportedModel, ExportedWarp  # noqa: E402
 from tmcli.face.rig import MOTION_DIM, FaceRig  # noqa: E402
+from tmcli.motion.controls import Controls  # noqa: E402
+from tmcli.motion.portrait import Portrait  # noqa: E402
 from tmcli.speech.features import FEATURE_DIM  # noqa: E402
+from tmcli.stream.engine import ExportedChunkStep, ExportedModel, ExportedWarp  # noqa: E402
 from tmcli.stream.generator import StreamingGenerator, load_motion_dit  # noqa: E402
 from tmcli.stream.sources import embedded_checkpoint  # noqa: E402
-from tmcli.motion.portrait import Portrait  # noqa: E402
 
 
 def per_chunk_ms(generator: StreamingGenerator, features: np.ndarray, chunk: int) -> float:
@@ -81,7 +81,9 @@ def video_table(exports: list[Path], checkpoint: Path, chunks: int) -> Table:
     floor = VideoStudent(checkpoint, StageDevices.cpu())
     c = floor.model.config.chunk_latent_frames
     features = np.random.default_rng(0).normal(size=(4 * c * chunks - 3, FEATURE_DIM)).astype(np.float32)
-    table = Table(title=f"video exports vs PyTorch, CPU ({floor.size} px, {chunks} chunks of {c} latent frames)")
+    table = Table(
+        title=f"video exports vs PyTorch, CPU ({floor.size} px, {chunks} chunks of {c} latent frames)"
+    )
     for column in ("engine", "DiT ms/chunk", "x PyTorch", "VAE decode ms/latent frame", "x PyTorch"):
         table.add_column(column)
     floor_dit, floor_vae = video_ms(floor, features)
@@ -89,8 +91,13 @@ def video_table(exports: list[Path], checkpoint: Path, chunks: int) -> Table:
     for folder in exports:
         m = ExportedModel(folder).manifest
         dit, vae = video_ms(VideoStudent(folder, StageDevices.cpu()), features)
-        table.add_row(f"{m['export_format']} {m['dtype']}", f"{dit:.1f}", f"{dit / floor_dit:.2f}", f"{vae:.1f}",
-                      f"{vae / floor_vae:.2f}")
+        table.add_row(
+            f"{m['export_format']} {m['dtype']}",
+            f"{dit:.1f}",
+            f"{dit / floor_dit:.2f}",
+            f"{vae:.1f}",
+            f"{vae / floor_vae:.2f}",
+        )
     return table
 
 
@@ -107,7 +114,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("exports", nargs="+", type=Path)
     parser.add_argument("--chunks", type=int, default=200)
-    parser.add_argument("--video-student", type=Path, help="the video student the video exports were made from")
+    parser.add_argument(
+        "--video-student", type=Path, help="the video student the video exports were made from"
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     if args.video_student:
@@ -118,20 +127,37 @@ def main() -> None:
     c = student.config.chunk_frames
     features = np.random.default_rng(0).normal(size=(args.chunks * c, FEATURE_DIM)).astype(np.float32)
     size = ExportedModel(args.exports[0]).manifest["warp"]["size"]
-    portrait = Portrait.load(ROOT / "samples" / "portrait.png", load_preset("default").with_overrides(output={"size": size}))
+    portrait = Portrait.load(
+        ROOT / "samples" / "portrait.png", load_preset("default").with_overrides(output={"size": size})
+    )
     rig = portrait.rig
     motion = np.random.default_rng(1).normal(scale=0.3, size=(200, MOTION_DIM))
 
     table = Table(title=f"exported graphs vs PyTorch, CPU (warp: {size} px crops)")
-    for column in ("engine", "chunk step ms/chunk", "x PyTorch", "face rig ms/frame", "x PyTorch", "warp ms/frame",
-                   "x PyTorch"):
+    for column in (
+        "engine",
+        "chunk step ms/chunk",
+        "x PyTorch",
+        "face rig ms/frame",
+        "x PyTorch",
+        "warp ms/frame",
+        "x PyTorch",
+    ):
         table.add_column(column)
     floor_chunk = per_chunk_ms(StreamingGenerator(student), features, c)
     rig.pose = None  # pose_landmarks in float64
     floor_rig = per_frame_ms(rig, motion)
     landmarks = np.stack([rig.apply(m) for m in motion[:50]])
     floor_warp = warp_ms(portrait.renderer, landmarks)
-    table.add_row("PyTorch (floor)", f"{floor_chunk:.2f}", "1.00", f"{floor_rig:.3f}", "1.00", f"{floor_warp:.2f}", "1.00")
+    table.add_row(
+        "PyTorch (floor)",
+        f"{floor_chunk:.2f}",
+        "1.00",
+        f"{floor_rig:.3f}",
+        "1.00",
+        f"{floor_warp:.2f}",
+        "1.00",
+    )
     for folder in args.exports:
         exported = ExportedModel(folder)
         m = exported.manifest
@@ -139,8 +165,15 @@ def main() -> None:
         rig.pose = exported.face_rig
         frame = per_frame_ms(rig, motion)
         warp = warp_ms(ExportedWarp(exported, portrait.renderer), landmarks)
-        table.add_row(f"{m['export_format']} {m['dtype']}", f"{chunk:.2f}", f"{chunk / floor_chunk:.2f}",
-                      f"{frame:.3f}", f"{frame / floor_rig:.2f}", f"{warp:.2f}", f"{warp / floor_warp:.2f}")
+        table.add_row(
+            f"{m['export_format']} {m['dtype']}",
+            f"{chunk:.2f}",
+            f"{chunk / floor_chunk:.2f}",
+            f"{frame:.3f}",
+            f"{frame / floor_rig:.2f}",
+            f"{warp:.2f}",
+            f"{warp / floor_warp:.2f}",
+        )
     Console().print(table)
     print_machine(f"{args.chunks} chunks of {c} frames, 200 rig frames, 50 warp frames")
 
@@ -148,10 +181,13 @@ def main() -> None:
 def print_machine(run: str) -> None:
     import onnxruntime
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    Console().print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-                    f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, commit {commit}; {run}")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    Console().print(
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, commit {commit}; {run}"
+    )
 
 
 if __name__ == "__main__":

@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tmcli.core.config import load_preset
-from tmcli.motion.curves import MotionWriter
+from tmcli.core.media import read_video_frames
 from tmcli.face import landmarks as L
 from tmcli.face.rig import INDEX, neutral
-from tmcli.core.media import read_video_frames
+from tmcli.motion.curves import MotionWriter
 from tmcli.stream.pipeline import render
 from tmcli.tools.reference import AXES, read_face_series
 
@@ -50,7 +50,7 @@ def sweep_motion(fps: float, seconds: float) -> tuple[np.ndarray, np.ndarray]:
     wave = np.sin(2 * np.pi * FREQUENCY * t)
     commanded = np.zeros((3 * per_axis, 3))
     for a, axis in enumerate(AXES):
-        commanded[a * per_axis: (a + 1) * per_axis, a] = AMPLITUDES[axis] * wave
+        commanded[a * per_axis : (a + 1) * per_axis, a] = AMPLITUDES[axis] * wave
     motion = neutral(len(commanded))
     for a, axis in enumerate(AXES):
         motion[:, INDEX[CHANNEL[axis]]] = np.radians(commanded[:, a])
@@ -70,12 +70,17 @@ def shoulders(shape: tuple[int, ...], landmarks: np.ndarray) -> np.ndarray:
     (top, bottom), beside = SHOULDERS
     chin, u = landmarks[L.CHIN, :2], L.interocular(landmarks)
     rows, cols = np.mgrid[: shape[0], : shape[1]]
-    return ((rows >= chin[1] + top * u) & (rows <= chin[1] + bottom * u)
-            & (np.abs(cols - chin[0]) >= beside[0] * u) & (np.abs(cols - chin[0]) <= beside[1] * u))
+    return (
+        (rows >= chin[1] + top * u)
+        & (rows <= chin[1] + bottom * u)
+        & (np.abs(cols - chin[0]) >= beside[0] * u)
+        & (np.abs(cols - chin[0]) <= beside[1] * u)
+    )
 
 
-def calibration(commanded: np.ndarray, read: np.ndarray, frames: dict[int, np.ndarray],
-                landmarks: np.ndarray) -> list[dict]:
+def calibration(
+    commanded: np.ndarray, read: np.ndarray, frames: dict[int, np.ndarray], landmarks: np.ndarray
+) -> list[dict]:
     """Per axis, over the frames that command it: amplitude commanded and read, their slope,
     cross-talk, and how much the shoulders (shoulders()) changed at the extremes."""
     away = shoulders(frames[0].shape, landmarks)
@@ -83,30 +88,43 @@ def calibration(commanded: np.ndarray, read: np.ndarray, frames: dict[int, np.nd
     rows = []
     for a, axis in enumerate(AXES):
         on = np.abs(commanded[:, a]) > 0
-        on[np.argmax(on):len(on) - np.argmax(on[::-1])] = True  # the whole segment, zero crossings too
+        on[np.argmax(on) : len(on) - np.argmax(on[::-1])] = True  # the whole segment, zero crossings too
         c, r = commanded[on, a], read[on, a]
         slope = float(c @ r / (c @ c))
         others = [b for b in range(3) if b != a]
-        change = [np.abs(frames[i].astype(np.int16) - rest).max(axis=2)[away]
-                  for i in (int(np.argmin(commanded[:, a])), int(np.argmax(commanded[:, a])))]
-        rows.append({"axis": axis, "commanded": float(np.abs(c).max()),
-                     "read +": float(r[c > 0].max()) if (c > 0).any() else np.nan,
-                     "read -": float(r[c < 0].min()) if (c < 0).any() else np.nan,
-                     "ratio": slope,
-                     "cross": float(np.abs(read[on][:, others]).max()),
-                     "corr": float(np.corrcoef(c, r)[0, 1]),
-                     "shoulders mean": max(float(d.mean()) for d in change),
-                     "shoulders moved": max(float((d > MOVED).mean()) for d in change)})
+        change = [
+            np.abs(frames[i].astype(np.int16) - rest).max(axis=2)[away]
+            for i in (int(np.argmin(commanded[:, a])), int(np.argmax(commanded[:, a])))
+        ]
+        rows.append(
+            {
+                "axis": axis,
+                "commanded": float(np.abs(c).max()),
+                "read +": float(r[c > 0].max()) if (c > 0).any() else np.nan,
+                "read -": float(r[c < 0].min()) if (c < 0).any() else np.nan,
+                "ratio": slope,
+                "cross": float(np.abs(read[on][:, others]).max()),
+                "corr": float(np.corrcoef(c, r)[0, 1]),
+                "shoulders mean": max(float(d.mean()) for d in change),
+                "shoulders moved": max(float((d > MOVED).mean()) for d in change),
+            }
+        )
     return rows
 
 
 def print_table(name: str, rows: list[dict]) -> None:
     print(f"\n{name}")
-    print(f"{'axis':6} {'commanded':>10} {'read +':>8} {'read -':>8} {'read/cmd':>9} {'corr':>6} {'cross-talk':>11}"
-          f" {'shoulders: mean':>16} {f'>{MOVED}':>6}")
+    print(
+        f"{'axis':6} {'commanded':>10} {'read +':>8} {'read -':>8} {'read/cmd':>9} {'corr':>6} "
+        f"{'cross-talk':>11}"
+        f" {'shoulders: mean':>16} {f'>{MOVED}':>6}"
+    )
     for r in rows:
-        print(f"{r['axis']:6} {r['commanded']:>9.1f}° {r['read +']:>7.1f}° {r['read -']:>7.1f}° "
-              f"{r['ratio']:>9.2f} {r['corr']:>6.2f} {r['cross']:>10.1f}° {r['shoulders mean']:>16.2f} {r['shoulders moved']:>6.1%}")
+        print(
+            f"{r['axis']:6} {r['commanded']:>9.1f}° {r['read +']:>7.1f}° {r['read -']:>7.1f}° "
+            f"{r['ratio']:>9.2f} {r['corr']:>6.2f} {r['cross']:>10.1f}° {r['shoulders mean']:>16.2f} "
+            f"{r['shoulders moved']:>6.1%}"
+        )
 
 
 def face_box(landmarks: np.ndarray, shape: tuple[int, ...], margin: float = 0.9) -> tuple[slice, slice]:
@@ -118,8 +136,9 @@ def face_box(landmarks: np.ndarray, shape: tuple[int, ...], margin: float = 0.9)
     return rows, slice(max(int(x0 - pad), 0), min(int(x1 + pad), shape[1]))
 
 
-def contact_sheet(frames: dict[int, np.ndarray], commanded: np.ndarray, landmarks: np.ndarray, path: Path,
-                  title: str) -> None:
+def contact_sheet(
+    frames: dict[int, np.ndarray], commanded: np.ndarray, landmarks: np.ndarray, path: Path, title: str
+) -> None:
     """Per axis a row: -extreme, neutral, +extreme, and |difference to neutral| at each extreme,
     cut to the face's surroundings (face_box)."""
     import matplotlib
@@ -133,11 +152,17 @@ def contact_sheet(frames: dict[int, np.ndarray], commanded: np.ndarray, landmark
     fig, axes = plt.subplots(3, 5, figsize=(15, 9.4))
     for a, axis in enumerate(AXES):
         lo, hi = int(np.argmin(commanded[:, a])), int(np.argmax(commanded[:, a]))
-        diff = lambda i: np.abs(frames[i].astype(np.int16) - rest).max(axis=2)
-        panels = [(frames[lo], f"{axis} {commanded[lo, a]:+.0f}°"), (frames[0], "neutral"),
-                  (frames[hi], f"{axis} {commanded[hi, a]:+.0f}°"),
-                  (diff(lo), f"|{axis} {commanded[lo, a]:+.0f}° - neutral|"),
-                  (diff(hi), f"|{axis} {commanded[hi, a]:+.0f}° - neutral|")]
+
+        def diff(i):
+            return np.abs(frames[i].astype(np.int16) - rest).max(axis=2)
+
+        panels = [
+            (frames[lo], f"{axis} {commanded[lo, a]:+.0f}°"),
+            (frames[0], "neutral"),
+            (frames[hi], f"{axis} {commanded[hi, a]:+.0f}°"),
+            (diff(lo), f"|{axis} {commanded[lo, a]:+.0f}° - neutral|"),
+            (diff(hi), f"|{axis} {commanded[hi, a]:+.0f}° - neutral|"),
+        ]
         for c, (image, label) in enumerate(panels):
             ax = axes[a, c]
             ax.imshow(image, cmap="magma" if image.ndim == 2 else None, vmin=0, vmax=60)
@@ -151,12 +176,16 @@ def contact_sheet(frames: dict[int, np.ndarray], commanded: np.ndarray, landmark
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("portrait", nargs="?", default=str(ROOT / "samples/portrait.png"))
     parser.add_argument("--sheet", type=Path, help="write the contact sheet (PNG) here")
     parser.add_argument("--seconds", type=float, default=1 / FREQUENCY, help="per axis (default: one period)")
     parser.add_argument("--size", type=int, default=256, help="render crop side (the preset's output.size)")
-    parser.add_argument("--crop", action="store_true", help="render the face crop, not the pasted-back portrait")
+    parser.add_argument(
+        "--crop", action="store_true", help="render the face crop, not the pasted-back portrait"
+    )
     args = parser.parse_args()
 
     preset = load_preset().with_overrides(output={"size": args.size, "crop": args.crop})
@@ -173,13 +202,16 @@ def main() -> None:
     n = min(len(series.pose), len(commanded))
     first = next(t for t in series.tracks if t is not None)
     rows = calibration(commanded[:n], series.pose[:n], frames, first)
-    print(f"{args.portrait}: {result.frames} frames at {fps:g} fps, crop {result.render_size}, "
-          f"face found in {series.found.mean():.0%}, rendered in {result.wall_seconds:.1f} s")
+    print(
+        f"{args.portrait}: {result.frames} frames at {fps:g} fps, crop {result.render_size}, "
+        f"face found in {series.found.mean():.0%}, rendered in {result.wall_seconds:.1f} s"
+    )
     print_table(Path(args.portrait).name, rows)
     if args.sheet:
         ratios = ", ".join(f"{r['axis']} {r['ratio']:.2f}" for r in rows)
-        contact_sheet(frames, commanded, first, args.sheet,
-                      f"{Path(args.portrait).name}: read/commanded {ratios}")
+        contact_sheet(
+            frames, commanded, first, args.sheet, f"{Path(args.portrait).name}: read/commanded {ratios}"
+        )
         print(f"wrote {args.sheet}")
 
 

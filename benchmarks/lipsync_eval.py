@@ -1,6 +1,7 @@
 """Lip-sync figures of each generator on real voices (benchmarks/eval_cases.toml).
 
-    python benchmarks/lipsync_eval.py --generator phonetic --generator student[:CKPT] --seeds 0-9 [--json out.json]
+    python benchmarks/lipsync_eval.py --generator phonetic --generator student[:CKPT] --seeds 0-9 \
+        [--json out.json]
 
 Renders every case with every generator and seed (face crop, 256 px: the figures read the
 mouth, not the pixels), runs `tm eval` on it with the true transcript, and prints per case and
@@ -16,9 +17,8 @@ import argparse
 import json
 import sys
 import tempfile
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -27,12 +27,16 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from tmcli.core.config import load_preset  # noqa: E402
-from tmcli.tools.evaluate import evaluate_video  # noqa: E402
 from tmcli.stream.pipeline import render  # noqa: E402
+from tmcli.tools.evaluate import evaluate_video  # noqa: E402
 
-GROUPS = {"tuning": lambda c: not c.get("held_out"), "held out (first 3)": lambda c: c.get("held_out") and not c.get("extended"),
-          "extended (held out)": lambda c: c.get("extended"), "first 7": lambda c: not c.get("extended"),
-          "all": lambda c: True}
+GROUPS = {
+    "tuning": lambda c: not c.get("held_out"),
+    "held out (first 3)": lambda c: c.get("held_out") and not c.get("extended"),
+    "extended (held out)": lambda c: c.get("extended"),
+    "first 7": lambda c: not c.get("extended"),
+    "all": lambda c: True,
+}
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -45,28 +49,43 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--generator", action="append", default=[],
-                        help="phonetic, teacher[:CHECKPOINT_DIR] or student[:CHECKPOINT_DIR] (repeat to compare)")
-    parser.add_argument("--report", nargs="+", metavar="JSON", help="print the tables of earlier runs' --json files")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--generator",
+        action="append",
+        default=[],
+        help="phonetic, teacher[:CHECKPOINT_DIR] or student[:CHECKPOINT_DIR] (repeat to compare)",
+    )
+    parser.add_argument(
+        "--report", nargs="+", metavar="JSON", help="print the tables of earlier runs' --json files"
+    )
     parser.add_argument("--cases", default=str(ROOT / "benchmarks/eval_cases.toml"))
     parser.add_argument("--preset", default="default")
-    parser.add_argument("--seeds", "--seed", default="0", help="seeds to render each case with: 0-9, 0,2,5 or one")
+    parser.add_argument(
+        "--seeds", "--seed", default="0", help="seeds to render each case with: 0-9, 0,2,5 or one"
+    )
     parser.add_argument("--json", help="write every report here (generator -> case -> seed -> figures)")
-    parser.add_argument("--cfg-scale", type=float, help="audio guidance of learned generators (preset's otherwise)")
+    parser.add_argument(
+        "--cfg-scale", type=float, help="audio guidance of learned generators (preset's otherwise)"
+    )
     parser.add_argument("--tuning-only", action="store_true", help="skip the held-out cases (for tuning)")
     args = parser.parse_args()
     cases = tomllib.loads(Path(args.cases).read_text())["case"]
     cases = [c for c in cases if not (args.tuning_only and c.get("held_out"))]
     if args.report:
-        results = {spec: by_case for f in args.report for spec, by_case in json.loads(Path(f).read_text()).items()}
+        results = {
+            spec: by_case for f in args.report for spec, by_case in json.loads(Path(f).read_text()).items()
+        }
         print_tables(cases, results, ", ".join(args.report))
         return
     if not args.generator:
         parser.error("give --generator (or --report)")
     seeds = parse_seeds(args.seeds)
-    preset = load_preset(args.preset).with_overrides(output={"crop": True, "size": 256},
-                                                     generator={"cfg_audio": args.cfg_scale})
+    preset = load_preset(args.preset).with_overrides(
+        output={"crop": True, "size": 256}, generator={"cfg_audio": args.cfg_scale}
+    )
     results: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.generator:
@@ -76,11 +95,21 @@ def main() -> None:
                 results[spec][case["name"]] = {}
                 for seed in seeds:
                     out = Path(tmp) / f"{i}.mp4"
-                    render(ROOT / case["portrait"], ROOT / case["audio"], out, preset, seed=seed, generator=kind,
-                           checkpoint=checkpoint or None)
+                    render(
+                        ROOT / case["portrait"],
+                        ROOT / case["audio"],
+                        out,
+                        preset,
+                        seed=seed,
+                        generator=kind,
+                        checkpoint=checkpoint or None,
+                    )
                     report = evaluate_video(out, ROOT / case["audio"], transcript=case["transcript"])
                     results[spec][case["name"]][str(seed)] = report.as_dict()
-                    print(f"{spec:>12} | {case['name']} | seed {seed}: corr {report.correlation:.2f}", file=sys.stderr)
+                    print(
+                        f"{spec:>12} | {case['name']} | seed {seed}: corr {report.correlation:.2f}",
+                        file=sys.stderr,
+                    )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     print_tables(cases, results, f"seeds {args.seeds}")
@@ -89,19 +118,26 @@ def main() -> None:
 def print_tables(cases: list[dict], results: dict[str, dict[str, dict]], source: str) -> None:
     """One row per case and per group of cases, one column per generator (cases a generator
     was not run on are left out of its figures)."""
-    table = Table(title=f"tm eval on real voices ({source}): offset within 1 frame (runs), mean |offset| between frames "
-                        "/ correlation / /p b m/ closed / open vowels open (counted over seeds) / jitter in silence, % IOD")
+    table = Table(
+        title=f"tm eval on real voices ({source}): offset within 1 frame (runs), mean |offset| between "
+        "frames "
+        "/ correlation / /p b m/ closed / open vowels open (counted over seeds) / jitter in silence, % IOD"
+    )
     table.add_column("case")
     for spec in results:
         table.add_column(spec, justify="right")
     for case in cases:
-        table.add_row(case["name"] + (" (held out)" if case.get("held_out") else ""),
-                      *(summary([results[spec].get(case["name"], {})]) for spec in results))
+        table.add_row(
+            case["name"] + (" (held out)" if case.get("held_out") else ""),
+            *(summary([results[spec].get(case["name"], {})]) for spec in results),
+        )
     for label, member in GROUPS.items():
         group = [c for c in cases if member(c)]
         if label == "all" or 0 < len(group) < len(cases):  # a group equal to all would repeat it
-            table.add_row(f"[bold]{label}[/bold] ({len(group)})",
-                          *(summary([results[spec].get(c["name"], {}) for c in group]) for spec in results))
+            table.add_row(
+                f"[bold]{label}[/bold] ({len(group)})",
+                *(summary([results[spec].get(c["name"], {}) for c in group]) for spec in results),
+            )
     Console(width=220).print(table)
 
 
@@ -125,8 +161,10 @@ def summary(per_case: list[dict[str, dict]]) -> str:
     def mean(xs: list[float], fmt: str) -> str:
         return fmt.format(sum(xs) / len(xs)) if xs else "n/a"
 
-    return (f"{within}/{len(runs)}, {mean(offset_ms, '{:.0f}')} ms / {mean(corr, '{:.2f}')} / "
-            f"{closed}/{bilabials} / {opened}/{vowels} / {mean(jitter, '{:.2f}')}")
+    return (
+        f"{within}/{len(runs)}, {mean(offset_ms, '{:.0f}')} ms / {mean(corr, '{:.2f}')} / "
+        f"{closed}/{bilabials} / {opened}/{vowels} / {mean(jitter, '{:.2f}')}"
+    )
 
 
 if __name__ == "__main__":

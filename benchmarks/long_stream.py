@@ -81,7 +81,8 @@ start = time.perf_counter()
 checkpoint = sys.argv[2] if len(sys.argv) > 2 else None
 result = render("samples/portrait.png", "-", sys.argv[1], preset, generator="student", checkpoint=checkpoint,
                 raw_rate=16000, on_motion=on_motion)
-print(json.dumps({"frames": result.frames, "rss_rises": rises, "wall": time.perf_counter() - start, "stats": stats,
+wall = time.perf_counter() - start
+print(json.dumps({"frames": result.frames, "rss_rises": rises, "wall": wall, "stats": stats,
                   "stages": result.stage_seconds,
                   "peak_rss_mb": hwm_mb(),
                   "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
@@ -101,7 +102,9 @@ def run(audio: np.ndarray, student: str | None) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--short-seconds", type=float, default=10.0)
     parser.add_argument("--student", help="student checkpoint (default: the shipped one)")
@@ -112,17 +115,34 @@ def main() -> None:
     made = time.perf_counter() - t
     short = run(audio[: int(args.short_seconds * SAMPLE_RATE)], args.student)
     long_ = run(audio, args.student)
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     console = Console(width=120)
-    table = Table(title=f"streaming student, {platform.machine()}, {os.cpu_count()} cores, commit {commit} "
-                        f"(speech made in {made:.0f} s)")
-    for column in ("run", "audio", "frames", "wall", "s per s of audio", "peak RSS (tm)",
-                   "peak RSS (phones worker, ffmpeg)"):
+    table = Table(
+        title=f"streaming student, {platform.machine()}, {os.cpu_count()} cores, commit {commit} "
+        f"(speech made in {made:.0f} s)"
+    )
+    for column in (
+        "run",
+        "audio",
+        "frames",
+        "wall",
+        "s per s of audio",
+        "peak RSS (tm)",
+        "peak RSS (phones worker, ffmpeg)",
+    ):
         table.add_column(column, justify="left" if column == "run" else "right")
     for name, r, seconds in (("short", short, args.short_seconds), ("long", long_, args.minutes * 60)):
-        table.add_row(name, f"{seconds:.0f} s", str(r["frames"]), f"{r['wall']:.0f} s", f"{r['wall'] / seconds:.3f}",
-                      f"{r['peak_rss_mb']:.0f} MB", f"{r['children_peak_rss_mb']:.0f} MB")
+        table.add_row(
+            name,
+            f"{seconds:.0f} s",
+            str(r["frames"]),
+            f"{r['wall']:.0f} s",
+            f"{r['wall'] / seconds:.3f}",
+            f"{r['peak_rss_mb']:.0f} MB",
+            f"{r['children_peak_rss_mb']:.0f} MB",
+        )
     console.print(table)
     growth = long_["peak_rss_mb"] / short["peak_rss_mb"] - 1
     console.print(f"peak memory, long vs short: {growth:+.1%}")
@@ -130,25 +150,41 @@ def main() -> None:
     if len(stats) >= 2:
         k = max(1, min(5, len(stats) // 2))  # minutes averaged at each end
         drift = Table(title=f"motion per minute: mean of the first {k} vs the last {k} minutes")
-        for column in ("minutes", "jawOpen speaking", "jawOpen p90", "pose std yaw / pitch / roll", "blinks per minute"):
+        for column in (
+            "minutes",
+            "jawOpen speaking",
+            "jawOpen p90",
+            "pose std yaw / pitch / roll",
+            "blinks per minute",
+        ):
             drift.add_column(column, justify="right")
         for label, part in (("first", stats[:k]), ("last", stats[-k:])):
             pose = np.mean([s["pose_std"] for s in part], axis=0)
-            drift.add_row(label, f"{np.mean([s['jaw_speaking'] for s in part]):.3f}",
-                          f"{np.mean([s['jaw_p90'] for s in part]):.3f}", " / ".join(f"{v:.3f}" for v in pose),
-                          f"{np.mean([s['blinks'] for s in part]):.1f}")
+            drift.add_row(
+                label,
+                f"{np.mean([s['jaw_speaking'] for s in part]):.3f}",
+                f"{np.mean([s['jaw_p90'] for s in part]):.3f}",
+                " / ".join(f"{v:.3f}" for v in pose),
+                f"{np.mean([s['blinks'] for s in part]):.1f}",
+            )
         console.print(drift)
         blinks = np.array([s["blinks"] for s in stats], dtype=float)
         slope = np.polyfit(np.arange(len(blinks)), blinks, 1)[0]
-        console.print(f"blinks per minute over all {len(blinks)} minutes: {blinks.mean():.1f} +- {blinks.std():.1f}, "
-                      f"trend {slope * 10:+.2f} per 10 minutes")
+        console.print(
+            f"blinks per minute over all {len(blinks)} minutes: {blinks.mean():.1f} +- {blinks.std():.1f}, "
+            f"trend {slope * 10:+.2f} per 10 minutes"
+        )
         rss = [s["rss_mb"] for s in stats]
         marks = sorted({0, len(rss) // 4, len(rss) // 2, 3 * len(rss) // 4, len(rss) - 1})
-        console.print("resident memory at the end of minute " + ", ".join(f"{i + 1}: {rss[i]:.0f} MB" for i in marks))
+        console.print(
+            "resident memory at the end of minute " + ", ".join(f"{i + 1}: {rss[i]:.0f} MB" for i in marks)
+        )
     late = [(rss, hwm, frame) for rss, hwm, frame in long_["rss_rises"] if frame > 0]
     if late:
-        console.print("new highs after the first frame (resident / high-water MB at minute): "
-                      + ", ".join(f"{rss} / {hwm} at {frame / 25 / 60:.1f}" for rss, hwm, frame in late[-8:]))
+        console.print(
+            "new highs after the first frame (resident / high-water MB at minute): "
+            + ", ".join(f"{rss} / {hwm} at {frame / 25 / 60:.1f}" for rss, hwm, frame in late[-8:])
+        )
     if args.json:
         Path(args.json).write_text(json.dumps({"short": short, "long": long_, "commit": commit}, indent=1))
 

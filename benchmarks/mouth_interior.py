@@ -1,6 +1,7 @@
 """What tm paints between the lips, measured on portraits and shown as mouth crops (issue 29).
 
-    python benchmarks/mouth_interior.py [PORTRAIT ...] [--real [DIR]] [--seconds 4] [--sheets DIR] [--json out.json]
+    python benchmarks/mouth_interior.py [PORTRAIT ...] [--real [DIR]] [--seconds 4] [--sheets DIR] \
+        [--json out.json]
 
 Each portrait (default: the samples, samples/portrait.png and samples/extra/*.jpg; with --real
 also every portrait of ../shared/real/portraits) speaks the sample speech (samples/speech.wav,
@@ -35,18 +36,23 @@ import soundfile  # noqa: E402
 from tmcli.core.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from tmcli.core.config import load_preset  # noqa: E402
 from tmcli.core.errors import TmError  # noqa: E402
-from tmcli.tools.evaluate import CLOSED, mouth_aperture  # noqa: E402
 from tmcli.face.align import to_uint8  # noqa: E402
 from tmcli.face.rig import INDEX, neutral  # noqa: E402
-from tmcli.stream.pipeline import render  # noqa: E402
 from tmcli.motion.portrait import Portrait  # noqa: E402
+from tmcli.stream.pipeline import render  # noqa: E402
+from tmcli.tools.evaluate import CLOSED, mouth_aperture  # noqa: E402
 from tmcli.tools.reference import read_face_series  # noqa: E402
 
 POSES = {  # rig blendshapes of each mouth shape on the sheets
     "open vowel": {"jawOpen": 0.55},
     "rounded /o u/": {"jawOpen": 0.25, "mouthFunnel": 0.5, "mouthPucker": 0.5},
-    "spread /i e/": {"jawOpen": 0.2, "mouthStretchLeft": 0.4, "mouthStretchRight": 0.4,
-                     "mouthSmileLeft": 0.3, "mouthSmileRight": 0.3},
+    "spread /i e/": {
+        "jawOpen": 0.2,
+        "mouthStretchLeft": 0.4,
+        "mouthStretchRight": 0.4,
+        "mouthSmileLeft": 0.3,
+        "mouthSmileRight": 0.3,
+    },
     "closure /p b m/": {"mouthClose": 0.6, "mouthPressLeft": 0.4, "mouthPressRight": 0.4},
     "silence": {},
 }
@@ -74,7 +80,9 @@ def mouth_crops(portrait: Portrait, side: int) -> list[np.ndarray]:
         for name, value in values.items():
             m[INDEX[name]] = value
         frames.append(portrait.renderer(portrait.rig.apply(m)))
-    return [np.asarray(Image.fromarray(to_uint8(f)).crop(box).resize((side, side), Image.LANCZOS)) for f in frames]
+    return [
+        np.asarray(Image.fromarray(to_uint8(f)).crop(box).resize((side, side), Image.LANCZOS)) for f in frames
+    ]
 
 
 def save_sheets(rows: list[tuple[str, list[np.ndarray]]], folder: Path, side: int) -> None:
@@ -83,7 +91,7 @@ def save_sheets(rows: list[tuple[str, list[np.ndarray]]], folder: Path, side: in
     folder.mkdir(parents=True, exist_ok=True)
     titles = ["portrait"] + list(POSES)
     for start in range(0, len(rows), PER_SHEET):
-        part = rows[start: start + PER_SHEET]
+        part = rows[start : start + PER_SHEET]
         sheet = Image.new("RGB", (len(titles) * side, 16 + len(part) * (side + 14)), "white")
         draw = ImageDraw.Draw(sheet)
         for c, title in enumerate(titles):
@@ -97,18 +105,30 @@ def save_sheets(rows: list[tuple[str, list[np.ndarray]]], folder: Path, side: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("portraits", nargs="*", help="portraits (default: the samples)")
-    parser.add_argument("--real", nargs="?", const=REAL_PORTRAITS, type=Path,
-                        help=f"also every portrait of this folder (default {REAL_PORTRAITS})")
+    parser.add_argument(
+        "--real",
+        nargs="?",
+        const=REAL_PORTRAITS,
+        type=Path,
+        help=f"also every portrait of this folder (default {REAL_PORTRAITS})",
+    )
     parser.add_argument("--seconds", type=float, default=4.0, help="the sample speech cut to this long")
     parser.add_argument("--generator", default="student")
     parser.add_argument("--sheets", help="save contact sheets of mouth crops here")
-    parser.add_argument("--sheet-size", type=int, default=512, help="crop side the sheets' mouths are rendered at")
+    parser.add_argument(
+        "--sheet-size", type=int, default=512, help="crop side the sheets' mouths are rendered at"
+    )
     parser.add_argument("--no-render", action="store_true", help="only the sheets, no shares")
     parser.add_argument("--json", help="write the shares here")
     args = parser.parse_args()
-    paths = [Path(p) for p in args.portraits] or [SAMPLES / "portrait.png", *sorted((SAMPLES / "extra").glob("*.jpg"))]
+    paths = [Path(p) for p in args.portraits] or [
+        SAMPLES / "portrait.png",
+        *sorted((SAMPLES / "extra").glob("*.jpg")),
+    ]
     if args.real:
         paths += sorted(p for p in args.real.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     preset = load_preset().with_overrides(output={"crop": True, "size": 256})
@@ -116,7 +136,9 @@ def main() -> None:
     results, sheet_rows = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         speech = Path(tmp) / "speech.wav"
-        soundfile.write(speech, load_audio(SAMPLES / "speech.wav")[: int(args.seconds * SAMPLE_RATE)], SAMPLE_RATE)
+        soundfile.write(
+            speech, load_audio(SAMPLES / "speech.wav")[: int(args.seconds * SAMPLE_RATE)], SAMPLE_RATE
+        )
         for path in paths:
             name = path.stem
             try:
@@ -126,14 +148,21 @@ def main() -> None:
                     out = Path(tmp) / f"{name}.mp4"
                     render(path, speech, out, preset, generator=args.generator)
                     dark, teeth = read_face_series(out).interior_shares()
-                    entry.update(dark=None if np.isnan(dark) else dark, teeth=None if np.isnan(teeth) else teeth)
+                    entry.update(
+                        dark=None if np.isnan(dark) else dark, teeth=None if np.isnan(teeth) else teeth
+                    )
                 if args.sheets:
-                    sheet_rows.append((f"{name} ({state})", mouth_crops(Portrait.load(path, sheet_preset), 128)))
+                    sheet_rows.append(
+                        (f"{name} ({state})", mouth_crops(Portrait.load(path, sheet_preset), 128))
+                    )
             except TmError as exc:  # one failed portrait is reported, the rest go on
                 print(f"{name}: {exc.message}", file=sys.stderr)
                 continue
             results[name] = entry
-            print(f"{name:>28} {state:>6}  near-black {entry.get('dark')}  teeth-like {entry.get('teeth')}", file=sys.stderr)
+            print(
+                f"{name:>28} {state:>6}  near-black {entry.get('dark')}  teeth-like {entry.get('teeth')}",
+                file=sys.stderr,
+            )
     if args.sheets:
         save_sheets(sheet_rows, Path(args.sheets), 128)
     print_table(results)
@@ -150,8 +179,10 @@ def print_table(results: dict[str, dict]) -> None:
         print(f"{name:>28} {entry['mouth']:>6} {fmt(entry.get('dark')):>10} {fmt(entry.get('teeth')):>10}")
     for label, keep in (("median", lambda e: True), ("median, closed", lambda e: e["mouth"] == "closed")):
         chosen = [e for e in results.values() if keep(e)]
-        medians = [np.median(vs) if (vs := [e[k] for e in chosen if e.get(k) is not None]) else None
-                   for k in ("dark", "teeth")]
+        medians = [
+            np.median(vs) if (vs := [e[k] for e in chosen if e.get(k) is not None]) else None
+            for k in ("dark", "teeth")
+        ]
         print(f"{label + f' ({len(chosen)})':>28} {'':>6} {fmt(medians[0]):>10} {fmt(medians[1]):>10}")
 
 

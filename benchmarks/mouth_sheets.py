@@ -1,6 +1,7 @@
 """tm's mouth beside another system's on the same portrait and speech, one column per phone group.
 
-    python benchmarks/mouth_sheets.py DIR [--real ../shared/real] [--case NAME ...] [--seconds 10] [--size 512]
+    python benchmarks/mouth_sheets.py DIR [--real ../shared/real] [--case NAME ...] [--seconds 10] \
+        [--size 512]
 
 For every `vasa1/` and `emo/` case of the real folder (portrait + audio + that system's render,
 as in benchmarks/reference_eval.py) tm renders the portrait speaking the audio (face crop at
@@ -30,18 +31,18 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from PIL import Image, ImageDraw  # noqa: E402
+from reference_eval import REAL, find_cases, prepare  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from reference_eval import REAL, find_cases, prepare  # noqa: E402
 
 from tmcli.core.audio import load_audio  # noqa: E402
 from tmcli.core.config import load_preset  # noqa: E402
-from tmcli.tools.evaluate import mouth_aperture, track_video  # noqa: E402
-from tmcli.face import landmarks as L  # noqa: E402
 from tmcli.core.media import read_video_frames  # noqa: E402
-from tmcli.stream.pipeline import render  # noqa: E402
-from tmcli.tools.reference import mouth_shape  # noqa: E402
+from tmcli.face import landmarks as L  # noqa: E402
 from tmcli.speech.alignment import speech_phones  # noqa: E402
+from tmcli.stream.pipeline import render  # noqa: E402
+from tmcli.tools.evaluate import mouth_aperture, track_video  # noqa: E402
+from tmcli.tools.reference import mouth_shape  # noqa: E402
 
 GROUPS = {
     "open vowel": {"AA", "AE", "AH", "AO", "AW", "AY"},
@@ -78,7 +79,9 @@ def at_times(tracks: list, fps: float, times: list[float]) -> list:
     return found
 
 
-def mouth_crops(video: Path, tracks: list, fps: float, times: list[float], side: int) -> list[Image.Image | None]:
+def mouth_crops(
+    video: Path, tracks: list, fps: float, times: list[float], side: int
+) -> list[Image.Image | None]:
     """The mouth at each time (None where no face is found near it), side x side."""
     frames = list(read_video_frames(video))[1:]
     crops = []
@@ -98,20 +101,30 @@ def group_shapes(phones, tracks: list, fps: float, seconds: float) -> dict[str, 
     """Phone group -> (median outer width / height, median inner gap) at the middle of its phones."""
     shapes = {}
     for group, labels in GROUPS.items():
-        times = [(p.start + p.end) / 2 for p in phones if p.label in labels and LEAD_IN <= p.start and p.end <= seconds]
+        times = [
+            (p.start + p.end) / 2
+            for p in phones
+            if p.label in labels and LEAD_IN <= p.start and p.end <= seconds
+        ]
         hits = [lm for _, lm in filter(None, at_times(tracks, fps, times))]
         if hits:
-            shapes[group] = (float(np.median([mouth_shape(lm) for lm in hits])),
-                             float(np.median([mouth_aperture(lm) for lm in hits])))
+            shapes[group] = (
+                float(np.median([mouth_shape(lm) for lm in hits])),
+                float(np.median([mouth_aperture(lm) for lm in hits])),
+            )
     return shapes
 
 
-def save_sheet(path: Path, title: str, picked: dict[str, tuple[float, str]], rows: dict[str, list], side: int) -> None:
+def save_sheet(
+    path: Path, title: str, picked: dict[str, tuple[float, str]], rows: dict[str, list], side: int
+) -> None:
     sheet = Image.new("RGB", (len(GROUPS) * side + 60, 34 + len(rows) * side), "white")
     draw = ImageDraw.Draw(sheet)
     draw.text((4, 2), title, fill="black")
     for c, group in enumerate(GROUPS):
-        label = f"{group}: {picked[group][1]} {picked[group][0]:.2f}s" if group in picked else f"{group}: none"
+        label = (
+            f"{group}: {picked[group][1]} {picked[group][0]:.2f}s" if group in picked else f"{group}: none"
+        )
         draw.text((60 + c * side + 2, 18), label, fill="black")
     for r, (name, crops) in enumerate(rows.items()):
         y = 34 + r * side
@@ -125,7 +138,9 @@ def save_sheet(path: Path, title: str, picked: dict[str, tuple[float, str]], row
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("out", type=Path, help="folder for the sheets")
     parser.add_argument("--real", default=str(REAL))
     parser.add_argument("--case", action="append", default=[], help="only cases whose name contains this")
@@ -133,8 +148,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="tm's face crop side")
     parser.add_argument("--side", type=int, default=160, help="a mouth's side on the sheet")
     args = parser.parse_args()
-    cases = [c for c in find_cases(Path(args.real)) if c["portrait"] is not None
-             and (not args.case or any(part in c["name"] for part in args.case))]
+    cases = [
+        c
+        for c in find_cases(Path(args.real))
+        if c["portrait"] is not None and (not args.case or any(part in c["name"] for part in args.case))
+    ]
     if not cases:
         sys.exit(f"no portrait + audio cases under {args.real}")
     preset = load_preset().with_overrides(output={"crop": True, "size": args.size})
@@ -153,18 +171,27 @@ def main() -> None:
             for name, video in (("tm", out), ("reference", reference)):
                 fps, tracks, _ = track_video(video)
                 crops = iter(mouth_crops(video, tracks, fps, times, args.side))
-                rows[name if name == "tm" else case["name"].split("/")[0]] = {g: next(crops) for g in GROUPS if g in picked}
+                rows[name if name == "tm" else case["name"].split("/")[0]] = {
+                    g: next(crops) for g in GROUPS if g in picked
+                }
                 for group, figures in group_shapes(phones, tracks, fps, args.seconds).items():
                     shapes[name].setdefault(group, []).append(figures)
             sheet = args.out / f"{case['name'].replace('/', '_')}.png"
-            save_sheet(sheet, f"{case['name']}: tm (top) beside the reference (bottom), at each group's longest phone",
-                       picked, rows, args.side)
+            save_sheet(
+                sheet,
+                f"{case['name']}: tm (top) beside the reference (bottom), at each group's longest phone",
+                picked,
+                rows,
+                args.side,
+            )
             print(f"{case['name']}: {sheet}", file=sys.stderr)
     print_shapes(shapes, len(cases))
 
 
 def print_shapes(shapes: dict[str, dict[str, list]], cases: int) -> None:
-    table = Table(title=f"mouth shape per phone group, medians over {cases} cases: outer width / height, inner gap (u)")
+    table = Table(
+        title=f"mouth shape per phone group, medians over {cases} cases: outer width / height, inner gap (u)"
+    )
     for column in ("phone group", "tm width/height", "ref width/height", "tm gap", "ref gap"):
         table.add_column(column, justify="left" if column == "phone group" else "right")
     for group in GROUPS:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
-import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -26,9 +26,9 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from tmcli.core import audio as audio_mod  # noqa: E402
-from tmcli.train.synth import RECOGNITION_ERRORS, misrecognize  # noqa: E402
-from tmcli.speech.features import phone_classes  # noqa: E402
 from tmcli.speech.alignment import speech_phones  # noqa: E402
+from tmcli.speech.features import phone_classes  # noqa: E402
+from tmcli.train.synth import RECOGNITION_ERRORS, misrecognize  # noqa: E402
 
 FPS = 25.0
 
@@ -41,14 +41,20 @@ def agreement(phones, truth, frames: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cases", default=str(ROOT / "benchmarks/eval_cases.toml"))
     parser.add_argument("--all", action="store_true", help="include the held-out cases")
     parser.add_argument("--draws", type=int, default=20, help="simulated recognitions per case")
     args = parser.parse_args()
-    cases = [c for c in tomllib.loads(Path(args.cases).read_text())["case"] if args.all or not c.get("held_out")]
+    cases = [
+        c for c in tomllib.loads(Path(args.cases).read_text())["case"] if args.all or not c.get("held_out")
+    ]
 
-    table = Table(title=f"phone-class agreement with the forced alignment, simulated with {RECOGNITION_ERRORS}")
+    table = Table(
+        title=f"phone-class agreement with the forced alignment, simulated with {RECOGNITION_ERRORS}"
+    )
     for column in ("case", "pocketsphinx", "simulated"):
         table.add_column(column, justify="left" if column == "case" else "right")
     rng = np.random.default_rng(0)
@@ -58,7 +64,9 @@ def main() -> None:
         frames = audio_mod.num_video_frames(len(samples), FPS)
         truth = speech_phones(samples, case["transcript"])
         real.append(agreement(speech_phones(samples), truth, frames))
-        simulated.append(np.mean([agreement(misrecognize(truth, rng), truth, frames) for _ in range(args.draws)]))
+        simulated.append(
+            np.mean([agreement(misrecognize(truth, rng), truth, frames) for _ in range(args.draws)])
+        )
         table.add_row(case["name"], f"{real[-1]:.1%}", f"{simulated[-1]:.1%}")
     table.add_row("mean", f"{np.mean(real):.1%}", f"{np.mean(simulated):.1%}", style="bold")
     Console().print(table)

@@ -30,12 +30,19 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tmcli.train.shards import read_manifest, read_shard  # noqa: E402
 from tmcli.face.rig import INDEX  # noqa: E402
+from tmcli.train.shards import read_manifest, read_shard  # noqa: E402
 
 FIGURES = {  # name -> format
-    "yaw": "{:.1f}", "pitch": "{:.1f}", "roll": "{:.1f}", "head < 1 Hz": "{:.0%}", "jaw p50": "{:.2f}",
-    "jaw p90": "{:.2f}", "blinks/min": "{:.1f}", "shut frames/blink": "{:.1f}", "deepest blink": "{:.2f}",
+    "yaw": "{:.1f}",
+    "pitch": "{:.1f}",
+    "roll": "{:.1f}",
+    "head < 1 Hz": "{:.0%}",
+    "jaw p50": "{:.2f}",
+    "jaw p90": "{:.2f}",
+    "blinks/min": "{:.1f}",
+    "shut frames/blink": "{:.1f}",
+    "deepest blink": "{:.2f}",
 }
 
 
@@ -50,9 +57,12 @@ def clip_figures(motion: np.ndarray, fps: float) -> dict[str, float]:
     blink = motion[:, [INDEX["eyeBlinkLeft"], INDEX["eyeBlinkRight"]]].mean(axis=1)
     onsets = int(np.sum((blink[1:] >= 0.5) & (blink[:-1] < 0.5)))
     return {
-        "yaw": spread[0], "pitch": spread[1], "roll": spread[2],
+        "yaw": spread[0],
+        "pitch": spread[1],
+        "roll": spread[2],
         "head < 1 Hz": power[freqs < 1.0].sum() / max(power.sum(), 1e-12),
-        "jaw p50": np.percentile(jaw, 50), "jaw p90": np.percentile(jaw, 90),
+        "jaw p50": np.percentile(jaw, 50),
+        "jaw p90": np.percentile(jaw, 90),
         "blinks/min": 60 * onsets * fps / len(blink),
         "shut frames/blink": np.sum(blink >= 0.8) / onsets if onsets else float("nan"),
         "deepest blink": blink.max(),
@@ -63,7 +73,11 @@ def data_set_figures(root: Path, min_seconds: float = 3.0) -> list[tuple[str, di
     manifest = read_manifest(root)
     fps = manifest["fps"]
     listing = root / "clips.jsonl"
-    names = [json.loads(line) for line in listing.read_text().splitlines() if line.strip()] if listing.is_file() else []
+    names = (
+        [json.loads(line) for line in listing.read_text().splitlines() if line.strip()]
+        if listing.is_file()
+        else []
+    )
     rows = []
     for shard in manifest["shards"]:
         arrays = read_shard(root, shard["file"])
@@ -81,7 +95,9 @@ def data_set_figures(root: Path, min_seconds: float = 3.0) -> list[tuple[str, di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("data", nargs="+", type=Path, help="folders from tm data extract / tm data synth")
     parser.add_argument("--clips", action="store_true", help="a row per clip, not only the medians")
     parser.add_argument("--json", help="write the medians here (data set -> figure -> value)")
@@ -99,7 +115,9 @@ def main() -> None:
             continue
         median = {k: float(np.nanmedian([r[k] for _, r in rows])) for k in FIGURES}
         medians[str(root)] = median
-        table.add_row(f"[bold]{root}[/bold]", str(len(rows)), *(fmt.format(median[k]) for k, fmt in FIGURES.items()))
+        table.add_row(
+            f"[bold]{root}[/bold]", str(len(rows)), *(fmt.format(median[k]) for k, fmt in FIGURES.items())
+        )
         if args.clips:
             for label, r in rows:
                 table.add_row(f"  {label}", "", *(fmt.format(r[k]) for k, fmt in FIGURES.items()))

@@ -1,6 +1,7 @@
 """tm against real recordings and other systems' renders of the same speech (tm eval --reference).
 
-    python benchmarks/reference_eval.py [--generator student[:CKPT] ...] [--limit N] [--seconds S] [--json out.json]
+    python benchmarks/reference_eval.py [--generator student[:CKPT] ...] [--limit N] [--seconds S] \
+        [--json out.json]
                                         [--sheets DIR]
 
 Cases come from ../shared/real when it exists (development material, never copied into the
@@ -44,13 +45,20 @@ from tmcli.tools.reference import evaluate_reference  # noqa: E402
 
 SILENT = 1e-4  # peak sample below this: the audio track is mute
 COLUMNS = {  # report field -> (column, format)
-    "gap_correlation": ("corr lag 0", "{:.2f}"), "best_lag": ("best lag", "{:+.0f}"),
-    "gap_correlation_best": ("corr best", "{:.2f}"), "opening_ratio": ("opening", "{:.2f}"),
-    "yaw_spread_ratio": ("yaw spread", "{:.2f}"), "pitch_spread_ratio": ("pitch spread", "{:.2f}"),
-    "blink_depth": ("blink tm", "{:.2f}"), "reference_blink_depth": ("blink ref", "{:.2f}"),
-    "audio_correlation": ("loud. corr tm", "{:.2f}"), "reference_audio_correlation": ("loud. corr ref", "{:.2f}"),
-    "mouth_dark": ("black tm", "{:.3f}"), "reference_mouth_dark": ("black ref", "{:.3f}"),
-    "mouth_teeth": ("teeth tm", "{:.2f}"), "reference_mouth_teeth": ("teeth ref", "{:.2f}"),
+    "gap_correlation": ("corr lag 0", "{:.2f}"),
+    "best_lag": ("best lag", "{:+.0f}"),
+    "gap_correlation_best": ("corr best", "{:.2f}"),
+    "opening_ratio": ("opening", "{:.2f}"),
+    "yaw_spread_ratio": ("yaw spread", "{:.2f}"),
+    "pitch_spread_ratio": ("pitch spread", "{:.2f}"),
+    "blink_depth": ("blink tm", "{:.2f}"),
+    "reference_blink_depth": ("blink ref", "{:.2f}"),
+    "audio_correlation": ("loud. corr tm", "{:.2f}"),
+    "reference_audio_correlation": ("loud. corr ref", "{:.2f}"),
+    "mouth_dark": ("black tm", "{:.3f}"),
+    "reference_mouth_dark": ("black ref", "{:.3f}"),
+    "mouth_teeth": ("teeth tm", "{:.2f}"),
+    "reference_mouth_teeth": ("teeth ref", "{:.2f}"),
 }
 
 
@@ -59,7 +67,9 @@ def ffmpeg(*args: str) -> None:
 
 
 def has_audio(video: Path) -> bool:
-    probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(video)], capture_output=True, text=True, check=False)
+    probe = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-i", str(video)], capture_output=True, text=True, check=False
+    )
     return "Audio:" in probe.stderr
 
 
@@ -69,33 +79,71 @@ def find_cases(real: Path) -> list[dict]:
     for folder in ("vasa1", "emo"):
         for gt in sorted((real / folder).glob("*_gt.mp4")):
             stem = gt.name[: -len("_gt.mp4")]
-            cases.append({"name": f"{folder}/{stem}", "portrait": gt.with_name(f"{stem}_ref.jpg"),
-                          "audio": gt.with_name(f"{stem}_aud.mp3"), "reference": gt})
+            cases.append(
+                {
+                    "name": f"{folder}/{stem}",
+                    "portrait": gt.with_name(f"{stem}_ref.jpg"),
+                    "audio": gt.with_name(f"{stem}_aud.mp3"),
+                    "reference": gt,
+                }
+            )
     for video in sorted((real / "videos").glob("*.mp4")):
         if has_audio(video):
-            cases.append({"name": f"videos/{video.stem}", "portrait": None, "audio": None, "reference": video})
+            cases.append(
+                {"name": f"videos/{video.stem}", "portrait": None, "audio": None, "reference": video}
+            )
     return cases
 
 
 def prepare(case: dict, seconds: float, folder: Path) -> tuple[Path, Path, Path]:
     """(portrait, speech wav, reference) cut to `seconds`, in `folder`."""
     reference, portrait, audio = folder / "reference.mp4", case["portrait"], folder / "speech.wav"
-    ffmpeg("-i", str(case["reference"]), "-t", str(seconds), "-an", "-c:v", "libx264", "-crf", "12",
-           "-pix_fmt", "yuv420p", str(reference))
+    ffmpeg(
+        "-i",
+        str(case["reference"]),
+        "-t",
+        str(seconds),
+        "-an",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "12",
+        "-pix_fmt",
+        "yuv420p",
+        str(reference),
+    )
     if portrait is None:
         portrait = folder / "portrait.png"
         ffmpeg("-i", str(case["reference"]), "-frames:v", "1", str(portrait))
-    ffmpeg("-i", str(case["audio"] or case["reference"]), "-t", str(seconds), "-vn", "-ac", "1", "-ar", "16000",
-           str(audio))
+    ffmpeg(
+        "-i",
+        str(case["audio"] or case["reference"]),
+        "-t",
+        str(seconds),
+        "-vn",
+        "-ac",
+        "1",
+        "-ar",
+        "16000",
+        str(audio),
+    )
     return portrait, audio, reference
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--generator", action="append", default=[],
-                        help="student[:CHECKPOINT_DIR] (default), teacher[:...] or phonetic; repeat to compare")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--generator",
+        action="append",
+        default=[],
+        help="student[:CHECKPOINT_DIR] (default), teacher[:...] or phonetic; repeat to compare",
+    )
     parser.add_argument("--real", default=str(REAL), help="the folder of real cases")
-    parser.add_argument("--case", action="append", default=[], help="only cases whose name contains this (repeatable)")
+    parser.add_argument(
+        "--case", action="append", default=[], help="only cases whose name contains this (repeatable)"
+    )
     parser.add_argument("--limit", type=int, help="at most this many cases")
     parser.add_argument("--seconds", type=float, default=10.0, help="cut each case to this long")
     parser.add_argument("--preset", default="default")
@@ -119,7 +167,9 @@ def main() -> None:
                 portrait, audio, reference = prepare(case, args.seconds, folder)
             except subprocess.CalledProcessError as exc:
                 for spec in generators:
-                    results[spec][case["name"]] = f"ffmpeg failed: {exc.stderr.decode(errors='replace').strip()[-200:]}"
+                    results[spec][case["name"]] = (
+                        f"ffmpeg failed: {exc.stderr.decode(errors='replace').strip()[-200:]}"
+                    )
                 continue
             if np.abs(load_audio(audio)).max() < SILENT:  # LivePortrait's driving videos: a mute track
                 for spec in generators:
@@ -129,7 +179,15 @@ def main() -> None:
                 kind, _, checkpoint = spec.partition(":")
                 out = folder / f"{kind}.mp4"
                 try:
-                    render(portrait, audio, out, preset, seed=args.seed, generator=kind, checkpoint=checkpoint or None)
+                    render(
+                        portrait,
+                        audio,
+                        out,
+                        preset,
+                        seed=args.seed,
+                        generator=kind,
+                        checkpoint=checkpoint or None,
+                    )
                     report = evaluate_reference(out, reference, audio).as_dict()
                 except TmError as exc:  # one failed case is reported, the rest go on
                     results[spec][case["name"]] = exc.message
@@ -138,16 +196,23 @@ def main() -> None:
                 results[spec][case["name"]] = report
                 if args.sheets:
                     sheet = Path(args.sheets) / f"{case['name'].replace('/', '_')}_{kind}.png"
-                    contact_sheet(out, reference, sheet, f"{case['name']}: tm {spec} (top) / reference (bottom)")
-                print(f"{spec:>10} | {case['name']}: corr {report['gap_correlation']}, "
-                      f"opening {report['opening_ratio']}", file=sys.stderr)
+                    contact_sheet(
+                        out, reference, sheet, f"{case['name']}: tm {spec} (top) / reference (bottom)"
+                    )
+                print(
+                    f"{spec:>10} | {case['name']}: corr {report['gap_correlation']}, "
+                    f"opening {report['opening_ratio']}",
+                    file=sys.stderr,
+                )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     for spec, by_case in results.items():
         print_table(spec, by_case, args.seconds)
 
 
-def contact_sheet(video: Path, reference: Path, path: Path, title: str, columns: int = 8, side: int = 160) -> None:
+def contact_sheet(
+    video: Path, reference: Path, path: Path, title: str, columns: int = 8, side: int = 160
+) -> None:
     """`columns` moments evenly over the video: its frames in the top row, the reference's below."""
     from PIL import Image, ImageDraw
 
@@ -155,8 +220,12 @@ def contact_sheet(video: Path, reference: Path, path: Path, title: str, columns:
     for source in (video, reference):
         frames = list(read_video_frames(source))[1:]  # the first item is the fps
         picks = np.linspace(0, len(frames) - 1, columns + 2)[1:-1].round().astype(int)
-        rows.append([Image.fromarray(frames[i]).resize((side, side * frames[i].shape[0] // frames[i].shape[1]))
-                     for i in picks])
+        rows.append(
+            [
+                Image.fromarray(frames[i]).resize((side, side * frames[i].shape[0] // frames[i].shape[1]))
+                for i in picks
+            ]
+        )
     height = max(im.height for row in rows for im in row)
     sheet = Image.new("RGB", (columns * side, 18 + 2 * height), "white")
     ImageDraw.Draw(sheet).text((4, 3), title, fill="black")
@@ -172,9 +241,11 @@ def cell(value, fmt: str) -> str:
 
 
 def print_table(spec: str, by_case: dict[str, dict | str], seconds: float) -> None:
-    table = Table(title=f"tm ({spec}) against the reference, first {seconds:g} s: lip gap correlation, best lag "
-                        "(+ = tm later), ratios tm / reference, blink depth of each, lip gap ~ loudness of each, "
-                        "near-black and teeth-like shares inside the parted lips of each")
+    table = Table(
+        title=f"tm ({spec}) against the reference, first {seconds:g} s: lip gap correlation, best lag "
+        "(+ = tm later), ratios tm / reference, blink depth of each, lip gap ~ loudness of each, "
+        "near-black and teeth-like shares inside the parted lips of each"
+    )
     table.add_column("case")
     for column, _ in COLUMNS.values():
         table.add_column(column, justify="right")

@@ -42,7 +42,10 @@ STAGES = [
     ("start-up until render() (interpreter, imports, CLI)", lambda r: r["render_began"]),
     ("  load generator (busy s)", lambda r: r["seconds"].get("load generator")),
     ("  landmarks: mediapipe + portrait (busy s)", lambda r: r["seconds"].get("landmarks")),
-    ("speech decoders loaded in the worker (moment)", lambda r: r["at"].get("speech decoders loaded (worker)")),
+    (
+        "speech decoders loaded in the worker (moment)",
+        lambda r: r["at"].get("speech decoders loaded (worker)"),
+    ),
     ("first phones + features: first utterance (moment)", lambda r: r["at"].get("first features")),
     ("first motion chunk (moment)", lambda r: r["at"].get("first motion")),
     ("first frame encoded (moment)", lambda r: r["at"].get("first frame")),
@@ -76,8 +79,13 @@ def speech(seconds: float, path: Path) -> None:
 def one_render(command: list[str], portrait: Path, audio: Path, out: Path, timings: Path) -> dict:
     env = dict(os.environ, TM_TIMINGS=str(timings))
     launched = time.time()
-    done = subprocess.run([*command, "render", str(portrait), str(audio), "-o", str(out)], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        [*command, "render", str(portrait), str(audio), "-o", str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wall = time.time() - launched
     if done.returncode != 0:
         raise SystemExit(f"tm render failed ({done.returncode}):\n{done.stderr}")
@@ -108,17 +116,25 @@ def encode_floor(frames: int, width: int, height: int, fps: float, audio: Path, 
     settings = load_preset().output
     base = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
     start = time.perf_counter()
-    with VideoWriter(out, width, height, fps, audio_path=audio, crf=settings.crf, preset=settings.x264_preset) as writer:
+    with VideoWriter(
+        out, width, height, fps, audio_path=audio, crf=settings.crf, preset=settings.x264_preset
+    ) as writer:
         for i in range(frames):
             writer.write(np.roll(base, i, axis=0))
     return time.perf_counter() - start
 
 
-def slowest_imports(command: list[str], portrait: Path, audio: Path, out: Path, top: int) -> list[tuple[str, float]]:
+def slowest_imports(
+    command: list[str], portrait: Path, audio: Path, out: Path, top: int
+) -> list[tuple[str, float]]:
     """Top-level imports by cumulative seconds, in one render run under -X importtime."""
     python = _python_of(command)
-    done = subprocess.run([python, "-X", "importtime", "-m", "tmcli", "render", str(portrait), str(audio), "-o",
-                           str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        [python, "-X", "importtime", "-m", "tmcli", "render", str(portrait), str(audio), "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seconds: dict[str, float] = {}
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
@@ -150,7 +166,9 @@ def main() -> None:
     parser.add_argument("--portrait", type=Path, default=ROOT / "samples" / "portrait.png")
     parser.add_argument("--tm", default="tm", help='the command, e.g. "python3 -m tmcli"')
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    parser.add_argument("--importtime", action="store_true", help="one more run under -X importtime (not counted)")
+    parser.add_argument(
+        "--importtime", action="store_true", help="one more run under -X importtime (not counted)"
+    )
     parser.add_argument("--keep", type=Path, help="copy the last video here")
     args = parser.parse_args()
     command = shlex.split(args.tm)
@@ -158,7 +176,9 @@ def main() -> None:
         tmp = Path(tmp)
         audio, out = tmp / "speech.wav", tmp / "out.mp4"
         speech(args.seconds, audio)
-        runs = [one_render(command, args.portrait, audio, out, tmp / f"timings{i}.json") for i in range(args.runs)]
+        runs = [
+            one_render(command, args.portrait, audio, out, tmp / f"timings{i}.json") for i in range(args.runs)
+        ]
         if args.keep:
             shutil.copy(out, args.keep)
         python = _python_of(command)
@@ -167,20 +187,28 @@ def main() -> None:
         width, height = first["frame_size"]
         fps = first["frames"] / first["seconds_of_audio"]
         floor = encode_floor(first["frames"], width, height, fps, audio, tmp / "floor.mp4")
-        imports = slowest_imports(command, args.portrait, audio, tmp / "imp.mp4", 15) if args.importtime else []
+        imports = (
+            slowest_imports(command, args.portrait, audio, tmp / "imp.mp4", 15) if args.importtime else []
+        )
     rows = [(label, [get(r) for r in runs]) for label, get in STAGES]
     walls = [r["wall"] for r in runs]
     ratios = [w / r["seconds_of_audio"] for w, r in zip(walls, runs)]
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     summary = {
         "command": f"{args.tm} render {args.portrait.name} SPEECH({args.seconds:g} s) -o OUT",
-        "commit": commit, "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "load_before": os.getloadavg()[0], "frames": first["frames"], "seconds_of_audio": first["seconds_of_audio"],
+        "commit": commit,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_before": os.getloadavg()[0],
+        "frames": first["frames"],
+        "seconds_of_audio": first["seconds_of_audio"],
         "stages": {label: {"median": _median(values), "runs": values} for label, values in rows},
         "wall_over_audio": {"median": statistics.median(ratios), "runs": ratios},
-        "interpreter_start_s": interpreter, "encode_floor_s": floor,
-        "slowest_imports": imports, "runs": runs,
+        "interpreter_start_s": interpreter,
+        "encode_floor_s": floor,
+        "slowest_imports": imports,
+        "runs": runs,
     }
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -200,8 +228,10 @@ def _print_table(summary: dict, rows, ratios, interpreter: float, floor: float, 
     def fmt(v) -> str:
         return "-" if v is None else f"{v:.2f}"
 
-    table = Table(title=f"{summary['command']}: {summary['frames']} frames, {summary['seconds_of_audio']:.1f} s "
-                        f"of speech; seconds after the launch unless busy")
+    table = Table(
+        title=f"{summary['command']}: {summary['frames']} frames, {summary['seconds_of_audio']:.1f} s "
+        f"of speech; seconds after the launch unless busy"
+    )
     table.add_column("stage")
     table.add_column("median", justify="right")
     for i in range(len(ratios)):
@@ -215,10 +245,14 @@ def _print_table(summary: dict, rows, ratios, interpreter: float, floor: float, 
     console = Console(width=None if sys.stdout.isatty() else 150)  # piped or logged: one line a stage
     console.print(table)
     if imports:
-        console.print("slowest top-level imports (one run under -X importtime, both processes): " +
-                      ", ".join(f"{name} {s:.2f} s" for name, s in imports))
-    console.print(f"machine: {summary['machine']}, commit {summary['commit']}, load average before: "
-                  f"{summary['load_before']:.2f}")
+        console.print(
+            "slowest top-level imports (one run under -X importtime, both processes): "
+            + ", ".join(f"{name} {s:.2f} s" for name, s in imports)
+        )
+    console.print(
+        f"machine: {summary['machine']}, commit {summary['commit']}, load average before: "
+        f"{summary['load_before']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tmcli.core.config import load_preset  # noqa: E402
+from tmcli.core.runtime import parse_device  # noqa: E402
 from tmcli.motion.curves import read_motion  # noqa: E402
 from tmcli.motion.portrait import Portrait  # noqa: E402
 from tmcli.motion.warp_graph import FixedShapeWarp, GraphedWarp  # noqa: E402
-from tmcli.core.runtime import parse_device  # noqa: E402
 
 
 def per_frame_ms(warp, poses: list[np.ndarray], device: torch.device) -> tuple[float, list[torch.Tensor]]:
@@ -46,7 +46,9 @@ def per_frame_ms(warp, poses: list[np.ndarray], device: torch.device) -> tuple[f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("motion", type=Path)
     parser.add_argument("--portrait", default=str(ROOT / "samples/portrait.png"))
     parser.add_argument("--device", default="cuda")
@@ -65,8 +67,9 @@ def main() -> None:
     with torch.no_grad():
         eager_ms, eager_frames = per_frame_ms(eager, poses, device)
         rows.append(("eager MeshWarpRenderer", eager_ms, None))
-        fixed_ms, _ = per_frame_ms(lambda p: fixed(torch.as_tensor(p, dtype=torch.float32, device=device), *inputs),
-                                   poses, device)
+        fixed_ms, _ = per_frame_ms(
+            lambda p: fixed(torch.as_tensor(p, dtype=torch.float32, device=device), *inputs), poses, device
+        )
         rows.append(("eager FixedShapeWarp", fixed_ms, None))
         if device.type == "cuda":
             start = time.perf_counter()
@@ -74,9 +77,16 @@ def main() -> None:
             capture_s = time.perf_counter() - start
             graph_ms, graph_frames = per_frame_ms(graphed, poses, device)
             diff = torch.stack([(a - b).abs().max() for a, b in zip(graph_frames, eager_frames)])
-            rows.append((f"GraphedWarp (captured in {capture_s:.2f} s)", graph_ms,
-                         f"max |graph - eager| per frame: median {diff.median():.2e}, worst {diff.max():.2e}"))
-        floor_ms, _ = per_frame_ms(lambda p: F.grid_sample(eager.image, grid, align_corners=False), poses, device)
+            rows.append(
+                (
+                    f"GraphedWarp (captured in {capture_s:.2f} s)",
+                    graph_ms,
+                    f"max |graph - eager| per frame: median {diff.median():.2e}, worst {diff.max():.2e}",
+                )
+            )
+        floor_ms, _ = per_frame_ms(
+            lambda p: F.grid_sample(eager.image, grid, align_corners=False), poses, device
+        )
         rows.append(("floor: one grid_sample of the crop", floor_ms, None))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     table = Table(title=f"warp, {eager.size} px crop, {len(poses)} frames, on {name}")

@@ -52,10 +52,10 @@ def speech() -> np.ndarray:
 def toy_clip(rng: np.random.Generator, frames: int):
     """A clip whose motion is a known function of its audio features: jawOpen follows the
     first mel band, so a model that learns anything must learn that."""
-    from tmcli.motion.controls import Controls
-    from tmcli.train.shards import Clip
     from tmcli.face.rig import INDEX, neutral
+    from tmcli.motion.controls import Controls
     from tmcli.speech.features import FEATURE_DIM
+    from tmcli.train.shards import Clip
 
     loud = (np.sin(np.arange(frames) / rng.uniform(2, 5) + rng.uniform(0, 6)) > 0).astype(np.float32)
     features = rng.normal(0, 0.3, (frames, FEATURE_DIM)).astype(np.float32)
@@ -66,8 +66,15 @@ def toy_clip(rng: np.random.Generator, frames: int):
     controls = Controls(gaze=(float(rng.uniform(-0.5, 0.5)), 0.0))
     motion[:, INDEX["gazeX"]] = controls.gaze[0]
     audio = rng.normal(0, 0.05, int(frames / 25 * 16000)).astype(np.float32)
-    return Clip(audio=audio, features=features, motion=motion, valid=np.ones(frames, bool),
-                controls=controls.vector(), neutral=neutral(1)[0], info={"toy": True})
+    return Clip(
+        audio=audio,
+        features=features,
+        motion=motion,
+        valid=np.ones(frames, bool),
+        controls=controls.vector(),
+        neutral=neutral(1)[0],
+        info={"toy": True},
+    )
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 import torch
-from conftest import PORTRAIT, SPEECH, TRANSCRIPT
 
 from tmcli.core.config import load_preset
-from tmcli.tools.evaluate import evaluate_video
 from tmcli.core.media import read_video_frames
 from tmcli.stream.pipeline import render
+from tmcli.tools.evaluate import evaluate_video
+
+from conftest import PORTRAIT, SPEECH, TRANSCRIPT
 
 pytestmark = pytest.mark.slow
 
@@ -71,10 +72,19 @@ def test_the_shipped_teacher_lip_syncs_the_sample(tmp_path):
     report = evaluate_video(out, SPEECH, transcript=TRANSCRIPT)
     assert abs(report.offset_frames) <= 1 and report.correlation >= 0.5
     assert report.bilabial_closed >= 0.85 and report.open_vowel_open >= 0.8
-    render(PORTRAIT, SPEECH, tmp_path / "again.mp4", preset, seed=0, generator="teacher", on_motion=again.append)
+    render(
+        PORTRAIT, SPEECH, tmp_path / "again.mp4", preset, seed=0, generator="teacher", on_motion=again.append
+    )
     np.testing.assert_array_equal(motion, np.concatenate(again))  # same seed, same motion
-    render(PORTRAIT, SPEECH, tmp_path / "happy.mp4", preset.with_overrides(controls={"emotion": "happy"}), seed=0,
-           generator="teacher", on_motion=happy.append)
+    render(
+        PORTRAIT,
+        SPEECH,
+        tmp_path / "happy.mp4",
+        preset.with_overrides(controls={"emotion": "happy"}),
+        seed=0,
+        generator="teacher",
+        on_motion=happy.append,
+    )
     happy = np.concatenate(happy)
     smile = INDEX["mouthSmileLeft"]
     assert happy[:, smile].mean() > motion[:, smile].mean() + 0.2
@@ -92,5 +102,7 @@ def test_the_shipped_student_streams_the_sample_in_sync(tmp_path):
     report = evaluate_video(out, SPEECH, transcript=TRANSCRIPT)
     assert abs(report.offset_frames) <= 1 and report.correlation >= 0.5
     assert report.bilabial_closed >= 0.85 and report.open_vowel_open >= 0.8
-    render(PORTRAIT, SPEECH, tmp_path / "again.mp4", preset, seed=0, generator="student", on_motion=again.append)
+    render(
+        PORTRAIT, SPEECH, tmp_path / "again.mp4", preset, seed=0, generator="student", on_motion=again.append
+    )
     np.testing.assert_array_equal(motion, np.concatenate(again))  # same seed, same motion

@@ -9,15 +9,21 @@ from tmcli.core.runtime import StageTimer, preload
 
 
 def _imported_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sys.modules))"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return set(out.split())
 
 
 def test_the_render_command_path_imports_no_video_backend():
     """diffusers' Wan (0.6 s) is for the video backend only; the CLI and the motion pipeline
     must not import it (stream/engine.py imports it when a video export is run)."""
-    modules = _imported_after("import tmcli.cli.app, tmcli.stream.pipeline, tmcli.stream.engine, tmcli.stream.generator")
+    modules = _imported_after(
+        "import tmcli.cli.app, tmcli.stream.pipeline, tmcli.stream.engine, tmcli.stream.generator"
+    )
     assert "diffusers.models.transformers.transformer_wan" not in modules
     assert "tmcli.video.wan_audio" not in modules
 

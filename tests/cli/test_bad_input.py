@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PORTRAIT, SPEECH, run_tm
 from PIL import Image
 
 from tmcli.core.audio import ffmpeg_exe
+
+from conftest import PORTRAIT, SPEECH, run_tm
 
 FAST = ("--generator", "phonetic", "--size", "128", "--crop")
 
@@ -31,6 +32,7 @@ def ffmpeg(*args) -> None:
 
 def write_png(path: Path, width: int, height: int, bit_depth: int, colour: int, idat: bytes) -> Path:
     """A PNG from its parts, so that a huge one never has to be held whole."""
+
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
@@ -45,8 +47,13 @@ def inputs(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("bad_inputs")
     face = np.asarray(Image.open(PORTRAIT).convert("RGB"))
     # faces
-    Image.fromarray(face).save(d / "animated.gif", save_all=True, append_images=[Image.fromarray(face[:, ::-1])],
-                               duration=100, loop=0)
+    Image.fromarray(face).save(
+        d / "animated.gif",
+        save_all=True,
+        append_images=[Image.fromarray(face[:, ::-1])],
+        duration=100,
+        loop=0,
+    )
     Image.fromarray(face).save(d / "still.gif")
     Image.fromarray(face).save(d / "face.pdf")
     ffmpeg("-loop", "1", "-i", PORTRAIT, "-t", "1", "-pix_fmt", "yuv420p", d / "face.mp4")
@@ -54,8 +61,14 @@ def inputs(tmp_path_factory) -> Path:
     ffmpeg("-i", PORTRAIT, "-pix_fmt", "rgb48le", d / "deep.tif")  # 16 bits a channel
     Image.new("RGB", (1, 1)).save(d / "dot.png")
     rows = zlib.compressobj(9)  # a real 20000 x 20000 picture (1 bit a pixel: 40 kB)
-    write_png(d / "huge.png", 20000, 20000, 1, 0,
-              b"".join(rows.compress(b"\0" * 2501) for _ in range(20000)) + rows.flush())
+    write_png(
+        d / "huge.png",
+        20000,
+        20000,
+        1,
+        0,
+        b"".join(rows.compress(b"\0" * 2501) for _ in range(20000)) + rows.flush(),
+    )
     write_png(d / "bomb.png", 100000, 100000, 8, 2, zlib.compress(b"\0" * 300001))  # 200 bytes, 10^10 pixels
     write_png(d / "80mp.png", 10000, 8000, 8, 2, zlib.compress(b"\0" * 30001))  # under PIL's limit, over tm's
     Image.fromarray(face[40:, 200:]).save(d / "cut.png")  # the face's left quarter outside the picture
@@ -71,8 +84,14 @@ def inputs(tmp_path_factory) -> Path:
     sf.write(d / "blip.wav", (0.3 * np.sin(2 * np.pi * 200 * t[: sr // 20])).astype(np.float32), sr)  # 0.05 s
     ffmpeg("-i", SPEECH, "-ar", "8000", "-ac", "1", "-c:a", "pcm_mulaw", d / "phone.wav")
     ffmpeg("-i", SPEECH, "-ar", "96000", "-ac", "6", d / "surround.wav")
-    sf.write(d / "music.wav", (0.2 * np.sin(2 * np.pi * 440 * t) * (1 + np.sin(2 * np.pi * 2 * t))
-                               + 0.1 * np.sin(2 * np.pi * 659 * t)).astype(np.float32), sr)
+    sf.write(
+        d / "music.wav",
+        (
+            0.2 * np.sin(2 * np.pi * 440 * t) * (1 + np.sin(2 * np.pi * 2 * t))
+            + 0.1 * np.sin(2 * np.pi * 659 * t)
+        ).astype(np.float32),
+        sr,
+    )
     sf.write(d / "noise.wav", np.random.default_rng(0).uniform(-0.5, 0.5, 3 * sr).astype(np.float32), sr)
     sf.write(d / "silence.wav", np.zeros(2 * sr, np.float32), sr)
     nan = (0.1 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
@@ -82,8 +101,20 @@ def inputs(tmp_path_factory) -> Path:
     mp3 = (d / "speech.mp3").read_bytes()
     (d / "cut.mp3").write_bytes(mp3[: len(mp3) // 2])
     ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:d=1", d / "mute.mp4")
-    ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:d=4", "-i", SPEECH, "-shortest", "-c:v", "libx264",
-           "-c:a", "aac", d / "talk.mp4")
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=gray:s=64x64:d=4",
+        "-i",
+        SPEECH,
+        "-shortest",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        d / "talk.mp4",
+    )
     (d / "empty.wav").write_bytes(b"")
     # 3 hours: the speech, then silence (FLAC keeps it at 2 MB)
     ffmpeg("-i", SPEECH, "-af", "apad=whole_dur=10800", "-c:a", "flac", d / "3h.flac")
@@ -93,9 +124,25 @@ def inputs(tmp_path_factory) -> Path:
 # kind, portrait, audio, -o, extra args, exit code, the first line holds
 REFUSED = [
     # the face
-    ("animated GIF", "animated.gif", SPEECH, "o.mp4", (), 2, "is an animation; videos and animations are not portraits yet"),
+    (
+        "animated GIF",
+        "animated.gif",
+        SPEECH,
+        "o.mp4",
+        (),
+        2,
+        "is an animation; videos and animations are not portraits yet",
+    ),
     ("PDF", "face.pdf", SPEECH, "o.mp4", (), 2, "is a PDF document, not an image"),
-    ("video as the face", "face.mp4", SPEECH, "o.mp4", (), 2, "is a video; videos and animations are not portraits yet"),
+    (
+        "video as the face",
+        "face.mp4",
+        SPEECH,
+        "o.mp4",
+        (),
+        2,
+        "is a video; videos and animations are not portraits yet",
+    ),
     ("1x1 image", "dot.png", SPEECH, "o.mp4", (), 2, "is too small (1x1) to hold a face"),
     ("20000x20000 image", "huge.png", SPEECH, "o.mp4", (), 2, "is too large to be a portrait"),
     ("PNG bomb (200 B, 10^10 px)", "bomb.png", SPEECH, "o.mp4", (), 2, "is too large to be a portrait"),
@@ -119,10 +166,26 @@ REFUSED = [
     ("-o under a file", PORTRAIT, SPEECH, "text.png/o.mp4", (), 3, "a file of that name is in the way"),
     ("-o .avi", PORTRAIT, SPEECH, "o.avi", (), 3, "tm writes H.264 + AAC in an .mp4 file, not .avi"),
     ("-o without extension", PORTRAIT, SPEECH, "o", (), 3, "not a file without extension"),
-    ("--no-video, motion file .txt", PORTRAIT, SPEECH, "o.mp4", ("--no-video", "--motion-out", "m.txt"), 2, "m.txt"),
+    (
+        "--no-video, motion file .txt",
+        PORTRAIT,
+        SPEECH,
+        "o.mp4",
+        ("--no-video", "--motion-out", "m.txt"),
+        2,
+        "m.txt",
+    ),
     # manifests
     ("manifest without audio column", None, None, "o.mp4", ("--manifest", "jobs.csv"), 2, "row 2: no audio"),
-    ("manifest with unknown column", None, None, "o.mp4", ("--manifest", "odd.csv"), 2, "unknown column 'colour'"),
+    (
+        "manifest with unknown column",
+        None,
+        None,
+        "o.mp4",
+        ("--manifest", "odd.csv"),
+        2,
+        "unknown column 'colour'",
+    ),
     ("empty manifest", None, None, "o.mp4", ("--manifest", "void.csv"), 2, "lists no jobs"),
     ("missing manifest", None, None, "o.mp4", ("--manifest", "nowhere.csv"), 2, "no manifest at"),
 ]
@@ -139,9 +202,12 @@ def written(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
-@pytest.mark.parametrize("kind, portrait, audio, out, extra, code, fragment", REFUSED, ids=[r[0] for r in REFUSED])
-def test_refused_with_one_clear_line_and_nothing_written(monkeypatch, capsys, inputs, tmp_path, kind, portrait, audio,
-                                                         out, extra, code, fragment):
+@pytest.mark.parametrize(
+    "kind, portrait, audio, out, extra, code, fragment", REFUSED, ids=[r[0] for r in REFUSED]
+)
+def test_refused_with_one_clear_line_and_nothing_written(
+    monkeypatch, capsys, inputs, tmp_path, kind, portrait, audio, out, extra, code, fragment
+):
     (tmp_path / "text.png").write_text("a file")
     (tmp_path / "jobs.csv").write_text(f"portrait,output\n{PORTRAIT},a.mp4\n")
     (tmp_path / "odd.csv").write_text(f"audio,colour\n{SPEECH},red\n")
@@ -180,7 +246,9 @@ def test_read_only_file_system(monkeypatch, capsys, tmp_path):
     ro = tmp_path / "ro"
     mount_tmpfs(ro, "ro,size=64k")
     try:
-        code, _, err = run_tm(monkeypatch, capsys, "render", PORTRAIT, SPEECH, "-o", ro / "o.mp4", *FAST, "-q")
+        code, _, err = run_tm(
+            monkeypatch, capsys, "render", PORTRAIT, SPEECH, "-o", ro / "o.mp4", *FAST, "-q"
+        )
         assert code == 3
         assert_one_clear_line(err, "Read-only file system")
     finally:
@@ -193,7 +261,9 @@ def test_disk_full_mid_render(monkeypatch, capsys, tmp_path):
     mount_tmpfs(small, "size=300k")
     try:
         (small / "filler").write_bytes(b"\0" * 260_000)
-        code, _, err = run_tm(monkeypatch, capsys, "render", PORTRAIT, SPEECH, "-o", small / "o.mp4", *FAST, "-q")
+        code, _, err = run_tm(
+            monkeypatch, capsys, "render", PORTRAIT, SPEECH, "-o", small / "o.mp4", *FAST, "-q"
+        )
         assert code == 3
         assert_one_clear_line(err, "No space left on device")
         assert written(small) == ["filler"]
@@ -221,10 +291,14 @@ WORKS = [
 @pytest.mark.parametrize("kind, portrait, audio", WORKS, ids=[w[0] for w in WORKS])
 def test_renders(monkeypatch, capsys, inputs, tmp_path, kind, portrait, audio):
     out = tmp_path / "o.mp4"
-    code, _, err = run_tm(monkeypatch, capsys, "render", inputs / portrait, inputs / audio, "-o", out, *FAST, "-q")
+    code, _, err = run_tm(
+        monkeypatch, capsys, "render", inputs / portrait, inputs / audio, "-o", out, *FAST, "-q"
+    )
     assert code == 0, err
     assert written(tmp_path) == ["o.mp4"]
-    info = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True, text=True).stderr
+    info = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True, text=True
+    ).stderr
     assert "Video: h264" in info and "Audio: aac" in info
 
 
@@ -243,9 +317,27 @@ def test_spaces_and_non_ascii_in_paths_and_a_missing_output_folder(monkeypatch, 
 
 def start_render(tmp_path: Path, audio: Path, *extra: str) -> subprocess.Popen:
     """`python -m tmcli render` in a session of its own (its own process group, as a shell's job)."""
-    return subprocess.Popen([sys.executable, "-m", "tmcli", "render", str(PORTRAIT), str(audio), "-o",
-                             str(tmp_path / "o.mp4"), "--size", "128", "--crop", "-q", *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tmcli",
+            "render",
+            str(PORTRAIT),
+            str(audio),
+            "-o",
+            str(tmp_path / "o.mp4"),
+            "--size",
+            "128",
+            "--crop",
+            "-q",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def wait_for_partial(proc: subprocess.Popen, folder: Path, min_bytes: int, timeout: float = 150) -> int:
@@ -264,14 +356,18 @@ def assert_stopped(proc: subprocess.Popen, folder: Path, code: int, name: str) -
     assert proc.returncode == code, err
     assert_one_clear_line(err, f"stopped by {name}")
     assert written(folder) == []  # the partial video is gone
-    end = time.monotonic() + 10  # and ffmpeg, the phones worker, multiprocessing's resource tracker soon after
+    end = (
+        time.monotonic() + 10
+    )  # and ffmpeg, the phones worker, multiprocessing's resource tracker soon after
     while time.monotonic() < end:
         try:
             os.killpg(proc.pid, 0)
         except ProcessLookupError:
             return
         time.sleep(0.2)
-    left = subprocess.run(["ps", "-o", "pid,args", "-g", str(proc.pid)], capture_output=True, text=True).stdout
+    left = subprocess.run(
+        ["ps", "-o", "pid,args", "-g", str(proc.pid)], capture_output=True, text=True
+    ).stdout
     os.killpg(proc.pid, signal.SIGKILL)
     pytest.fail(f"processes left in the render's group:\n{left}")
 
@@ -298,14 +394,16 @@ def test_sigterm_mid_render(inputs, tmp_path):
 
 @pytest.mark.slow
 def test_a_bad_row_among_good_ones(monkeypatch, capsys, inputs, tmp_path):
-    """A manifest's bad rows (a missing file, a PDF face, an .avi output) are reported; the good rows render; exit 1."""
+    """A manifest's bad rows (a missing file, a PDF face, an .avi output) are reported; the good rows
+    render; exit 1."""
     (tmp_path / "jobs.csv").write_text(
         "portrait,audio,output\n"
         f"{PORTRAIT},{SPEECH},good1.mp4\n"
         f"{PORTRAIT},{inputs / 'nowhere.wav'},bad1.mp4\n"
         f"{inputs / 'face.pdf'},{SPEECH},bad2.mp4\n"
         f"{PORTRAIT},{SPEECH},bad3.avi\n"
-        f"{PORTRAIT},{inputs / 'silence.wav'},good2.mp4\n")
+        f"{PORTRAIT},{inputs / 'silence.wav'},good2.mp4\n"
+    )
     code, _, err = run_tm(monkeypatch, capsys, "render", "--manifest", tmp_path / "jobs.csv", *FAST)
     assert code == 1, err
     assert "2 rendered, 0 skipped, 3 failed" in err and "Traceback" not in err

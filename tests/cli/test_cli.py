@@ -1,11 +1,10 @@
 """The command line: bad input gets one clear line, a non-zero exit, no traceback, no file."""
 
-
 import numpy as np
 import pytest
-from conftest import PORTRAIT, SPEECH, run_tm
 from PIL import Image
 
+from conftest import PORTRAIT, SPEECH, run_tm
 
 
 def test_help_lists_the_commands(monkeypatch, capsys):
@@ -17,17 +16,27 @@ def test_render_help_groups_its_options_in_panels(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "200")
     code, out, _ = run_tm(monkeypatch, capsys, "render", "--help")
     assert code == 0
-    panels = {"Input and output": "--motion-out", "Generator": "--cfg-scale", "Controls": "--pose-intensity",
-              "Devices": "--disaggregate", "Batch": "--num-processes"}
+    panels = {
+        "Input and output": "--motion-out",
+        "Generator": "--cfg-scale",
+        "Controls": "--pose-intensity",
+        "Devices": "--disaggregate",
+        "Batch": "--num-processes",
+    }
     boxes = [box.split("╰")[0] for box in out.split("╭─ ")[1:]]  # "TITLE ───╮ ... ╰"
     for panel, option in panels.items():
         assert any(box.startswith(panel + " ") and option in box for box in boxes), panel
 
 
-@pytest.mark.parametrize("args", [("render", PORTRAIT), ("render", "--fps", "fast"), ("render", PORTRAIT, SPEECH, "--num-processes", "x")])
+@pytest.mark.parametrize(
+    "args",
+    [("render", PORTRAIT), ("render", "--fps", "fast"), ("render", PORTRAIT, SPEECH, "--num-processes", "x")],
+)
 def test_usage_errors_are_reported_by_typer(monkeypatch, capsys, args):
     code, _, err = run_tm(monkeypatch, capsys, *args)
-    assert code == 2 and "Usage: tm render" in err and "Traceback" not in err and "error: unexpected" not in err
+    assert (
+        code == 2 and "Usage: tm render" in err and "Traceback" not in err and "error: unexpected" not in err
+    )
 
 
 @pytest.fixture()
@@ -39,15 +48,18 @@ def bad_inputs(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("portrait,audio,out,message", [
-    ("missing.png", SPEECH, "o.mp4", "portrait not found"),
-    ("notimage.png", SPEECH, "o.mp4", "cannot read"),
-    ("wall.png", SPEECH, "o.mp4", "no face found"),
-    (PORTRAIT, "missing.wav", "o.mp4", "audio file not found"),
-    (PORTRAIT, "empty.wav", "o.mp4", "audio"),
-    (PORTRAIT, "corrupt.mp3", "o.mp4", "audio"),
-    (PORTRAIT, SPEECH, "notimage.png/o.mp4", "a file of that name is in the way"),
-])
+@pytest.mark.parametrize(
+    "portrait,audio,out,message",
+    [
+        ("missing.png", SPEECH, "o.mp4", "portrait not found"),
+        ("notimage.png", SPEECH, "o.mp4", "cannot read"),
+        ("wall.png", SPEECH, "o.mp4", "no face found"),
+        (PORTRAIT, "missing.wav", "o.mp4", "audio file not found"),
+        (PORTRAIT, "empty.wav", "o.mp4", "audio"),
+        (PORTRAIT, "corrupt.mp3", "o.mp4", "audio"),
+        (PORTRAIT, SPEECH, "notimage.png/o.mp4", "a file of that name is in the way"),
+    ],
+)
 def test_bad_input_is_one_clear_line(monkeypatch, capsys, bad_inputs, portrait, audio, out, message):
     monkeypatch.chdir(bad_inputs)
     code, stdout, err = run_tm(monkeypatch, capsys, "render", portrait, audio, "-o", out, "-q")
@@ -59,21 +71,28 @@ def test_bad_input_is_one_clear_line(monkeypatch, capsys, bad_inputs, portrait, 
 
 
 def test_unknown_preset_and_bad_size(monkeypatch, capsys, tmp_path):
-    code, _, err = run_tm(monkeypatch, capsys, "render", PORTRAIT, SPEECH, "--preset", "nope", "-o", tmp_path / "o.mp4")
+    code, _, err = run_tm(
+        monkeypatch, capsys, "render", PORTRAIT, SPEECH, "--preset", "nope", "-o", tmp_path / "o.mp4"
+    )
     assert code == 2 and "preset nope not found" in err
-    code, _, err = run_tm(monkeypatch, capsys, "render", PORTRAIT, SPEECH, "--size", "63", "-o", tmp_path / "o.mp4")
+    code, _, err = run_tm(
+        monkeypatch, capsys, "render", PORTRAIT, SPEECH, "--size", "63", "-o", tmp_path / "o.mp4"
+    )
     assert code == 2 and "size" in err
 
 
-@pytest.mark.parametrize("extra, message", [
-    (("--generator", "teacher", "--checkpoint", "nowhere"), "not a tm checkpoint"),
-    (("--generator", "oracle"), "unknown generator"),
-    (("--emotion", "angry"), "unknown emotion"),
-    (("--emotion", "happy:x"), "must be a number"),
-    (("--gaze", "3,0"), "gaze must be in"),
-    (("--gaze", "left"), "--gaze takes two numbers"),
-    (("--blink-rate", "0"), "blink rate"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--generator", "teacher", "--checkpoint", "nowhere"), "not a tm checkpoint"),
+        (("--generator", "oracle"), "unknown generator"),
+        (("--emotion", "angry"), "unknown emotion"),
+        (("--emotion", "happy:x"), "must be a number"),
+        (("--gaze", "3,0"), "gaze must be in"),
+        (("--gaze", "left"), "--gaze takes two numbers"),
+        (("--blink-rate", "0"), "blink rate"),
+    ],
+)
 def test_bad_generator_options(monkeypatch, capsys, tmp_path, extra, message):
     out = tmp_path / "o.mp4"
     code, _, err = run_tm(monkeypatch, capsys, "render", PORTRAIT, SPEECH, "-o", out, "-q", *extra)
@@ -91,8 +110,19 @@ def test_bad_training_and_data_commands(monkeypatch, capsys, tmp_path):
 
 
 def test_data_commands_write_a_data_set(monkeypatch, capsys, tmp_path):
-    code, _, err = run_tm(monkeypatch, capsys, "data", "synth", tmp_path / "d", "--minutes", "0.05",
-                          "--languages", "en-us", "--workers", "1")
+    code, _, err = run_tm(
+        monkeypatch,
+        capsys,
+        "data",
+        "synth",
+        tmp_path / "d",
+        "--minutes",
+        "0.05",
+        "--languages",
+        "en-us",
+        "--workers",
+        "1",
+    )
     assert code in (0, None), err
     from tmcli.train.shards import read_manifest
 

@@ -4,12 +4,13 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, SPEECH
 from PIL import Image
 from typer.testing import CliRunner
 
 from tmcli.cli.app import app
 from tmcli.core.errors import NoFaceError
+
+from conftest import SAMPLES, SPEECH
 
 GROUP = SAMPLES / "extra" / "group_6faces.jpg"
 runner = CliRunner()
@@ -42,7 +43,10 @@ def test_table_shows_each_face(listed):
     result = runner.invoke(app, ["faces", str(GROUP)])
     assert result.exit_code == 0
     for face in faces:
-        assert ",".join(map(str, face["box"])) in result.output and f"{face['width']} x {face['height']}" in result.output
+        assert (
+            ",".join(map(str, face["box"])) in result.output
+            and f"{face['width']} x {face['height']}" in result.output
+        )
 
 
 def test_a_picture_without_a_face_is_tms_error(tmp_path):
@@ -59,8 +63,21 @@ def test_render_moves_only_the_numbered_face(listed, tmp_path):
 
     faces, _ = listed
     out = tmp_path / "five.mp4"
-    result = runner.invoke(app, ["render", str(GROUP), str(SPEECH), "-o", str(out), "--face-index", "5",
-                                 "--generator", "phonetic", "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "render",
+            str(GROUP),
+            str(SPEECH),
+            "-o",
+            str(out),
+            "--face-index",
+            "5",
+            "--generator",
+            "phonetic",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     photo = load_image(GROUP).astype(np.float32)
     frames = read_video_frames(out)

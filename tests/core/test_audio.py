@@ -2,10 +2,11 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import SPEECH
 
 from tmcli.core import audio
 from tmcli.core.errors import AudioError, InputError
+
+from conftest import SPEECH
 
 
 def _convert(tmp_path, name, *args):
@@ -14,24 +15,46 @@ def _convert(tmp_path, name, *args):
     return out
 
 
-@pytest.mark.parametrize("name,args", [
-    ("a.flac", ["-ar", "44100", "-ac", "2"]),
-    ("a.ogg", ["-ar", "48000", "-ac", "2", "-c:a", "libvorbis"]),
-    ("a.mp3", ["-ar", "44100", "-ac", "2"]),
-    ("a.m4a", ["-ar", "48000", "-ac", "1"]),
-])
+@pytest.mark.parametrize(
+    "name,args",
+    [
+        ("a.flac", ["-ar", "44100", "-ac", "2"]),
+        ("a.ogg", ["-ar", "48000", "-ac", "2", "-c:a", "libvorbis"]),
+        ("a.mp3", ["-ar", "44100", "-ac", "2"]),
+        ("a.m4a", ["-ar", "48000", "-ac", "1"]),
+    ],
+)
 def test_every_format_decodes_to_the_same_16k_mono_signal(tmp_path, speech, name, args):
     got = audio.load_audio(_convert(tmp_path, name, *args))
     assert abs(len(got) - len(speech)) < 0.03 * audio.SAMPLE_RATE  # codec padding only
     n = min(len(got), len(speech), 3 * audio.SAMPLE_RATE)
     lag = int(np.argmax(np.correlate(got[:n], speech[: n - 2000], mode="valid")))
-    assert np.corrcoef(got[lag: lag + n - 2000], speech[: n - 2000])[0, 1] > 0.9
+    assert np.corrcoef(got[lag : lag + n - 2000], speech[: n - 2000])[0, 1] > 0.9
 
 
 def test_audio_track_of_a_video(tmp_path, speech):
     video = tmp_path / "v.mp4"
-    subprocess.run([audio.ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=gray:s=64x64:d=4",
-                    "-i", str(SPEECH), "-shortest", "-c:v", "libx264", "-c:a", "aac", str(video)], check=True)
+    subprocess.run(
+        [
+            audio.ffmpeg_exe(),
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=gray:s=64x64:d=4",
+            "-i",
+            str(SPEECH),
+            "-shortest",
+            "-c:v",
+            "libx264",
+            "-c:a",
+            "aac",
+            str(video),
+        ],
+        check=True,
+    )
     got = audio.load_audio(video)
     assert abs(len(got) - len(speech)) < 0.1 * audio.SAMPLE_RATE
 
@@ -54,7 +77,10 @@ def test_bad_audio_raises_clear_errors(tmp_path):
     with pytest.raises(AudioError, match="no audio samples"):
         audio.load_audio(zero)
     image = tmp_path / "still.mp4"
-    subprocess.run([audio.ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=32x32:d=1", str(image)], check=True)
+    subprocess.run(
+        [audio.ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=32x32:d=1", str(image)],
+        check=True,
+    )
     with pytest.raises(AudioError, match="no audio track"):
         audio.load_audio(image)
 

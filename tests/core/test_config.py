@@ -53,16 +53,19 @@ def test_unknown_keys_and_wrong_types_are_errors(tmp_path):
         load_preset(str(bad))
 
 
-@pytest.mark.parametrize("table, setting, message", [
-    ("video", 'vae = "huge"', "vae must be one of"),
-    ("video", "vae_window_frames = 8", "vae_window_frames must be 1 \\+ 4k"),
-    ("video", "vae_window_frames = -3", "vae_window_frames must be 1 \\+ 4k"),  # -3 % 4 == 1 in Python
-    ("video", "mouth_weight = 0.5", "mouth_weight must be 1 or more"),
-    ("video", "size = 100", "size must be a multiple of 16"),
-    ("distill", "student_steps = 5", "student steps must be 1-4"),
-    ("distill", "data_weight = -1.0", "must not be negative"),
-    ("distill", "student_steps = 1\ndata_weight = 4.0", "data_weight needs at least 2 student steps"),
-])
+@pytest.mark.parametrize(
+    "table, setting, message",
+    [
+        ("video", 'vae = "huge"', "vae must be one of"),
+        ("video", "vae_window_frames = 8", "vae_window_frames must be 1 \\+ 4k"),
+        ("video", "vae_window_frames = -3", "vae_window_frames must be 1 \\+ 4k"),  # -3 % 4 == 1 in Python
+        ("video", "mouth_weight = 0.5", "mouth_weight must be 1 or more"),
+        ("video", "size = 100", "size must be a multiple of 16"),
+        ("distill", "student_steps = 5", "student steps must be 1-4"),
+        ("distill", "data_weight = -1.0", "must not be negative"),
+        ("distill", "student_steps = 1\ndata_weight = 4.0", "data_weight needs at least 2 student steps"),
+    ],
+)
 def test_presets_refuse_what_the_backend_cannot_run(tmp_path, table, setting, message):
     bad = tmp_path / "bad.toml"
     bad.write_text(f"[{table}]\n{setting}\n")

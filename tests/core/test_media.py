@@ -21,7 +21,7 @@ def test_odd_images_become_upright_8bit_rgb(tmp_path, portrait_image):
     Image.fromarray(portrait_image).convert("L").save(tmp_path / "grey.png")
     assert load_image(tmp_path / "grey.png").shape == (h, w, 3)
 
-    sixteen = (portrait_image[..., 0].astype(np.uint16) * 257)
+    sixteen = portrait_image[..., 0].astype(np.uint16) * 257
     Image.fromarray(sixteen).save(tmp_path / "deep.png")
     got = load_image(tmp_path / "deep.png")
     assert np.abs(got[..., 0].astype(int) - portrait_image[..., 0]).max() <= 1
@@ -66,7 +66,9 @@ def test_writer_muxes_audio_and_starts_fast(tmp_path):
 
     out = tmp_path / "a.mp4"
     _write(out, [np.zeros((32, 32, 3), np.uint8)] * 100, audio=SPEECH)
-    info = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True, text=True).stderr
+    info = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True, text=True
+    ).stderr
     assert "Video: h264" in info and "yuv420p" in info and "Audio: aac" in info
     data = out.read_bytes()
     assert data.find(b"moov") < data.find(b"mdat")  # +faststart

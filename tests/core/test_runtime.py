@@ -11,9 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from conftest import PORTRAIT, SPEECH
 from tmcli.core.errors import ConfigError
 from tmcli.core.runtime import StageDevices, StageTimer, render_threads, staged
+
+from conftest import PORTRAIT, SPEECH
 
 
 def test_a_stage_stays_a_bounded_distance_ahead_and_stops_with_its_consumer():
@@ -44,13 +45,16 @@ def test_a_stage_failure_reaches_the_consumer_after_the_items_before_it():
         next(stream)
 
 
-@pytest.mark.parametrize("device, devices, dtype, message", [
-    ("gpu", None, "fp32", "unknown device"),
-    ("cuda:0", "cpu,cpu", "fp32", "not both"),
-    (None, "cpu", "fp32", "two devices"),
-    ("cpu", None, "fp8", "unknown dtype"),
-    ("cpu", None, "bf16", "needs a GPU"),
-])
+@pytest.mark.parametrize(
+    "device, devices, dtype, message",
+    [
+        ("gpu", None, "fp32", "unknown device"),
+        ("cuda:0", "cpu,cpu", "fp32", "not both"),
+        (None, "cpu", "fp32", "two devices"),
+        ("cpu", None, "fp8", "unknown dtype"),
+        ("cpu", None, "bf16", "needs a GPU"),
+    ],
+)
 def test_bad_device_settings_are_one_line_errors(device, devices, dtype, message):
     with pytest.raises(ConfigError, match=message):
         StageDevices.parse(device, devices, dtype)
@@ -92,10 +96,11 @@ def test_staged_rendering_gives_the_frames_of_one_frame_after_another(portrait):
 
     rng = np.random.default_rng(0)
     motion = neutral(12) + rng.normal(0, 0.15, (12, MOTION_DIM)).astype(np.float32)
-    chunks = [motion[i: i + 5] for i in range(0, 12, 5)]  # 5, 5, 2 frames
+    chunks = [motion[i : i + 5] for i in range(0, 12, 5)]  # 5, 5, 2 frames
     seen, timer = [], StageTimer(keep_calls=True)
-    out = list(frame_stream(iter(chunks), portrait, StageDevices.cpu(), timer, on_motion=seen.append,
-                            queue_chunks=1))
+    out = list(
+        frame_stream(iter(chunks), portrait, StageDevices.cpu(), timer, on_motion=seen.append, queue_chunks=1)
+    )
     assert len(out) == 12 and len(seen) == 3
     for (frame, started), m in zip(out, motion):
         np.testing.assert_array_equal(frame, portrait.render_frame(m))
@@ -131,8 +136,14 @@ def test_the_generator_in_its_own_process_gives_the_same_video(tmp_path):
     motion = {}
     for name, processes in (("one", False), ("two", True)):
         chunks = []
-        result = render(PORTRAIT, SPEECH, tmp_path / f"{name}.mp4", load_preset(),
-                        devices=StageDevices.parse("cpu", processes=processes), on_motion=chunks.append)
+        result = render(
+            PORTRAIT,
+            SPEECH,
+            tmp_path / f"{name}.mp4",
+            load_preset(),
+            devices=StageDevices.parse("cpu", processes=processes),
+            on_motion=chunks.append,
+        )
         motion[name] = np.concatenate(chunks)
         assert result.frames == 100
     np.testing.assert_array_equal(motion["one"], motion["two"])
@@ -148,16 +159,40 @@ def test_a_failing_generator_process_fails_the_render_with_its_message(tmp_path)
     from tmcli.stream.pipeline import render
 
     with pytest.raises(InputError, match="not a tm checkpoint"):
-        render(PORTRAIT, SPEECH, tmp_path / "x.mp4", load_preset(), checkpoint=tmp_path,
-               devices=StageDevices.parse("cpu", processes=True))
+        render(
+            PORTRAIT,
+            SPEECH,
+            tmp_path / "x.mp4",
+            load_preset(),
+            checkpoint=tmp_path,
+            devices=StageDevices.parse("cpu", processes=True),
+        )
     assert not (tmp_path / "x.mp4").exists()
 
 
 def test_bench_on_the_tiny_preset_reports_every_stage(tmp_path):
     """tm bench on CPU: the figures hang together (frames, stages, latencies, memory) and JSON round-trips."""
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "tmcli", "bench", "--preset", "tiny", "--seconds", "3",
-                           "--size", "192", "--crop", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tmcli",
+            "bench",
+            "--preset",
+            "tiny",
+            "--seconds",
+            "3",
+            "--size",
+            "192",
+            "--crop",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "first frame" in proc.stderr + proc.stdout
     report = json.loads(out.read_text())

@@ -2,13 +2,14 @@ import importlib.util
 
 import numpy as np
 import pytest
-from conftest import SAMPLES
 from PIL import Image
 
 from tmcli.core.errors import NoFaceError
 from tmcli.face import landmarks as L
 from tmcli.face.align import EYE_SPAN, align_face
 from tmcli.face.rig import BLENDSHAPES, CHANNELS, INDEX, MOTION_DIM, REST_GAP, FaceRig, neutral
+
+from conftest import SAMPLES
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +27,13 @@ def test_landmarks_land_on_the_astronauts_face(face):
 
 def test_tiny_and_face_filling_portraits(portrait_image, face):
     x0, y0, x1, y1 = (int(v) for v in face.box)
-    tight = portrait_image[y0 - 5: y1 + 5, x0 - 5: x1 + 5]  # the face fills the frame
+    tight = portrait_image[y0 - 5 : y1 + 5, x0 - 5 : x1 + 5]  # the face fills the frame
     assert L.find_face(tight).landmarks.shape[0] == L.NUM_LANDMARKS
     tiny = np.asarray(Image.fromarray(portrait_image[40:260, 120:340]).resize((112, 112)))
     small = L.find_face(tiny)
-    assert L.interocular(small.landmarks) == pytest.approx(L.interocular(face.landmarks) * 112 / 220, rel=0.15)
+    assert L.interocular(small.landmarks) == pytest.approx(
+        L.interocular(face.landmarks) * 112 / 220, rel=0.15
+    )
 
 
 def test_no_face_and_bad_index(portrait_image):
@@ -42,11 +45,11 @@ def test_no_face_and_bad_index(portrait_image):
 
 def test_two_faces_largest_first(portrait_image, face):
     x0, y0, x1, y1 = (int(v) for v in face.box)
-    head = portrait_image[max(y0 - 60, 0): y1 + 40, max(x0 - 50, 0): x1 + 50]
+    head = portrait_image[max(y0 - 60, 0) : y1 + 40, max(x0 - 50, 0) : x1 + 50]
     small = np.asarray(Image.fromarray(head).resize((head.shape[1] * 3 // 4, head.shape[0] * 3 // 4)))
     canvas = np.full((360, 640, 3), 200, np.uint8)
-    canvas[20: 20 + head.shape[0], 20: 20 + head.shape[1]] = head
-    canvas[60: 60 + small.shape[0], 380: 380 + small.shape[1]] = small
+    canvas[20 : 20 + head.shape[0], 20 : 20 + head.shape[1]] = head
+    canvas[60 : 60 + small.shape[0], 380 : 380 + small.shape[1]] = small
     faces = L.detect_faces(canvas)
     assert len(faces) == 2
     assert faces[0].landmarks[1, 0] < 300 < faces[1].landmarks[1, 0]
@@ -148,7 +151,9 @@ def test_every_face_of_the_group_photo_largest_first(group_faces):
     areas = [f.area for f in group_faces]
     assert areas == sorted(areas, reverse=True)
     for width, centre in layout:  # each head placed is found once, at its size, where it was put
-        near = [f for f in group_faces if np.linalg.norm(f.landmarks[:, :2].mean(axis=0) - centre) < width / 2]
+        near = [
+            f for f in group_faces if np.linalg.norm(f.landmarks[:, :2].mean(axis=0) - centre) < width / 2
+        ]
         assert len(near) == 1
         x0, y0, x1, y1 = near[0].box
         assert x1 - x0 == pytest.approx(width, rel=0.15)
@@ -162,7 +167,7 @@ def test_a_small_face_in_a_large_photo(portrait_image, face):
     scale = L.MIN_FACE / (x1 - x0)
     small = np.asarray(Image.fromarray(portrait_image).resize((round(512 * scale),) * 2, Image.LANCZOS))
     canvas = np.full((3000, 4000, 3), 200, np.uint8)
-    canvas[2000: 2000 + small.shape[0], 2500: 2500 + small.shape[1]] = small
+    canvas[2000 : 2000 + small.shape[0], 2500 : 2500 + small.shape[1]] = small
     found = L.detect_faces(canvas)
     assert len(found) == 1
     assert found[0].size == pytest.approx(L.MIN_FACE * (y1 - y0) / (x1 - x0), rel=0.2)

@@ -3,12 +3,15 @@
 import numpy as np
 import torch
 
+from tmcli.motion.causal_dit import CausalMotionDiT
 from tmcli.motion.controls import Controls
+from tmcli.motion.dit import MotionDiT
 from tmcli.speech.features import FEATURE_DIM
 from tmcli.stream.generator import StreamingGenerator
-from tmcli.motion.causal_dit import CausalMotionDiT
-from tmcli.motion.dit import MotionDiT
-from tiny_models import C, A, R, tiny_student, student_clip as clip, student_stream as stream
+
+from tiny_models import A, C, R, tiny_student
+from tiny_models import student_clip as clip
+from tiny_models import student_stream as stream
 
 
 @torch.no_grad()
@@ -28,11 +31,11 @@ def test_a_future_chunk_cannot_change_an_earlier_one():
     last_heard = 2 * C + model.audio_span  # chunk 2 hears audio up to here (its look-ahead included)
     changed = dict(x, audio=x["audio"].clone(), clean=x["clean"].clone(), noisy=x["noisy"].clone())
     changed["audio"][:, last_heard:] += 5.0
-    changed["clean"][:, 3 * C:] += 5.0
-    changed["noisy"][:, 3 * C:] += 5.0
+    changed["clean"][:, 3 * C :] += 5.0
+    changed["noisy"][:, 3 * C :] += 5.0
     after = model.forward_sequence(**changed)
     np.testing.assert_allclose(before[:, : 3 * C].numpy(), after[:, : 3 * C].numpy(), atol=1e-6)
-    assert (before[:, 3 * C:] - after[:, 3 * C:]).abs().min() > 0  # and the later ones do change
+    assert (before[:, 3 * C :] - after[:, 3 * C :]).abs().min() > 0  # and the later ones do change
 
 
 @torch.no_grad()
@@ -40,7 +43,7 @@ def test_the_look_ahead_is_heard():
     model = tiny_student()
     x = clip(model, chunks=3)
     changed = dict(x, audio=x["audio"].clone())
-    changed["audio"][:, C + R: C + R + A] += 5.0  # the audio just after chunk 0, before chunk 1 ends
+    changed["audio"][:, C + R : C + R + A] += 5.0  # the audio just after chunk 0, before chunk 1 ends
     delta = (model.forward_sequence(**x) - model.forward_sequence(**changed)).abs()
     assert delta[:, :C].max() > 1e-3  # chunk 0 hears its look-ahead
 
@@ -80,8 +83,9 @@ def test_student_save_load_round_trip(tmp_path):
     for (name, p), (_, q) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(p, q), name  # the round trip itself is exact
     x = clip(model, chunks=3)  # the outputs to float32 rounding (kernels may differ with the tensors' layout)
-    np.testing.assert_allclose(model.forward_sequence(**x).numpy(), loaded.forward_sequence(**x).numpy(),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        model.forward_sequence(**x).numpy(), loaded.forward_sequence(**x).numpy(), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_streaming_in_any_block_sizes_gives_the_same_motion():

@@ -11,10 +11,11 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import PORTRAIT, SPEECH
-from tmcli.motion.curves import ARKIT_BLENDSHAPES, CSV_COLUMNS, UNMODELLED, MotionWriter, read_motion
 from tmcli.core.errors import InputError
 from tmcli.face.rig import INDEX, LOWER, MOTION_DIM, UPPER, neutral
+from tmcli.motion.curves import ARKIT_BLENDSHAPES, CSV_COLUMNS, UNMODELLED, MotionWriter, read_motion
+
+from conftest import PORTRAIT, SPEECH
 
 
 def random_motion(frames: int, seed: int = 0) -> np.ndarray:
@@ -26,7 +27,7 @@ def write(path, motion, fps=25.0, blocks=(3, 4)):
     with MotionWriter(path, fps, landmarks=np.zeros((478, 3))) as w:
         start = 0
         for size in blocks:  # written block by block, as chunks come
-            w.write(motion[start: start + size])
+            w.write(motion[start : start + size])
             start += size
 
 
@@ -53,7 +54,9 @@ def test_csv_has_the_live_link_face_layout_and_round_trips_what_it_holds(tmp_pat
     assert float(row["JawOpen"]) == pytest.approx(float(motion[2, INDEX["jawOpen"]]))
     assert float(row["HeadRoll"]) == pytest.approx(float(motion[2, INDEX["headRoll"]]))
     gx = float(motion[2, INDEX["gazeX"]])
-    assert float(row["EyeLookOutLeft"]) == pytest.approx(max(gx, 0)) and float(row["EyeLookInLeft"]) == pytest.approx(max(-gx, 0))
+    assert float(row["EyeLookOutLeft"]) == pytest.approx(max(gx, 0)) and float(
+        row["EyeLookInLeft"]
+    ) == pytest.approx(max(-gx, 0))
     assert all(float(row[name]) == 0 for name in UNMODELLED) and "TongueOut" in UNMODELLED
     np.testing.assert_array_equal(read_motion(tmp_path / "m.csv", 25.0), motion)
 
@@ -70,16 +73,23 @@ def test_csv_from_elsewhere_without_eye_angles_takes_the_gaze_from_the_look_shap
     assert (m[INDEX["gazeX"]], m[INDEX["gazeY"]]) == pytest.approx((0.5, -0.2))
 
 
-@pytest.mark.parametrize("name, text, message", [
-    ("m.txt", "", "are .json"),
-    ("m.csv", "Timecode,JawOpen\n0,1\n", "no column"),
-    ("m.json", '{"format": "tm-motion", "version": 9, "fps": 25, "frames": []}', "version 9"),
-    ("m.json", '{"format": "tm-motion", "version": 1, "fps": 30, "frames": []}', "30 fps"),
-    ("m.json", '{"format": "tm-motion", "version": 1, "fps": 25, "frames": []}', "no frames"),
-    ("m.json", '{"format": "other"}', "not a tm motion file"),
-    ("m.json", '{"format": "tm-motion", "version": 1, "fps": 25, "frames": [{"pose": {}}]}', "cannot read"),
-    ("m.json", "{broken", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("m.txt", "", "are .json"),
+        ("m.csv", "Timecode,JawOpen\n0,1\n", "no column"),
+        ("m.json", '{"format": "tm-motion", "version": 9, "fps": 25, "frames": []}', "version 9"),
+        ("m.json", '{"format": "tm-motion", "version": 1, "fps": 30, "frames": []}', "30 fps"),
+        ("m.json", '{"format": "tm-motion", "version": 1, "fps": 25, "frames": []}', "no frames"),
+        ("m.json", '{"format": "other"}', "not a tm motion file"),
+        (
+            "m.json",
+            '{"format": "tm-motion", "version": 1, "fps": 25, "frames": [{"pose": {}}]}',
+            "cannot read",
+        ),
+        ("m.json", "{broken", "cannot read"),
+    ],
+)
 def test_bad_motion_files_are_clear_errors(tmp_path, name, text, message):
     (tmp_path / name).write_text(text)
     with pytest.raises(InputError, match=message):
@@ -103,8 +113,12 @@ def test_a_failed_write_leaves_no_file(tmp_path):
 
 
 def tm(*args):
-    return subprocess.run([sys.executable, "-m", "tmcli", "render", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tmcli", "render", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_motion_out_then_motion_in_gives_the_same_video(tmp_path):

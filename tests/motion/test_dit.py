@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from tmcli.core.config import load_preset
-from tmcli.motion.controls import Controls
 from tmcli.core.errors import InputError
+from tmcli.motion.controls import Controls
+from tmcli.motion.dit import MotionDiT
 from tmcli.speech.features import FEATURE_DIM
 from tmcli.stream.generator import TeacherGenerator, guided_velocity, load_motion_dit, split_controls
-from tmcli.motion.dit import MotionDiT
 
 
 def tiny_model(seed=0) -> MotionDiT:
@@ -23,9 +23,13 @@ def tiny_model(seed=0) -> MotionDiT:
 def inputs(model, seed=0, gaze=(0.0, 0.0), emotion=(0.0, 0.0, 0.0)):
     g = torch.Generator().manual_seed(seed)
     k, w = model.config.context_frames, model.config.window
-    return {"audio": torch.randn(1, k + w, FEATURE_DIM, generator=g), "context": torch.randn(1, k, 35, generator=g),
-            "has_context": torch.tensor([True]), "neutral": torch.zeros(1, 35),
-            "controls": split_controls(torch.as_tensor(Controls(gaze, emotion).vector())[None])}
+    return {
+        "audio": torch.randn(1, k + w, FEATURE_DIM, generator=g),
+        "context": torch.randn(1, k, 35, generator=g),
+        "has_context": torch.tensor([True]),
+        "neutral": torch.zeros(1, 35),
+        "controls": split_controls(torch.as_tensor(Controls(gaze, emotion).vector())[None]),
+    }
 
 
 @torch.no_grad()
@@ -34,11 +38,18 @@ def test_save_load_round_trip(tmp_path):
     model.motion_mean.fill_(0.3)
     model.save_pretrained(tmp_path)
     loaded = load_motion_dit(tmp_path)
-    assert (tmp_path / "config.json").is_file() and (tmp_path / "diffusion_pytorch_model.safetensors").is_file()
+    assert (tmp_path / "config.json").is_file() and (
+        tmp_path / "diffusion_pytorch_model.safetensors"
+    ).is_file()
     for (name, p), (_, q) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(p, q), name  # the round trip itself is exact
-    x, t = torch.randn(1, 12, 35), torch.tensor([500.0])  # outputs to float32 rounding (kernels follow the layout)
-    np.testing.assert_allclose(model(x, t, **inputs(model)), loaded(x, t, **inputs(loaded)), rtol=1e-5, atol=1e-5)
+    x, t = (
+        torch.randn(1, 12, 35),
+        torch.tensor([500.0]),
+    )  # outputs to float32 rounding (kernels follow the layout)
+    np.testing.assert_allclose(
+        model(x, t, **inputs(model)), loaded(x, t, **inputs(loaded)), rtol=1e-5, atol=1e-5
+    )
     assert float(loaded.motion_mean[0]) == pytest.approx(0.3)
 
 
@@ -83,15 +94,20 @@ def test_guidance_per_condition_matches_its_definition():
     scales = {name: 1.0 for name in ("audio", "gaze", "emotion", "pose_intensity", "blink_rate")}
     torch.testing.assert_close(guided_velocity(model, x, t, inp, scales), full)  # all 1: plain conditional
     scales.update(audio=2.0, gaze=3.0)
-    expected = full + 1.0 * (full - model(x, t, drop=drop("audio"), **inp)) \
+    expected = (
+        full
+        + 1.0 * (full - model(x, t, drop=drop("audio"), **inp))
         + 2.0 * (full - model(x, t, drop=drop("gaze"), **inp))
+    )
     torch.testing.assert_close(guided_velocity(model, x, t, inp, scales), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_teacher_is_deterministic_per_seed_and_covers_every_frame():
     model = tiny_model()
     settings = load_preset("tiny").generator
-    features = np.random.default_rng(0).normal(size=(31, FEATURE_DIM)).astype(np.float32)  # 3 windows, the last one short
+    features = (
+        np.random.default_rng(0).normal(size=(31, FEATURE_DIM)).astype(np.float32)
+    )  # 3 windows, the last one short
     gen = TeacherGenerator(model, settings)
     a, b = gen(features, Controls(), seed=3), gen(features, Controls(), seed=3)
     c = gen(features, Controls(), seed=4)
@@ -112,7 +128,9 @@ def test_windows_are_conditioned_on_the_previous_window():
     rng = np.random.default_rng(1)
     features = rng.normal(size=(24, FEATURE_DIM)).astype(np.float32)
     changed = features.copy()
-    changed[:8] = rng.normal(size=(8, FEATURE_DIM))  # far from window 2's own audio (frames 12-23, context 9-11)
+    changed[:8] = rng.normal(
+        size=(8, FEATURE_DIM)
+    )  # far from window 2's own audio (frames 12-23, context 9-11)
     a, b = gen(features, Controls(), seed=0), gen(changed, Controls(), seed=0)
     assert np.abs(a[:12] - b[:12]).max() > 1e-3
     assert np.abs(a[12:] - b[12:]).max() > 1e-4  # window 2 still moved: it saw window 1's last frames

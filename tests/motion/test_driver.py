@@ -3,9 +3,9 @@ import pytest
 
 from tmcli.core.audio import extract_features
 from tmcli.core.config import DriverSettings
+from tmcli.face.rig import INDEX, MOTION_DIM
 from tmcli.motion.controls import Controls
 from tmcli.motion.driver import PhoneticDriver
-from tmcli.face.rig import INDEX, MOTION_DIM
 from tmcli.speech.phones import Phone
 
 FPS = 25
@@ -17,8 +17,15 @@ def _features(seconds: float, loud=(0.5, 2.5)):
     return extract_features(voice.astype(np.float32), FPS)
 
 
-PHONES = [Phone("SIL", 0, 0.5), Phone("AA", 0.5, 0.8), Phone("M", 0.8, 0.9), Phone("AA", 0.9, 1.3),
-          Phone("P", 1.3, 1.38), Phone("IY", 1.38, 2.5), Phone("SIL", 2.5, 4.0)]
+PHONES = [
+    Phone("SIL", 0, 0.5),
+    Phone("AA", 0.5, 0.8),
+    Phone("M", 0.8, 0.9),
+    Phone("AA", 0.9, 1.3),
+    Phone("P", 1.3, 1.38),
+    Phone("IY", 1.38, 2.5),
+    Phone("SIL", 2.5, 4.0),
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +46,17 @@ def test_bilabials_close_the_lips(motion):
 
 def test_vowels_open_and_silence_rests(motion):
     jaw, close = motion[:, INDEX["jawOpen"]], motion[:, INDEX["mouthClose"]]
-    assert jaw[int(0.6 * FPS): int(0.75 * FPS)].min() > 0.3  # AA
-    assert jaw[int(3.0 * FPS):].max() < 0.02 and close[int(3.0 * FPS):].min() > 0.95
+    assert jaw[int(0.6 * FPS) : int(0.75 * FPS)].min() > 0.3  # AA
+    assert jaw[int(3.0 * FPS) :].max() < 0.02 and close[int(3.0 * FPS) :].min() > 0.95
 
 
 def test_lips_lead_the_sound():
     """The closure for /m/ (0.8 s) starts earlier with a longer lead."""
+
     def closure_onset(lead):
-        close = PhoneticDriver(DriverSettings(lead=lead))(PHONES, _features(4.0), seed=3)[:, INDEX["mouthClose"]]
+        close = PhoneticDriver(DriverSettings(lead=lead))(PHONES, _features(4.0), seed=3)[
+            :, INDEX["mouthClose"]
+        ]
         after = int(0.6 * FPS)
         return after + int(np.argmax(close[after:] > 0.9))
 
@@ -100,7 +110,9 @@ def test_the_head_turns_with_each_phrase_pitch():
     phones = [Phone("SIL", 0, 0.5), Phone("AA", 0.5, 2.5), Phone("SIL", 2.5, 3.5), Phone("AA", 3.5, 5.5)]
     for seed in range(3):
         for first_hz, second_hz, side in ((180.0, 130.0, 1.0), (130.0, 180.0, -1.0)):
-            yaw = PhoneticDriver(settings)(phones, _two_pitches(first_hz, second_hz), seed=seed)[:, INDEX["headYaw"]]
+            yaw = PhoneticDriver(settings)(phones, _two_pitches(first_hz, second_hz), seed=seed)[
+                :, INDEX["headYaw"]
+            ]
             first, second = yaw[int(2.4 * FPS)], yaw[int(5.0 * FPS)]
             assert side * first >= 0.8 * settings.head_turn and -side * second >= 0.8 * settings.head_turn
             assert abs(yaw[int(0.4 * FPS)]) < 1e-6  # before the first phrase the head has not turned
@@ -125,12 +137,14 @@ def test_head_motion_follows_the_audio_causally():
 
 
 def test_blinks_stay_shut_for_a_few_frames():
-    blink = PhoneticDriver()([Phone("SIL", 0, 30)], _features(30.0, loud=(0, 0)), seed=5)[:, INDEX["eyeBlinkLeft"]]
+    blink = PhoneticDriver()([Phone("SIL", 0, 30)], _features(30.0, loud=(0, 0)), seed=5)[
+        :, INDEX["eyeBlinkLeft"]
+    ]
     shut = blink > 0.95
     starts = np.flatnonzero(shut[1:] & ~shut[:-1]) + 1
     assert len(starts) >= 4
     for s in starts:  # each blink held shut for 2 frames or more (80 ms at 25 fps)
-        assert shut[s: s + 2].all()
+        assert shut[s : s + 2].all()
 
 
 def test_a_blink_falls_where_speech_resumes():

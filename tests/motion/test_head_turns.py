@@ -36,8 +36,17 @@ def rest(portrait):
     return frame, L.detect_faces(frame)[0].landmarks
 
 
-@pytest.mark.parametrize("channel, degrees", [("headYaw", 10), ("headYaw", -10), ("headPitch", 6),
-                                              ("headPitch", -6), ("headRoll", 5), ("headRoll", -5)])
+@pytest.mark.parametrize(
+    "channel, degrees",
+    [
+        ("headYaw", 10),
+        ("headYaw", -10),
+        ("headPitch", 6),
+        ("headPitch", -6),
+        ("headRoll", 5),
+        ("headRoll", -5),
+    ],
+)
 def test_a_commanded_turn_reads_back_with_its_sign_and_most_of_its_size(portrait, rest, channel, degrees):
     frame = _frame(portrait, channel, degrees)
     read = head_rotation(L.detect_faces(frame)[0].landmarks, rest[1])
@@ -47,9 +56,12 @@ def test_a_commanded_turn_reads_back_with_its_sign_and_most_of_its_size(portrait
     assert np.abs(np.delete(read, axis)).max() < CROSS_TALK, read
 
 
-@pytest.mark.parametrize("channel, degrees", [("headYaw", 10), ("headYaw", -10), ("headPitch", -6),
-                                              ("headRoll", 5)])
-def test_a_turn_leaves_the_shoulders_and_the_image_corners_alone(portrait, portrait_image, rest, channel, degrees):
+@pytest.mark.parametrize(
+    "channel, degrees", [("headYaw", 10), ("headYaw", -10), ("headPitch", -6), ("headRoll", 5)]
+)
+def test_a_turn_leaves_the_shoulders_and_the_image_corners_alone(
+    portrait, portrait_image, rest, channel, degrees
+):
     """The crop's lower corners (the astronaut's collar ring, beside the neck) stay put: with only
     the crop border fixed they followed the head (at yaw +10 degrees, mean change 15 of 255 and 38%
     of the pixels visibly moved in the left one). Its upper corners are hair, which turns with the head."""

@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
-from conftest import PORTRAIT, SPEECH
 
 from tmcli.core.config import load_preset
 from tmcli.core.errors import ConfigError
 from tmcli.face.rig import ARTICULATION, INDEX, MOTION_DIM
-from tmcli.stream.pipeline import render
 from tmcli.motion.smoothing import SLOW_CHANNELS, OneEuroFilter, smooth_slow_channels
+from tmcli.stream.pipeline import render
+
+from conftest import PORTRAIT, SPEECH
 
 FPS = 25.0
 
@@ -78,12 +79,22 @@ def test_render_smooths_a_learned_generators_head_and_leaves_its_mouth(tmp_path)
     def motion(cutoff: float) -> np.ndarray:
         blocks = []
         preset = load_preset("default").with_overrides(generator={"smooth_cutoff": cutoff})
-        render(PORTRAIT, SPEECH, None, preset, generator="student", on_motion=blocks.append,
-               motion_out=tmp_path / f"{cutoff}.json")
+        render(
+            PORTRAIT,
+            SPEECH,
+            None,
+            preset,
+            generator="student",
+            on_motion=blocks.append,
+            motion_out=tmp_path / f"{cutoff}.json",
+        )
         return np.concatenate(blocks)
 
     raw, smooth = motion(0.0), motion(1.0)
     mouth = [INDEX[name] for name in ARTICULATION]
     np.testing.assert_array_equal(smooth[:, mouth], raw[:, mouth])
     pose = [INDEX[name] for name in ("headYaw", "headPitch", "headRoll")]
-    assert np.abs(np.diff(smooth[:, pose], 2, axis=0)).mean() < 0.5 * np.abs(np.diff(raw[:, pose], 2, axis=0)).mean()
+    assert (
+        np.abs(np.diff(smooth[:, pose], 2, axis=0)).mean()
+        < 0.5 * np.abs(np.diff(raw[:, pose], 2, axis=0)).mean()
+    )

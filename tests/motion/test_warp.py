@@ -3,13 +3,13 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from tmcli.tools.evaluate import CLOSED, OPEN, mouth_aperture
 from tmcli.face import landmarks as L
 from tmcli.face.align import to_uint8
 from tmcli.face.rig import INDEX, neutral
-from tmcli.motion.warp_graph import FixedShapeWarp
-from tmcli.motion.warp import curve_index, curves_at, forward_field
 from tmcli.motion.mouth import DEFAULT_TEETH, mouth_paint
+from tmcli.motion.warp import curve_index, curves_at, forward_field
+from tmcli.motion.warp_graph import FixedShapeWarp
+from tmcli.tools.evaluate import CLOSED, OPEN, mouth_aperture
 
 
 def _motion(**values):
@@ -45,7 +45,7 @@ def test_blink_hides_the_iris(portrait):
     lm = portrait.rig.source
     cx, cy = (int(v) for v in lm[L.LEFT_IRIS[0], :2])
     r = int(0.05 * portrait.rig.unit)
-    dark = lambda img: img[0, :, cy - r: cy + r, cx - r: cx + r].mean()  # noqa: E731
+    dark = lambda img: img[0, :, cy - r : cy + r, cx - r : cx + r].mean()  # noqa: E731
     assert dark(_crop(portrait, eyeBlinkLeft=1.0)) > dark(portrait.renderer.image) + 0.06
 
 
@@ -59,7 +59,7 @@ def _eye_boxes(portrait, pad: float) -> torch.Tensor:
     inside = torch.zeros(size, size, dtype=torch.bool)
     for ring in (L.RIGHT_EYE_ABOVE + L.RIGHT_EYE_BELOW, L.LEFT_EYE_ABOVE + L.LEFT_EYE_BELOW):
         (x0, y0), (x1, y1) = lm[ring, :2].min(axis=0) - pad * unit, lm[ring, :2].max(axis=0) + pad * unit
-        inside[max(int(y0), 0): int(np.ceil(y1)) + 1, max(int(x0), 0): int(np.ceil(x1)) + 1] = True
+        inside[max(int(y0), 0) : int(np.ceil(y1)) + 1, max(int(x0), 0) : int(np.ceil(x1)) + 1] = True
     return inside
 
 
@@ -90,8 +90,10 @@ def test_a_full_blink_leaves_nothing_of_the_eye_showing(portrait):
     lm, size = portrait.rig.source, portrait.renderer.size
     rest, half, full = (_luma(_blink(portrait, a)) for a in (0.0, 0.5, 1.0))
     rows, cols = np.mgrid[:size, :size]
-    for upper, lower, iris in ((L.RIGHT_EYE_UPPER, L.RIGHT_EYE_LOWER, L.RIGHT_IRIS),
-                               (L.LEFT_EYE_UPPER, L.LEFT_EYE_LOWER, L.LEFT_IRIS)):
+    for upper, lower, iris in (
+        (L.RIGHT_EYE_UPPER, L.RIGHT_EYE_LOWER, L.RIGHT_IRIS),
+        (L.LEFT_EYE_UPPER, L.LEFT_EYE_LOWER, L.LEFT_IRIS),
+    ):
         top = np.interp(cols, *lm[upper, :2].T)
         bottom = np.interp(cols, *lm[lower, :2].T)
         left, right = lm[upper, 0].min(), lm[upper, 0].max()
@@ -99,7 +101,11 @@ def test_a_full_blink_leaves_nothing_of_the_eye_showing(portrait):
         opening_top = across & (rows >= top) & (rows <= (top + bottom) / 2)
         centre = lm[iris[0], :2]
         radius = np.linalg.norm(lm[iris[1:], :2] - centre, axis=1).mean()
-        disk = ((cols - centre[0]) ** 2 + (rows - centre[1]) ** 2 <= radius ** 2) & (rows >= top) & (rows <= bottom)
+        disk = (
+            ((cols - centre[0]) ** 2 + (rows - centre[1]) ** 2 <= radius**2)
+            & (rows >= top)
+            & (rows <= bottom)
+        )
         dark = np.median(rest[disk])  # the iris and pupil at rest
         assert (rest[opening_top] <= dark).mean() > 0.2  # the eye is open at rest
         assert (half[opening_top] <= dark).mean() > 0.02
@@ -135,11 +141,11 @@ def test_paste_back_has_no_seam(portrait, portrait_image):
     assert full.shape == portrait_image.shape
     comp = portrait.compositor
     outside = np.ones(full.shape[:2], bool)
-    outside[comp.y0: comp.y1, comp.x0: comp.x1] = False
+    outside[comp.y0 : comp.y1, comp.x0 : comp.x1] = False
     assert np.array_equal(full[outside], portrait_image[outside])
     ring = np.zeros(full.shape[:2], bool)  # just inside the pasted region's edge
-    ring[comp.y0: comp.y1, comp.x0: comp.x0 + 3] = True
-    ring[comp.y0: comp.y1, comp.x1 - 3: comp.x1] = True
+    ring[comp.y0 : comp.y1, comp.x0 : comp.x0 + 3] = True
+    ring[comp.y0 : comp.y1, comp.x1 - 3 : comp.x1] = True
     assert np.abs(full[ring].astype(int) - portrait_image[ring]).mean() < 2
 
 
@@ -154,7 +160,9 @@ def test_motion_outside_a_faces_range_is_clamped_not_a_crash(portrait):
     wild = portrait.render_frame(np.full(MOTION_DIM, 50.0))
     at_limit = portrait.render_frame(UPPER)
     np.testing.assert_array_equal(wild, at_limit)  # clamped to the same face
-    np.testing.assert_array_equal(portrait.render_frame(np.full(MOTION_DIM, -50.0)), portrait.render_frame(LOWER))
+    np.testing.assert_array_equal(
+        portrait.render_frame(np.full(MOTION_DIM, -50.0)), portrait.render_frame(LOWER)
+    )
     broken = portrait.render_frame(np.full(MOTION_DIM, np.nan))
     assert broken.shape == wild.shape and broken.dtype == np.uint8
 
@@ -174,10 +182,10 @@ class _HostTensors(TorchDispatchMode):
 @pytest.fixture(scope="module")
 def closed_mouth():
     """A sample portrait whose mouth is closed: the renderer paints all of the interior, teeth too."""
-    from conftest import SAMPLES
-
     from tmcli.core.config import load_preset
     from tmcli.motion.portrait import Portrait
+
+    from conftest import SAMPLES
 
     return Portrait.load(SAMPLES / "extra" / "fr_biden.jpg", load_preset())
 
@@ -193,7 +201,12 @@ def test_the_fixed_shape_warp_matches_the_renderer_and_copies_nothing_from_the_h
     assert renderer.own_teeth == (which == "portrait")
     warp = FixedShapeWarp(renderer)
     inputs = FixedShapeWarp.portrait_inputs(renderer)
-    for values in ({"jawOpen": 0.6}, {"mouthClose": 0.8, "headYaw": 0.3}, {"mouthSmileLeft": 0.5, "jawOpen": 0.3}, {}):
+    for values in (
+        {"jawOpen": 0.6},
+        {"mouthClose": 0.8, "headYaw": 0.3},
+        {"mouthSmileLeft": 0.5, "jawOpen": 0.3},
+        {},
+    ):
         landmarks = portrait.rig.apply(_motion(**values))
         pose = torch.as_tensor(landmarks, dtype=torch.float32)
         recorder = _HostTensors()
@@ -216,7 +229,9 @@ def test_a_closed_mouth_opens_onto_teeth_tongue_and_shade_not_a_black_hole():
     knots[:, 3:] += 0.3 * unit * (1 - ((cols - 60) / 60) ** 2).clamp(min=0).sqrt()[:, None]  # the jaw drops
     rows = torch.arange(90, 150, dtype=torch.float32)[:, None]
     teeth, lips = torch.tensor(DEFAULT_TEETH).view(3, 1, 1), torch.tensor([0.7, 0.35, 0.33]).view(3, 1, 1)
-    alpha, paint = mouth_paint(rows, cols, knots, knots_in, torch.tensor([0.0, 120.0]), unit, teeth, lips, False)
+    alpha, paint = mouth_paint(
+        rows, cols, knots, knots_in, torch.tensor([0.0, 120.0]), unit, teeth, lips, False
+    )
     inside = alpha > 0.99
     value, low = paint.amax(dim=0), paint.amin(dim=0)
     assert (value[inside] < 0.15).float().mean() < 0.03

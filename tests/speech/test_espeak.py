@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from scipy.signal import welch
 
-from tmcli.speech import espeak
-from tmcli.motion.driver import VISEMES
 from tmcli.core.errors import ConfigError
+from tmcli.motion.driver import VISEMES
+from tmcli.speech import espeak
 from tmcli.speech.phones import SAMPLE_RATE
 
 # words with /p b m/ in each language's own spelling
@@ -24,7 +24,7 @@ VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW"
 
 
 def _rms(audio: np.ndarray, start: float, end: float) -> float:
-    part = audio[round(start * SAMPLE_RATE): round(end * SAMPLE_RATE)]
+    part = audio[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)]
     return float(np.sqrt(np.mean(part.astype(np.float64) ** 2)))
 
 
@@ -58,7 +58,7 @@ def test_bilabials_fall_where_the_energy_dips():
         if phone.label not in ("P", "B", "M"):
             continue
         energy = _rms(audio, phone.start, phone.end)
-        beside = [_rms(audio, q.start, q.end) for q in phones[max(i - 1, 0): i + 2] if q.label in VOWELS]
+        beside = [_rms(audio, q.start, q.end) for q in phones[max(i - 1, 0) : i + 2] if q.label in VOWELS]
         assert beside and energy < min(beside)
         if phone.label != "M":
             assert energy < 0.3 * min(beside)
@@ -107,16 +107,68 @@ def test_languages_speak_and_map_every_phoneme(language):
     assert {"P", "B", "M"} <= {p.label for p in phones}
 
 
-@pytest.mark.parametrize(("mnemonic", "label"), [
-    ("p", "P"), ("p#", "P"), ("b:", "B"), ("m-", "M"), ("f", "F"), ("v#", "V"), ("T", "TH"), ("D", "DH"),
-    ("s", "S"), ("z", "Z"), ("S", "SH"), ("Z;", "ZH"), ("tS", "CH"), ("dZ", "JH"), ("ts;", "CH"), ("s.", "SH"),
-    ("N", "NG"), ("n^", "N"), ("l^", "L"), ("*", "R"), ("j", "Y"), ("w", "W"), ("h", "HH"), ("x", "K"),
-    ("a", "AA"), ("A:", "AA"), ("aa", "AA"), ("0", "AA"), ("a~", "AA"), ("'a:", "AA"), ("e", "EH"), ("E~", "EH"),
-    ("i:", "IY"), ("I", "IH"), ("o", "OW"), ("O", "AO"), ("oU", "OW"), ("u:", "UW"), ("U", "UH"), ("@", "AH"),
-    ("3:", "ER"), ("V", "AH"), ("y", "UW"), ("Y:", "UH"), ("2", "UH"), ("9~", "UH"), ("aI", "AY"), ("aU", "AW"),
-    ("OI", "OY"), ("eI", "EY"), ("_", "SIL"), ("_:", "SIL"), ("_!", "SIL"), ("||", "SIL"), ("(en)", "SIL"),
-    ("4@", "AH"), ("!k", "T"),
-])
+@pytest.mark.parametrize(
+    ("mnemonic", "label"),
+    [
+        ("p", "P"),
+        ("p#", "P"),
+        ("b:", "B"),
+        ("m-", "M"),
+        ("f", "F"),
+        ("v#", "V"),
+        ("T", "TH"),
+        ("D", "DH"),
+        ("s", "S"),
+        ("z", "Z"),
+        ("S", "SH"),
+        ("Z;", "ZH"),
+        ("tS", "CH"),
+        ("dZ", "JH"),
+        ("ts;", "CH"),
+        ("s.", "SH"),
+        ("N", "NG"),
+        ("n^", "N"),
+        ("l^", "L"),
+        ("*", "R"),
+        ("j", "Y"),
+        ("w", "W"),
+        ("h", "HH"),
+        ("x", "K"),
+        ("a", "AA"),
+        ("A:", "AA"),
+        ("aa", "AA"),
+        ("0", "AA"),
+        ("a~", "AA"),
+        ("'a:", "AA"),
+        ("e", "EH"),
+        ("E~", "EH"),
+        ("i:", "IY"),
+        ("I", "IH"),
+        ("o", "OW"),
+        ("O", "AO"),
+        ("oU", "OW"),
+        ("u:", "UW"),
+        ("U", "UH"),
+        ("@", "AH"),
+        ("3:", "ER"),
+        ("V", "AH"),
+        ("y", "UW"),
+        ("Y:", "UH"),
+        ("2", "UH"),
+        ("9~", "UH"),
+        ("aI", "AY"),
+        ("aU", "AW"),
+        ("OI", "OY"),
+        ("eI", "EY"),
+        ("_", "SIL"),
+        ("_:", "SIL"),
+        ("_!", "SIL"),
+        ("||", "SIL"),
+        ("(en)", "SIL"),
+        ("4@", "AH"),
+        ("!k", "T"),
+    ],
+)
 def test_to_driver_label(mnemonic, label):
     assert espeak.to_driver_label(mnemonic) == label
 
@@ -142,7 +194,9 @@ def test_bad_settings_are_config_errors():
 
 
 def test_threads_share_the_library_safely():
-    texts = [f"number {word}, said the {word} man." for word in ("one", "two", "three", "four", "five", "six")]
+    texts = [
+        f"number {word}, said the {word} man." for word in ("one", "two", "three", "four", "five", "six")
+    ]
     alone = [[p.label for p in espeak.synthesize(t)[1]] for t in texts]
     with ThreadPoolExecutor(4) as pool:
         together = [[p.label for p in phones] for _, phones in pool.map(espeak.synthesize, texts)]
@@ -160,7 +214,9 @@ def test_the_wheel_library_comes_first():
 def test_missing_library_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "espeakng_loader", None)  # its import fails
     monkeypatch.setattr(espeak, "_LIBRARY_NAMES", ("libespeak-ng-missing.so.0",))
-    monkeypatch.setattr(espeak, "_engine", functools.cache(espeak._engine.__wrapped__))  # the real one stays loaded
+    monkeypatch.setattr(
+        espeak, "_engine", functools.cache(espeak._engine.__wrapped__)
+    )  # the real one stays loaded
     with pytest.raises(espeak.EspeakError) as caught:
         espeak.synthesize("hello")
     assert "espeak-ng" in caught.value.message

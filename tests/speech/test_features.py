@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 
 from tmcli.core.audio import extract_features
-from tmcli.speech.features import ACOUSTIC_DIM, FEATURE_DIM, PHONE_CLASSES, generator_features, phone_classes, silence_features
 from tmcli.core.runtime import staged
+from tmcli.speech.features import (
+    ACOUSTIC_DIM,
+    FEATURE_DIM,
+    PHONE_CLASSES,
+    generator_features,
+    phone_classes,
+    silence_features,
+)
 from tmcli.speech.phones import Phone
 
 

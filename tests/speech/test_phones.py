@@ -14,12 +14,13 @@ import pytest
 
 pytest.importorskip("pocketsphinx", reason="pocketsphinx is not installed (pip install pocketsphinx)")
 
-from conftest import SPEECH
-
-from tmcli.speech import alignment, phones as phones_module  # noqa: E402
 from tmcli.core.errors import AudioError  # noqa: E402
-from tmcli.speech.phones import SAMPLE_RATE, Phone, recognize_phones  # noqa: E402
+from tmcli.speech import alignment  # noqa: E402
+from tmcli.speech import phones as phones_module
 from tmcli.speech.alignment import align_phones
+from tmcli.speech.phones import SAMPLE_RATE, Phone, recognize_phones  # noqa: E402
+
+from conftest import SPEECH
 
 # CMU ARCTIC a0007. (Not "Not at this particular case, Tom, apologized Whittemore.", which is
 # a0002: aligned to this clip that scores -43 per frame against -10 for this one, and
@@ -32,8 +33,9 @@ W_WANT = (1.14, 1.22)
 V_SUPERLATIVE = (2.83, 2.94)
 SPEECH_START, SPEECH_END = 0.37, 3.49  # leading / trailing silence boundaries
 TOL = 0.05  # seconds
-ALIGNED = ("SIL AE N D Y UW AO L W IY Z W AA N T T AH S IY IH T IH N DH AH S UH P ER "
-           "L AH T IH V D IH G R IY SIL").split()
+ALIGNED = (
+    "SIL AE N D Y UW AO L W IY Z W AA N T T AH S IY IH T IH N DH AH S UH P ER L AH T IH V D IH G R IY SIL"
+).split()
 BILABIALS = {"P", "B", "M"}
 
 
@@ -116,7 +118,9 @@ def test_unknown_word_is_dropped_with_a_warning(voice):
 def test_punctuation_case_and_hyphens_are_normalised(voice, aligned):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        phones = align_phones(voice, "AND you always-want, to \u2018see\u2019 it -- in the SUPERLATIVE degree!")
+        phones = align_phones(
+            voice, "AND you always-want, to \u2018see\u2019 it -- in the SUPERLATIVE degree!"
+        )
     assert [p.label for p in phones] == [p.label for p in aligned]
 
 
@@ -164,13 +168,14 @@ def test_recognition_hears_speech_and_leading_silence(recognized):
     assert first.label == "SIL" and first.end == pytest.approx(SPEECH_START, abs=2 * TOL)
     assert recognized[-1].label == "SIL"
     voiced = sum(
-        max(0.0, min(p.end, SPEECH_END) - max(p.start, SPEECH_START))
-        for p in recognized
-        if p.label != "SIL"
+        max(0.0, min(p.end, SPEECH_END) - max(p.start, SPEECH_START)) for p in recognized if p.label != "SIL"
     )
     assert voiced / (SPEECH_END - SPEECH_START) > 0.9
-    near_p = [p for p in recognized if p.label in BILABIALS
-              and p.start < P_SUPERLATIVE[1] + TOL and p.end > P_SUPERLATIVE[0] - TOL]
+    near_p = [
+        p
+        for p in recognized
+        if p.label in BILABIALS and p.start < P_SUPERLATIVE[1] + TOL and p.end > P_SUPERLATIVE[0] - TOL
+    ]
     assert near_p, "no bilabial recognised at the /p/ of 'superlative'"
 
 
@@ -193,7 +198,7 @@ def test_repeated_calls_are_identical_whatever_came_before(voice, mode):
 
 @pytest.mark.parametrize("n", [0, 1, 800])
 def test_empty_and_very_short_audio_give_one_sil(voice, n):
-    clip = voice[int(2.3 * SAMPLE_RATE):][:n]
+    clip = voice[int(2.3 * SAMPLE_RATE) :][:n]
     for phones in (recognize_phones(clip), align_phones(clip, TRANSCRIPT)):
         assert phones == [Phone("SIL", 0.0, n / SAMPLE_RATE)]
 
@@ -225,13 +230,20 @@ def test_labels_are_normalised():
     assert phones_module._normalize_label("ey1") == "EY"
     for filler in ("<sil>", "SIL", "+NSN+", "+SPN+", "+BREATH+", "</s>", "<s>", "[NOISE]"):
         assert phones_module._normalize_label(filler) == "SIL"
-    phones = phones_module.finish([("SIL", 0.0), ("+NSN+", 0.1), ("P", 0.2), ("P", 0.2), ("AA1", 0.3),
-                             ("<sil>", 0.5), ("SIL", 0.6)], 1.0)
-    assert phones == [Phone("SIL", 0.0, 0.2), Phone("P", 0.2, 0.3), Phone("AA", 0.3, 0.5),
-                      Phone("SIL", 0.5, 1.0)]
+    phones = phones_module.finish(
+        [("SIL", 0.0), ("+NSN+", 0.1), ("P", 0.2), ("P", 0.2), ("AA1", 0.3), ("<sil>", 0.5), ("SIL", 0.6)],
+        1.0,
+    )
+    assert phones == [
+        Phone("SIL", 0.0, 0.2),
+        Phone("P", 0.2, 0.3),
+        Phone("AA", 0.3, 0.5),
+        Phone("SIL", 0.5, 1.0),
+    ]
 
 
 # ---------------------------------------------------------------- words, then phones
+
 
 def _contiguous(phones, duration):
     assert phones[0].start == 0.0 and phones[-1].end == pytest.approx(duration)
@@ -239,11 +251,18 @@ def _contiguous(phones, duration):
 
 
 def test_recognised_closures_fill_gaps_but_not_vowels_or_nasals():
-    aligned = [Phone("SIL", 0, 0.2), Phone("AA", 0.2, 0.5), Phone("T", 0.5, 0.6), Phone("N", 0.6, 0.7),
-               Phone("IY", 0.7, 1.0)]
-    heard = [Phone("P", 0.52, 0.58),  # over a consonant: a closure the words missed -> added
-             Phone("B", 0.30, 0.36),  # mid-vowel: a recognition error -> ignored
-             Phone("M", 0.62, 0.68)]  # over an aligned N: nasal confusion -> ignored
+    aligned = [
+        Phone("SIL", 0, 0.2),
+        Phone("AA", 0.2, 0.5),
+        Phone("T", 0.5, 0.6),
+        Phone("N", 0.6, 0.7),
+        Phone("IY", 0.7, 1.0),
+    ]
+    heard = [
+        Phone("P", 0.52, 0.58),  # over a consonant: a closure the words missed -> added
+        Phone("B", 0.30, 0.36),  # mid-vowel: a recognition error -> ignored
+        Phone("M", 0.62, 0.68),
+    ]  # over an aligned N: nasal confusion -> ignored
     out = alignment._add_closures(aligned, heard)
     _contiguous(out, 1.0)
     assert [p.label for p in out] == ["SIL", "AA", "T", "P", "T", "N", "IY"]

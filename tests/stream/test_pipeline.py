@@ -3,15 +3,18 @@ import sys
 
 import numpy as np
 import pytest
+
 from conftest import PORTRAIT, SPEECH
 
 
 def test_render_from_a_script_on_stdin(tmp_path):
     """The speech worker cannot start when __main__ is stdin; the render still succeeds."""
     out = tmp_path / "o.mp4"
-    script = ("from tmcli.stream.pipeline import render\nfrom tmcli.core.config import load_preset\n"
-              f"r = render({str(PORTRAIT)!r}, {str(SPEECH)!r}, {str(out)!r}, load_preset())\n"
-              "print(r.frames)\n")
+    script = (
+        "from tmcli.stream.pipeline import render\nfrom tmcli.core.config import load_preset\n"
+        f"r = render({str(PORTRAIT)!r}, {str(SPEECH)!r}, {str(out)!r}, load_preset())\n"
+        "print(r.frames)\n"
+    )
     proc = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "100" and out.stat().st_size > 10_000
@@ -37,8 +40,15 @@ def test_the_still_preset_stills_every_generator(tmp_path, generator):
 
     def motion(preset_name: str) -> np.ndarray:
         blocks = []
-        render(PORTRAIT, SPEECH, None, load_preset(preset_name), generator=generator, on_motion=blocks.append,
-               motion_out=tmp_path / f"{preset_name}.json")
+        render(
+            PORTRAIT,
+            SPEECH,
+            None,
+            load_preset(preset_name),
+            generator=generator,
+            on_motion=blocks.append,
+            motion_out=tmp_path / f"{preset_name}.json",
+        )
         return np.concatenate(blocks)
 
     still, moving = motion("still"), motion("default")

@@ -8,13 +8,14 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import PORTRAIT, SPEECH
 
 from tmcli.core.audio import SAMPLE_RATE, ffmpeg_exe, load_audio, num_video_frames
-from tmcli.speech.features import FEATURE_DIM, FeatureStream, phones_within
 from tmcli.core.media import read_video_frames
 from tmcli.motion.causal_dit import CausalMotionDiT
+from tmcli.speech.features import FEATURE_DIM, FeatureStream, phones_within
 from tmcli.speech.phones import Phone
+
+from conftest import PORTRAIT, SPEECH
 
 TM = [sys.executable, "-m", "tmcli"]
 
@@ -60,7 +61,7 @@ def test_feature_stream_cuts_at_pauses_on_frame_edges():
     assert all(abs(s * 25 - round(s * 25)) < 1e-9 for s in starts)  # on frame edges
     for s in starts[1:]:
         cut = int(s * SAMPLE_RATE)
-        assert np.abs(audio[cut - 800: cut + 800]).max() == 0  # silence on both sides of the cut
+        assert np.abs(audio[cut - 800 : cut + 800]).max() == 0  # silence on both sides of the cut
 
 
 def test_long_speech_without_pauses_is_cut_at_the_maximum():
@@ -85,22 +86,35 @@ def _read(path) -> list[np.ndarray]:
 @pytest.mark.slow
 def test_stdin_renders_what_the_file_renders_and_stdout_carries_video_and_audio(student_dir, tmp_path):
     common = ["--generator", "student", "--checkpoint", str(student_dir), "--crop", "--size", "128", "-q"]
-    subprocess.run([*TM, "render", str(PORTRAIT), str(SPEECH), "-o", str(tmp_path / "file.mp4"), *common],
-                   check=True, timeout=300)
-    subprocess.run([*TM, "render", str(PORTRAIT), "-", "-o", str(tmp_path / "stdin.mp4"), *common],
-                   stdin=open(SPEECH, "rb"), check=True, timeout=300)
+    subprocess.run(
+        [*TM, "render", str(PORTRAIT), str(SPEECH), "-o", str(tmp_path / "file.mp4"), *common],
+        check=True,
+        timeout=300,
+    )
+    subprocess.run(
+        [*TM, "render", str(PORTRAIT), "-", "-o", str(tmp_path / "stdin.mp4"), *common],
+        stdin=open(SPEECH, "rb"),
+        check=True,
+        timeout=300,
+    )
     from_file, from_stdin = _read(tmp_path / "file.mp4"), _read(tmp_path / "stdin.mp4")
     assert len(from_file) == len(from_stdin) == 100
     for a, b in zip(from_file, from_stdin):  # the same audio in pieces: the same video
         np.testing.assert_array_equal(a, b)
 
     raw = _pcm(load_audio(SPEECH))  # headerless PCM in, a fragmented mp4 out
-    proc = subprocess.run([*TM, "render", str(PORTRAIT), "-", "--rate", "16000", "-o", "-", *common],
-                          input=raw, capture_output=True, timeout=300)
+    proc = subprocess.run(
+        [*TM, "render", str(PORTRAIT), "-", "--rate", "16000", "-o", "-", *common],
+        input=raw,
+        capture_output=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     (tmp_path / "stdout.mp4").write_bytes(proc.stdout)
     assert len(_read(tmp_path / "stdout.mp4")) == 100
-    probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(tmp_path / "stdout.mp4")], capture_output=True)
+    probe = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-i", str(tmp_path / "stdout.mp4")], capture_output=True
+    )
     info = probe.stderr.decode()
     assert "Video: h264" in info and "Audio: aac" in info and "start 0.0" not in info.split("Video:")[1]
 
@@ -109,9 +123,29 @@ def test_stdin_renders_what_the_file_renders_and_stdout_carries_video_and_audio(
 def test_video_comes_out_before_the_input_ends(student_dir):
     audio = np.concatenate([load_audio(SPEECH), np.zeros(SAMPLE_RATE, dtype=np.float32)] * 3)
     first = int(5.0 * SAMPLE_RATE)  # speech, a pause, the start of the next utterance
-    proc = subprocess.Popen([*TM, "render", str(PORTRAIT), "-", "--rate", "16000", "-o", "-", "--generator", "student",
-                             "--checkpoint", str(student_dir), "--crop", "--size", "128", "-q"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            *TM,
+            "render",
+            str(PORTRAIT),
+            "-",
+            "--rate",
+            "16000",
+            "-o",
+            "-",
+            "--generator",
+            "student",
+            "--checkpoint",
+            str(student_dir),
+            "--crop",
+            "--size",
+            "128",
+            "-q",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         proc.stdin.write(_pcm(audio[:first]))
         proc.stdin.flush()
@@ -132,9 +166,23 @@ def test_video_comes_out_before_the_input_ends(student_dir):
 
 
 def test_bad_stdin_audio_is_one_clear_line(student_dir):
-    proc = subprocess.run([*TM, "render", str(PORTRAIT), "-", "-o", "-", "--generator", "student",
-                           "--checkpoint", str(student_dir)], input=b"not audio at all", capture_output=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            *TM,
+            "render",
+            str(PORTRAIT),
+            "-",
+            "-o",
+            "-",
+            "--generator",
+            "student",
+            "--checkpoint",
+            str(student_dir),
+        ],
+        input=b"not audio at all",
+        capture_output=True,
+        timeout=300,
+    )
     assert proc.returncode != 0 and proc.stdout == b""
     lines = proc.stderr.decode().strip().splitlines()
     assert "standard input" in lines[0] and "Traceback" not in proc.stderr.decode()

@@ -8,19 +8,22 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import PORTRAIT, SPEECH
-from tiny_models import C, tiny_student, student_clip as clip, student_stream as stream
 
-from tmcli.motion.controls import Controls
-from tmcli.stream.engine import ExportedChunkStep, ExportedModel, GraphedChunkStep
 from tmcli.core.errors import InputError, OutputError
-from tmcli.tools.graphs import ExportError, RealInputs
-from tmcli.tools.export import export
-from tmcli.face.rig import MOTION_DIM, pose_landmarks
-from tmcli.speech.features import FEATURE_DIM
-from tmcli.stream.generator import StreamingGenerator
 from tmcli.core.media import umask
+from tmcli.face.rig import MOTION_DIM, pose_landmarks
 from tmcli.motion.causal_dit import FixedShapeStep
+from tmcli.motion.controls import Controls
+from tmcli.speech.features import FEATURE_DIM
+from tmcli.stream.engine import ExportedChunkStep, ExportedModel, GraphedChunkStep
+from tmcli.stream.generator import StreamingGenerator
+from tmcli.tools.export import export
+from tmcli.tools.graphs import ExportError, RealInputs
+
+from conftest import PORTRAIT, SPEECH
+from tiny_models import C, tiny_student
+from tiny_models import student_clip as clip
+from tiny_models import student_stream as stream
 
 
 @torch.no_grad()
@@ -33,12 +36,20 @@ def test_the_fixed_shape_step_equals_the_cached_step_as_the_window_fills_and_rol
     vector = torch.as_tensor(Controls().vector())[None]
     got, valid = [], []
     for i in range(6):
-        frames, audio = slice(i * C, (i + 1) * C), x["audio"][:, i * C: i * C + model.audio_span]
-        velocity, *_ = step(x["noisy"][:, frames], x["timestep"][:, i], audio, x["neutral"], vector,
-                            torch.tensor([False]), *state)
+        frames, audio = slice(i * C, (i + 1) * C), x["audio"][:, i * C : i * C + model.audio_span]
+        velocity, *_ = step(
+            x["noisy"][:, frames],
+            x["timestep"][:, i],
+            audio,
+            x["neutral"],
+            vector,
+            torch.tensor([False]),
+            *state,
+        )
         got.append(velocity)
-        _, *state = step(x["clean"][:, frames], torch.zeros(1), audio, x["neutral"], vector, torch.tensor([True]),
-                         *state)
+        _, *state = step(
+            x["clean"][:, frames], torch.zeros(1), audio, x["neutral"], vector, torch.tensor([True]), *state
+        )
         valid.append(int(state[5].sum()))
     torch.testing.assert_close(torch.cat(got, dim=1), want, atol=1e-5, rtol=1e-4)
     assert valid == [0, C, 2 * C, 2 * C, 2 * C, 2 * C]  # the sink first, then the band fills and rolls
@@ -57,8 +68,14 @@ def test_the_graphed_chunk_step_streams_what_the_student_streams():
         got = StreamingGenerator(graphed)(features, Controls(), seed=4)
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)
     with pytest.raises(RuntimeError, match="the cache its new_cache made"):
-        graphed.step(torch.zeros(1, C, MOTION_DIM), torch.zeros(1), torch.zeros(1, model.audio_span, FEATURE_DIM),
-                     model.new_cache(), torch.zeros(1, MOTION_DIM), {})
+        graphed.step(
+            torch.zeros(1, C, MOTION_DIM),
+            torch.zeros(1),
+            torch.zeros(1, model.audio_span, FEATURE_DIM),
+            model.new_cache(),
+            torch.zeros(1, MOTION_DIM),
+            {},
+        )
 
 
 def test_the_rig_poses_a_batch_as_it_poses_each_frame(portrait):
@@ -86,12 +103,15 @@ def real():
     return RealInputs(features, face.rig.tensors(), face.renderer)
 
 
-@pytest.mark.parametrize("fmt, dtype", [("onnx", "fp32"), ("onnx", "fp16"), ("torch-export", "fp32"),
-                                        ("safetensors", "fp16")])
+@pytest.mark.parametrize(
+    "fmt, dtype", [("onnx", "fp32"), ("onnx", "fp16"), ("torch-export", "fp32"), ("safetensors", "fp16")]
+)
 def test_an_export_streams_the_motion_pytorch_streams(student_dir, real, tmp_path, fmt, dtype):
     manifest = export(student_dir, tmp_path / "x", fmt, dtype, real)
     check = manifest["verification"]
-    assert check["stream, real"]["max_abs"] <= check["tolerance"]["motion"] * max(1, check["stream, real"]["scale"])
+    assert check["stream, real"]["max_abs"] <= check["tolerance"]["motion"] * max(
+        1, check["stream, real"]["scale"]
+    )
     on_disk = json.loads((tmp_path / "x" / "manifest.json").read_text())
     assert on_disk["verification"] == check and on_disk["chunk"]["frames"] == C
     assert [p.name for p in tmp_path.iterdir()] == ["x"]  # no temporary folder left
@@ -100,21 +120,24 @@ def test_an_export_streams_the_motion_pytorch_streams(student_dir, real, tmp_pat
         assert weights.is_file() and weights.stat().st_mode & 0o777 == 0o666 & ~umask()  # shareable, not 0600
         assert check["stream, real"]["max_abs"] > 0  # checked against the fp32 model, not its rounded copy
         from tmcli.core.config import load_preset
-        from tmcli.stream.generator import load_generator
-
         from tmcli.motion.causal_dit import CausalMotionDiT
+        from tmcli.stream.generator import load_generator
 
         loaded = load_generator(tmp_path / "x", load_preset("default"), "student")  # as --checkpoint x does
         assert isinstance(loaded.model, CausalMotionDiT)  # a plain checkpoint, not a graph folder
         return
     assert check["face_rig, real"]["max_abs"] <= check["tolerance"]["landmarks_px"]
-    assert check["warp, real"]["max_abs"] <= check["tolerance"]["warp"] and check["warp, random"]["scale"] > 0.5
+    assert (
+        check["warp, real"]["max_abs"] <= check["tolerance"]["warp"] and check["warp, random"]["scale"] > 0.5
+    )
     assert set(manifest["graphs"]) == {"chunk_step", "face_rig", "warp"} and manifest["warp"]["size"] == 192
     # run it again here, as `tm render --engine` does, on features the check did not see
     features = np.random.default_rng(5).normal(size=(31, FEATURE_DIM)).astype(np.float32)
     model = tiny_student(window_chunks=2)
     want = StreamingGenerator(model)(features, Controls(), seed=3)
-    got = StreamingGenerator(ExportedChunkStep(ExportedModel(tmp_path / "x", fmt)))(features, Controls(), seed=3)
+    got = StreamingGenerator(ExportedChunkStep(ExportedModel(tmp_path / "x", fmt)))(
+        features, Controls(), seed=3
+    )
     assert got.shape == want.shape == (31, MOTION_DIM)
     want, got = model.normalize(torch.as_tensor(want)), model.normalize(torch.as_tensor(got))
     error = float((want - got).abs().max())
@@ -154,11 +177,26 @@ def test_bad_requests_and_bad_artifacts_are_clear_errors(student_dir, real, tmp_
     cases = {
         "version 9": lambda d, m: write(d, m | {"version": 9}),
         "is missing": lambda d, m: (d / "face_rig.onnx").unlink(),
-        "checksum": lambda d, m: (d / "chunk_step.onnx").write_bytes((d / "chunk_step.onnx").read_bytes()[:-9]),
+        "checksum": lambda d, m: (d / "chunk_step.onnx").write_bytes(
+            (d / "chunk_step.onnx").read_bytes()[:-9]
+        ),
         "not valid JSON": lambda d, m: (d / "manifest.json").write_text("{"),
-        "not the manifest's": lambda d, m: write(d, m | {"graphs": m["graphs"] | {"chunk_step": m["graphs"][
-            "chunk_step"] | {"inputs": [s | {"shape": [2, *s["shape"][1:]]} if s["name"] == "motion" else s
-                                        for s in m["graphs"]["chunk_step"]["inputs"]]}}}),
+        "not the manifest's": lambda d, m: write(
+            d,
+            m
+            | {
+                "graphs": m["graphs"]
+                | {
+                    "chunk_step": m["graphs"]["chunk_step"]
+                    | {
+                        "inputs": [
+                            s | {"shape": [2, *s["shape"][1:]]} if s["name"] == "motion" else s
+                            for s in m["graphs"]["chunk_step"]["inputs"]
+                        ]
+                    }
+                }
+            },
+        ),
     }
     for message, change in cases.items():
         with pytest.raises(InputError, match=message):
@@ -166,47 +204,89 @@ def test_bad_requests_and_bad_artifacts_are_clear_errors(student_dir, real, tmp_
 
 
 def tm(*args):
-    return subprocess.run([sys.executable, "-m", "tmcli", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tmcli", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.slow
 def test_tm_export_then_render_with_the_onnx_engine_gives_pytorchs_video(tmp_path):
     """The shipped student exported by the CLI, then rendered by onnxruntime: the same motion and,
     but for a level of rounding, the same frames."""
-    from tmcli.motion.curves import read_motion
     from tmcli.core.media import read_video_frames
+    from tmcli.motion.curves import read_motion
 
     done = tm("export", "default", "-o", tmp_path / "onnx", "--size", "192", "-q")
     assert done.returncode == 0 and done.stderr == "", done.stderr[-2000:]
-    lossless = tmp_path / "lossless.toml"  # so the encoder cannot spread one-level differences (yuv420p still can)
+    lossless = (
+        tmp_path / "lossless.toml"
+    )  # so the encoder cannot spread one-level differences (yuv420p still can)
     lossless.write_text("[output]\ncrf = 0\n")
     small = ["--size", "192", "--crop", "-q", "--preset", lossless]
     for name, extra in (("torch", []), ("onnx", ["--engine", "onnx", "--model", tmp_path / "onnx"])):
-        run = tm("render", PORTRAIT, SPEECH, "-o", tmp_path / f"{name}.mp4", "--motion-out",
-                 tmp_path / f"{name}.json", *small, *extra)
+        run = tm(
+            "render",
+            PORTRAIT,
+            SPEECH,
+            "-o",
+            tmp_path / f"{name}.mp4",
+            "--motion-out",
+            tmp_path / f"{name}.json",
+            *small,
+            *extra,
+        )
         assert run.returncode == 0, run.stderr[-2000:]
     a, b = (read_motion(tmp_path / f"{n}.json", 25.0) for n in ("torch", "onnx"))
     assert a.shape == b.shape == (100, MOTION_DIM) and np.abs(a - b).max() < 1e-4
-    x, y = (np.stack(list(read_video_frames(tmp_path / f"{n}.mp4"))[1:]).astype(float) for n in ("torch", "onnx"))
+    x, y = (
+        np.stack(list(read_video_frames(tmp_path / f"{n}.mp4"))[1:]).astype(float) for n in ("torch", "onnx")
+    )
     assert x.shape == y.shape and np.abs(x - y).max() <= 4 and np.abs(x - y).mean() < 0.05
-    wrong = tm("render", PORTRAIT, SPEECH, "-o", tmp_path / "w.mp4", "--engine", "torch-export", "--model",
-               tmp_path / "onnx")
+    wrong = tm(
+        "render",
+        PORTRAIT,
+        SPEECH,
+        "-o",
+        tmp_path / "w.mp4",
+        "--engine",
+        "torch-export",
+        "--model",
+        tmp_path / "onnx",
+    )
     assert wrong.returncode == 2 and "not torch-export" in wrong.stderr and not (tmp_path / "w.mp4").exists()
-    other_size = tm("render", PORTRAIT, SPEECH, "-o", tmp_path / "w.mp4", "--size", "256", "--crop", "--engine",
-                    "onnx", "--model", tmp_path / "onnx")
-    assert other_size.returncode == 2 and "--size 192" in other_size.stderr and "Traceback" not in other_size.stderr
+    other_size = tm(
+        "render",
+        PORTRAIT,
+        SPEECH,
+        "-o",
+        tmp_path / "w.mp4",
+        "--size",
+        "256",
+        "--crop",
+        "--engine",
+        "onnx",
+        "--model",
+        tmp_path / "onnx",
+    )
+    assert (
+        other_size.returncode == 2
+        and "--size 192" in other_size.stderr
+        and "Traceback" not in other_size.stderr
+    )
     assert not (tmp_path / "w.mp4").exists()
 
 
 # ---- the video backend ------------------------------------------------------------------------
 
+
 @torch.no_grad()
 def test_the_fixed_shape_video_step_equals_the_cached_step_as_the_window_fills_and_rolls():
     """Including the first chunk, which hears fewer audio rows and gets them padded in front."""
-    from tiny_models import video_clip, video_stream_steps as stream_steps, tiny_video as tiny
-
     from tmcli.video.wan_step import FixedShapeVideoStep
+
+    from tiny_models import tiny_video as tiny
+    from tiny_models import video_clip
+    from tiny_models import video_stream_steps as stream_steps
 
     model = tiny(window_chunks=2)
     x = video_clip(model, frames=10)
@@ -217,12 +297,14 @@ def test_the_fixed_shape_video_step_equals_the_cached_step_as_the_window_fills_a
     got, valid = [], []
     for i in range(5):
         frames, rows = slice(i * c, (i + 1) * c), model.audio_rows(i * c, c)
-        audio = x["audio"][:, rows[0] - first_row: rows[-1] + 1 - first_row]
+        audio = x["audio"][:, rows[0] - first_row : rows[-1] + 1 - first_row]
         if i == 0:  # whatever the padding holds is not heard
             audio = torch.cat([torch.randn(1, step.first_chunk_pad, FEATURE_DIM) * 100, audio], dim=1)
         assert audio.shape[1] == step.audio_rows
         cond = model.condition_latents(x["portrait"], i * c, c)
-        velocity, *_ = step(x["noisy"][:, :, frames], x["timestep"][:, i], cond, audio, torch.tensor([False]), *state)
+        velocity, *_ = step(
+            x["noisy"][:, :, frames], x["timestep"][:, i], cond, audio, torch.tensor([False]), *state
+        )
         got.append(velocity)
         _, *state = step(x["clean"][:, :, frames], torch.zeros(1), cond, audio, torch.tensor([True]), *state)
         valid.append(int(state[5].sum()))
@@ -244,7 +326,7 @@ def test_the_fixed_shape_vae_decoder_equals_the_streaming_decoder():
     assert frames.shape[2] == 1 and shapes == [t.shape for t in later.example_inputs()[1:]]
     out = [frames]
     for i in range(1, 5):
-        frames, *cache = later(latents[:, :, i: i + 1], *cache)
+        frames, *cache = later(latents[:, :, i : i + 1], *cache)
         assert frames.shape[2] == 4 and [t.shape for t in cache] == shapes  # one cache shape throughout
         out.append(frames)
     torch.testing.assert_close(torch.cat(out, dim=2), want, atol=1e-6, rtol=0)
@@ -252,9 +334,9 @@ def test_the_fixed_shape_vae_decoder_equals_the_streaming_decoder():
 
 def make_video_student(folder, **overrides):
     """A tiny video student folder as tm distill writes one: transformer, vae/, train.json."""
-    from tiny_models import tiny_video as tiny
-
     from tmcli.video.vae import build_vae
+
+    from tiny_models import tiny_video as tiny
 
     tiny(window_chunks=2, **overrides).save_pretrained(folder)
     torch.manual_seed(0)
@@ -271,21 +353,34 @@ def video_student(tmp_path_factory):
 @pytest.fixture(scope="module")
 def video_real():
     rng = np.random.default_rng(2)
-    return RealInputs(rng.normal(size=(23, FEATURE_DIM)).astype(np.float32),
-                      face=rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    return RealInputs(
+        rng.normal(size=(23, FEATURE_DIM)).astype(np.float32),
+        face=rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+    )
 
 
-@pytest.mark.parametrize("fmt, dtype", [("onnx", "fp32"), ("onnx", "fp16"), ("torch-export", "fp32"),
-                                        ("safetensors", "fp16")])
-def test_a_video_export_streams_and_decodes_what_pytorch_does(video_student, video_real, tmp_path, fmt, dtype):
-    from tmcli.stream.generator import VideoStreamingGenerator
+@pytest.mark.parametrize(
+    "fmt, dtype", [("onnx", "fp32"), ("onnx", "fp16"), ("torch-export", "fp32"), ("safetensors", "fp16")]
+)
+def test_a_video_export_streams_and_decodes_what_pytorch_does(
+    video_student, video_real, tmp_path, fmt, dtype
+):
     from tmcli.core.runtime import StageDevices
+    from tmcli.stream.generator import VideoStreamingGenerator
     from tmcli.stream.video import VideoStudent
 
     manifest = export(video_student, tmp_path / "x", fmt, dtype, video_real)
     check = manifest["verification"]
-    expected = {"vae_encode, real", "stream, real", "stream, random", "vae decode, real", "vae decode, random"}
-    assert expected | ({"chunk_step, random"} if fmt != "safetensors" else set()) == set(check) - {"tolerance"}
+    expected = {
+        "vae_encode, real",
+        "stream, real",
+        "stream, random",
+        "vae decode, real",
+        "vae decode, random",
+    }
+    assert expected | ({"chunk_step, random"} if fmt != "safetensors" else set()) == set(check) - {
+        "tolerance"
+    }
     assert manifest["model"]["class"] == "WanAudioTransformer" and manifest["frame_size"] == 64
     assert [p.name for p in tmp_path.iterdir()] == ["x"]
     if fmt != "safetensors":
@@ -297,10 +392,14 @@ def test_a_video_export_streams_and_decodes_what_pytorch_does(video_student, vid
     frames = []
     for student in students:
         portrait = student.encode(face)
-        latents = torch.cat(list(VideoStreamingGenerator(student.model).stream([features], portrait, seed=3)), dim=2)
+        latents = torch.cat(
+            list(VideoStreamingGenerator(student.model).stream([features], portrait, seed=3)), dim=2
+        )
         frames.append(student.new_decoder().decode(latents))
     want, got = frames
-    assert want.shape == got.shape == (1, 3, 1 + 4 * 9, 64, 64)  # 30 frames need latent frames 0..8 (4 chunks of 2)
+    assert (
+        want.shape == got.shape == (1, 3, 1 + 4 * 9, 64, 64)
+    )  # 30 frames need latent frames 0..8 (4 chunks of 2)
     error = float((want - got).abs().max())
     assert error <= 5 * check["tolerance"]["normalised latents, frames in [-1, 1]"]
     assert error > 0 or dtype == "fp32"  # fp16 rounds: the check is not comparing PyTorch with itself
@@ -320,13 +419,30 @@ def test_tm_export_of_a_video_student_then_render_with_onnx_gives_pytorchs_video
     assert done.returncode == 0 and done.stderr == "", done.stderr[-2000:]
     lossless = tmp_path / "lossless.toml"
     lossless.write_text("[output]\ncrf = 0\n")
-    for name, extra in (("torch", ["--checkpoint", video_student]), ("onnx", ["--engine", "onnx", "--model",
-                                                                              tmp_path / "onnx"])):
-        run = tm("render", PORTRAIT, SPEECH, "-o", tmp_path / f"{name}.mp4", "--preset", lossless, "-q", *extra)
+    for name, extra in (
+        ("torch", ["--checkpoint", video_student]),
+        ("onnx", ["--engine", "onnx", "--model", tmp_path / "onnx"]),
+    ):
+        run = tm(
+            "render", PORTRAIT, SPEECH, "-o", tmp_path / f"{name}.mp4", "--preset", lossless, "-q", *extra
+        )
         assert run.returncode == 0, run.stderr[-2000:]
-    x, y = (np.stack(list(read_video_frames(tmp_path / f"{n}.mp4"))[1:]).astype(float) for n in ("torch", "onnx"))
+    x, y = (
+        np.stack(list(read_video_frames(tmp_path / f"{n}.mp4"))[1:]).astype(float) for n in ("torch", "onnx")
+    )
     assert x.shape == y.shape == (100, 64, 64, 3) and x.std() > 5  # frames, not a blank
     assert np.abs(x - y).max() <= 4 and np.abs(x - y).mean() < 0.05
-    wrong = tm("render", PORTRAIT, SPEECH, "-o", tmp_path / "w.mp4", "--engine", "onnx", "--model",
-               tmp_path / "onnx", "--device", "cuda")
+    wrong = tm(
+        "render",
+        PORTRAIT,
+        SPEECH,
+        "-o",
+        tmp_path / "w.mp4",
+        "--engine",
+        "onnx",
+        "--model",
+        tmp_path / "onnx",
+        "--device",
+        "cuda",
+    )
     assert wrong.returncode != 0 and "Traceback" not in wrong.stderr and not (tmp_path / "w.mp4").exists()

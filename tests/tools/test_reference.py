@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import PORTRAIT, SPEECH, run_tm
 
 from tmcli.tools.reference import INNER_LIPS, MAX_LAG, compare, face_series, interior_counts, read_face_series
+
+from conftest import PORTRAIT, SPEECH, run_tm
 
 FRAMES, FPS = 75, 25.0  # 3 s
 
@@ -21,7 +22,9 @@ def motion(shift: int = 0, jaw_scale: float = 1.0, blink: bool = False, yaw: flo
     jaw = np.clip(np.convolve(rng.random(FRAMES + 16), np.hanning(7), mode="same")[4:-4] / 3, 0, 1)
     t = np.arange(FRAMES) / FPS
     m = neutral(FRAMES)
-    m[:, INDEX["jawOpen"]] = jaw_scale * jaw[MAX_LAG - shift: MAX_LAG - shift + FRAMES]  # frame i shows jaw[i - shift]
+    m[:, INDEX["jawOpen"]] = (
+        jaw_scale * jaw[MAX_LAG - shift : MAX_LAG - shift + FRAMES]
+    )  # frame i shows jaw[i - shift]
     m[:, INDEX["headYaw"]] = yaw * np.sin(2 * np.pi * 0.6 * t)
     m[:, INDEX["headPitch"]] = 0.04 * np.sin(2 * np.pi * 0.4 * t + 1)
     if blink:
@@ -30,7 +33,13 @@ def motion(shift: int = 0, jaw_scale: float = 1.0, blink: bool = False, yaw: flo
     return m
 
 
-CASES = {"base": {}, "late": {"shift": 2}, "half": {"jaw_scale": 0.5}, "blink": {"blink": True}, "sway": {"yaw": 0.16}}
+CASES = {
+    "base": {},
+    "late": {"shift": 2},
+    "half": {"jaw_scale": 0.5},
+    "blink": {"blink": True},
+    "sway": {"yaw": 0.16},
+}
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +84,8 @@ def test_half_the_jaw_opens_as_the_rig_says(series):
     """The opening ratio read back from the videos is the one the motion gives the portrait's own
     landmarks (jawOpen does not scale the lip gap linearly: half the jaw opens ~0.65 as wide)."""
     from tmcli.core.config import load_preset
-    from tmcli.tools.evaluate import mouth_aperture
     from tmcli.motion.portrait import Portrait
+    from tmcli.tools.evaluate import mouth_aperture
 
     rig = Portrait.load(PORTRAIT, load_preset().with_overrides(output={"crop": True, "size": 128})).rig
 
@@ -90,7 +99,8 @@ def test_half_the_jaw_opens_as_the_rig_says(series):
 
 def test_a_full_blink_is_deep_and_no_blink_is_not(series):
     report = compare(series["blink"], series["base"])
-    # real speakers read 0.4-0.8; this 128 px render of a full blink reads ~0.6 (0.4 when the lowered lid smeared)
+    # real speakers read 0.4-0.8; this 128 px render of a full blink reads ~0.6
+    # (0.4 when the lowered lid smeared)
     assert report.blink_depth >= 0.5 and report.reference_blink_depth < 0.12
     assert report.blink_rate == pytest.approx(60 / 3) and report.reference_blink_rate == 0
 
@@ -103,9 +113,19 @@ def test_a_reference_at_another_fps_is_resampled_onto_the_videos_frames(series):
     from dataclasses import replace
 
     base = series["base"]
-    keep = np.repeat(np.arange(FRAMES), [2 if i % 5 == 4 else 1 for i in range(FRAMES)])  # 25 fps -> 30: every 5th twice
-    faster = replace(base, fps=30.0, tracks=[base.tracks[i] for i in keep], gap=base.gap[keep], shape=base.shape[keep],
-                     eye=base.eye[keep], pose=base.pose[keep], found=base.found[keep])
+    keep = np.repeat(
+        np.arange(FRAMES), [2 if i % 5 == 4 else 1 for i in range(FRAMES)]
+    )  # 25 fps -> 30: every 5th twice
+    faster = replace(
+        base,
+        fps=30.0,
+        tracks=[base.tracks[i] for i in keep],
+        gap=base.gap[keep],
+        shape=base.shape[keep],
+        eye=base.eye[keep],
+        pose=base.pose[keep],
+        found=base.found[keep],
+    )
     report = compare(base, faster)
     assert report.reference_fps == 30.0 and report.frames == FRAMES and report.best_lag == 0
     assert report.gap_correlation > 0.95
@@ -113,8 +133,17 @@ def test_a_reference_at_another_fps_is_resampled_onto_the_videos_frames(series):
 
 def test_cli_prints_the_table_and_writes_json(videos, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("COLUMNS", "200")
-    code, out, err = run_tm(monkeypatch, capsys, "eval", videos["late"], SPEECH, "--reference", videos["base"],
-                            "--json", tmp_path / "r.json")
+    code, out, err = run_tm(
+        monkeypatch,
+        capsys,
+        "eval",
+        videos["late"],
+        SPEECH,
+        "--reference",
+        videos["base"],
+        "--json",
+        tmp_path / "r.json",
+    )
     assert code in (0, None), err
     assert "best lag" in out + err and "blink depth" in out + err
     figures = json.loads((tmp_path / "r.json").read_text())
@@ -148,7 +177,8 @@ def _mouth(gap: float) -> np.ndarray:
 
 
 def _frame() -> np.ndarray:
-    """200 x 200: near-black left of x = 100, off-white (teeth-like) from x = 100 to 125, lip red right of it."""
+    """200 x 200: near-black left of x = 100, off-white (teeth-like) from x = 100 to 125, lip red
+    right of it."""
     frame = np.zeros((200, 200, 3), np.uint8)
     frame[:, 100:125] = (230, 225, 210)
     frame[:, 125:] = (180, 60, 70)
@@ -157,7 +187,9 @@ def _frame() -> np.ndarray:
 
 def test_the_mouth_interior_shares_are_those_painted_inside_the_parted_lips():
     total, dark, teeth = interior_counts(_frame(), _mouth(0.4))
-    assert len(INNER_LIPS) == 20 and total == pytest.approx(100 * 40 - 10 * 40, rel=0.05)  # the box less its corners' wedges
+    assert len(INNER_LIPS) == 20 and total == pytest.approx(
+        100 * 40 - 10 * 40, rel=0.05
+    )  # the box less its corners' wedges
     assert dark / total == pytest.approx(0.5, abs=0.05) and teeth / total == pytest.approx(0.27, abs=0.03)
     assert interior_counts(_frame(), _mouth(0.05)).sum() == 0  # lips together: not measured
     assert interior_counts(_frame(), None).sum() == 0
@@ -168,6 +200,8 @@ def test_the_report_pools_the_interior_over_the_frames_whose_lips_are_apart():
     lit[:, :100] = 90  # the dark half lit: grey, neither near-black nor teeth-like
     series = face_series(FPS, [_mouth(0.4), _mouth(0.4), _mouth(0.0)], [_frame(), lit, lit])
     report = compare(series, face_series(FPS, [_mouth(0.4)] * 3))
-    assert report.mouth_dark == pytest.approx(0.25, abs=0.03) and report.mouth_teeth == pytest.approx(0.25, abs=0.03)
+    assert report.mouth_dark == pytest.approx(0.25, abs=0.03) and report.mouth_teeth == pytest.approx(
+        0.25, abs=0.03
+    )
     assert np.isnan(report.reference_mouth_dark)  # the reference's frames were not read
     assert any("near-black" in row[0] for row in report.rows())

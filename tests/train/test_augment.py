@@ -7,10 +7,25 @@ from scipy import signal
 from tmcli.core.audio import SAMPLE_RATE
 from tmcli.train import augment as aug
 
-ALL_ON = aug.AugmentSettings(probability=1.0, noise_probability=1.0, reverb_probability=1.0, eq_probability=1.0,
-                             speed_probability=1.0, pitch_probability=1.0, codec_probability=1.0)
-OFF = aug.AugmentSettings(probability=1.0, noise_probability=0.0, reverb_probability=0.0, eq_probability=0.0,
-                          speed_probability=0.0, pitch_probability=0.0, codec_probability=0.0, gain_db=(0.0, 0.0))
+ALL_ON = aug.AugmentSettings(
+    probability=1.0,
+    noise_probability=1.0,
+    reverb_probability=1.0,
+    eq_probability=1.0,
+    speed_probability=1.0,
+    pitch_probability=1.0,
+    codec_probability=1.0,
+)
+OFF = aug.AugmentSettings(
+    probability=1.0,
+    noise_probability=0.0,
+    reverb_probability=0.0,
+    eq_probability=0.0,
+    speed_probability=0.0,
+    pitch_probability=0.0,
+    codec_probability=0.0,
+    gain_db=(0.0, 0.0),
+)
 
 
 def _speechlike(seconds=2.0, seed=0):
@@ -18,8 +33,9 @@ def _speechlike(seconds=2.0, seed=0):
     rng = np.random.default_rng(seed)
     n = int(seconds * SAMPLE_RATE)
     gate = (np.sin(2 * np.pi * 4 * np.arange(n) / SAMPLE_RATE) > 0.2) & (np.arange(n) < 0.8 * n)
-    voiced = signal.sosfilt(signal.butter(2, (150, 3000), "bandpass", fs=SAMPLE_RATE, output="sos"),
-                            rng.standard_normal(n))
+    voiced = signal.sosfilt(
+        signal.butter(2, (150, 3000), "bandpass", fs=SAMPLE_RATE, output="sos"), rng.standard_normal(n)
+    )
     return (0.3 * voiced * gate).astype(np.float32)
 
 
@@ -67,10 +83,19 @@ def test_applied_names_the_effects_in_chain_order():
     kinds = [name.split(":")[0] for name in out.applied]
     assert kinds[:7] == ["speed", "pitch", "reverb", "eq", "noise", "codec", "gain"]
     assert set(kinds[7:]) <= {"softclip"}
-    only_noise = aug.augment(_speechlike(), np.random.default_rng(1),
-                             aug.AugmentSettings(probability=1.0, noise_probability=1.0, reverb_probability=0.0,
-                                                 eq_probability=0.0, speed_probability=0.0, pitch_probability=0.0,
-                                                 codec_probability=0.0))
+    only_noise = aug.augment(
+        _speechlike(),
+        np.random.default_rng(1),
+        aug.AugmentSettings(
+            probability=1.0,
+            noise_probability=1.0,
+            reverb_probability=0.0,
+            eq_probability=0.0,
+            speed_probability=0.0,
+            pitch_probability=0.0,
+            codec_probability=0.0,
+        ),
+    )
     assert [name.split(":")[0] for name in only_noise.applied] == ["noise", "gain"]
 
 
@@ -98,8 +123,13 @@ def test_noise_snr_is_measured_against_active_speech(kind, snr):
 def test_noise_colours_differ_in_tilt():
     x = np.zeros(2 * SAMPLE_RATE, np.float32)
     x[:100] = 0.5  # a click, so that the SNR reference is defined
-    tilts = {kind: _db(_band_energy(n := aug.add_noise(x, np.random.default_rng(0), 0.0, kind) - x, 100, 500),
-                       _band_energy(n, 4000, 8000)) for kind in ("white", "pink", "brown")}
+    tilts = {
+        kind: _db(
+            _band_energy(n := aug.add_noise(x, np.random.default_rng(0), 0.0, kind) - x, 100, 500),
+            _band_energy(n, 4000, 8000),
+        )
+        for kind in ("white", "pink", "brown")
+    }
     assert tilts["white"] < tilts["pink"] < tilts["brown"]
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from tmcli.core.config import load_preset
+from tmcli.motion.causal_dit import CausalMotionDiT
 from tmcli.motion.controls import Controls
 from tmcli.stream.generator import StreamingGenerator, load_motion_dit
-from tmcli.motion.causal_dit import CausalMotionDiT
 from tmcli.train.distill import clips_of, distill, new_student, teacher_ode
 from tmcli.train.trainer import train
 
@@ -75,7 +75,9 @@ def test_the_teacher_ode_passes_through_the_students_noise_levels(toy_data, tiny
     student = new_student(teacher, preset.distill)
     batch = next(WindowStream(toy_data, teacher.config.window, teacher.config.context_frames, 2)())
     noise = torch.randn(2, teacher.config.window, 35)
-    states, clean = teacher_ode(teacher, clips_of(batch, teacher, student), noise, student.sigmas, preset.generator)
+    states, clean = teacher_ode(
+        teacher, clips_of(batch, teacher, student), noise, student.sigmas, preset.generator
+    )
     assert states.shape == (2, 2, teacher.config.window, 35)
     torch.testing.assert_close(states[:, 0], noise)  # sigma 1 is the noise itself
     assert not torch.allclose(states[:, 1], noise) and not torch.allclose(clean, states[:, 1])
@@ -92,25 +94,39 @@ def test_velocity_term_penalises_jitter_that_the_per_frame_error_cannot_tell_apa
     b, w, d, e = 2, 10, 35, 0.1
     clean = torch.randn(b, w, d, generator=torch.Generator().manual_seed(0))
     states = torch.randn(b, 2, w, d, generator=torch.Generator().manual_seed(1))
-    pairs = {"states": states, "clean": clean, "teacher_audio": torch.zeros(b, 1, FEATURE_DIM),
-             "student_audio": torch.zeros(b, 1, FEATURE_DIM), "neutral": torch.zeros(b, d),
-             "controls": torch.zeros(b, 7)}
+    pairs = {
+        "states": states,
+        "clean": clean,
+        "teacher_audio": torch.zeros(b, 1, FEATURE_DIM),
+        "student_audio": torch.zeros(b, 1, FEATURE_DIM),
+        "neutral": torch.zeros(b, d),
+        "controls": torch.zeros(b, 7),
+    }
 
     def student(error: torch.Tensor):
         def forward_sequence(clean, noisy, timestep, **_):  # v such that noisy - sigma v = clean + error
             sigma = (timestep / 1000).repeat_interleave(5, dim=1)[..., None]
             return (noisy - clean - error) / sigma
-        return SimpleNamespace(sigmas=[1.0, 0.5], config=SimpleNamespace(chunk_frames=5),
-                               forward_sequence=forward_sequence)
+
+        return SimpleNamespace(
+            sigmas=[1.0, 0.5], config=SimpleNamespace(chunk_frames=5), forward_sequence=forward_sequence
+        )
 
     offset = torch.full((b, w, d), e)
     jitter = e * (-1.0) ** torch.arange(w)[None, :, None].expand(b, w, d)
     index = torch.arange(b)
-    losses = {name: [regression_loss(student(err), pairs, index, torch.Generator().manual_seed(2), weight).item()
-                     for weight in (0.0, 1.0)] for name, err in (("offset", offset), ("jitter", jitter))}
-    assert losses["offset"][0] == pytest.approx(e ** 2, rel=1e-4) == pytest.approx(losses["jitter"][0], rel=1e-4)
-    assert losses["offset"][1] == pytest.approx(e ** 2, rel=1e-4)  # a steady error moves nothing
-    assert losses["jitter"][1] == pytest.approx(e ** 2 + (2 * e) ** 2, rel=1e-4)
+    losses = {
+        name: [
+            regression_loss(student(err), pairs, index, torch.Generator().manual_seed(2), weight).item()
+            for weight in (0.0, 1.0)
+        ]
+        for name, err in (("offset", offset), ("jitter", jitter))
+    }
+    assert (
+        losses["offset"][0] == pytest.approx(e**2, rel=1e-4) == pytest.approx(losses["jitter"][0], rel=1e-4)
+    )
+    assert losses["offset"][1] == pytest.approx(e**2, rel=1e-4)  # a steady error moves nothing
+    assert losses["jitter"][1] == pytest.approx(e**2 + (2 * e) ** 2, rel=1e-4)
 
 
 def test_data_regression_counts_the_mouth_on_valid_frames_only():
@@ -126,9 +142,14 @@ def test_data_regression_counts_the_mouth_on_valid_frames_only():
     b, w, d, e = 2, 10, 35, 0.3
     data = torch.randn(b, w, d, generator=torch.Generator().manual_seed(0))
     valid = torch.ones(b, w, dtype=torch.bool)
-    pairs = {"data": data, "valid": valid, "teacher_audio": torch.zeros(b, 1, FEATURE_DIM),
-             "student_audio": torch.zeros(b, 1, FEATURE_DIM), "neutral": torch.zeros(b, d),
-             "controls": torch.zeros(b, 7)}
+    pairs = {
+        "data": data,
+        "valid": valid,
+        "teacher_audio": torch.zeros(b, 1, FEATURE_DIM),
+        "student_audio": torch.zeros(b, 1, FEATURE_DIM),
+        "neutral": torch.zeros(b, d),
+        "controls": torch.zeros(b, 7),
+    }
 
     def student(error: torch.Tensor):
         def forward_sequence(clean, noisy, timestep, **_):  # v such that noisy - sigma v = the data + error
@@ -136,16 +157,20 @@ def test_data_regression_counts_the_mouth_on_valid_frames_only():
             torch.testing.assert_close(clean, data)  # the data is the past it is teacher-forced on
             assert (timestep == 500).all()  # the refining level only: pure noise is where blinks come from
             return (noisy - data - error) / sigma
-        return SimpleNamespace(sigmas=[1.0, 0.5], config=SimpleNamespace(chunk_frames=5),
-                               forward_sequence=forward_sequence)
+
+        return SimpleNamespace(
+            sigmas=[1.0, 0.5], config=SimpleNamespace(chunk_frames=5), forward_sequence=forward_sequence
+        )
 
     def loss(channel: str, frames: slice = slice(None), pairs: dict = pairs) -> float:
         error = torch.zeros(b, w, d)
         error[:, frames, INDEX[channel]] = e
-        return data_regression_loss(student(error), pairs, torch.arange(b), torch.Generator().manual_seed(1)).item()
+        return data_regression_loss(
+            student(error), pairs, torch.arange(b), torch.Generator().manual_seed(1)
+        ).item()
 
-    assert loss("jawOpen") == pytest.approx(e ** 2 / len(ARTICULATION), rel=1e-4)
-    assert loss("mouthClose", slice(0, 5)) == pytest.approx(e ** 2 / len(ARTICULATION) / 2, rel=1e-4)
+    assert loss("jawOpen") == pytest.approx(e**2 / len(ARTICULATION), rel=1e-4)
+    assert loss("mouthClose", slice(0, 5)) == pytest.approx(e**2 / len(ARTICULATION) / 2, rel=1e-4)
     for channel in ("headYaw", "eyeBlinkLeft", "gazeX"):
         assert loss(channel) == pytest.approx(0.0, abs=1e-10)
     padded = {**pairs, "valid": torch.arange(w).expand(b, w) < 5}
@@ -168,19 +193,40 @@ def test_the_data_term_is_weighted_into_the_first_stage(toy_data, tiny_teacher, 
         assert float(r["loss"]) == pytest.approx(float(r["regression"]) + 2.0 * float(r["data"]), abs=2e-5)
 
 
-def test_a_one_step_student_leaves_the_presets_data_term_out(toy_data, tiny_teacher, tmp_path, monkeypatch, capsys):
+def test_a_one_step_student_leaves_the_presets_data_term_out(
+    toy_data, tiny_teacher, tmp_path, monkeypatch, capsys
+):
     import sys
 
     from tmcli.cli.app import main
     from tmcli.core.config import PRESET_DIR
 
     preset = tmp_path / "with_data.toml"
-    preset.write_text((PRESET_DIR / "tiny.toml").read_text() + "data_weight = 4.0\n")  # [distill] is the last table
+    preset.write_text(
+        (PRESET_DIR / "tiny.toml").read_text() + "data_weight = 4.0\n"
+    )  # [distill] is the last table
     assert load_preset(str(preset)).distill.data_weight == 4.0
 
     def distill_cli(out, *args):
-        monkeypatch.setattr(sys, "argv", ["tm", "distill", str(tiny_teacher), str(toy_data), "-o", str(out),
-                                          "--preset", str(preset), "--steps", "2", "--dmd-steps", "0", *args])
+        monkeypatch.setattr(
+            sys,
+            "argv",
+            [
+                "tm",
+                "distill",
+                str(tiny_teacher),
+                str(toy_data),
+                "-o",
+                str(out),
+                "--preset",
+                str(preset),
+                "--steps",
+                "2",
+                "--dmd-steps",
+                "0",
+                *args,
+            ],
+        )
         with pytest.raises(SystemExit) as exit_info:
             main()
         return exit_info.value.code, capsys.readouterr()

@@ -3,18 +3,27 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import PORTRAIT, SPEECH
 
 from tmcli.core.config import load_preset
+from tmcli.core.errors import InputError
+from tmcli.core.media import VideoWriter, read_video_frames
+from tmcli.face.rig import INDEX, MOTION_DIM
 from tmcli.motion.controls import Controls
 from tmcli.train.extract import extract_clip, extract_videos, fit_motion, measure_controls
 from tmcli.train.shards import CLIPS, read_clips
-from tmcli.core.errors import InputError
-from tmcli.face.rig import INDEX, MOTION_DIM
-from tmcli.core.media import VideoWriter, read_video_frames
 
-MAIN_SHAPES = ["jawOpen", "mouthPucker", "mouthSmileLeft", "mouthSmileRight", "eyeBlinkLeft", "eyeBlinkRight",
-               "browInnerUp", "browOuterUpLeft"]
+from conftest import PORTRAIT, SPEECH
+
+MAIN_SHAPES = [
+    "jawOpen",
+    "mouthPucker",
+    "mouthSmileLeft",
+    "mouthSmileRight",
+    "eyeBlinkLeft",
+    "eyeBlinkRight",
+    "browInnerUp",
+    "browOuterUpLeft",
+]
 
 
 def _random_motion(rng: np.random.Generator) -> np.ndarray:
@@ -56,7 +65,7 @@ def test_measure_controls_reads_back_what_made_the_motion():
     t = np.arange(n) / fps
     motion[:, INDEX["headYaw"]] = 0.03 * np.sqrt(2) * np.sin(2 * np.pi * 0.3 * t)  # std 0.03 rad
     for start in range(60, n, 125):  # 12 blinks, 0.2 s each
-        motion[start: start + 5, [INDEX["eyeBlinkLeft"], INDEX["eyeBlinkRight"]]] = 1.0
+        motion[start : start + 5, [INDEX["eyeBlinkLeft"], INDEX["eyeBlinkRight"]]] = 1.0
     valid = np.ones(n, bool)
     valid[100:110] = False  # frames without a face do not count
     got = Controls.from_vector(measure_controls(motion.astype(np.float32), valid, fps))
@@ -74,11 +83,14 @@ def rendered(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("extract")
     audio, rate = sf.read(SPEECH, dtype="float32")
     wav = tmp / "speech.wav"
-    sf.write(wav, audio[rate // 2: 3 * rate], rate)
-    preset = load_preset("default").with_overrides(output={"crop": True, "size": 256},
-                                                   controls={"pose_intensity": 1.0})
+    sf.write(wav, audio[rate // 2 : 3 * rate], rate)
+    preset = load_preset("default").with_overrides(
+        output={"crop": True, "size": 256}, controls={"pose_intensity": 1.0}
+    )
     motion = []
-    result = render(PORTRAIT, wav, tmp / "talk.mp4", preset, seed=2, generator="phonetic", on_motion=motion.append)
+    result = render(
+        PORTRAIT, wav, tmp / "talk.mp4", preset, seed=2, generator="phonetic", on_motion=motion.append
+    )
     return tmp / "talk.mp4", wav, result, np.concatenate(motion)
 
 
@@ -132,7 +144,7 @@ def test_extract_videos_writes_a_resumable_data_set(rendered, tmp_path):
     seen = []
     out = tmp_path / "data"
     assert extract_videos([video], out, on_clip=lambda path, clip: seen.append((path, clip))) == 1
-    (path, clip), = seen
+    ((path, clip),) = seen
     assert path == video
     (back,) = list(read_clips(out))
     np.testing.assert_array_equal(back.motion, clip.motion)

@@ -5,11 +5,12 @@ import json
 
 import numpy as np
 import pytest
-from conftest import toy_clip
 
-from tmcli.train.shards import MANIFEST, ShardWriter, read_clips, read_manifest
 from tmcli.core.errors import InputError
 from tmcli.speech.features import FEATURE_DIM, FEATURES_VERSION
+from tmcli.train.shards import MANIFEST, ShardWriter, read_clips, read_manifest
+
+from conftest import toy_clip
 
 
 def test_round_trip(tmp_path):
@@ -91,7 +92,11 @@ def test_window_stream_is_deterministic_and_resumable(toy_data):
     for a, b in zip(first[7:], resumed):
         assert (a.motion == b.motion).all()
     batch = first[0]
-    assert batch.motion.shape == (3, 20, 35) and batch.audio.shape == (3, 24, FEATURE_DIM) and batch.context.shape == (3, 4, 35)
+    assert (
+        batch.motion.shape == (3, 20, 35)
+        and batch.audio.shape == (3, 24, FEATURE_DIM)
+        and batch.context.shape == (3, 4, 35)
+    )
     # a window at a clip's start has no context, and hears silence there
     from tmcli.speech.features import silence_features
 

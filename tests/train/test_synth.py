@@ -4,11 +4,11 @@ data set is the same whether made in one go or resumed."""
 import numpy as np
 import pytest
 
-from tmcli.train.shards import read_clips, read_manifest
-from tmcli.train.synth import SynthSettings, synth_clip, synth_dataset
 from tmcli.core.errors import InputError  # noqa: E402
 from tmcli.face.rig import INDEX  # noqa: E402
 from tmcli.speech.features import FEATURE_DIM  # noqa: E402
+from tmcli.train.shards import read_clips, read_manifest
+from tmcli.train.synth import SynthSettings, synth_clip, synth_dataset
 
 
 def test_clip_arrays_agree_and_controls_shape_the_labels():
@@ -37,13 +37,15 @@ def test_bilabials_close_the_lips_at_their_true_time(monkeypatch):
     monkeypatch.setattr(synth_mod, "lengthen_phrase_ends", spy)
     from tmcli.train.augment import AugmentSettings
 
-    clip = synth_clip(0, seed=2, settings=SynthSettings(languages=("en-us",), augment=AugmentSettings(probability=0)))
+    clip = synth_clip(
+        0, seed=2, settings=SynthSettings(languages=("en-us",), augment=AugmentSettings(probability=0))
+    )
     close = clip.motion[:, INDEX["mouthClose"]]
     bilabials = [p for p in captured["phones"] if p.label in ("P", "B", "M")]
     assert bilabials
     for p in bilabials:
         frame = int((p.start + p.end) / 2 * 25)
-        assert close[max(frame - 2, 0): frame + 3].max() > 0.9, p
+        assert close[max(frame - 2, 0) : frame + 3].max() > 0.9, p
 
 
 def test_same_seed_same_data_and_resume(tmp_path):
@@ -62,11 +64,13 @@ def test_same_seed_same_data_and_resume(tmp_path):
 
 
 def test_misrecognized_phones_keep_timing_and_make_some_errors():
-    from tmcli.train.synth import RECOGNITION_ERRORS, misrecognize
     from tmcli.speech.phones import Phone
+    from tmcli.train.synth import RECOGNITION_ERRORS, misrecognize
 
     labels = ["M", "AA", "P", "IY", "T"] * 200
-    true = [Phone("SIL", 0.0, 0.1)] + [Phone(lab, 0.1 + i * 0.08, 0.18 + i * 0.08) for i, lab in enumerate(labels)]
+    true = [Phone("SIL", 0.0, 0.1)] + [
+        Phone(lab, 0.1 + i * 0.08, 0.18 + i * 0.08) for i, lab in enumerate(labels)
+    ]
     heard = misrecognize(true, np.random.default_rng(0))
     assert heard[0].start == 0.0 and heard[-1].end == true[-1].end
     assert all(a.end == b.start and a.start < a.end for a, b in zip(heard, heard[1:]))
@@ -79,14 +83,14 @@ def test_misrecognized_phones_keep_timing_and_make_some_errors():
 
 
 def test_phrase_ends_are_drawn_out_and_fade_while_the_rest_keeps_its_timing(monkeypatch):
-    from tmcli.train import synth as synth_mod
     from tmcli.speech.phones import Phone
+    from tmcli.train import synth as synth_mod
 
     monkeypatch.setitem(synth_mod.PHRASE_FINAL, "probability", 1.0)
     sr = 16000
     t = np.arange(int(1.2 * sr)) / sr
     audio = (0.5 * np.sin(2 * np.pi * 150 * t)).astype(np.float32)
-    audio[int(1.0 * sr):] = 0
+    audio[int(1.0 * sr) :] = 0
     phones = [Phone("SIL", 0.0, 0.2), Phone("M", 0.2, 0.5), Phone("AA", 0.5, 1.0), Phone("SIL", 1.0, 1.2)]
     out, new = synth_mod.lengthen_phrase_ends(audio, phones, np.random.default_rng(0))
     assert new[:2] == phones[:2]  # before the phrase end nothing moves
@@ -94,8 +98,10 @@ def test_phrase_ends_are_drawn_out_and_fade_while_the_rest_keeps_its_timing(monk
     vowel = new[2]
     assert vowel.start == 0.5 and 1.3 * 0.5 - 0.02 < vowel.end - vowel.start < 3.0 * 0.5 + 0.02
     assert all(a.end == b.start for a, b in zip(new, new[1:]))
-    assert new[-1].end - new[-1].start == pytest.approx(0.2) and new[-1].end == pytest.approx(len(out) / sr, abs=1e-3)
-    piece = out[int(vowel.start * sr): int(vowel.end * sr)]
-    head, tail = piece[: len(piece) // 5], piece[-len(piece) // 5:]
-    assert np.sqrt(np.mean(tail ** 2)) < 0.8 * np.sqrt(np.mean(head ** 2))  # it trails off
-    assert np.abs(out[int(new[-1].start * sr) + 200:]).max() < 1e-3  # the pause is still silent
+    assert new[-1].end - new[-1].start == pytest.approx(0.2) and new[-1].end == pytest.approx(
+        len(out) / sr, abs=1e-3
+    )
+    piece = out[int(vowel.start * sr) : int(vowel.end * sr)]
+    head, tail = piece[: len(piece) // 5], piece[-len(piece) // 5 :]
+    assert np.sqrt(np.mean(tail**2)) < 0.8 * np.sqrt(np.mean(head**2))  # it trails off
+    assert np.abs(out[int(new[-1].start * sr) + 200 :]).max() < 1e-3  # the pause is still silent

@@ -35,6 +35,7 @@ def test_resumed_training_equals_an_uninterrupted_run(toy_data, tmp_path):
     preset = load_preset("tiny")
     whole, split = tmp_path / "whole", tmp_path / "split"
     train(toy_data, whole, preset.model, preset.train)  # 40 steps, checkpoints at 20 and 40
+
     def stop_at_25(step, total, loss):
         if step == 25:
             raise KeyboardInterrupt  # Ctrl-C: the last checkpoint is at step 20
@@ -72,18 +73,38 @@ def test_fine_tuning_starts_from_the_given_teacher(toy_data, tmp_path):
 
 
 def test_cli_train_then_render_with_the_teacher(toy_data, tmp_path):
-    from conftest import PORTRAIT, SPEECH
-
     from tmcli.cli.app import app
     from tmcli.core.media import read_video_frames
 
+    from conftest import PORTRAIT, SPEECH
+
     runner = CliRunner()
     ckpt = tmp_path / "ckpt"
-    result = runner.invoke(app, ["train", str(toy_data), "-o", str(ckpt), "--preset", "tiny", "--steps", "10", "-q"])
+    result = runner.invoke(
+        app, ["train", str(toy_data), "-o", str(ckpt), "--preset", "tiny", "--steps", "10", "-q"]
+    )
     assert result.exit_code == 0, result.output
     out = tmp_path / "teacher.mp4"
-    result = runner.invoke(app, ["render", str(PORTRAIT), str(SPEECH), "-o", str(out), "--generator", "teacher",
-                                 "--checkpoint", str(ckpt), "--size", "128", "--crop", "--emotion", "happy", "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "render",
+            str(PORTRAIT),
+            str(SPEECH),
+            "-o",
+            str(out),
+            "--generator",
+            "teacher",
+            "--checkpoint",
+            str(ckpt),
+            "--size",
+            "128",
+            "--crop",
+            "--emotion",
+            "happy",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     frames = read_video_frames(out)
     assert next(frames) == 25 and sum(1 for _ in frames) == 100

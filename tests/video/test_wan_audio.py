@@ -1,4 +1,5 @@
-"""The video backend: the audio-driven causal Wan DiT, its streaming generator and the streaming VAE decoder."""
+"""The video backend: the audio-driven causal Wan DiT, its streaming generator and the streaming VAE
+decoder."""
 
 import json
 import sys
@@ -13,16 +14,22 @@ from tmcli.cli.app import app, main
 from tmcli.core.config import PRESET_DIR, load_preset
 from tmcli.speech.features import FEATURE_DIM
 from tmcli.stream.generator import VideoStreamingGenerator
-from tmcli.video.wan_audio import WanAudioTransformer
-from tiny_models import tiny_video as tiny, video_clip as clip, video_stream_steps as stream_steps
 from tmcli.video.vae import StreamingVAEDecoder, StreamingVAEEncoder, build_vae, denormalize, encode
+from tmcli.video.wan_audio import WanAudioTransformer
+
+from tiny_models import tiny_video as tiny
+from tiny_models import video_clip as clip
+from tiny_models import video_stream_steps as stream_steps
+
 
 @torch.no_grad()
 def test_bidirectional_pass_is_stock_wan_while_the_audio_path_is_zero():
     model = tiny(audio=False)
     x = clip(model)
     ours = model(x["noisy"], x["timestep"][:, 0], x["cond"], x["audio"], x["cross"])
-    stock = WanTransformer3DModel(**{k: v for k, v in model.wan.config.items() if not k.startswith("_")}).eval()
+    stock = WanTransformer3DModel(
+        **{k: v for k, v in model.wan.config.items() if not k.startswith("_")}
+    ).eval()
     stock.load_state_dict(model.wan.state_dict())
     text = model.prompt[None]
     theirs = stock(torch.cat([x["noisy"], x["cond"]], dim=1), x["timestep"][:, 0], text).sample
@@ -34,7 +41,9 @@ def test_bidirectional_pass_is_stock_wan_while_the_audio_path_is_zero():
 def test_cached_streaming_equals_the_masked_sequence():
     model = tiny()
     x = clip(model)
-    sequence = model.forward_sequence(x["clean"], x["noisy"], x["timestep"], x["cond"], x["audio"], x["cross"])
+    sequence = model.forward_sequence(
+        x["clean"], x["noisy"], x["timestep"], x["cond"], x["audio"], x["cross"]
+    )
     streamed = stream_steps(model, x)
     assert sequence.abs().mean() > 0.1
     torch.testing.assert_close(streamed, sequence, atol=1e-5, rtol=1e-4)
@@ -50,7 +59,10 @@ def test_a_chunk_sees_no_future_and_only_its_window_besides_the_sink(layers):
     def changed(**edits):
         y = {**x, **edits}
         out = model.forward_sequence(y["clean"], y["noisy"], y["timestep"], y["cond"], y["audio"], y["cross"])
-        return [bool((out[:, :, 2 * i: 2 * i + 2] - base[:, :, 2 * i: 2 * i + 2]).abs().max() > 1e-5) for i in range(4)]
+        return [
+            bool((out[:, :, 2 * i : 2 * i + 2] - base[:, :, 2 * i : 2 * i + 2]).abs().max() > 1e-5)
+            for i in range(4)
+        ]
 
     future = x["clean"].clone()
     future[:, :, 6:] += 1.0  # the last chunk's clean frames: nobody before it may see them
@@ -79,7 +91,11 @@ def test_each_latent_frame_hears_only_its_own_audio_window():
     row = 3 * 4 - model.audio_rows(0, 1)[0]  # video frame 12: latent frame 3's last frame, no other's window
     audio = x["audio"].clone()
     audio[:, row] += 5.0
-    diff = (model(x["noisy"], x["timestep"][:, 0], x["cond"], audio, x["cross"]) - base).abs().amax(dim=(0, 1, 3, 4))
+    diff = (
+        (model(x["noisy"], x["timestep"][:, 0], x["cond"], audio, x["cross"]) - base)
+        .abs()
+        .amax(dim=(0, 1, 3, 4))
+    )
     assert diff[3] > 1e-3 and diff[:3].max() < 1e-6
     assert list(model.video_frames(0)) == [0] and list(model.video_frames(3)) == [9, 10, 11, 12]
 
@@ -108,7 +124,7 @@ def test_streaming_vae_decode_equals_one_decode_of_the_clip():
     assert latents.shape == (1, 4, 9, 4, 4)
     whole = vae.decode(denormalize(vae, latents)).sample.clamp(-1, 1)
     decoder = StreamingVAEDecoder(vae)
-    parts = [decoder.decode(latents[:, :, i: i + 3]) for i in range(0, 9, 3)]
+    parts = [decoder.decode(latents[:, :, i : i + 3]) for i in range(0, 9, 3)]
     assert [p.shape[2] for p in parts] == [9, 12, 12]
     torch.testing.assert_close(torch.cat(parts, dim=2), whole, atol=1e-6, rtol=0)
     decoder.reset()  # a new stream starts over
@@ -145,8 +161,12 @@ def test_streaming_vae_encode_equals_one_encode_of_the_clip():
         encoder = StreamingVAEEncoder(vae)
         parts = [encoder.posterior(video[:, :, a:b]) for a, b in ((0, 9), (9, 17), (17, 33))]
         torch.testing.assert_close(torch.cat([p.mean for p in parts], dim=2), whole.mean, atol=1e-6, rtol=0)
-        torch.testing.assert_close(torch.cat([p.logvar for p in parts], dim=2), whole.logvar, atol=1e-6, rtol=0)
-        restarted = StreamingVAEEncoder(vae).posterior(video[:, :, 8:17]).mean  # frame 8 coded as a first frame
+        torch.testing.assert_close(
+            torch.cat([p.logvar for p in parts], dim=2), whole.logvar, atol=1e-6, rtol=0
+        )
+        restarted = (
+            StreamingVAEEncoder(vae).posterior(video[:, :, 8:17]).mean
+        )  # frame 8 coded as a first frame
         assert not torch.allclose(restarted[:, :, 1:], parts[1].mean, atol=1e-3)
 
 
@@ -181,7 +201,9 @@ def test_save_and_load_round_trip(tmp_path):
     x = clip(model)
     with torch.no_grad():
         a = model.forward_sequence(x["clean"], x["noisy"], x["timestep"], x["cond"], x["audio"], x["cross"])
-        b = loaded.forward_sequence(x["clean"], x["noisy"], x["timestep"], x["cond"], x["audio"], loaded.cross_kv(1))
+        b = loaded.forward_sequence(
+            x["clean"], x["noisy"], x["timestep"], x["cond"], x["audio"], loaded.cross_kv(1)
+        )
     torch.testing.assert_close(a, b)
 
 
@@ -196,17 +218,21 @@ def test_paper_presets_have_the_papers_sizes(name, billions):
 
 
 def test_bench_video_tiny_reports_every_chunk():
-    result = CliRunner().invoke(app, ["bench", "--preset", "video-tiny", "--chunks", "3", "--size", "32", "--json", "-"])
+    result = CliRunner().invoke(
+        app, ["bench", "--preset", "video-tiny", "--chunks", "3", "--size", "32", "--json", "-"]
+    )
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{\n"):])
+    report = json.loads(result.output[result.output.index("{\n") :])
     assert report["chunks"] == 3 and len(report["dit_chunk_ms"]) == 3 and len(report["vae_chunk_ms"]) == 3
     assert report["frames_per_chunk"] == 12 and report["frame_size"] == 32
     assert min(report["dit_chunk_ms"]) > 0 and report["first_chunk_ms"] >= report["dit_chunk_ms"][0]
     assert report["frames_per_s"] > 0
 
 
-@pytest.mark.parametrize("args, message", [(["--preset", "wan-1.3b-audio"], "GiB free"),
-                                           (["--preset", "video-tiny", "--chunks", "1"], "--chunks")])
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--preset", "wan-1.3b-audio"], "GiB free"), (["--preset", "video-tiny", "--chunks", "1"], "--chunks")],
+)
 def test_bench_video_refuses_bad_requests_in_one_line(monkeypatch, capsys, args, message):
     monkeypatch.setattr("tmcli.tools.bench_video._free_bytes", lambda device: 2**30)
     monkeypatch.setattr(sys, "argv", ["tm", "bench", *args])
@@ -219,39 +245,61 @@ def test_bench_video_refuses_bad_requests_in_one_line(monkeypatch, capsys, args,
 @pytest.mark.parametrize("in_channels", [4, 12])  # text-to-video (z) and image-to-video (2z + 4) Wan weights
 def test_loads_a_diffusers_wan_checkpoint_plus_tms_audio_modules(tmp_path, in_channels):
     torch.manual_seed(0)
-    wan = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16,
-                                in_channels=in_channels, out_channels=4, text_dim=32, freq_dim=32, ffn_dim=64,
-                                num_layers=2)
+    wan = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=in_channels,
+        out_channels=4,
+        text_dim=32,
+        freq_dim=32,
+        ffn_dim=64,
+        num_layers=2,
+    )
     wan.save_pretrained(tmp_path / "transformer")
-    fresh = WanAudioTransformer.from_wan(tmp_path / "transformer", text_tokens=4, audio_heads=2, audio_context=1,
-                                         chunk_latent_frames=2)
-    assert all(torch.equal(a, b) for (name, a), (_, b) in zip(fresh.wan.state_dict().items(), wan.state_dict().items())
-               if name != "patch_embedding.weight")
+    fresh = WanAudioTransformer.from_wan(
+        tmp_path / "transformer", text_tokens=4, audio_heads=2, audio_context=1, chunk_latent_frames=2
+    )
+    assert all(
+        torch.equal(a, b)
+        for (name, a), (_, b) in zip(fresh.wan.state_dict().items(), wan.state_dict().items())
+        if name != "patch_embedding.weight"
+    )
     weight = fresh.wan.patch_embedding.weight
     assert weight.shape[1] == 12 and torch.equal(weight[:, :in_channels], wan.patch_embedding.weight)
-    assert in_channels == 12 or weight[:, in_channels:].abs().max() == 0  # T2V: condition channels start at zero
+    assert (
+        in_channels == 12 or weight[:, in_channels:].abs().max() == 0
+    )  # T2V: condition channels start at zero
     assert all(a.to_out[0].weight.abs().max() == 0 for a in fresh.audio_attn)  # the audio path starts silent
 
     trained = tiny(latent_channels=4)  # stands for a model whose audio modules were trained
     trained.save_audio_modules(tmp_path / "audio.safetensors")
-    model = WanAudioTransformer.from_wan(tmp_path / "transformer", tmp_path / "audio.safetensors", text_tokens=4,
-                                         audio_heads=2, audio_context=1, chunk_latent_frames=2).eval()
+    model = WanAudioTransformer.from_wan(
+        tmp_path / "transformer",
+        tmp_path / "audio.safetensors",
+        text_tokens=4,
+        audio_heads=2,
+        audio_context=1,
+        chunk_latent_frames=2,
+    ).eval()
     for name in ("prompt", "audio_in.0.weight", "audio_attn.1.to_out.0.weight", "audio_norm.0.weight"):
         torch.testing.assert_close(model.state_dict()[name], trained.state_dict()[name])
     x = clip(model)  # and it streams: cache == masked sequence with the loaded weights
     with torch.no_grad():
-        sequence = model.forward_sequence(x["clean"], x["noisy"], x["timestep"], x["cond"], x["audio"], x["cross"])
+        sequence = model.forward_sequence(
+            x["clean"], x["noisy"], x["timestep"], x["cond"], x["audio"], x["cross"]
+        )
         torch.testing.assert_close(stream_steps(model, x), sequence, atol=1e-5, rtol=1e-4)
 
 
 def test_video_data_renders_each_clips_motion_with_its_features(toy_data, tmp_path):
-    from conftest import PORTRAIT
-
-    from tmcli.train.shards import read_clips
-    from tmcli.train.video_data import read_video_clips, render_video_dataset
-    from tmcli.tools.evaluate import mouth_aperture
     from tmcli.face.landmarks import LandmarkTracker
     from tmcli.face.rig import INDEX
+    from tmcli.tools.evaluate import mouth_aperture
+    from tmcli.train.shards import read_clips
+    from tmcli.train.video_data import read_video_clips, render_video_dataset
+
+    from conftest import PORTRAIT
 
     out = tmp_path / "video"
     manifest = render_video_dataset(toy_data, out, [PORTRAIT], size=128, clips=2, shard_frames=100)
@@ -262,27 +310,33 @@ def test_video_data_renders_each_clips_motion_with_its_features(toy_data, tmp_pa
         assert frames.shape == (len(source.motion), 128, 128, 3) and frames.dtype == np.uint8 and which == 0
         np.testing.assert_allclose(features, source.features, atol=2e-2)  # stored as float16
     frames, _, _ = clips[0]
-    jaw = motion[0].motion[:, INDEX["jawOpen"]]  # the toy clip opens the jaw (0.6) on loud frames, not on the rest
+    jaw = motion[0].motion[
+        :, INDEX["jawOpen"]
+    ]  # the toy clip opens the jaw (0.6) on loud frames, not on the rest
     tracker = LandmarkTracker(static=True)
     opened = mouth_aperture(tracker(frames[int(np.argmax(jaw))]))
     closed = mouth_aperture(tracker(frames[int(np.argmin(jaw))]))
     tracker.close()
     assert opened > closed + 0.05
-    x0, y0, x1, y1 = (np.array(manifest["mouth_boxes"][0]) * 128).round().astype(int)  # where the mouth moves:
+    x0, y0, x1, y1 = (
+        (np.array(manifest["mouth_boxes"][0]) * 128).round().astype(int)
+    )  # where the mouth moves:
     change = np.abs(frames[int(np.argmax(jaw))].astype(float) - frames[int(np.argmin(jaw))]).sum(2)
     inside = np.zeros(change.shape, dtype=bool)
     inside[y0:y1, x0:x1] = True
-    assert inside.mean() < 0.3 and change[inside].mean() > 5 * change[~inside].mean()  # the open jaw's change is there
+    assert (
+        inside.mean() < 0.3 and change[inside].mean() > 5 * change[~inside].mean()
+    )  # the open jaw's change is there
     with pytest.raises(Exception, match="exists"):
         render_video_dataset(toy_data, out, [PORTRAIT], size=128, clips=1)
 
 
 def test_training_windows_are_cut_along_each_clip_with_their_own_audio(toy_data, tmp_path):
-    from conftest import PORTRAIT
-
-    from tmcli.train.video_data import read_video_clips, render_video_dataset
     from tmcli.speech.features import silence_features
     from tmcli.train.video import ClipWindows
+    from tmcli.train.video_data import read_video_clips, render_video_dataset
+
+    from conftest import PORTRAIT
 
     data = tmp_path / "video"
     render_video_dataset(toy_data, data, [PORTRAIT], size=64, clips=2)
@@ -293,10 +347,14 @@ def test_training_windows_are_cut_along_each_clip_with_their_own_audio(toy_data,
     c, s = windows.starts[i]
     pixels = windows.pixels(torch.tensor([i, 0]))
     assert pixels.shape == (2, 3, 9, 64, 64)
-    assert torch.equal(pixels[0, :, 0], torch.from_numpy(clips[c][0][s]).permute(2, 0, 1).float() / 127.5 - 1.0)
+    assert torch.equal(
+        pixels[0, :, 0], torch.from_numpy(clips[c][0][s]).permute(2, 0, 1).float() / 127.5 - 1.0
+    )
     features = windows.features(torch.tensor([i, 0])).numpy()
     assert features.shape == (2, 2 + 9 + 2, FEATURE_DIM)
-    np.testing.assert_allclose(features[0], clips[c][1][s - 2: s + 11])  # mid-clip: the clip's own rows before
+    np.testing.assert_allclose(
+        features[0], clips[c][1][s - 2 : s + 11]
+    )  # mid-clip: the clip's own rows before
     np.testing.assert_allclose(features[1, :2], silence_features(2))  # at the clip's start: silence before
     np.testing.assert_allclose(features[1, 2:], clips[0][1][:11])
 
@@ -310,30 +368,38 @@ def test_mouth_weights_weigh_the_mouth_box_and_keep_the_losss_size():
     torch.testing.assert_close(w.mean((1, 2, 3, 4)), torch.ones(2))
     inside = torch.zeros(8, 8, dtype=torch.bool)
     inside[4:, 2:6] = True  # cell centres in x 0.25-0.75, y 0.5-1
-    assert torch.allclose(w[0, 0, 0][inside], 4 * w[0, 0, 0][~inside][0]) and w[0, 0, 0][~inside].unique().numel() == 1
+    assert (
+        torch.allclose(w[0, 0, 0][inside], 4 * w[0, 0, 0][~inside][0])
+        and w[0, 0, 0][~inside].unique().numel() == 1
+    )
     torch.testing.assert_close(w[1], torch.ones(1, 1, 8, 8))  # a box of the whole frame: no weighting
 
     model = tiny(latent_channels=4).eval()
     latents = torch.randn(2, 4, 7, 8, 8)
     audio = torch.randn(2, 4 * 6 + 1 + 2, FEATURE_DIM)
     plain = teacher_loss(model, latents, audio, 0.0, torch.Generator().manual_seed(0))
-    same = teacher_loss(model, latents, audio, 0.0, torch.Generator().manual_seed(0), mouth_weights(boxes, 8, 8, 1.0))
+    same = teacher_loss(
+        model, latents, audio, 0.0, torch.Generator().manual_seed(0), mouth_weights(boxes, 8, 8, 1.0)
+    )
     weighted = teacher_loss(model, latents, audio, 0.0, torch.Generator().manual_seed(0), w)
     torch.testing.assert_close(plain, same)
     assert not torch.isclose(plain, weighted)
 
 
 def test_video_training_stages_vae_then_teacher(toy_data, tmp_path, monkeypatch, capsys):
-    from conftest import PORTRAIT
+    from diffusers import AutoencoderKLWan
 
     from tmcli.train.video_data import read_video_clips, render_video_dataset
-    from diffusers import AutoencoderKLWan
+
+    from conftest import PORTRAIT
 
     data = tmp_path / "video"
     render_video_dataset(toy_data, data, [PORTRAIT], size=64, clips=4)
 
     def tm(*args):
-        monkeypatch.setattr(sys, "argv", ["tm", "train", str(data), "--preset", "video-tiny", "-q", *map(str, args)])
+        monkeypatch.setattr(
+            sys, "argv", ["tm", "train", str(data), "--preset", "video-tiny", "-q", *map(str, args)]
+        )
         with pytest.raises(SystemExit) as exit_info:
             main()
         return exit_info.value.code, capsys.readouterr()
@@ -346,16 +412,23 @@ def test_video_training_stages_vae_then_teacher(toy_data, tmp_path, monkeypatch,
     assert len(losses) == 30 and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])  # it learns to reconstruct
     vae = AutoencoderKLWan.from_pretrained(vae_dir)
     assert vae.config.z_dim == 4 and json.loads((vae_dir / "train.json").read_text())["stream"] == {
-        "window": 33, "warmup_windows": 1}  # the teacher's window (3 chunks of 3 latent frames)
+        "window": 33,
+        "warmup_windows": 1,
+    }  # the teacher's window (3 chunks of 3 latent frames)
     with torch.no_grad():  # its measured statistics normalise its latents: every channel about N(0, 1)
         first = torch.stack([torch.from_numpy(f[:33]) for f, _, _ in read_video_clips(data)])
         latents = encode(vae, first.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0).transpose(0, 1).flatten(1)
     assert latents.mean(1).abs().max() < 0.3 and ((latents.std(1) - 1).abs() < 0.3).all()
     assert vae.config.latents_std != [1.0] * 4
     short = tmp_path / "short.toml"  # [video] vae_window_frames: the VAE's windows, not the teacher's
-    short.write_text((PRESET_DIR / "video-tiny.toml").read_text().replace("[video]", "[video]\nvae_window_frames = 9"))
+    short.write_text(
+        (PRESET_DIR / "video-tiny.toml").read_text().replace("[video]", "[video]\nvae_window_frames = 9")
+    )
     assert tm("-o", tmp_path / "vae9", "--stage", "vae", "--steps", "1", "--preset", short)[0] == 0
-    assert json.loads((tmp_path / "vae9" / "train.json").read_text())["stream"] == {"window": 9, "warmup_windows": 1}
+    assert json.loads((tmp_path / "vae9" / "train.json").read_text())["stream"] == {
+        "window": 9,
+        "warmup_windows": 1,
+    }
     tuned = tmp_path / "vae-tuned"  # --vae with --stage vae: a fine-tune from those weights
     assert tm("-o", tuned, "--stage", "vae", "--vae", vae_dir, "--steps", "2")[0] == 0
     assert float((tuned / "loss.csv").read_text().splitlines()[1].split(",")[1]) < 0.8 * np.mean(losses[:5])
@@ -369,12 +442,18 @@ def test_video_training_stages_vae_then_teacher(toy_data, tmp_path, monkeypatch,
     rows = (teacher / "loss.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3, 4, 5, 6]
     model = WanAudioTransformer.from_pretrained(teacher)
-    assert model.config.latent_channels == 4 and json.loads((teacher / "train.json").read_text())["stage"] == "teacher"
+    assert (
+        model.config.latent_channels == 4
+        and json.loads((teacher / "train.json").read_text())["stage"] == "teacher"
+    )
 
     # distillation: ODE pairs from the teacher's sampler, then the causal student, resumable
     def distill(*args):
-        monkeypatch.setattr(sys, "argv", ["tm", "distill", str(teacher), str(data), "--preset", "video-tiny", "-q",
-                                          *map(str, args)])
+        monkeypatch.setattr(
+            sys,
+            "argv",
+            ["tm", "distill", str(teacher), str(data), "--preset", "video-tiny", "-q", *map(str, args)],
+        )
         with pytest.raises(SystemExit) as exit_info:
             main()
         return exit_info.value.code, capsys.readouterr()
@@ -393,21 +472,38 @@ def test_video_training_stages_vae_then_teacher(toy_data, tmp_path, monkeypatch,
     assert not torch.allclose(pairs["states"][:, 1], pairs["clean"])  # sigma 0.5: halfway, not the end
 
     # the student streams a render: frames for every audio frame, at the data's size, with the audio
-    from conftest import SPEECH
     from tmcli.core.audio import load_audio
     from tmcli.core.media import read_video_frames
 
+    from conftest import SPEECH
+
     out = tmp_path / "out.mp4"
-    monkeypatch.setattr(sys, "argv", ["tm", "render", str(PORTRAIT), str(SPEECH), "-o", str(out), "--checkpoint",
-                                      str(student), "-q"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["tm", "render", str(PORTRAIT), str(SPEECH), "-o", str(out), "--checkpoint", str(student), "-q"],
+    )
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 0, capsys.readouterr()
     fps, *frames = read_video_frames(out)
     assert fps == 25 and frames[0].shape == (64, 64, 3)
     assert len(frames) == round(len(load_audio(SPEECH)) / 16000 * 25)
-    monkeypatch.setattr(sys, "argv", ["tm", "render", str(PORTRAIT), str(SPEECH), "-o", str(tmp_path / "t.mp4"),
-                                      "--checkpoint", str(teacher), "-q"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "tm",
+            "render",
+            str(PORTRAIT),
+            str(SPEECH),
+            "-o",
+            str(tmp_path / "t.mp4"),
+            "--checkpoint",
+            str(teacher),
+            "-q",
+        ],
+    )
     with pytest.raises(SystemExit) as exit_info:  # a teacher does not stream: one line, no file
         main()
     assert exit_info.value.code != 0 and "not a distilled student" in capsys.readouterr().err

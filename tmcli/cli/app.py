@@ -14,9 +14,9 @@ import threading
 import typer
 
 from tmcli import __version__
+from tmcli.cli import bench, data, distill, evaluate, export, faces, render, train
 from tmcli.core.console import console
 from tmcli.core.errors import Interrupted, TmError
-from tmcli.cli import bench, data, distill, evaluate, export, faces, render, train
 
 app = typer.Typer(
     name="tm",
@@ -43,8 +43,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """tm turns a portrait and a speech recording into a lip-synced talking-head video."""
 
 

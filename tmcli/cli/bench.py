@@ -9,32 +9,62 @@ from typing import Annotated, Optional
 
 import typer
 
+from tmcli.cli import options
 from tmcli.core.config import load_preset
 from tmcli.core.console import console
 from tmcli.core.errors import ConfigError
-from tmcli.cli import options
 
 
 def bench(
     preset: options.Preset = "default",
-    device: Annotated[Optional[str], typer.Option(help="Where every stage runs: cpu, cuda or cuda:N (default cpu).")] = None,
-    devices: Annotated[Optional[str], typer.Option(help="GENERATOR,RENDERER devices, e.g. cuda:0,cuda:1.")] = None,
+    device: Annotated[
+        Optional[str], typer.Option(help="Where every stage runs: cpu, cuda or cuda:N (default cpu).")
+    ] = None,
+    devices: Annotated[
+        Optional[str], typer.Option(help="GENERATOR,RENDERER devices, e.g. cuda:0,cuda:1.")
+    ] = None,
     dtype: Annotated[str, typer.Option(help="Generator precision on a GPU: fp32, bf16 or fp16.")] = "fp32",
-    disaggregate: Annotated[bool, typer.Option(help="Run the generator in a process of its own, sending motion to the renderer's over torch.distributed (gloo; nccl between GPUs).")] = False,
+    disaggregate: Annotated[
+        bool,
+        typer.Option(
+            help="Run the generator in a process of its own, sending motion to the renderer's over "
+            "torch.distributed (gloo; nccl between GPUs)."
+        ),
+    ] = False,
     seconds: Annotated[float, typer.Option(help="Seconds of speech to render (espeak-ng voices).")] = 20.0,
     generator: Annotated[str, typer.Option(help="student, teacher or phonetic.")] = "student",
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Generator folder; default: the one shipped with tm.")] = None,
-    portrait: Annotated[Optional[Path], typer.Option(help="Portrait (default: scikit-image's 512x512 astronaut).")] = None,
-    audio: Annotated[Optional[Path], typer.Option(help="Speech to render instead of espeak-ng's (--seconds is then ignored).")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Side of the face crop the renderer works at (preset: 512); video presets: the frame side.")] = None,
-    crop: Annotated[Optional[bool], typer.Option("--crop/--paste-back", help="Write only the face square (rendered at --size), or paste it back into the portrait.")] = None,
-    chunks: Annotated[int, typer.Option(help="Video presets: chunks to stream (the first is timed apart).")] = 8,
+    checkpoint: Annotated[
+        Optional[Path], typer.Option(help="Generator folder; default: the one shipped with tm.")
+    ] = None,
+    portrait: Annotated[
+        Optional[Path], typer.Option(help="Portrait (default: scikit-image's 512x512 astronaut).")
+    ] = None,
+    audio: Annotated[
+        Optional[Path],
+        typer.Option(help="Speech to render instead of espeak-ng's (--seconds is then ignored)."),
+    ] = None,
+    size: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Side of the face crop the renderer works at (preset: 512); video presets: the frame side."
+        ),
+    ] = None,
+    crop: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--crop/--paste-back",
+            help="Write only the face square (rendered at --size), or paste it back into the portrait.",
+        ),
+    ] = None,
+    chunks: Annotated[
+        int, typer.Option(help="Video presets: chunks to stream (the first is timed apart).")
+    ] = 8,
     json_path: options.Json = None,
 ) -> None:
     """Time every stage of a render (load, first frame, chunks, frames/s, memory) on the devices given."""
+    from tmcli.core.runtime import StageDevices
     from tmcli.tools.bench import bench as run_bench
     from tmcli.tools.bench import report_table
-    from tmcli.core.runtime import StageDevices
 
     if seconds <= 0:
         raise ConfigError(f"--seconds must be positive, got {seconds}")
@@ -44,8 +74,16 @@ def bench(
         _bench_video(settings, StageDevices.parse(device, devices, dtype), chunks, preset, json_path)
         return
     settings = settings.with_overrides(output={"size": size, "crop": crop})
-    report = run_bench(settings, StageDevices.parse(device, devices, dtype, disaggregate), seconds, generator, checkpoint,
-                       portrait, audio, preset)
+    report = run_bench(
+        settings,
+        StageDevices.parse(device, devices, dtype, disaggregate),
+        seconds,
+        generator,
+        checkpoint,
+        portrait,
+        audio,
+        preset,
+    )
     _show(report_table(report), report, json_path)
 
 

@@ -15,8 +15,15 @@ app = typer.Typer(help="Make training data for tm train.", no_args_is_help=True)
 
 
 def _progress(label: str, quiet: bool) -> Progress:
-    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                    console=console, transient=True, disable=quiet)
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=quiet,
+    )
 
 
 @app.command(no_args_is_help=True)
@@ -24,12 +31,15 @@ def synth(
     out_dir: Annotated[Path, typer.Argument(help="Folder of the data set (made, or resumed if it exists).")],
     minutes: Annotated[float, typer.Option(help="Minutes of speech the data set should hold.")] = 10.0,
     seed: Annotated[int, typer.Option(help="Seed: the same seed makes the same clips.")] = 0,
-    languages: Annotated[str | None, typer.Option(help="Comma-separated espeak-ng languages (default: all tm knows).")] = None,
+    languages: Annotated[
+        str | None, typer.Option(help="Comma-separated espeak-ng languages (default: all tm knows).")
+    ] = None,
     workers: Annotated[int, typer.Option(help="Processes making clips.")] = 2,
     fps: Annotated[float, typer.Option(help="Frames per second of the motion labels.")] = 25.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Synthetic talking clips: espeak-ng speech with exact phoneme timings, labelled motion, augmented audio."""
+    """Synthetic talking clips: espeak-ng speech with exact phoneme timings, labelled motion,
+    augmented audio."""
     from tmcli.speech import espeak
     from tmcli.train.synth import SynthSettings, synth_dataset
 
@@ -40,21 +50,33 @@ def synth(
         chosen = tuple(lang.strip() for lang in languages.split(",") if lang.strip())
         unknown = [lang for lang in chosen if lang not in espeak.LANGUAGES]
         if unknown or not chosen:
-            raise ConfigError(f"unknown language(s): {', '.join(unknown) or languages!r}",
-                              hint=f"known: {', '.join(espeak.LANGUAGES)}")
+            raise ConfigError(
+                f"unknown language(s): {', '.join(unknown) or languages!r}",
+                hint=f"known: {', '.join(espeak.LANGUAGES)}",
+            )
         settings = SynthSettings(languages=chosen)
     with _progress("synth", quiet) as progress:
         task = progress.add_task("", total=minutes)
-        added = synth_dataset(out_dir, minutes, seed=seed, fps=fps, settings=settings, workers=workers,
-                              on_clip=lambda done, total: progress.update(
-                                  task, completed=done, description=f"{done:.1f}/{total:g} min"))
+        added = synth_dataset(
+            out_dir,
+            minutes,
+            seed=seed,
+            fps=fps,
+            settings=settings,
+            workers=workers,
+            on_clip=lambda done, total: progress.update(
+                task, completed=done, description=f"{done:.1f}/{total:g} min"
+            ),
+        )
     if not quiet:
         console.print(f"{out_dir}: {added} clips added")
 
 
 @app.command(no_args_is_help=True)
 def extract(
-    paths: Annotated[list[Path], typer.Argument(help="Talking-head videos (with sound), then the output folder.")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Talking-head videos (with sound), then the output folder.")
+    ],
     fps: Annotated[float, typer.Option(help="Frames per second of the motion labels.")] = 25.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -66,8 +88,12 @@ def extract(
     *videos, out_dir = paths
     with _progress("extract", quiet) as progress:
         task = progress.add_task("", total=len(videos))
-        added = extract_videos(videos, out_dir, fps=fps,
-                               on_clip=lambda video, clip: progress.update(task, advance=1, description=video.name))
+        added = extract_videos(
+            videos,
+            out_dir,
+            fps=fps,
+            on_clip=lambda video, clip: progress.update(task, advance=1, description=video.name),
+        )
     if not quiet:
         console.print(f"{out_dir}: {added} clips added ({len(videos) - added} already there)")
 
@@ -76,7 +102,9 @@ def extract(
 def video(
     motion_data: Annotated[Path, typer.Argument(help="A motion data set (tm data synth or extract).")],
     out_dir: Annotated[Path, typer.Argument(help="New folder for the video data set.")],
-    portrait: Annotated[list[Path], typer.Option(help="Portrait to render the clips on (repeat: one per clip in turn).")],
+    portrait: Annotated[
+        list[Path], typer.Option(help="Portrait to render the clips on (repeat: one per clip in turn).")
+    ],
     size: Annotated[int, typer.Option(help="Side of the square face frames, px.")] = 128,
     clips: Annotated[int, typer.Option(help="Render at most this many clips (0: all).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -90,8 +118,16 @@ def video(
         raise ConfigError(f"--clips must be 0 (all) or positive, got {clips}")
     with _progress("video", quiet) as progress:
         task = progress.add_task("", total=clips or None)
-        manifest = render_video_dataset(motion_data, out_dir, portrait, size, clips or None,
-                                        on_clip=lambda i: progress.update(task, advance=1, description=f"clip {i + 1}"))
+        manifest = render_video_dataset(
+            motion_data,
+            out_dir,
+            portrait,
+            size,
+            clips or None,
+            on_clip=lambda i: progress.update(task, advance=1, description=f"clip {i + 1}"),
+        )
     if not quiet:
-        console.print(f"{out_dir}: {manifest['clips']} clips, {manifest['frames']} frames of {size} px "
-                      f"on {len(portrait)} portrait(s)")
+        console.print(
+            f"{out_dir}: {manifest['clips']} clips, {manifest['frames']} frames of {size} px "
+            f"on {len(portrait)} portrait(s)"
+        )

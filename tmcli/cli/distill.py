@@ -14,25 +14,39 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from tmcli.cli import options
 from tmcli.core.config import load_preset
 from tmcli.core.console import console
 from tmcli.core.errors import ConfigError
-from tmcli.cli import options
 
 
 def distill(
-    teacher: Annotated[Path, typer.Argument(help="Teacher checkpoint from `tm train` (motion or video preset).")],
-    data_dir: Annotated[Path, typer.Argument(help="Data set the teacher was trained on (conditions are drawn from it).")],
-    out: Annotated[Path, typer.Option("-o", "--output", help="Student checkpoint folder (resumed if it holds one).")],
+    teacher: Annotated[
+        Path, typer.Argument(help="Teacher checkpoint from `tm train` (motion or video preset).")
+    ],
+    data_dir: Annotated[
+        Path, typer.Argument(help="Data set the teacher was trained on (conditions are drawn from it).")
+    ],
+    out: Annotated[
+        Path, typer.Option("-o", "--output", help="Student checkpoint folder (resumed if it holds one).")
+    ],
     preset: options.Preset = "default",
-    steps: Annotated[int | None, typer.Option(
-        help="Total student steps, split between the stages as in the preset.")] = None,
-    self_forcing_steps: Annotated[int | None, typer.Option(
-        help="Of those, steps of regression on the student's own rollouts (stage 2).")] = None,
-    dmd_steps: Annotated[int | None, typer.Option(
-        help="Of those, steps of distribution matching (stage 3); the rest regress on ODE pairs.")] = None,
-    student_steps: Annotated[int | None, typer.Option(
-        help="Denoising steps per chunk the student is made for, 1-4 (preset: 2).")] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Total student steps, split between the stages as in the preset.")
+    ] = None,
+    self_forcing_steps: Annotated[
+        int | None,
+        typer.Option(help="Of those, steps of regression on the student's own rollouts (stage 2)."),
+    ] = None,
+    dmd_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Of those, steps of distribution matching (stage 3); the rest regress on ODE pairs."
+        ),
+    ] = None,
+    student_steps: Annotated[
+        int | None, typer.Option(help="Denoising steps per chunk the student is made for, 1-4 (preset: 2).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every random draw.")] = None,
     device: Annotated[str, typer.Option(help="Video backend: cpu, cuda or cuda:N.")] = "cpu",
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -40,10 +54,55 @@ def distill(
     """Distill a teacher into a causal, chunk-wise, few-step student (ODE regression, regression
     on its own rollouts, then DMD on self-forcing rollouts; a video-backend teacher: the ODE
     stage, on its `tm data video` set). Rerun to resume."""
-    from tmcli.train.shards import read_manifest
-    from tmcli.stream.generator import is_video_checkpoint, load_motion_dit
+    from tmcli.stream.generator import is_video_checkpoint
     from tmcli.train.distill import distill as run_distill
+    from tmcli.train.video import distill_video
 
+    settings = _settings(preset, steps, self_forcing_steps, dmd_steps, student_steps, seed, quiet)
+    video = is_video_checkpoint(teacher)
+    _check_inputs(teacher, data_dir, settings, video)
+    with Progress(
+        TextColumn("[bold]{task.fields[stage]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=quiet,
+    ) as progress:
+        task = progress.add_task("", total=None, stage="distilling")
+
+        def show(stage: str, step: int, total: int, loss: float) -> None:
+            progress.update(
+                task,
+                completed=step,
+                total=total,
+                stage=stage,
+                description="" if loss != loss else f"loss {loss:.4f}",
+            )
+
+        if video:
+            report = distill_video(teacher, data_dir, out, settings.distill, settings.generator, device, show)
+        else:
+            report = run_distill(
+                teacher, data_dir, out, settings.distill, settings.generator, on_progress=show
+            )
+    if not quiet:
+        console.print(f"{out}: step {report.steps}, loss {report.last_loss:.4f}, {report.seconds:.0f} s")
+
+
+def _settings(
+    preset: str,
+    steps: int | None,
+    self_forcing_steps: int | None,
+    dmd_steps: int | None,
+    student_steps: int | None,
+    seed: int | None,
+    quiet: bool,
+):
+    """The preset with the flags applied: --steps is the total, split between the stages as in
+    the preset unless --self-forcing-steps or --dmd-steps say how many are theirs."""
     settings = load_preset(preset)
     d = settings.distill
     later = {"self_forcing_steps": self_forcing_steps, "dmd_steps": dmd_steps}  # stages after the ODE one
@@ -59,37 +118,31 @@ def distill(
         if steps < 1:
             raise ConfigError(f"--steps must be positive, got {steps}")
         preset_total = d.ode_steps + d.self_forcing_steps + d.dmd_steps
-        split = {name: value if value is not None else round(steps * getattr(d, name) / preset_total)
-                 for name, value in later.items()}
+        split = {
+            name: value if value is not None else round(steps * getattr(d, name) / preset_total)
+            for name, value in later.items()
+        }
         if sum(split.values()) > steps:
-            raise ConfigError(f"--self-forcing-steps and --dmd-steps ({sum(split.values())}) are more than "
-                              f"--steps {steps}")
+            raise ConfigError(
+                f"--self-forcing-steps and --dmd-steps ({sum(split.values())}) are more than --steps {steps}"
+            )
         changes.update(ode_steps=steps - sum(split.values()), **split)
-    settings = settings.with_overrides(distill=changes)
-    video = is_video_checkpoint(teacher)
-    if video:  # the video backend's teacher (tm train --preset video-*): a tm data video set
-        from tmcli.train.video_data import read_video_manifest
-        from tmcli.train.video import distill_video
+    return settings.with_overrides(distill=changes)
 
+
+def _check_inputs(teacher: Path, data_dir: Path, settings, video: bool) -> None:
+    """A bad checkpoint or a folder that is not the right data set fails here, in one line."""
+    from tmcli.stream.generator import load_motion_dit
+    from tmcli.train.shards import read_manifest
+    from tmcli.train.video_data import read_video_manifest
+
+    if video:  # the video backend's teacher (tm train --preset video-*): a tm data video set
         if settings.distill.self_forcing_steps or settings.distill.dmd_steps:
-            raise ConfigError("the video backend distils with the ODE stage only",
-                              hint="leave out --self-forcing-steps and --dmd-steps")
+            raise ConfigError(
+                "the video backend distils with the ODE stage only",
+                hint="leave out --self-forcing-steps and --dmd-steps",
+            )
         read_video_manifest(data_dir)
     else:
-        load_motion_dit(teacher)  # a bad checkpoint fails here, in one line
-        read_manifest(data_dir)  # likewise a folder that is not a data set
-    with Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.description}"), TimeRemainingColumn(), console=console, transient=True,
-                  disable=quiet) as progress:
-        task = progress.add_task("", total=None, stage="distilling")
-
-        def show(stage: str, step: int, total: int, loss: float) -> None:
-            progress.update(task, completed=step, total=total, stage=stage,
-                            description="" if loss != loss else f"loss {loss:.4f}")
-
-        if video:
-            report = distill_video(teacher, data_dir, out, settings.distill, settings.generator, device, show)
-        else:
-            report = run_distill(teacher, data_dir, out, settings.distill, settings.generator, on_progress=show)
-    if not quiet:
-        console.print(f"{out}: step {report.steps}, loss {report.last_loss:.4f}, {report.seconds:.0f} s")
+        load_motion_dit(teacher)
+        read_manifest(data_dir)

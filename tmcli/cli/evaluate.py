@@ -10,17 +10,22 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from tmcli.core.console import console
 from tmcli.cli import options
+from tmcli.core.console import console
 
 
 def evaluate(
     video: Annotated[Path, typer.Argument(help="Rendered video (mp4).")],
     audio: Annotated[Path, typer.Argument(help="The speech it should follow.")],
     transcript: options.Transcript = None,
-    reference: Annotated[Optional[Path], typer.Option(
-        "--reference", help="A video of the same speech (a real recording, another system's render): compare "
-                            "lips, head motion, blinks and jitter with it frame by frame instead.")] = None,
+    reference: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--reference",
+            help="A video of the same speech (a real recording, another system's render): compare "
+            "lips, head motion, blinks and jitter with it frame by frame instead.",
+        ),
+    ] = None,
     json_out: options.Json = None,
 ) -> None:
     """Measure how well VIDEO's mouth follows AUDIO: offset, correlation, closures, stability.

@@ -13,33 +13,66 @@ from tmcli.core.console import console
 
 
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="Student checkpoint (tm distill; motion or video backend), or 'default' for the one shipped with tm.")],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            help="Student checkpoint (tm distill; motion or video backend), or 'default' for the one "
+            "shipped with tm."
+        ),
+    ],
     out: Annotated[Path, typer.Option("-o", "--output", help="Folder to write (graphs + manifest.json).")],
-    format: Annotated[str, typer.Option("--format", help="onnx, torch-export or safetensors (the weights in --dtype, a tm checkpoint).")] = "onnx",
-    dtype: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (bf16: torch-export and safetensors only).")] = "fp32",
-    audio: Annotated[Optional[Path], typer.Option(help="Speech whose features the export is checked on (default: 4 s of espeak-ng speech).")] = None,
-    portrait: Annotated[Optional[Path], typer.Option(help="Portrait whose rig (video: face crop) the check runs on (default: scikit-image's astronaut).")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Render size the warp graph is made for, with --portrait (default: the default preset's, 512): the warp makes that portrait's crop at that size, which follows the portrait's resolution; `tm render --engine` renders must make the same crop size.")] = None,
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format", help="onnx, torch-export or safetensors (the weights in --dtype, a tm checkpoint)."
+        ),
+    ] = "onnx",
+    dtype: Annotated[
+        str, typer.Option(help="fp32, fp16 or bf16 (bf16: torch-export and safetensors only).")
+    ] = "fp32",
+    audio: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Speech whose features the export is checked on (default: 4 s of espeak-ng speech)."
+        ),
+    ] = None,
+    portrait: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Portrait whose rig (video: face crop) the check runs on (default: scikit-image's "
+            "astronaut)."
+        ),
+    ] = None,
+    size: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Render size the warp graph is made for, with --portrait (default: the default preset's, "
+            "512): the warp makes that portrait's crop at that size, which follows the portrait's "
+            "resolution; `tm render --engine` renders must make the same crop size."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it is an existing folder.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Export the streaming student's chunk step (KV cache as inputs and outputs), the face rig
     and the warp (a video student: its VAE encoder and streaming decoder) as graphs, check them
     against PyTorch on random and real inputs, and write a manifest."""
-    from tmcli.tools.bench import stand_in_portrait, stand_in_speech
     from tmcli.core.config import load_preset
     from tmcli.core.errors import InputError
-    from tmcli.tools.graphs import check_request
-    from tmcli.tools.export import export as run_export
     from tmcli.stream.generator import is_video_checkpoint, load_motion_dit
     from tmcli.stream.sources import embedded_checkpoint
+    from tmcli.tools.bench import stand_in_portrait, stand_in_speech
+    from tmcli.tools.export import export as run_export
+    from tmcli.tools.graphs import check_request
 
     check_request(format, dtype, out, overwrite)
     if str(checkpoint) == "default":
         checkpoint = embedded_checkpoint("student")
     for path, flag in ((audio, "--audio"), (portrait, "--portrait")):
         if path is not None and not path.is_file():
-            raise InputError(f"{path} does not exist", hint=f"give {flag} FILE: the check runs on real inputs")
+            raise InputError(
+                f"{path} does not exist", hint=f"give {flag} FILE: the check runs on real inputs"
+            )
     if is_video_checkpoint(checkpoint):
         from tmcli.core.runtime import StageDevices
         from tmcli.stream.video import VideoStudent
@@ -48,18 +81,32 @@ def export(
     else:
         load_motion_dit(checkpoint)  # a bad checkpoint fails here, in one line
         face_size = None
-    with (console.status("reading the check's inputs", spinner="dots") if not quiet else contextlib.nullcontext(),
-          tempfile.TemporaryDirectory(prefix="tm-export-") as tmp):
+    with (
+        console.status("reading the check's inputs", spinner="dots")
+        if not quiet
+        else contextlib.nullcontext(),
+        tempfile.TemporaryDirectory(prefix="tm-export-") as tmp,
+    ):
         audio, portrait = audio or stand_in_speech(Path(tmp), 4.0), portrait or stand_in_portrait(Path(tmp))
         preset = load_preset("default")
-        real = _real_inputs(audio, portrait, preset.with_overrides(output={"size": size}) if size else preset, face_size)
-    with console.status(f"exporting {format} {dtype} and checking it", spinner="dots") if not quiet else contextlib.nullcontext():
+        real = _real_inputs(
+            audio, portrait, preset.with_overrides(output={"size": size}) if size else preset, face_size
+        )
+    with (
+        console.status(f"exporting {format} {dtype} and checking it", spinner="dots")
+        if not quiet
+        else contextlib.nullcontext()
+    ):
         manifest = run_export(checkpoint, out, format, dtype, real, overwrite)
     if quiet:
         return
     from rich.table import Table
 
-    units = "normalised latents; frames in [-1, 1]" if face_size else "normalised motion; rig in px; warp in [0, 1]"
+    units = (
+        "normalised latents; frames in [-1, 1]"
+        if face_size
+        else "normalised motion; rig in px; warp in [0, 1]"
+    )
     table = Table(title=f"{out}: {format}, {dtype}, checked against PyTorch fp32 ({units})")
     for column in ("check", "max |error|", "mean |error|", "inputs"):
         table.add_column(column)
@@ -67,20 +114,25 @@ def export(
         if label != "tolerance":
             table.add_row(label, f"{errors['max_abs']:.2e}", f"{errors['mean_abs']:.2e}", errors["inputs"])
     console.print(table)
-    console.print(f"tolerance {manifest['verification']['tolerance']}; written in {manifest['export_seconds']} s")
+    console.print(
+        f"tolerance {manifest['verification']['tolerance']}; written in {manifest['export_seconds']} s"
+    )
 
 
 def _real_inputs(audio: Path, portrait: Path, preset, face_size: int | None):
-    """The speech's features, and the portrait's rig and renderer (motion) or its face crop at face_size (video)."""
+    """The speech's features, and the portrait's rig and renderer (motion) or its face crop at
+    face_size (video)."""
     from tmcli.core import audio as audio_mod
-    from tmcli.tools.graphs import RealInputs
-    from tmcli.speech.features import generator_features
     from tmcli.motion.portrait import Portrait
     from tmcli.speech.alignment import speech_phones
+    from tmcli.speech.features import generator_features
     from tmcli.stream.video import face_crop
+    from tmcli.tools.graphs import RealInputs
 
     samples = audio_mod.load_audio(audio)
-    features = generator_features(audio_mod.extract_features(samples, preset.output.fps), speech_phones(samples))
+    features = generator_features(
+        audio_mod.extract_features(samples, preset.output.fps), speech_phones(samples)
+    )
     if face_size:
         return RealInputs(features, face=face_crop(portrait, preset, face_size))
     face = Portrait.load(portrait, preset)

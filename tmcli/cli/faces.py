@@ -11,14 +11,16 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from tmcli.core.console import console
 from tmcli.cli import options
+from tmcli.core.console import console
 
 
 def faces(
     image: Annotated[Path, typer.Argument(help="A picture with one or more faces.")],
-    preview: Annotated[Optional[Path], typer.Option(
-        help="Also write a PNG of the picture with each face boxed and numbered.")] = None,
+    preview: Annotated[
+        Optional[Path],
+        typer.Option(help="Also write a PNG of the picture with each face boxed and numbered."),
+    ] = None,
     json_out: options.Json = None,
 ) -> None:
     """List the faces in IMAGE, largest first; pick one with `tm render --face-index N`."""

@@ -42,9 +42,17 @@ class KVCache:
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_rope, k_rope,
-           sink: tuple[torch.Tensor, torch.Tensor] | None, band_mask: torch.Tensor | None = None,
-           sink_mask: torch.Tensor | None = None, q_sink: torch.Tensor | None = None) -> torch.Tensor:
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    q_rope,
+    k_rope,
+    sink: tuple[torch.Tensor, torch.Tensor] | None,
+    band_mask: torch.Tensor | None = None,
+    sink_mask: torch.Tensor | None = None,
+    q_sink: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Softmax attention over rotated band keys and sink keys together, in one fused SDPA call.
 
     q: (B, H, N, d); k, v: (B, H, M, d) band keys (before RoPE) and values; masks are bool,
@@ -57,41 +65,75 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_rope, k_rope,
         return F.scaled_dot_product_attention(q_band, k_band, v, attn_mask=band_mask)
     sink_keys, sink_values = sink
     queries = torch.cat([q if q_sink is None else q_sink, q_band], dim=-1)
-    keys = torch.cat([torch.cat([sink_keys, torch.zeros_like(sink_keys)], dim=-1),
-                      torch.cat([torch.zeros_like(k_band), k_band], dim=-1)], dim=-2)
+    keys = torch.cat(
+        [
+            torch.cat([sink_keys, torch.zeros_like(sink_keys)], dim=-1),
+            torch.cat([torch.zeros_like(k_band), k_band], dim=-1),
+        ],
+        dim=-2,
+    )
     mask = None
     if band_mask is not None or sink_mask is not None:
         n, s, m = q.shape[-2], sink_keys.shape[-2], k.shape[-2]
         ones = torch.ones(n, s + m, dtype=torch.bool, device=q.device)
-        mask = torch.cat([ones[:, :s] if sink_mask is None else sink_mask.expand(n, s),
-                          ones[:, s:] if band_mask is None else band_mask.expand(n, m)], dim=-1)
-    return F.scaled_dot_product_attention(queries, keys, torch.cat([sink_values, v], dim=-2), attn_mask=mask,
-                                          scale=q.shape[-1] ** -0.5)
+        mask = torch.cat(
+            [
+                ones[:, :s] if sink_mask is None else sink_mask.expand(n, s),
+                ones[:, s:] if band_mask is None else band_mask.expand(n, m),
+            ],
+            dim=-1,
+        )
+    return F.scaled_dot_product_attention(
+        queries, keys, torch.cat([sink_values, v], dim=-2), attn_mask=mask, scale=q.shape[-1] ** -0.5
+    )
 
 
-def attend_blocks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_rope, k_rope,
-                  sink: tuple[torch.Tensor, torch.Tensor] | None, q_sink: torch.Tensor | None,
-                  blocks: list[tuple[slice, list[slice], bool]]) -> torch.Tensor:
+def attend_blocks(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    q_rope,
+    k_rope,
+    sink: tuple[torch.Tensor, torch.Tensor] | None,
+    q_sink: torch.Tensor | None,
+    blocks: list[tuple[slice, list[slice], bool]],
+) -> torch.Tensor:
     """`attend` under a block-structured mask, one block of queries at a time and unmasked.
 
     blocks: per block of query tokens, the blocks of keys it sees and whether it sees the sink;
     together they cover every query once, in order. A bool mask makes SDPA leave its fused
     kernel for the math path (three quarters of a video student's training step on the CPU)."""
+
     def rows(table, parts):
         return tuple(torch.cat([t[part] for part in parts]) for t in table)
 
     out = []
     for queries, keys, sees_sink in blocks:
-        out.append(attend(q[:, :, queries], torch.cat([k[:, :, part] for part in keys], dim=-2),
-                          torch.cat([v[:, :, part] for part in keys], dim=-2), rows(q_rope, [queries]),
-                          rows(k_rope, keys), sink if sees_sink else None,
-                          q_sink=None if q_sink is None or not sees_sink else q_sink[:, :, queries]))
+        out.append(
+            attend(
+                q[:, :, queries],
+                torch.cat([k[:, :, part] for part in keys], dim=-2),
+                torch.cat([v[:, :, part] for part in keys], dim=-2),
+                rows(q_rope, [queries]),
+                rows(k_rope, keys),
+                sink if sees_sink else None,
+                q_sink=None if q_sink is None or not sees_sink else q_sink[:, :, queries],
+            )
+        )
     return torch.cat(out, dim=-2)
 
 
-def commit_chunk(write: torch.Tensor, new_keys: torch.Tensor, new_values: torch.Tensor, sink_keys: torch.Tensor,
-                 sink_values: torch.Tensor, band_keys: torch.Tensor, band_values: torch.Tensor,
-                 sink_valid: torch.Tensor, band_valid: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def commit_chunk(
+    write: torch.Tensor,
+    new_keys: torch.Tensor,
+    new_values: torch.Tensor,
+    sink_keys: torch.Tensor,
+    sink_values: torch.Tensor,
+    band_keys: torch.Tensor,
+    band_values: torch.Tensor,
+    sink_valid: torch.Tensor,
+    band_valid: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
     """A fixed-shape cache (the tensors export takes and gives) after one chunk step.
 
     With write (1,) true, the chunk's keys and values (L, B, H, n, d) become the sink if there
@@ -104,6 +146,11 @@ def commit_chunk(write: torch.Tensor, new_keys: torch.Tensor, new_values: torch.
         return torch.where(later, torch.cat([band[..., n:, :], new], dim=-2), band)
 
     rolled_valid = torch.cat([band_valid[n:], torch.ones_like(band_valid[:n])])
-    return (torch.where(first, new_keys, sink_keys), torch.where(first, new_values, sink_values),
-            roll(band_keys, new_keys), roll(band_values, new_values), sink_valid | write,
-            (later & rolled_valid) | (~later & band_valid))
+    return (
+        torch.where(first, new_keys, sink_keys),
+        torch.where(first, new_values, sink_values),
+        roll(band_keys, new_keys),
+        roll(band_values, new_values),
+        sink_valid | write,
+        (later & rolled_valid) | (~later & band_valid),
+    )

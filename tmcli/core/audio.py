@@ -42,14 +42,19 @@ def load_audio(path: str | Path, raw_rate: int | None = None, max_seconds: float
     than `max_seconds` raises AudioError as soon as that much is read (memory stays bounded).
     """
     blocks, total = [], 0
-    with contextlib.closing(read_audio_blocks(path, raw_rate, block_seconds=60.0)) as decoded:  # closing stops ffmpeg
+    with contextlib.closing(
+        read_audio_blocks(path, raw_rate, block_seconds=60.0)
+    ) as decoded:  # closing stops ffmpeg
         for block in decoded:
             blocks.append(block)
             total += len(block)
             if max_seconds is not None and total > max_seconds * SAMPLE_RATE:
                 name = "standard input" if str(path) == "-" else str(path)
-                raise AudioError(f"{name} is longer than {max_seconds / 60:g} minutes, the most this generator reads "
-                                 "whole", hint="the student generator (the default) streams audio of any length")
+                raise AudioError(
+                    f"{name} is longer than {max_seconds / 60:g} minutes, the most this generator reads "
+                    "whole",
+                    hint="the student generator (the default) streams audio of any length",
+                )
     return np.concatenate(blocks)
 
 
@@ -104,16 +109,16 @@ def extract_features(audio: np.ndarray, fps: float) -> AudioFeatures:
     num_frames = num_video_frames(len(audio), fps)
     db = loudness_db(audio)
     padded = audio if len(audio) >= N_FFT else np.pad(audio, (0, N_FFT - len(audio)))
-    f0 = librosa.yin(padded, fmin=60, fmax=400, sr=SAMPLE_RATE, frame_length=N_FFT * 2,
-                     hop_length=HOP_LENGTH)
+    f0 = librosa.yin(padded, fmin=60, fmax=400, sr=SAMPLE_RATE, frame_length=N_FFT * 2, hop_length=HOP_LENGTH)
     n = min(len(f0), len(db))
     voiced = (db[:n] > -30) & (f0[:n] > 65) & (f0[:n] < 390)
     semis = np.zeros(n)
     if voiced.any():
         midi = 12 * np.log2(f0[:n][voiced])
         semis[voiced] = midi - np.median(midi)
-    mel = librosa.feature.melspectrogram(y=padded, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH,
-                                         n_mels=N_MELS)
+    mel = librosa.feature.melspectrogram(
+        y=padded, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS
+    )
     logmel = np.log(np.maximum(mel.T, 1e-8))
     rms_db = to_video_frames(db, num_frames, fps)
     return AudioFeatures(
@@ -126,34 +131,57 @@ def extract_features(audio: np.ndarray, fps: float) -> AudioFeatures:
     )
 
 
-
-def read_audio_blocks(source: str | Path, raw_rate: int | None = None,
-                      block_seconds: float = 0.2) -> Iterator[np.ndarray]:
+def read_audio_blocks(
+    source: str | Path, raw_rate: int | None = None, block_seconds: float = 0.2
+) -> Iterator[np.ndarray]:
     """Decode a file, or standard input ("-"), to mono float32 blocks at SAMPLE_RATE as it arrives.
 
     raw_rate: the input is headerless 16-bit mono PCM at this rate (stdin pipelines); otherwise
     ffmpeg finds the format itself (wav, flac, mp3, ...). Bad or empty input raises AudioError."""
     from_stdin = str(source) == "-"
     if not from_stdin and Path(source).is_dir():
-        raise AudioError(f"{source} is a folder, not audio", hint="give the speech file (several: one video each)")
+        raise AudioError(
+            f"{source} is a folder, not audio", hint="give the speech file (several: one video each)"
+        )
     if not from_stdin and not Path(source).is_file():
         raise InputError(f"audio file not found: {source}")
     if not from_stdin and Path(source).stat().st_size == 0:
-        raise AudioError(f"the audio file {source} is empty (0 bytes)", hint="give a speech recording: wav, mp3, flac, ...")
+        raise AudioError(
+            f"the audio file {source} is empty (0 bytes)", hint="give a speech recording: wav, mp3, flac, ..."
+        )
     name = "standard input" if from_stdin else str(source)
     fmt = ["-f", "s16le", "-ar", str(raw_rate), "-ac", "1"] if raw_rate else []
-    cmd = [ffmpeg_exe(), "-v", "error", *fmt, "-i", "pipe:0" if from_stdin else str(source), "-vn",
-           "-map", "0:a:0", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "pipe:1"]
-    proc = subprocess.Popen(cmd, stdin=None if from_stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    cmd = [
+        ffmpeg_exe(),
+        "-v",
+        "error",
+        *fmt,
+        "-i",
+        "pipe:0" if from_stdin else str(source),
+        "-vn",
+        "-map",
+        "0:a:0",
+        "-ac",
+        "1",
+        "-ar",
+        str(SAMPLE_RATE),
+        "-f",
+        "f32le",
+        "pipe:1",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdin=None if from_stdin else subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     block_bytes = 4 * max(1, int(block_seconds * SAMPLE_RATE))
     total = 0
     try:
         while chunk := proc.stdout.read(block_bytes):
             block = np.frombuffer(chunk[: len(chunk) // 4 * 4], dtype=np.float32).copy()
             if not np.all(np.isfinite(block)):
-                raise AudioError(f"{name} has non-finite samples (NaN or infinity)",
-                                 hint="the file is damaged; export it again, e.g. as 16-bit PCM WAV")
+                raise AudioError(
+                    f"{name} has non-finite samples (NaN or infinity)",
+                    hint="the file is damaged; export it again, e.g. as 16-bit PCM WAV",
+                )
             total += len(block)
             yield np.clip(block, -1.0, 1.0)
         proc.wait()
@@ -162,9 +190,13 @@ def read_audio_blocks(source: str | Path, raw_rate: int | None = None,
             reason = detail.splitlines()[-1] if detail else f"ffmpeg exit {proc.returncode}"
             if "matches no streams" in detail:
                 if not from_stdin and _is_image(Path(source)):
-                    raise AudioError(f"{name} is an image, not audio", hint="the order is: tm render PORTRAIT AUDIO")
-                raise AudioError(f"cannot read audio from {name}: it has no audio track",
-                                 hint="give a speech recording (wav, mp3, ...) or a video with sound")
+                    raise AudioError(
+                        f"{name} is an image, not audio", hint="the order is: tm render PORTRAIT AUDIO"
+                    )
+                raise AudioError(
+                    f"cannot read audio from {name}: it has no audio track",
+                    hint="give a speech recording (wav, mp3, ...) or a video with sound",
+                )
             raise AudioError(f"cannot read audio from {name}: {reason}")
         if total == 0:
             raise AudioError(f"{name} has no audio samples", hint="is it empty or zero-length?")

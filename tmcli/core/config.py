@@ -7,11 +7,10 @@ preset never passes silently.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from tmcli.core.errors import ConfigError
 
@@ -21,7 +20,9 @@ PRESET_DIR = resources.files("tmcli") / "presets"  # shipped inside the package:
 @dataclasses.dataclass(frozen=True)
 class DriverSettings:
     lead: float = 0.04  # s the lips move ahead of the sound
-    jaw_gain: float = 0.95  # how wide the mouth opens (real speakers' 90th percentile: benchmarks/real_motion.py)
+    jaw_gain: float = (
+        0.95  # how wide the mouth opens (real speakers' 90th percentile: benchmarks/real_motion.py)
+    )
     envelope_floor: float = 0.3  # jaw opening at the quietest voiced sound, relative to the loudest
     brow_gain: float = 1.0
     head_turn: float = 0.09  # rad: the yaw of a phrase said higher or lower than usual (roll follows at 0.3x)
@@ -99,11 +100,15 @@ class DistillSettings:
     ode_pairs: int = 1024  # teacher samples (noise -> motion) for stage 1 and the regression term
     ode_steps: int = 400  # stage 1: regression on the teacher's ODE pairs
     self_forcing_steps: int = 0  # stage 2: regression on rollouts, the student's own past in the cache
-    dmd_steps: int = 0  # stage 3: distribution matching on self-forcing rollouts; off by default (it stopped the blinks)
+    dmd_steps: int = (
+        0  # stage 3: distribution matching on self-forcing rollouts; off by default (it stopped the blinks)
+    )
     fake_updates: int = 5  # fake-score steps per student step
     regression_weight: float = 0.25  # of the ODE-pair regression beside the DMD loss
     velocity_weight: float = 4.0  # of the frame-to-frame change error in the regression (against jitter)
-    data_weight: float = 4.0  # of a regression onto the data's own mouth motion beside the teacher's pairs (refining level)
+    data_weight: float = (
+        4.0  # of a regression onto the data's own mouth motion beside the teacher's pairs (refining level)
+    )
     batch_size: int = 16
     learning_rate: float = 1e-4
     fake_learning_rate: float = 2e-4
@@ -114,13 +119,23 @@ class DistillSettings:
     def validate(self) -> None:
         if not 1 <= self.student_steps <= 4:
             raise ConfigError(f"student steps must be 1-4, got {self.student_steps}")
-        if min(self.chunk_frames, self.window_chunks, self.ode_pairs, self.batch_size) < 1 or self.lookahead_frames < 0:
-            raise ConfigError("[distill] chunk_frames, window_chunks, ode_pairs and batch_size must be positive")
+        if (
+            min(self.chunk_frames, self.window_chunks, self.ode_pairs, self.batch_size) < 1
+            or self.lookahead_frames < 0
+        ):
+            raise ConfigError(
+                "[distill] chunk_frames, window_chunks, ode_pairs and batch_size must be positive"
+            )
         if min(self.velocity_weight, self.data_weight, self.regression_weight) < 0:
-            raise ConfigError("[distill] velocity_weight, data_weight and regression_weight must not be negative")
+            raise ConfigError(
+                "[distill] velocity_weight, data_weight and regression_weight must not be negative"
+            )
         if self.data_weight and self.student_steps < 2:
-            raise ConfigError("[distill] data_weight needs at least 2 student steps: the data term trains the refining ones",
-                              hint="set data_weight = 0 for a 1-step student (tm distill --student-steps 1 does)")
+            raise ConfigError(
+                "[distill] data_weight needs at least 2 student steps: the data term trains the "
+                "refining ones",
+                hint="set data_weight = 0 for a 1-step student (tm distill --student-steps 1 does)",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,8 +167,11 @@ class GeneratorSettings:
     cfg_emotion: float = 1.0
     cfg_pose_intensity: float = 1.0
     cfg_blink_rate: float = 1.0
-    cuda_graph: bool = False  # on a GPU, the student's chunk step as one CUDA graph (GraphedChunkStep); off until measured there
-    smooth_cutoff: float = 1.0  # Hz: One Euro filter's lowest cutoff on head pose, gaze and brows (smoothing.py); 0 = off
+    # on a GPU, the student's chunk step as one CUDA graph (GraphedChunkStep); off until measured there
+    cuda_graph: bool = False
+    smooth_cutoff: float = (
+        1.0  # Hz: One Euro filter's lowest cutoff on head pose, gaze and brows (smoothing.py); 0 = off
+    )
     smooth_beta: float = 1.0  # how fast that cutoff rises with the channel's speed (per unit per second)
 
     def validate(self) -> None:
@@ -163,7 +181,8 @@ class GeneratorSettings:
             raise ConfigError("[generator] smooth_cutoff and smooth_beta must not be negative")
 
 
-VAE_CONFIGS = {  # AutoencoderKLWan settings; "wan2.1" is the published Wan 2.1 VAE (z 16, 8x spatial, 4x temporal)
+# AutoencoderKLWan settings; "wan2.1" is the published Wan 2.1 VAE (z 16, 8x spatial, 4x temporal)
+VAE_CONFIGS = {
     "wan2.1": {"base_dim": 96, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2},
     "small": {"base_dim": 32, "z_dim": 16, "dim_mult": [1, 2, 2, 2], "num_res_blocks": 1},
     "tiny": {"base_dim": 8, "z_dim": 4, "dim_mult": [1, 2, 2, 2], "num_res_blocks": 1},
@@ -195,7 +214,9 @@ class VideoSettings:
     chunk_latent_frames: int = 3
     window_chunks: int = 1  # past chunks each chunk attends to, besides the sink
     denoising_steps: int = 2
-    window_stride: int = 0  # frames between the teacher's training windows (encoded up front); 0: back to back
+    window_stride: int = (
+        0  # frames between the teacher's training windows (encoded up front); 0: back to back
+    )
     vae_window_frames: int = 0  # frames (1 + 4k) of the VAE's training windows; 0: the teacher's
     vae_warmup_windows: int = 3  # windows a VAE training stream may run before the one it learns from
     mouth_weight: float = 1.0  # training losses weigh the data's mouth boxes this much more than the rest
@@ -212,17 +233,35 @@ class VideoSettings:
         if self.mouth_weight < 1:
             raise ConfigError(f"[video] mouth_weight must be 1 or more, got {self.mouth_weight}")
         if self.vae_window_frames < 0 or (self.vae_window_frames and self.vae_window_frames % 4 != 1):
-            raise ConfigError(f"[video] vae_window_frames must be 1 + 4k (or 0), got {self.vae_window_frames}")
+            raise ConfigError(
+                f"[video] vae_window_frames must be 1 + 4k (or 0), got {self.vae_window_frames}"
+            )
         if self.vae_warmup_windows < 0:
             raise ConfigError(f"[video] vae_warmup_windows must be 0 or more, got {self.vae_warmup_windows}")
 
     def model_config(self) -> dict:
         """WanAudioTransformer's arguments (its latent channels: the VAE's)."""
-        names = ("num_layers", "num_heads", "head_dim", "ffn_dim", "freq_dim", "text_dim", "text_tokens",
-                 "audio_heads", "audio_context", "patch_size", "chunk_latent_frames", "window_chunks",
-                 "denoising_steps")
-        return {"latent_channels": VAE_CONFIGS[self.vae]["z_dim"], "image_dim": self.image_dim or None,
-                "added_kv_proj_dim": self.added_kv_proj_dim or None, **{n: getattr(self, n) for n in names}}
+        names = (
+            "num_layers",
+            "num_heads",
+            "head_dim",
+            "ffn_dim",
+            "freq_dim",
+            "text_dim",
+            "text_tokens",
+            "audio_heads",
+            "audio_context",
+            "patch_size",
+            "chunk_latent_frames",
+            "window_chunks",
+            "denoising_steps",
+        )
+        return {
+            "latent_channels": VAE_CONFIGS[self.vae]["z_dim"],
+            "image_dim": self.image_dim or None,
+            "added_kv_proj_dim": self.added_kv_proj_dim or None,
+            **{n: getattr(self, n) for n in names},
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,11 +313,15 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name_or_path: str = "default") -> Preset:
-    path = PRESET_DIR / f"{name_or_path}.toml"  # a shipped preset's name (names may hold dots: wan-1.3b-audio)
+    path = (
+        PRESET_DIR / f"{name_or_path}.toml"
+    )  # a shipped preset's name (names may hold dots: wan-1.3b-audio)
     if not path.is_file():
         path = Path(name_or_path)
     if not path.is_file():
-        raise ConfigError(f"preset {name_or_path} not found", hint=f"known presets: {', '.join(preset_names())}")
+        raise ConfigError(
+            f"preset {name_or_path} not found", hint=f"known presets: {', '.join(preset_names())}"
+        )
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -287,5 +330,7 @@ def load_preset(name_or_path: str = "default") -> Preset:
     tables = {f.name for f in dataclasses.fields(Preset)}
     for table in data:
         if table not in tables:
-            raise ConfigError(f"unknown table [{table}] in {path}", hint=f"known: {', '.join(sorted(tables))}")
+            raise ConfigError(
+                f"unknown table [{table}] in {path}", hint=f"known: {', '.join(sorted(tables))}"
+            )
     return preset.with_overrides(**{t: dict(v) for t, v in data.items()})

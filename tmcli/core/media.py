@@ -19,7 +19,6 @@ import numpy as np
 from tmcli.core.audio import ffmpeg_exe
 from tmcli.core.errors import ImageError, InputError, OutputError
 
-
 MAX_PORTRAIT_PIXELS = 8192 * 8192  # larger portraits are refused from their header, before decoding
 VIDEO_SUFFIX = ".mp4"  # what VideoWriter writes (H.264 + AAC in mp4); another name would mislabel it
 
@@ -39,8 +38,10 @@ def load_image(path: str | Path) -> np.ndarray:
             img = ImageOps.exif_transpose(img)
             img.load()
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ImageError(f"cannot read {path} as an image: {exc}",
-                             hint="is it cut short? open and save it again as PNG or JPEG") from None
+            raise ImageError(
+                f"cannot read {path} as an image: {exc}",
+                hint="is it cut short? open and save it again as PNG or JPEG",
+            ) from None
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img).astype(np.float64)
         peak = 65535.0 if arr.max() > 255 else 255.0
@@ -51,8 +52,10 @@ def load_image(path: str | Path) -> np.ndarray:
         img = Image.alpha_composite(white, img)
     rgb = np.asarray(img.convert("RGB"))
     if rgb.shape[0] < 16 or rgb.shape[1] < 16:
-        raise ImageError(f"{path} is too small ({rgb.shape[1]}x{rgb.shape[0]}) to hold a face",
-                         hint="use a photo with the face at least 100 pixels wide")
+        raise ImageError(
+            f"{path} is too small ({rgb.shape[1]}x{rgb.shape[0]}) to hold a face",
+            hint="use a photo with the face at least 100 pixels wide",
+        )
     return np.ascontiguousarray(rgb)
 
 
@@ -79,20 +82,27 @@ def open_image(path: Path):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
     except Image.DecompressionBombError:
-        raise ImageError(f"{path} is too large to be a portrait: its header claims over "
-                         f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels (a decompression bomb?)",
-                         hint=_SCALE_DOWN) from None
+        raise ImageError(
+            f"{path} is too large to be a portrait: its header claims over "
+            f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels (a decompression bomb?)",
+            hint=_SCALE_DOWN,
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise _not_an_image(path, exc) from None
     width, height = img.size
     if width * height > MAX_PORTRAIT_PIXELS:
         img.close()
-        raise ImageError(f"{path} is too large: {width}x{height} ({width * height / 1e6:.0f} megapixels; tm takes "
-                         f"up to {MAX_PORTRAIT_PIXELS / 1e6:.0f})", hint=_SCALE_DOWN)
+        raise ImageError(
+            f"{path} is too large: {width}x{height} ({width * height / 1e6:.0f} megapixels; tm takes "
+            f"up to {MAX_PORTRAIT_PIXELS / 1e6:.0f})",
+            hint=_SCALE_DOWN,
+        )
     if getattr(img, "is_animated", False):
         img.close()
-        raise ImageError(f"{path} is an animation; videos and animations are not portraits yet",
-                         hint="give one still frame as PNG or JPEG")
+        raise ImageError(
+            f"{path} is an animation; videos and animations are not portraits yet",
+            hint="give one still frame as PNG or JPEG",
+        )
     return img
 
 
@@ -104,11 +114,15 @@ def _not_an_image(path: Path, exc: Exception) -> ImageError:
     with open(path, "rb") as f:
         head = f.read(5)
     if head == b"%PDF-":
-        return ImageError(f"{path} is a PDF document, not an image", hint="export the page with the face as PNG or JPEG")
+        return ImageError(
+            f"{path} is a PDF document, not an image", hint="export the page with the face as PNG or JPEG"
+        )
     streams = _media_streams(path)
     if "Video" in streams:
-        return ImageError(f"{path} is a video; videos and animations are not portraits yet",
-                          hint=f"give one frame as an image: ffmpeg -i {path} -frames:v 1 portrait.png")
+        return ImageError(
+            f"{path} is a video; videos and animations are not portraits yet",
+            hint=f"give one frame as an image: ffmpeg -i {path} -frames:v 1 portrait.png",
+        )
     if "Audio" in streams:
         return ImageError(f"{path} is audio, not an image", hint="the order is: tm render PORTRAIT AUDIO")
     return ImageError(f"cannot read {path} as an image: {exc}", hint="give a photo: png, jpg, webp, ...")
@@ -118,15 +132,22 @@ def _media_streams(path: Path) -> set[str]:
     """The kinds of stream ("Video", "Audio") ffmpeg finds in a file. A still image (ffmpeg's image2
     or *_pipe formats, which also take files that are no image at all) has none."""
     try:
-        probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True,
-                               errors="replace", timeout=30)
+        probe = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return set()
     lines = probe.stderr.splitlines()
     formats = [line.split(",")[1].strip() for line in lines if line.startswith("Input #0,")]
     if not formats or formats[0] in ("image2", "mjpeg") or formats[0].endswith("_pipe"):
         return set()
-    return {kind for line in lines if "Stream #" in line for kind in ("Video", "Audio") if f": {kind}:" in line}
+    return {
+        kind for line in lines if "Stream #" in line for kind in ("Video", "Audio") if f": {kind}:" in line
+    }
 
 
 def check_writable(path: Path) -> None:
@@ -140,28 +161,36 @@ def check_writable(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         temp_beside(path, ".check").unlink()
     except FileExistsError:
-        raise OutputError(f"cannot make the folder {path.parent}: a file of that name is in the way",
-                          hint="choose another output path") from None
+        raise OutputError(
+            f"cannot make the folder {path.parent}: a file of that name is in the way",
+            hint="choose another output path",
+        ) from None
     except OutputError:
         raise
     except OSError as exc:
-        raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}",
-                          hint="choose a folder you can write to") from None
+        raise OutputError(
+            f"cannot write to {path.parent}: {exc.strerror or exc}", hint="choose a folder you can write to"
+        ) from None
 
 
 def check_outputs(video: str | Path | None, others: tuple = (), inputs: tuple = ()) -> None:
     """Before any work: the video (an .mp4, or "-" for standard output) and the other output
     files can be written, and none of them is one of the `inputs` (which it would overwrite)."""
     if video is not None and str(video) != "-" and Path(video).suffix.lower() != VIDEO_SUFFIX:
-        raise OutputError(f"{video}: tm writes H.264 + AAC in an {VIDEO_SUFFIX} file, not {Path(video).suffix or 'a file without extension'}",
-                          hint=f"name it {Path(video).with_suffix(VIDEO_SUFFIX)}")
+        raise OutputError(
+            f"{video}: tm writes H.264 + AAC in an {VIDEO_SUFFIX} file, "
+            f"not {Path(video).suffix or 'a file without extension'}",
+            hint=f"name it {Path(video).with_suffix(VIDEO_SUFFIX)}",
+        )
     for output in (video, *others):
         if output is None or str(output) == "-":
             continue
         for source in inputs:
             if source is not None and str(source) != "-" and _same_file(Path(output), Path(source)):
-                raise OutputError(f"the output {output} is the input {source}: it would be overwritten",
-                                  hint="give -o another name")
+                raise OutputError(
+                    f"the output {output} is the input {source}: it would be overwritten",
+                    hint="give -o another name",
+                )
         check_writable(Path(output))
 
 
@@ -176,8 +205,9 @@ def temp_beside(path: Path, suffix: str) -> Path:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
     except OSError as exc:
-        raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}",
-                          hint="choose a folder you can write to") from None
+        raise OutputError(
+            f"cannot write to {path.parent}: {exc.strerror or exc}", hint="choose a folder you can write to"
+        ) from None
     os.close(fd)
     return Path(tmp)
 
@@ -219,9 +249,17 @@ class VideoWriter:
     second, so a reader gets the video while it is being made.
     """
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: float,
-                 audio_path: str | Path | None = None, crf: int = 18, preset: str = "veryfast",
-                 audio_rate: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        width: int,
+        height: int,
+        fps: float,
+        audio_path: str | Path | None = None,
+        crf: int = 18,
+        preset: str = "veryfast",
+        audio_rate: int | None = None,
+    ):
         if width % 2 or height % 2:
             raise ValueError(f"H.264 yuv420p needs even sizes, got {width}x{height}")
         self.to_stdout = str(path) == "-"
@@ -245,8 +283,9 @@ class VideoWriter:
             check_writable(self.path)
             self._tmp = temp_beside(self.path, ".partial.mp4")
             target, movflags = str(self._tmp), "+faststart"
-        video = ffmpeg.input("pipe:0", format="rawvideo", pix_fmt="rgb24",
-                             s=f"{self.width}x{self.height}", r=self.fps)
+        video = ffmpeg.input(
+            "pipe:0", format="rawvideo", pix_fmt="rgb24", s=f"{self.width}x{self.height}", r=self.fps
+        )
         streams = [video.video]
         audio_fd = None
         if self.audio_path is not None:
@@ -257,18 +296,34 @@ class VideoWriter:
         # a stream: a fragment per second, and no B-frames (they delay output, and with no edit
         # list in a fragmented mp4 they would start the video 2 frames after the audio)
         extra = {"g": max(1, round(self.fps)), "tune": "zerolatency"} if self.to_stdout else {}
-        out = ffmpeg.output(*streams, target, format="mp4", vcodec="libx264", pix_fmt="yuv420p",
-                            crf=self.crf, preset=self.preset, acodec="aac", audio_bitrate="128k",
-                            movflags=movflags, r=self.fps, **extra)
+        out = ffmpeg.output(
+            *streams,
+            target,
+            format="mp4",
+            vcodec="libx264",
+            pix_fmt="yuv420p",
+            crf=self.crf,
+            preset=self.preset,
+            acodec="aac",
+            audio_bitrate="128k",
+            movflags=movflags,
+            r=self.fps,
+            **extra,
+        )
         out = out.global_args("-nostdin", "-v", "error", "-y")
-        self._proc = subprocess.Popen(out.compile(cmd=ffmpeg_exe()), stdin=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      pass_fds=(audio_fd,) if audio_fd is not None else ())
+        self._proc = subprocess.Popen(
+            out.compile(cmd=ffmpeg_exe()),
+            stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(audio_fd,) if audio_fd is not None else (),
+        )
         if audio_fd is not None:
             os.close(audio_fd)
             # a thread feeds the audio, so neither pipe can stall the other inside ffmpeg
             self._audio_queue = queue.Queue()
-            self._audio_thread = threading.Thread(target=self._feed_audio, args=(os.fdopen(write_fd, "wb"),),
-                                                  daemon=True)
+            self._audio_thread = threading.Thread(
+                target=self._feed_audio, args=(os.fdopen(write_fd, "wb"),), daemon=True
+            )
             self._audio_thread.start()
         return self
 
@@ -293,11 +348,15 @@ class VideoWriter:
     def write(self, frame: np.ndarray) -> None:
         """One H x W x 3 uint8 frame."""
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-            raise ValueError(f"frame must be {self.height}x{self.width}x3 uint8, got {frame.shape} {frame.dtype}")
+            raise ValueError(
+                f"frame must be {self.height}x{self.width}x3 uint8, got {frame.shape} {frame.dtype}"
+            )
         try:
             self._proc.stdin.write(frame.tobytes())
         except BrokenPipeError:
-            raise OutputError(f"ffmpeg stopped while writing {self.path}: {self._stderr()}", hint=_WRITE_HINT) from None
+            raise OutputError(
+                f"ffmpeg stopped while writing {self.path}: {self._stderr()}", hint=_WRITE_HINT
+            ) from None
         self.frames_written += 1
 
     def _stderr(self) -> str:
@@ -341,7 +400,9 @@ def read_video_frames(path: str | Path):
         raise InputError(f"video not found: {path}")
     try:
         # passthrough: the frames as stored (a stream whose audio runs longer is not padded with copies)
-        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24", output_params=["-fps_mode", "passthrough"])
+        reader = imageio_ffmpeg.read_frames(
+            str(path), pix_fmt="rgb24", output_params=["-fps_mode", "passthrough"]
+        )
         meta = next(reader)
     except (RuntimeError, OSError, StopIteration) as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__

@@ -45,11 +45,14 @@ def parse_device(name: str) -> torch.device:
         raise ConfigError(f"unsupported device {name!r}", hint="use cpu, cuda or cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} asked for, but this machine has no usable CUDA GPU",
-                              hint="use --device cpu")
+            raise ConfigError(
+                f"device {name!r} asked for, but this machine has no usable CUDA GPU", hint="use --device cpu"
+            )
         index = 0 if device.index is None else device.index
         if index >= torch.cuda.device_count():
-            raise ConfigError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+            raise ConfigError(
+                f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s)"
+            )
         device = torch.device("cuda", index)
     return device
 
@@ -68,8 +71,13 @@ class StageDevices:
         return cls.parse("cpu")
 
     @classmethod
-    def parse(cls, device: str | None = None, devices: str | None = None, dtype: str = "fp32",
-              processes: bool = False) -> StageDevices:
+    def parse(
+        cls,
+        device: str | None = None,
+        devices: str | None = None,
+        dtype: str = "fp32",
+        processes: bool = False,
+    ) -> StageDevices:
         """--device D (every stage on D) or --devices G,R (generator on G, renderer on R);
         processes: --disaggregate."""
         if device and devices:
@@ -84,7 +92,9 @@ class StageDevices:
         if dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {dtype!r}", hint=f"use one of {', '.join(DTYPES)}")
         if dtype != "fp32" and generator.type == "cpu":
-            raise ConfigError(f"--dtype {dtype} needs a GPU generator", hint="on CPU the generator runs in fp32")
+            raise ConfigError(
+                f"--dtype {dtype} needs a GPU generator", hint="on CPU the generator runs in fp32"
+            )
         return cls(generator, renderer, dtype, processes)
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -93,14 +103,18 @@ class StageDevices:
 
         if self.dtype == "fp32":
             return contextlib.nullcontext()
-        return torch.autocast(self.generator.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[self.dtype])
+        return torch.autocast(
+            self.generator.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[self.dtype]
+        )
 
     @property
     def split(self) -> bool:
         return self.generator != self.renderer
 
     def describe(self) -> str:
-        where = str(self.generator) if not self.split else f"generator {self.generator}, renderer {self.renderer}"
+        where = (
+            str(self.generator) if not self.split else f"generator {self.generator}, renderer {self.renderer}"
+        )
         return where + (" (2 processes)" if self.processes else "")
 
 
@@ -112,7 +126,9 @@ class StageTimer:
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, array] | None = defaultdict(lambda: array("d")) if keep_calls else None
         self.marks: dict[str, float] = {}
-        self.spans: dict[str, list[float]] = {}  # stage -> [first began, last ended], seconds after the timer began
+        self.spans: dict[
+            str, list[float]
+        ] = {}  # stage -> [first began, last ended], seconds after the timer began
         self.origin = time.perf_counter()
         self.origin_epoch = time.time()  # the same moment on the wall clock, for other processes' timestamps
 
@@ -142,8 +158,14 @@ class StageTimer:
     def write_json(self, path: str | os.PathLike, **extra) -> None:
         """Stage seconds, marks (seconds after the timer began) and the wall-clock moment it
         began, to a JSON file (`TM_TIMINGS=path.json tm render ...`: benchmarks/startup.py)."""
-        record = {"origin_epoch": self.origin_epoch, "peak_memory_mb": host_peak_memory() / 2**20,
-                  "seconds": dict(self.seconds), "marks": dict(self.marks), "spans": dict(self.spans), **extra}
+        record = {
+            "origin_epoch": self.origin_epoch,
+            "peak_memory_mb": host_peak_memory() / 2**20,
+            "seconds": dict(self.seconds),
+            "marks": dict(self.marks),
+            "spans": dict(self.spans),
+            **extra,
+        }
         with open(path, "w") as f:
             json.dump(record, f, indent=1)
 
@@ -258,7 +280,9 @@ class HostFrames:
         import torch
 
         if not self.buffers:
-            self.buffers = [torch.empty(frame.shape, dtype=frame.dtype, pin_memory=True) for _ in range(self.slots)]
+            self.buffers = [
+                torch.empty(frame.shape, dtype=frame.dtype, pin_memory=True) for _ in range(self.slots)
+            ]
         slot = self.buffers[self.next]
         self.next = (self.next + 1) % self.slots
         self.copy_stream.wait_stream(torch.cuda.current_stream(self.device))
@@ -271,10 +295,13 @@ class HostFrames:
         def wait() -> np.ndarray:
             done.synchronize()
             return slot.numpy()
+
         return wait
 
 
-def capture_cuda_graph(run: Callable[[], object], device: torch.device) -> tuple[torch.cuda.CUDAGraph, object]:
+def capture_cuda_graph(
+    run: Callable[[], object], device: torch.device
+) -> tuple[torch.cuda.CUDAGraph, object]:
     """`run` (fixed shapes, no host syncs, no tensors made from host data) warmed up on a side
     stream, then captured as a CUDA graph: (the graph, the outputs each replay rewrites).
     Capture is thread-local: another stage's thread may be running kernels meanwhile."""

@@ -74,8 +74,9 @@ def crop_image(image: np.ndarray, alignment: Alignment) -> torch.Tensor:
     if alignment.scale < 0.9:
         h, w = image.shape[:2]
         pre = alignment.scale
-        image = np.asarray(Image.fromarray(image).resize((max(1, round(w * pre)), max(1, round(h * pre))),
-                                                         Image.LANCZOS))
+        image = np.asarray(
+            Image.fromarray(image).resize((max(1, round(w * pre)), max(1, round(h * pre))), Image.LANCZOS)
+        )
         matrix[:, :2] /= pre
     src = image_to_tensor(image)
     size = alignment.size
@@ -104,13 +105,13 @@ class Compositor:
         x1, y1 = np.ceil(img_corners.max(axis=0)).astype(int)
         self.x0, self.y0 = max(x0, 0), max(y0, 0)
         self.x1, self.y1 = min(x1, self.width), min(y1, self.height)
-        ys, xs = np.mgrid[self.y0: self.y1, self.x0: self.x1].astype(np.float64)
+        ys, xs = np.mgrid[self.y0 : self.y1, self.x0 : self.x1].astype(np.float64)
         crop_pts = np.stack([xs, ys], axis=-1) @ alignment.matrix[:, :2].T + alignment.matrix[:, 2]
         self.grid = _normalised_grid(torch.from_numpy(crop_pts).float(), size, size)[None].to(device)
         edge = np.minimum(crop_pts, size - crop_pts).min(axis=-1) / (self.FEATHER * size)
         ramp = np.clip(edge, 0, 1)
         self.mask = torch.from_numpy(ramp * ramp * (3 - 2 * ramp)).float()[None, None].to(device)
-        self.region = image_to_tensor(background[self.y0: self.y1, self.x0: self.x1]).to(device)
+        self.region = image_to_tensor(background[self.y0 : self.y1, self.x0 : self.x1]).to(device)
         self.background = torch.from_numpy(background.copy()).to(device)
 
     def __call__(self, crop: torch.Tensor) -> torch.Tensor:
@@ -118,7 +119,7 @@ class Compositor:
         pasted = F.grid_sample(crop, self.grid, mode="bilinear", padding_mode="border", align_corners=False)
         region = self.region + self.mask * (pasted - self.region)
         frame = self.background.clone()
-        frame[self.y0: self.y1, self.x0: self.x1] = uint8_frame(region)
+        frame[self.y0 : self.y1, self.x0 : self.x1] = uint8_frame(region)
         return frame
 
 

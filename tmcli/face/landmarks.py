@@ -41,8 +41,44 @@ RIGHT_BROW = [46, 53, 52, 65, 55, 70, 63, 105, 66, 107]
 LEFT_BROW = [276, 283, 282, 295, 285, 300, 293, 334, 296, 336]
 RIGHT_IRIS = [468, 469, 470, 471, 472]  # centre first
 LEFT_IRIS = [473, 474, 475, 476, 477]
-FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400,
-             377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]
+FACE_OVAL = [
+    10,
+    338,
+    297,
+    332,
+    284,
+    251,
+    389,
+    356,
+    454,
+    323,
+    361,
+    288,
+    397,
+    365,
+    379,
+    378,
+    400,
+    377,
+    152,
+    148,
+    176,
+    149,
+    150,
+    136,
+    172,
+    58,
+    132,
+    93,
+    234,
+    127,
+    162,
+    21,
+    54,
+    103,
+    67,
+    109,
+]
 CHIN = 152
 NOSE_TIP = 1
 
@@ -71,7 +107,9 @@ def interocular(landmarks: np.ndarray) -> float:
 
 MIN_FACE = 48  # pixels: the smallest face `detect_faces` promises to find, at any image size
 MAX_FACES = 32  # faces listed and counted by --face-index; a crowd's smaller faces beyond are left out
-MESH_MIN_FACE_SHARE = 0.2  # the mesh's own detector finds all faces this share of the image's larger side (1/8 measured)
+MESH_MIN_FACE_SHARE = (
+    0.2  # the mesh's own detector finds all faces this share of the image's larger side (1/8 measured)
+)
 DETECTOR_INPUT = 192  # side of the full-range face detector's input, pixels
 DETECTOR_MIN_FACE = 18  # smallest face it finds reliably in that input (measured: 10-14 px is hit and miss)
 FINEST_WINDOW = MIN_FACE * DETECTOR_INPUT // DETECTOR_MIN_FACE  # window side at which a MIN_FACE face is seen
@@ -83,8 +121,9 @@ MESH_CROP = 256  # ... resized to this side: the mesh's own detector finds it, n
 def _mesh(static: bool, max_faces: int):
     import mediapipe as mp
 
-    return mp.solutions.face_mesh.FaceMesh(static_image_mode=static, max_num_faces=max_faces,
-                                           refine_landmarks=True, min_detection_confidence=0.4)
+    return mp.solutions.face_mesh.FaceMesh(
+        static_image_mode=static, max_num_faces=max_faces, refine_landmarks=True, min_detection_confidence=0.4
+    )
 
 
 @lru_cache(maxsize=1)
@@ -142,6 +181,7 @@ def _whole_image_faces(image: np.ndarray, max_faces: int) -> list[Face]:
 def _windows(h: int, w: int, side: int):
     """Square windows of `side` (clipped to the image) at half-side strides: every face up to
     side / 2 lies wholly inside one."""
+
     def starts(length: int) -> list[int]:
         if length <= side:
             return [0]
@@ -219,7 +259,7 @@ def detect_faces(image: np.ndarray, max_faces: int = MAX_FACES, largest: int | N
         if largest and len(faces) >= largest and faces[largest - 1].size >= certain:
             break
         for x, y, ww, wh in _windows(h, w, side):
-            for bx0, by0, bx1, by1 in _detections(image[y: y + wh, x: x + ww]):
+            for bx0, by0, bx1, by1 in _detections(image[y : y + wh, x : x + ww]):
                 box = (x + bx0, y + by0, x + bx1, y + by1)
                 if any(_inside(_centre(box), b) for b in [f.box for f in faces] + tried):
                     continue
@@ -236,10 +276,14 @@ def find_face(image: np.ndarray, face_index: int = 0, name: str = "the portrait"
     """The face to animate: the largest, or the `face_index`-th by size."""
     faces = detect_faces(image, largest=face_index + 1)
     if not faces:
-        raise NoFaceError(f"no face found in {name}", hint="use a photo with a clearly visible, roughly frontal face")
+        raise NoFaceError(
+            f"no face found in {name}", hint="use a photo with a clearly visible, roughly frontal face"
+        )
     if face_index >= len(faces) or face_index < 0:
-        raise NoFaceError(f"--face-index {face_index} asked for, but {name} has {len(faces)} face(s)",
-                          hint=f"use 0..{len(faces) - 1}; 0 is the largest")
+        raise NoFaceError(
+            f"--face-index {face_index} asked for, but {name} has {len(faces)} face(s)",
+            hint=f"use 0..{len(faces) - 1}; 0 is the largest",
+        )
     return faces[face_index]
 
 
@@ -254,8 +298,9 @@ class LandmarkTracker:
         import mediapipe as mp
 
         with quiet_native_output():
-            self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=static, max_num_faces=1,
-                                                         refine_landmarks=True, min_detection_confidence=0.4)
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=static, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.4
+            )
 
     def __call__(self, frame: np.ndarray) -> np.ndarray | None:
         h, w = frame.shape[:2]

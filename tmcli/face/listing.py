@@ -31,8 +31,10 @@ def list_faces(path: str | Path) -> tuple[np.ndarray, list[Face]]:
     image = load_image(path)
     faces = detect_faces(image)
     if not faces:
-        raise NoFaceError(f"no face found in {path}",
-                          hint="faces must be roughly frontal and at least a few dozen pixels wide")
+        raise NoFaceError(
+            f"no face found in {path}",
+            hint="faces must be roughly frontal and at least a few dozen pixels wide",
+        )
     return image, faces
 
 
@@ -57,7 +59,10 @@ def write_preview(image: np.ndarray, faces: list[Face], path: str | Path) -> Non
         draw.rectangle(listed.box, outline=BOX_COLOUR, width=line)
         font = ImageFont.load_default(size=max(12, round(face.size * LABEL_SHARE)))
         label = str(listed.index)
-        corner = (listed.box[0], max(listed.box[1], font.size + 2 * line))  # above the box, inside the picture
+        corner = (
+            listed.box[0],
+            max(listed.box[1], font.size + 2 * line),
+        )  # above the box, inside the picture
         left, top, right, bottom = draw.textbbox(corner, label, font=font, anchor="lb")
         draw.rectangle((left - line, top - line, right + line, bottom + line), fill=BOX_COLOUR)
         draw.text(corner, label, fill=LABEL_COLOUR, font=font, anchor="lb")

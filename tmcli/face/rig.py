@@ -21,12 +21,33 @@ from tmcli.face import landmarks as L
 
 POSE = ["headYaw", "headPitch", "headRoll", "headX", "headY", "headScale"]
 BLENDSHAPES = [
-    "jawOpen", "mouthClose", "mouthFunnel", "mouthPucker",
-    "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
-    "mouthUpperUpLeft", "mouthUpperUpRight", "mouthLowerDownLeft", "mouthLowerDownRight",
-    "mouthPressLeft", "mouthPressRight", "mouthRollLower", "mouthRollUpper",
-    "eyeBlinkLeft", "eyeBlinkRight", "eyeWideLeft", "eyeWideRight", "eyeSquintLeft", "eyeSquintRight",
-    "browInnerUp", "browDownLeft", "browDownRight", "browOuterUpLeft", "browOuterUpRight",
+    "jawOpen",
+    "mouthClose",
+    "mouthFunnel",
+    "mouthPucker",
+    "mouthSmileLeft",
+    "mouthSmileRight",
+    "mouthStretchLeft",
+    "mouthStretchRight",
+    "mouthUpperUpLeft",
+    "mouthUpperUpRight",
+    "mouthLowerDownLeft",
+    "mouthLowerDownRight",
+    "mouthPressLeft",
+    "mouthPressRight",
+    "mouthRollLower",
+    "mouthRollUpper",
+    "eyeBlinkLeft",
+    "eyeBlinkRight",
+    "eyeWideLeft",
+    "eyeWideRight",
+    "eyeSquintLeft",
+    "eyeSquintRight",
+    "browInnerUp",
+    "browDownLeft",
+    "browDownRight",
+    "browOuterUpLeft",
+    "browOuterUpRight",
 ]
 GAZE = ["gazeX", "gazeY"]
 ARTICULATION = [name for name in BLENDSHAPES if name.startswith(("jaw", "mouth"))]  # what speech moves
@@ -34,14 +55,24 @@ CHANNELS = POSE + BLENDSHAPES + GAZE
 MOTION_DIM = len(CHANNELS)
 INDEX = {name: i for i, name in enumerate(CHANNELS)}
 POSE_CHANNELS = slice(INDEX[POSE[0]], INDEX[POSE[-1]] + 1)
-REST_GAP = 0.18  # largest inner-lip gap (u) at rest: a portrait caught mid-word rests with its lips this far apart
+REST_GAP = (
+    0.18  # largest inner-lip gap (u) at rest: a portrait caught mid-word rests with its lips this far apart
+)
 
 
 # the range the rig takes motion in: learned generators may step outside it, the rig never does.
 # Blendshapes may be negative (a sad mouth is a negative smile; a neutral face may lower its brows).
-LIMITS = {"headYaw": (-0.8, 0.8), "headPitch": (-0.6, 0.6), "headRoll": (-0.6, 0.6), "headX": (-1.5, 1.5),
-          "headY": (-1.5, 1.5), "headScale": (-0.5, 0.5), **{name: (-1.0, 1.0) for name in BLENDSHAPES},
-          "gazeX": (-1.0, 1.0), "gazeY": (-1.0, 1.0)}
+LIMITS = {
+    "headYaw": (-0.8, 0.8),
+    "headPitch": (-0.6, 0.6),
+    "headRoll": (-0.6, 0.6),
+    "headX": (-1.5, 1.5),
+    "headY": (-1.5, 1.5),
+    "headScale": (-0.5, 0.5),
+    **{name: (-1.0, 1.0) for name in BLENDSHAPES},
+    "gazeX": (-1.0, 1.0),
+    "gazeY": (-1.0, 1.0),
+}
 LOWER = np.array([LIMITS[name][0] for name in CHANNELS])
 UPPER = np.array([LIMITS[name][1] for name in CHANNELS])
 
@@ -74,7 +105,7 @@ class FaceRig:
         self.source = np.asarray(landmarks, dtype=np.float64)
         self.unit = L.interocular(self.source)
         p = self.source[:, :2]
-        self.eye_mid = (p[[33, 133, 263, 362]].mean(axis=0))
+        self.eye_mid = p[[33, 133, 263, 362]].mean(axis=0)
         corners = p[[61, 291]]
         self.mouth_centre = (p[13] + p[14]) / 2
         self.mouth_half_width = max(np.linalg.norm(corners[1] - corners[0]) / 2, 0.2 * self.unit)
@@ -123,7 +154,7 @@ class FaceRig:
 
         for side, sign in (("Left", 1.0), ("Right", -1.0)):
             on_side = np.clip(sign * x / hw, 0, 1)  # 1 at this side's corner
-            near_corner = np.exp(-((x - sign * hw) ** 2 + y ** 2) / (2 * 0.3 ** 2))
+            near_corner = np.exp(-((x - sign * hw) ** 2 + y**2) / (2 * 0.3**2))
             smile = basis[f"mouthSmile{side}"]
             smile[:, 0] = 0.10 * sign * near_corner
             smile[:, 1] = -0.10 * near_corner
@@ -176,8 +207,12 @@ class FaceRig:
     # -- apply -----------------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
         """What `pose_landmarks` needs of this portrait (float64)."""
-        return {"rest": torch.from_numpy(self.rest), "basis": torch.from_numpy(self.basis),
-                "pivot": torch.from_numpy(self.pivot), "unit": torch.tensor(float(self.unit), dtype=torch.float64)}
+        return {
+            "rest": torch.from_numpy(self.rest),
+            "basis": torch.from_numpy(self.basis),
+            "pivot": torch.from_numpy(self.pivot),
+            "unit": torch.tensor(float(self.unit), dtype=torch.float64),
+        }
 
     def apply(self, motion: np.ndarray) -> np.ndarray:
         """One frame of motion (MOTION_DIM,) -> deformed landmarks (478, 3) in crop pixels."""
@@ -188,9 +223,12 @@ class FaceRig:
 
     def _pose(self, pts: np.ndarray, pose: np.ndarray) -> np.ndarray:
         """pose_points on host arrays: points (N, 3), pose (6,) (motion fitting, train/extract.py)."""
-        return pose_points(torch.from_numpy(np.asarray(pts, dtype=np.float64))[None],
-                           torch.from_numpy(np.asarray(pose, dtype=np.float64))[None],
-                           torch.from_numpy(self.pivot), torch.tensor(float(self.unit), dtype=torch.float64))[0].numpy()
+        return pose_points(
+            torch.from_numpy(np.asarray(pts, dtype=np.float64))[None],
+            torch.from_numpy(np.asarray(pose, dtype=np.float64))[None],
+            torch.from_numpy(self.pivot),
+            torch.tensor(float(self.unit), dtype=torch.float64),
+        )[0].numpy()
 
     def _close_lips(self, pts: np.ndarray, amount: float) -> None:
         pts[:, 1] += close_lips_shift(torch.from_numpy(pts[None, :, 1]), torch.tensor([amount]))[0].numpy()
@@ -209,8 +247,12 @@ def _rig_constants() -> tuple[torch.Tensor, ...]:
     """The rig's fixed tensors: motion limits, the lip-closing spread (11, 478), the irises (478,).
     Made once, eagerly: a cache filled inside an export's trace would keep its fake tensors."""
     spread = torch.zeros(len(L.LIPS_UPPER_INNER), L.NUM_LANDMARKS, dtype=torch.float64)
-    for contour, sign in ((L.LIPS_UPPER_INNER, 1), (L.LIPS_UPPER_OUTER, 1), (L.LIPS_LOWER_INNER, -1),
-                          (L.LIPS_LOWER_OUTER, -1)):
+    for contour, sign in (
+        (L.LIPS_UPPER_INNER, 1),
+        (L.LIPS_UPPER_OUTER, 1),
+        (L.LIPS_LOWER_INNER, -1),
+        (L.LIPS_LOWER_OUTER, -1),
+    ):
         spread[torch.arange(len(contour)), contour] += sign
     iris = torch.zeros(L.NUM_LANDMARKS, dtype=torch.float64)
     iris[L.LEFT_IRIS + L.RIGHT_IRIS] = 1.0
@@ -220,15 +262,16 @@ def _rig_constants() -> tuple[torch.Tensor, ...]:
 RIG_CONSTANTS = _rig_constants()
 
 
-def pose_landmarks(motion: torch.Tensor, rest: torch.Tensor, basis: torch.Tensor, pivot: torch.Tensor,
-                   unit: torch.Tensor) -> torch.Tensor:
+def pose_landmarks(
+    motion: torch.Tensor, rest: torch.Tensor, basis: torch.Tensor, pivot: torch.Tensor, unit: torch.Tensor
+) -> torch.Tensor:
     """The rig as tensor math: motion (T, MOTION_DIM) -> landmarks (T, 478, 3) in crop pixels.
 
     One code path for rendering (FaceRig.apply) and for the exported face_rig graph; the
     portrait comes in as FaceRig.tensors() (rest (478, 3), basis (27, 478, 2), pivot (3,), unit)."""
     lower, upper, _, iris = (t.to(rest.dtype) for t in RIG_CONSTANTS)
     m = torch.minimum(torch.maximum(torch.nan_to_num(motion.to(rest.dtype)), lower), upper)
-    coeffs = m[:, len(POSE): len(POSE) + len(BLENDSHAPES)]
+    coeffs = m[:, len(POSE) : len(POSE) + len(BLENDSHAPES)]
     xy = rest[None, :, :2] + torch.einsum("ts,snk->tnk", coeffs, basis)
     y = xy[..., 1] + close_lips_shift(xy[..., 1], coeffs[:, BLENDSHAPES.index("mouthClose")])
     x = xy[..., 0] + 0.11 * unit * m[:, INDEX["gazeX"], None] * iris
@@ -237,7 +280,9 @@ def pose_landmarks(motion: torch.Tensor, rest: torch.Tensor, basis: torch.Tensor
     return pose_points(pts, m[:, : len(POSE)], pivot, unit)
 
 
-def pose_points(pts: torch.Tensor, pose: torch.Tensor, pivot: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
+def pose_points(
+    pts: torch.Tensor, pose: torch.Tensor, pivot: torch.Tensor, unit: torch.Tensor
+) -> torch.Tensor:
     """Head pose (T, 6: yaw, pitch, roll, tx, ty, log scale) applied to points (T, N, 3) about the pivot."""
     yaw, pitch, roll, tx, ty, log_scale = pose.unbind(dim=1)
     one, zero = torch.ones_like(yaw), torch.zeros_like(yaw)

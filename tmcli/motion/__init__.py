@@ -1,1 +1,2 @@
-"""The motion space: controls, the phonetic driver, MotionDiT and its causal student, the mesh-warp renderer."""
+"""The motion space: controls, the phonetic driver, MotionDiT and its causal student, the mesh-warp
+renderer."""

@@ -23,16 +23,18 @@ from __future__ import annotations
 import torch
 from diffusers.configuration_utils import register_to_config
 
-from tmcli.motion.controls import CONTROL_DIM, GROUPS
-from tmcli.face.rig import MOTION_DIM
-from tmcli.speech.features import FEATURE_DIM
 from tmcli.core.attention import KVCache, attend, commit_chunk
+from tmcli.face.rig import MOTION_DIM
+from tmcli.motion.controls import CONTROL_DIM, GROUPS
 from tmcli.motion.dit import Block, MotionDiT
+from tmcli.speech.features import FEATURE_DIM
 
 NOISY, CLEAN, MISSING = 0, 1, 2  # token kinds of the teacher: generated, clean motion, audio without motion
 
 
-def _block(block: Block, x: torch.Tensor, cond: torch.Tensor, attention) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _block(
+    block: Block, x: torch.Tensor, cond: torch.Tensor, attention
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One transformer block with `attention(q, k, v) -> y`; also returns this layer's keys and values."""
     shift1, scale1, gate1, shift2, scale2, gate2 = block.modulate(cond)
     q, k, v = block.attn.project(block.norm1(x) * (1 + scale1) + shift1)
@@ -42,13 +44,37 @@ def _block(block: Block, x: torch.Tensor, cond: torch.Tensor, attention) -> tupl
 
 class CausalMotionDiT(MotionDiT):
     @register_to_config
-    def __init__(self, motion_dim: int = MOTION_DIM, audio_dim: int = FEATURE_DIM,
-                 control_dims: dict[str, int] | None = None, hidden_size: int = 192, num_layers: int = 4,
-                 num_heads: int = 4, mlp_ratio: float = 4.0, window: int = 100, context_frames: int = 10,
-                 audio_context: int = 2, fps: float = 25.0, chunk_frames: int = 5, window_chunks: int = 8,
-                 lookahead_frames: int = 3, denoising_steps: int = 2):
-        super().__init__(motion_dim, audio_dim, control_dims, hidden_size, num_layers, num_heads, mlp_ratio,
-                         window, context_frames, audio_context, fps)
+    def __init__(
+        self,
+        motion_dim: int = MOTION_DIM,
+        audio_dim: int = FEATURE_DIM,
+        control_dims: dict[str, int] | None = None,
+        hidden_size: int = 192,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        window: int = 100,
+        context_frames: int = 10,
+        audio_context: int = 2,
+        fps: float = 25.0,
+        chunk_frames: int = 5,
+        window_chunks: int = 8,
+        lookahead_frames: int = 3,
+        denoising_steps: int = 2,
+    ):
+        super().__init__(
+            motion_dim,
+            audio_dim,
+            control_dims,
+            hidden_size,
+            num_layers,
+            num_heads,
+            mlp_ratio,
+            window,
+            context_frames,
+            audio_context,
+            fps,
+        )
 
     @classmethod
     def from_teacher(cls, teacher: MotionDiT, **student) -> CausalMotionDiT:
@@ -73,22 +99,31 @@ class CausalMotionDiT(MotionDiT):
         n = self.config.denoising_steps
         return [1.0 - i / n for i in range(n)]
 
-    def chunk_tokens(self, motion: torch.Tensor, audio: torch.Tensor, kind: int,
-                     drop: torch.Tensor | None = None) -> torch.Tensor:
+    def chunk_tokens(
+        self, motion: torch.Tensor, audio: torch.Tensor, kind: int, drop: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Tokens of one chunk: its frames (normalised motion, noisy or clean) then the look-ahead.
 
         motion: (B, C, D); audio: (B, audio_span, F), from audio_context frames before the chunk.
         """
         r = self.config.audio_context
-        windows = torch.cat([audio[:, i: audio.shape[1] - 2 * r + i] for i in range(2 * r + 1)], dim=-1)
+        windows = torch.cat([audio[:, i : audio.shape[1] - 2 * r + i] for i in range(2 * r + 1)], dim=-1)
         heard = self._drop(self.audio_in(windows), "audio", drop)
         c = motion.shape[1]
         frames = self.motion_in(motion) + self.token_kind.weight[kind] + heard[:, :c]
         return torch.cat([frames, heard[:, c:] + self.token_kind.weight[MISSING]], dim=1)
 
-    def step(self, motion: torch.Tensor, timestep: torch.Tensor, audio: torch.Tensor, cache: KVCache,
-             neutral: torch.Tensor, controls: dict[str, torch.Tensor], drop: torch.Tensor | None = None,
-             write: bool = False) -> torch.Tensor:
+    def step(
+        self,
+        motion: torch.Tensor,
+        timestep: torch.Tensor,
+        audio: torch.Tensor,
+        cache: KVCache,
+        neutral: torch.Tensor,
+        controls: dict[str, torch.Tensor],
+        drop: torch.Tensor | None = None,
+        write: bool = False,
+    ) -> torch.Tensor:
         """One pass of one chunk against the cache -> velocity (B, C, D).
 
         write=False: denoising (motion noisy at `timestep`); write=True: the clean chunk at time 0,
@@ -114,9 +149,16 @@ class CausalMotionDiT(MotionDiT):
             cache.chunks += 1
         return self.output(x[:, :c], cond)
 
-    def forward_sequence(self, clean: torch.Tensor, noisy: torch.Tensor, timestep: torch.Tensor,
-                         audio: torch.Tensor, neutral: torch.Tensor, controls: dict[str, torch.Tensor],
-                         drop: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_sequence(
+        self,
+        clean: torch.Tensor,
+        noisy: torch.Tensor,
+        timestep: torch.Tensor,
+        audio: torch.Tensor,
+        neutral: torch.Tensor,
+        controls: dict[str, torch.Tensor],
+        drop: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """All chunks of a clip at once: velocity of every noisy chunk (B, G * C, D).
 
         Noisy chunk i sees what it would see streaming with `clean` as the past: the sink
@@ -132,8 +174,12 @@ class CausalMotionDiT(MotionDiT):
         cond_clean = self.condition(torch.zeros(b, device=noisy.device), neutral, controls, drop)
         for motion, version in ((clean, 0), (noisy, 1)):
             for i in range(g):
-                x = self.chunk_tokens(motion[:, i * c: (i + 1) * c], audio[:, i * c: i * c + span],
-                                      NOISY if version else CLEAN, drop)
+                x = self.chunk_tokens(
+                    motion[:, i * c : (i + 1) * c],
+                    audio[:, i * c : i * c + span],
+                    NOISY if version else CLEAN,
+                    drop,
+                )
                 cond = self.condition(timestep[:, i], neutral, controls, drop) if version else cond_clean
                 tokens.append(x)
                 positions.append(torch.arange(i * c, (i + 1) * c + a))
@@ -145,6 +191,7 @@ class CausalMotionDiT(MotionDiT):
         rope = self.rope(pos)
         sink_cols = torch.arange(c, device=noisy.device)  # clean chunk 0's frame tokens
         for block in self.blocks:
+
             def attention(q, k, v):
                 sink = (k[:, :, sink_cols], v[:, :, sink_cols])
                 return attend(q, k, v, rope, rope, sink, band_mask, sink_mask)
@@ -152,8 +199,8 @@ class CausalMotionDiT(MotionDiT):
             x, _, _ = _block(block, x, cond, attention)
         group = c + a
         start = g * group  # noisy groups follow the clean ones
-        frames = torch.cat([x[:, start + i * group: start + i * group + c] for i in range(g)], dim=1)
-        cond_noisy = torch.cat([cond[:, start + i * group: start + i * group + c] for i in range(g)], dim=1)
+        frames = torch.cat([x[:, start + i * group : start + i * group + c] for i in range(g)], dim=1)
+        cond_noisy = torch.cat([cond[:, start + i * group : start + i * group + c] for i in range(g)], dim=1)
         return self.output(frames, cond_noisy)
 
     def _sequence_masks(self, g: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,7 +216,7 @@ class CausalMotionDiT(MotionDiT):
                 rows = slice((version * g + i) * group, (version * g + i + 1) * group)
                 band[rows, rows] = True  # the chunk itself, look-ahead included
                 for j in range(max(1, i - w), i):  # clean frames of the window (chunk 0 is the sink)
-                    band[rows, j * group: j * group + c] = True
+                    band[rows, j * group : j * group + c] = True
                 sink[rows] = i > 0
         return band, sink
 
@@ -187,10 +234,29 @@ class FixedShapeStep(torch.nn.Module):
     else the band's newest slot, the oldest chunk dropped); with write=False the cache comes
     back unchanged. Feed the returned cache to the next call."""
 
-    INPUTS = ("motion", "timestep", "audio", "neutral", "controls", "write",
-              "sink_keys", "sink_values", "band_keys", "band_values", "sink_valid", "band_valid")
-    OUTPUTS = ("velocity", "sink_keys_out", "sink_values_out", "band_keys_out", "band_values_out",
-               "sink_valid_out", "band_valid_out")
+    INPUTS = (
+        "motion",
+        "timestep",
+        "audio",
+        "neutral",
+        "controls",
+        "write",
+        "sink_keys",
+        "sink_values",
+        "band_keys",
+        "band_values",
+        "sink_valid",
+        "band_valid",
+    )
+    OUTPUTS = (
+        "velocity",
+        "sink_keys_out",
+        "sink_values_out",
+        "band_keys_out",
+        "band_values_out",
+        "sink_valid_out",
+        "band_valid_out",
+    )
 
     def __init__(self, model: CausalMotionDiT):
         super().__init__()
@@ -210,32 +276,74 @@ class FixedShapeStep(torch.nn.Module):
         head_dim = cfg.hidden_size // heads
         sink = torch.zeros(cfg.num_layers, 1, heads, c, head_dim, dtype=dtype)
         band = torch.zeros(cfg.num_layers, 1, heads, self.band_slots, head_dim, dtype=dtype)
-        return (torch.randn(1, c, cfg.motion_dim, dtype=dtype), torch.full((1,), 1000.0, dtype=dtype),
-                torch.randn(1, self.model.audio_span, cfg.audio_dim, dtype=dtype),
-                torch.zeros(1, cfg.motion_dim, dtype=dtype), torch.zeros(1, CONTROL_DIM, dtype=dtype),
-                torch.zeros(1, dtype=torch.bool), sink, sink.clone(), band, band.clone(),
-                torch.zeros(1, dtype=torch.bool), torch.zeros(self.band_slots, dtype=torch.bool))
+        return (
+            torch.randn(1, c, cfg.motion_dim, dtype=dtype),
+            torch.full((1,), 1000.0, dtype=dtype),
+            torch.randn(1, self.model.audio_span, cfg.audio_dim, dtype=dtype),
+            torch.zeros(1, cfg.motion_dim, dtype=dtype),
+            torch.zeros(1, CONTROL_DIM, dtype=dtype),
+            torch.zeros(1, dtype=torch.bool),
+            sink,
+            sink.clone(),
+            band,
+            band.clone(),
+            torch.zeros(1, dtype=torch.bool),
+            torch.zeros(self.band_slots, dtype=torch.bool),
+        )
 
-    def forward(self, motion, timestep, audio, neutral, controls, write, sink_keys, sink_values, band_keys,
-                band_values, sink_valid, band_valid):
+    def forward(
+        self,
+        motion,
+        timestep,
+        audio,
+        neutral,
+        controls,
+        write,
+        sink_keys,
+        sink_values,
+        band_keys,
+        band_values,
+        sink_valid,
+        band_valid,
+    ):
         model, c = self.model, self.chunk_frames
         groups = dict(zip(GROUPS, controls.split(list(GROUPS.values()), dim=-1)))
         x = model.chunk_tokens(motion, audio, write.long())
         cond = model.condition(timestep, neutral, groups)
         rope = (self.rope_cos, self.rope_sin)
-        q_rope = (self.rope_cos[self.band_slots:], self.rope_sin[self.band_slots:])
+        q_rope = (self.rope_cos[self.band_slots :], self.rope_sin[self.band_slots :])
         band_mask = torch.cat([band_valid, torch.ones(x.shape[1], dtype=torch.bool, device=x.device)])[None]
         new_keys, new_values = [], []
         for layer, block in enumerate(model.blocks):
+
             def attention(q, k, v, layer=layer):
                 keys = torch.cat([band_keys[layer], k], dim=-2)
                 values = torch.cat([band_values[layer], v], dim=-2)
-                return attend(q, keys, values, q_rope, rope, (sink_keys[layer], sink_values[layer]), band_mask,
-                              sink_valid[None])
+                return attend(
+                    q,
+                    keys,
+                    values,
+                    q_rope,
+                    rope,
+                    (sink_keys[layer], sink_values[layer]),
+                    band_mask,
+                    sink_valid[None],
+                )
 
             x, k, v = _block(block, x, cond, attention)
             new_keys.append(k[:, :, :c])
             new_values.append(v[:, :, :c])
-        return (model.output(x[:, :c], cond),
-                *commit_chunk(write, torch.stack(new_keys), torch.stack(new_values), sink_keys, sink_values,
-                              band_keys, band_values, sink_valid, band_valid))
+        return (
+            model.output(x[:, :c], cond),
+            *commit_chunk(
+                write,
+                torch.stack(new_keys),
+                torch.stack(new_values),
+                sink_keys,
+                sink_values,
+                band_keys,
+                band_values,
+                sink_valid,
+                band_valid,
+            ),
+        )

@@ -24,10 +24,21 @@ BLINK_SCALE = 30.0  # blinks per minute that map to 1.0 in the vector
 # lowers them and raises the inner brows, surprise raises the brows and widens the eyes)
 EMOTION_SHAPES: dict[str, dict[str, float]] = {
     "happy": {"mouthSmileLeft": 0.7, "mouthSmileRight": 0.7, "eyeSquintLeft": 0.35, "eyeSquintRight": 0.35},
-    "sad": {"mouthSmileLeft": -0.45, "mouthSmileRight": -0.45, "browInnerUp": 0.6, "mouthPressLeft": 0.3,
-            "mouthPressRight": 0.3},
-    "surprised": {"browInnerUp": 0.6, "browOuterUpLeft": 0.7, "browOuterUpRight": 0.7, "eyeWideLeft": 0.6,
-                  "eyeWideRight": 0.6, "jawOpen": 0.08},
+    "sad": {
+        "mouthSmileLeft": -0.45,
+        "mouthSmileRight": -0.45,
+        "browInnerUp": 0.6,
+        "mouthPressLeft": 0.3,
+        "mouthPressRight": 0.3,
+    },
+    "surprised": {
+        "browInnerUp": 0.6,
+        "browOuterUpLeft": 0.7,
+        "browOuterUpRight": 0.7,
+        "eyeWideLeft": 0.6,
+        "eyeWideRight": 0.6,
+        "jawOpen": 0.08,
+    },
 }
 
 
@@ -39,8 +50,9 @@ class Controls:
     blink_rate: float = 15.0  # blinks per minute
 
     def vector(self) -> np.ndarray:
-        return np.array([*self.gaze, *self.emotion, self.pose_intensity, self.blink_rate / BLINK_SCALE],
-                        dtype=np.float32)
+        return np.array(
+            [*self.gaze, *self.emotion, self.pose_intensity, self.blink_rate / BLINK_SCALE], dtype=np.float32
+        )
 
     @classmethod
     def from_vector(cls, v: np.ndarray) -> Controls:
@@ -73,8 +85,10 @@ def parse_emotion(text: str) -> tuple[float, ...]:
         if name == "neutral" and not value:
             continue
         if name not in strengths:
-            raise ConfigError(f"unknown emotion {name!r}", hint=f"use neutral or {', '.join(EMOTIONS)}, "
-                              "optionally NAME:STRENGTH")
+            raise ConfigError(
+                f"unknown emotion {name!r}",
+                hint=f"use neutral or {', '.join(EMOTIONS)}, optionally NAME:STRENGTH",
+            )
         try:
             strengths[name] = float(value) if value else 1.0
         except ValueError:

@@ -23,30 +23,89 @@ from pathlib import Path
 import numpy as np
 
 from tmcli.core.errors import InputError
-from tmcli.face.rig import BLENDSHAPES, CHANNELS, INDEX, MOTION_DIM, POSE, neutral
 from tmcli.core.media import check_writable, publish, temp_beside
+from tmcli.face.rig import BLENDSHAPES, CHANNELS, INDEX, MOTION_DIM, POSE, neutral
 
 FORMAT, VERSION = "tm-motion", 1
 ARKIT_BLENDSHAPES = [
-    "EyeBlinkLeft", "EyeLookDownLeft", "EyeLookInLeft", "EyeLookOutLeft", "EyeLookUpLeft", "EyeSquintLeft",
-    "EyeWideLeft", "EyeBlinkRight", "EyeLookDownRight", "EyeLookInRight", "EyeLookOutRight", "EyeLookUpRight",
-    "EyeSquintRight", "EyeWideRight", "JawForward", "JawRight", "JawLeft", "JawOpen", "MouthClose", "MouthFunnel",
-    "MouthPucker", "MouthRight", "MouthLeft", "MouthSmileLeft", "MouthSmileRight", "MouthFrownLeft",
-    "MouthFrownRight", "MouthDimpleLeft", "MouthDimpleRight", "MouthStretchLeft", "MouthStretchRight",
-    "MouthRollLower", "MouthRollUpper", "MouthShrugLower", "MouthShrugUpper", "MouthPressLeft", "MouthPressRight",
-    "MouthLowerDownLeft", "MouthLowerDownRight", "MouthUpperUpLeft", "MouthUpperUpRight", "BrowDownLeft",
-    "BrowDownRight", "BrowInnerUp", "BrowOuterUpLeft", "BrowOuterUpRight", "CheekPuff", "CheekSquintLeft",
-    "CheekSquintRight", "NoseSneerLeft", "NoseSneerRight", "TongueOut"]
-HEAD_AND_EYES = ["HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll", "RightEyeYaw",
-                 "RightEyePitch", "RightEyeRoll"]
+    "EyeBlinkLeft",
+    "EyeLookDownLeft",
+    "EyeLookInLeft",
+    "EyeLookOutLeft",
+    "EyeLookUpLeft",
+    "EyeSquintLeft",
+    "EyeWideLeft",
+    "EyeBlinkRight",
+    "EyeLookDownRight",
+    "EyeLookInRight",
+    "EyeLookOutRight",
+    "EyeLookUpRight",
+    "EyeSquintRight",
+    "EyeWideRight",
+    "JawForward",
+    "JawRight",
+    "JawLeft",
+    "JawOpen",
+    "MouthClose",
+    "MouthFunnel",
+    "MouthPucker",
+    "MouthRight",
+    "MouthLeft",
+    "MouthSmileLeft",
+    "MouthSmileRight",
+    "MouthFrownLeft",
+    "MouthFrownRight",
+    "MouthDimpleLeft",
+    "MouthDimpleRight",
+    "MouthStretchLeft",
+    "MouthStretchRight",
+    "MouthRollLower",
+    "MouthRollUpper",
+    "MouthShrugLower",
+    "MouthShrugUpper",
+    "MouthPressLeft",
+    "MouthPressRight",
+    "MouthLowerDownLeft",
+    "MouthLowerDownRight",
+    "MouthUpperUpLeft",
+    "MouthUpperUpRight",
+    "BrowDownLeft",
+    "BrowDownRight",
+    "BrowInnerUp",
+    "BrowOuterUpLeft",
+    "BrowOuterUpRight",
+    "CheekPuff",
+    "CheekSquintLeft",
+    "CheekSquintRight",
+    "NoseSneerLeft",
+    "NoseSneerRight",
+    "TongueOut",
+]
+HEAD_AND_EYES = [
+    "HeadYaw",
+    "HeadPitch",
+    "HeadRoll",
+    "LeftEyeYaw",
+    "LeftEyePitch",
+    "LeftEyeRoll",
+    "RightEyeYaw",
+    "RightEyePitch",
+    "RightEyeRoll",
+]
 CSV_COLUMNS = ["Timecode", "BlendShapeCount", *ARKIT_BLENDSHAPES, *HEAD_AND_EYES]
 TM_TO_ARKIT = {name: name[0].upper() + name[1:] for name in BLENDSHAPES}  # tm uses ARKit's names
 # gaze: x right / y down of the picture in [-1, 1]; as eye angles, in radians
 GAZE_RADIANS = 0.35
 EYE_LOOK = {  # ARKit shape -> (gaze axis, sign): looking to the picture's right is the subject's left
-    "EyeLookOutLeft": ("gazeX", 1), "EyeLookInRight": ("gazeX", 1), "EyeLookInLeft": ("gazeX", -1),
-    "EyeLookOutRight": ("gazeX", -1), "EyeLookDownLeft": ("gazeY", 1), "EyeLookDownRight": ("gazeY", 1),
-    "EyeLookUpLeft": ("gazeY", -1), "EyeLookUpRight": ("gazeY", -1)}
+    "EyeLookOutLeft": ("gazeX", 1),
+    "EyeLookInRight": ("gazeX", 1),
+    "EyeLookInLeft": ("gazeX", -1),
+    "EyeLookOutRight": ("gazeX", -1),
+    "EyeLookDownLeft": ("gazeY", 1),
+    "EyeLookDownRight": ("gazeY", 1),
+    "EyeLookUpLeft": ("gazeY", -1),
+    "EyeLookUpRight": ("gazeY", -1),
+}
 UNMODELLED = [n for n in ARKIT_BLENDSHAPES if n not in TM_TO_ARKIT.values() and n not in EYE_LOOK]
 
 
@@ -71,8 +130,11 @@ def to_csv_row(frame: int, m: np.ndarray, fps: float) -> list[str]:
         values[arkit] = float(m[INDEX[name]])
     for shape, (axis, sign) in EYE_LOOK.items():
         values[shape] = max(0.0, sign * float(m[INDEX[axis]]))
-    values.update(HeadYaw=float(m[INDEX["headYaw"]]), HeadPitch=float(m[INDEX["headPitch"]]),
-                  HeadRoll=float(m[INDEX["headRoll"]]))
+    values.update(
+        HeadYaw=float(m[INDEX["headYaw"]]),
+        HeadPitch=float(m[INDEX["headPitch"]]),
+        HeadRoll=float(m[INDEX["headRoll"]]),
+    )
     for eye in ("LeftEye", "RightEye"):
         values[f"{eye}Yaw"] = float(m[INDEX["gazeX"]]) * GAZE_RADIANS
         values[f"{eye}Pitch"] = float(m[INDEX["gazeY"]]) * GAZE_RADIANS
@@ -82,15 +144,19 @@ def to_csv_row(frame: int, m: np.ndarray, fps: float) -> list[str]:
 
 def frame_record(m: np.ndarray) -> dict:
     """One frame of tm's JSON: pose, named blendshapes, gaze."""
-    return {"pose": {name: float(m[INDEX[name]]) for name in POSE},
-            "blendshapes": {name: float(m[INDEX[name]]) for name in BLENDSHAPES},
-            "gaze": {"x": float(m[INDEX["gazeX"]]), "y": float(m[INDEX["gazeY"]])}}
+    return {
+        "pose": {name: float(m[INDEX[name]]) for name in POSE},
+        "blendshapes": {name: float(m[INDEX[name]]) for name in BLENDSHAPES},
+        "gaze": {"x": float(m[INDEX["gazeX"]]), "y": float(m[INDEX["gazeY"]])},
+    }
 
 
 class MotionWriter:
     """Writes motion blocks (frames, MOTION_DIM) to `path` as they come; renamed into place on success."""
 
-    def __init__(self, path: str | Path, fps: float, landmarks: np.ndarray | None = None, source: dict | None = None):
+    def __init__(
+        self, path: str | Path, fps: float, landmarks: np.ndarray | None = None, source: dict | None = None
+    ):
         self.path, self.fps = Path(path), fps
         self.format = motion_format(path)
         self.landmarks, self.source = landmarks, source or {}
@@ -104,10 +170,19 @@ class MotionWriter:
             self.csv = csv.writer(self.file)
             self.csv.writerow(CSV_COLUMNS)
         else:  # the header, then frames one by one, then the closing brackets
-            head = {"format": FORMAT, "version": VERSION, "fps": self.fps, "channels": CHANNELS,
-                    "pose_units": "radians (yaw, pitch, roll); head x, y in interocular distances; scale a factor",
-                    "gaze_units": "[-1, 1], right and down of the picture positive", "source": self.source,
-                    "portrait_landmarks": None if self.landmarks is None else np.round(self.landmarks, 3).tolist()}
+            head = {
+                "format": FORMAT,
+                "version": VERSION,
+                "fps": self.fps,
+                "channels": CHANNELS,
+                "pose_units": "radians (yaw, pitch, roll); head x, y in interocular distances; "
+                "scale a factor",
+                "gaze_units": "[-1, 1], right and down of the picture positive",
+                "source": self.source,
+                "portrait_landmarks": None
+                if self.landmarks is None
+                else np.round(self.landmarks, 3).tolist(),
+            }
             self.file.write(json.dumps(head)[:-1] + ', "frames": [\n')
         return self
 
@@ -150,15 +225,24 @@ def read_motion(path: str | Path, fps: float) -> np.ndarray:
 def _read_json(path: Path, fps: float) -> np.ndarray:
     data = json.loads(path.read_text())
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise InputError(f"{path} is not a tm motion file (no \"format\": \"{FORMAT}\")")
+        raise InputError(f'{path} is not a tm motion file (no "format": "{FORMAT}")')
     if data.get("version") != VERSION:
-        raise InputError(f"{path} is tm motion version {data.get('version')}; this tm reads version {VERSION}")
+        raise InputError(
+            f"{path} is tm motion version {data.get('version')}; this tm reads version {VERSION}"
+        )
     if not math.isclose(float(data["fps"]), fps):
-        raise InputError(f"{path} is {data['fps']:g} fps motion; asked for {fps:g} fps",
-                         hint=f"render with --fps {data['fps']:g}")
+        raise InputError(
+            f"{path} is {data['fps']:g} fps motion; asked for {fps:g} fps",
+            hint=f"render with --fps {data['fps']:g}",
+        )
     motion = np.empty((len(data["frames"]), MOTION_DIM), dtype=np.float32)
     for i, frame in enumerate(data["frames"]):
-        named = {**frame["pose"], **frame["blendshapes"], "gazeX": frame["gaze"]["x"], "gazeY": frame["gaze"]["y"]}
+        named = {
+            **frame["pose"],
+            **frame["blendshapes"],
+            "gazeX": frame["gaze"]["x"],
+            "gazeY": frame["gaze"]["y"],
+        }
         missing = set(CHANNELS) - set(named)
         if missing:
             raise InputError(f"{path}, frame {i}: no {sorted(missing)[0]}")
@@ -182,14 +266,18 @@ def _read_csv(path: Path) -> np.ndarray:
             m = neutral(1)[0].astype(np.float32)
             for name, arkit in TM_TO_ARKIT.items():
                 m[INDEX[name]] = get(arkit)
-            m[INDEX["headYaw"]], m[INDEX["headPitch"]], m[INDEX["headRoll"]] = (get(c) for c in HEAD_AND_EYES[:3])
+            m[INDEX["headYaw"]], m[INDEX["headPitch"]], m[INDEX["headRoll"]] = (
+                get(c) for c in HEAD_AND_EYES[:3]
+            )
             yaw = (get("LeftEyeYaw") + get("RightEyeYaw")) / 2
             pitch = (get("LeftEyePitch") + get("RightEyePitch")) / 2
             if yaw or pitch:
                 gaze = (yaw / GAZE_RADIANS, pitch / GAZE_RADIANS)
             else:  # no eye angles: from the look shapes
-                gaze = tuple(sum(sign * get(s) for s, (a, sign) in EYE_LOOK.items() if a == axis) / 2
-                             for axis in ("gazeX", "gazeY"))
+                gaze = tuple(
+                    sum(sign * get(s) for s, (a, sign) in EYE_LOOK.items() if a == axis) / 2
+                    for axis in ("gazeX", "gazeY")
+                )
             m[INDEX["gazeX"]], m[INDEX["gazeY"]] = gaze
             frames.append(m)
     return np.array(frames, dtype=np.float32).reshape(-1, MOTION_DIM)

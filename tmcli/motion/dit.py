@@ -25,8 +25,8 @@ from diffusers.models.embeddings import (
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from tmcli.motion.controls import GROUPS
 from tmcli.face.rig import MOTION_DIM
+from tmcli.motion.controls import GROUPS
 from tmcli.speech.features import FEATURE_DIM
 
 
@@ -47,8 +47,9 @@ class Attention(nn.Module):
         """(B, heads, N, dim / heads) attention output -> (B, N, dim)."""
         return self.out(y.transpose(1, 2).flatten(2))
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         q, k, v = self.project(x)
         q, k = apply_rotary_emb(q, rope), apply_rotary_emb(k, rope)
         return self.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
@@ -81,22 +82,36 @@ class Block(nn.Module):
 
 class MotionDiT(ModelMixin, ConfigMixin):
     @register_to_config
-    def __init__(self, motion_dim: int = MOTION_DIM, audio_dim: int = FEATURE_DIM,
-                 control_dims: dict[str, int] | None = None, hidden_size: int = 192, num_layers: int = 4,
-                 num_heads: int = 4, mlp_ratio: float = 4.0, window: int = 100, context_frames: int = 10,
-                 audio_context: int = 2, fps: float = 25.0):
+    def __init__(
+        self,
+        motion_dim: int = MOTION_DIM,
+        audio_dim: int = FEATURE_DIM,
+        control_dims: dict[str, int] | None = None,
+        hidden_size: int = 192,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        window: int = 100,
+        context_frames: int = 10,
+        audio_context: int = 2,
+        fps: float = 25.0,
+    ):
         super().__init__()
         control_dims = dict(sorted((control_dims or GROUPS).items()))  # one order, however it was saved
         self.register_to_config(control_dims=control_dims)  # saved explicitly: the default may change
         d = hidden_size
         self.motion_in = nn.Linear(motion_dim, d)
-        self.audio_in = nn.Sequential(nn.Linear(audio_dim * (2 * audio_context + 1), d), nn.SiLU(), nn.Linear(d, d))
+        self.audio_in = nn.Sequential(
+            nn.Linear(audio_dim * (2 * audio_context + 1), d), nn.SiLU(), nn.Linear(d, d)
+        )
         self.token_kind = nn.Embedding(3, d)  # 0 generated, 1 context, 2 missing context
         self.time_proj = Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embed = TimestepEmbedding(256, d)
         self.neutral_in = nn.Linear(motion_dim, d)
         self.control_in = nn.ModuleDict({name: nn.Linear(dim, d) for name, dim in control_dims.items()})
-        self.null = nn.ParameterDict({name: nn.Parameter(torch.zeros(d)) for name in ("audio", "neutral", *control_dims)})
+        self.null = nn.ParameterDict(
+            {name: nn.Parameter(torch.zeros(d)) for name in ("audio", "neutral", *control_dims)}
+        )
         self.blocks = nn.ModuleList(Block(d, num_heads, mlp_ratio) for _ in range(num_layers))
         self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.out_modulation = nn.Linear(d, 2 * d)
@@ -122,7 +137,7 @@ class MotionDiT(ModelMixin, ConfigMixin):
         """(B, T, F) -> (B, T, F * (2r + 1)): each frame with its neighbours (zeros past the ends)."""
         r = self.config.audio_context
         padded = F.pad(audio, (0, 0, r, r))
-        return torch.cat([padded[:, i: i + audio.shape[1]] for i in range(2 * r + 1)], dim=-1)
+        return torch.cat([padded[:, i : i + audio.shape[1]] for i in range(2 * r + 1)], dim=-1)
 
     def _drop(self, emb: torch.Tensor, name: str, drop: torch.Tensor | None) -> torch.Tensor:
         if drop is None:
@@ -130,8 +145,13 @@ class MotionDiT(ModelMixin, ConfigMixin):
         mask = drop[:, self.condition_names.index(name)].view(-1, *([1] * (emb.dim() - 1)))
         return torch.where(mask, self.null[name].to(emb.dtype), emb)
 
-    def condition(self, timestep: torch.Tensor, neutral: torch.Tensor, controls: dict[str, torch.Tensor],
-                  drop: torch.Tensor | None = None) -> torch.Tensor:
+    def condition(
+        self,
+        timestep: torch.Tensor,
+        neutral: torch.Tensor,
+        controls: dict[str, torch.Tensor],
+        drop: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """(B, hidden): the diffusion time and the global conditions, ready to modulate blocks."""
         cond = self.time_embed(self.time_proj(timestep).to(self.dtype))
         cond = cond + self._drop(self.neutral_in(neutral), "neutral", drop)
@@ -140,19 +160,32 @@ class MotionDiT(ModelMixin, ConfigMixin):
         return F.silu(cond)
 
     def rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return get_1d_rotary_pos_embed(self.config.hidden_size // self.config.num_heads, positions,
-                                       use_real=True, repeat_interleave_real=True)
+        return get_1d_rotary_pos_embed(
+            self.config.hidden_size // self.config.num_heads,
+            positions,
+            use_real=True,
+            repeat_interleave_real=True,
+        )
 
     def output(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Final modulated norm and projection of the generated tokens -> velocity; cond (B, d) or per token."""
+        """Final modulated norm and projection of the generated tokens -> velocity; cond (B, d) or per
+        token."""
         mod = self.out_modulation(cond)
         shift, scale = (mod.unsqueeze(1) if mod.dim() == 2 else mod).chunk(2, dim=-1)
         return self.out(self.norm_out(x) * (1 + scale) + shift)
 
-    def forward(self, noisy: torch.Tensor, timestep: torch.Tensor, audio: torch.Tensor,
-                context: torch.Tensor, has_context: torch.Tensor, neutral: torch.Tensor,
-                controls: dict[str, torch.Tensor], drop: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        noisy: torch.Tensor,
+        timestep: torch.Tensor,
+        audio: torch.Tensor,
+        context: torch.Tensor,
+        has_context: torch.Tensor,
+        neutral: torch.Tensor,
+        controls: dict[str, torch.Tensor],
+        drop: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Velocity for `noisy` (B, W, D), normalised units.
 
         audio: (B, K + W, F) features of the context frames then the window's frames;
@@ -162,8 +195,11 @@ class MotionDiT(ModelMixin, ConfigMixin):
         """
         b, w, _ = noisy.shape
         k = self.config.context_frames
-        ctx = torch.where(has_context.view(b, 1, 1), self.motion_in(context) + self.token_kind.weight[1],
-                          self.token_kind.weight[2])
+        ctx = torch.where(
+            has_context.view(b, 1, 1),
+            self.motion_in(context) + self.token_kind.weight[1],
+            self.token_kind.weight[2],
+        )
         x = torch.cat([ctx, self.motion_in(noisy) + self.token_kind.weight[0]], dim=1)
         x = x + self._drop(self.audio_in(self.audio_windows(audio)), "audio", drop)
         cond = self.condition(timestep, neutral, controls, drop)

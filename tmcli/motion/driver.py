@@ -13,28 +13,53 @@ import numpy as np
 
 from tmcli.core.audio import AudioFeatures
 from tmcli.core.config import DriverSettings
-from tmcli.motion.controls import Controls
 from tmcli.face.rig import INDEX, neutral
+from tmcli.motion.controls import Controls
 from tmcli.speech.phones import Phone
 
 # viseme targets: jaw, close, funnel, pucker, stretch, rollLower, upperUp
 _V = dict
 VISEMES: dict[str, dict[str, float]] = {
     "SIL": _V(close=1.0),
-    "P": _V(close=1.0), "B": _V(close=1.0), "M": _V(close=1.0),
-    "F": _V(jaw=0.05, rollLower=0.8, upperUp=0.3, close=0.3), "V": _V(jaw=0.05, rollLower=0.8, upperUp=0.3, close=0.3),
-    "TH": _V(jaw=0.15), "DH": _V(jaw=0.15),
-    "T": _V(jaw=0.12, stretch=0.2), "D": _V(jaw=0.12, stretch=0.2), "N": _V(jaw=0.12, stretch=0.15),
-    "L": _V(jaw=0.18), "S": _V(jaw=0.08, stretch=0.3), "Z": _V(jaw=0.08, stretch=0.3),
-    "SH": _V(jaw=0.1, funnel=0.6, pucker=0.2), "ZH": _V(jaw=0.1, funnel=0.6, pucker=0.2),
-    "CH": _V(jaw=0.1, funnel=0.5, pucker=0.2), "JH": _V(jaw=0.1, funnel=0.5, pucker=0.2),
-    "K": _V(jaw=0.2), "G": _V(jaw=0.2), "NG": _V(jaw=0.15), "HH": _V(jaw=0.25),
-    "R": _V(jaw=0.12, funnel=0.3, pucker=0.3), "W": _V(jaw=0.05, pucker=0.8), "Y": _V(jaw=0.1, stretch=0.3),
-    "AA": _V(jaw=0.62), "AE": _V(jaw=0.5, stretch=0.3), "AH": _V(jaw=0.45), "AO": _V(jaw=0.52, funnel=0.4),
-    "AW": _V(jaw=0.5, funnel=0.3), "AY": _V(jaw=0.5), "EH": _V(jaw=0.38, stretch=0.3),
-    "ER": _V(jaw=0.2, funnel=0.3), "EY": _V(jaw=0.32, stretch=0.4), "IH": _V(jaw=0.22, stretch=0.4),
-    "IY": _V(jaw=0.15, stretch=0.6), "OW": _V(jaw=0.35, funnel=0.5, pucker=0.4), "OY": _V(jaw=0.4, funnel=0.4),
-    "UH": _V(jaw=0.2, pucker=0.5), "UW": _V(jaw=0.12, pucker=0.9),
+    "P": _V(close=1.0),
+    "B": _V(close=1.0),
+    "M": _V(close=1.0),
+    "F": _V(jaw=0.05, rollLower=0.8, upperUp=0.3, close=0.3),
+    "V": _V(jaw=0.05, rollLower=0.8, upperUp=0.3, close=0.3),
+    "TH": _V(jaw=0.15),
+    "DH": _V(jaw=0.15),
+    "T": _V(jaw=0.12, stretch=0.2),
+    "D": _V(jaw=0.12, stretch=0.2),
+    "N": _V(jaw=0.12, stretch=0.15),
+    "L": _V(jaw=0.18),
+    "S": _V(jaw=0.08, stretch=0.3),
+    "Z": _V(jaw=0.08, stretch=0.3),
+    "SH": _V(jaw=0.1, funnel=0.6, pucker=0.2),
+    "ZH": _V(jaw=0.1, funnel=0.6, pucker=0.2),
+    "CH": _V(jaw=0.1, funnel=0.5, pucker=0.2),
+    "JH": _V(jaw=0.1, funnel=0.5, pucker=0.2),
+    "K": _V(jaw=0.2),
+    "G": _V(jaw=0.2),
+    "NG": _V(jaw=0.15),
+    "HH": _V(jaw=0.25),
+    "R": _V(jaw=0.12, funnel=0.3, pucker=0.3),
+    "W": _V(jaw=0.05, pucker=0.8),
+    "Y": _V(jaw=0.1, stretch=0.3),
+    "AA": _V(jaw=0.62),
+    "AE": _V(jaw=0.5, stretch=0.3),
+    "AH": _V(jaw=0.45),
+    "AO": _V(jaw=0.52, funnel=0.4),
+    "AW": _V(jaw=0.5, funnel=0.3),
+    "AY": _V(jaw=0.5),
+    "EH": _V(jaw=0.38, stretch=0.3),
+    "ER": _V(jaw=0.2, funnel=0.3),
+    "EY": _V(jaw=0.32, stretch=0.4),
+    "IH": _V(jaw=0.22, stretch=0.4),
+    "IY": _V(jaw=0.15, stretch=0.6),
+    "OW": _V(jaw=0.35, funnel=0.5, pucker=0.4),
+    "OY": _V(jaw=0.4, funnel=0.4),
+    "UH": _V(jaw=0.2, pucker=0.5),
+    "UW": _V(jaw=0.12, pucker=0.9),
 }
 KEYS = ["jaw", "close", "funnel", "pucker", "stretch", "rollLower", "upperUp"]
 BILABIALS = {"P", "B", "M"}
@@ -61,8 +86,9 @@ class PhoneticDriver:
     def __init__(self, settings: DriverSettings = DriverSettings()):
         self.settings = settings
 
-    def __call__(self, phones: list[Phone], features: AudioFeatures, seed: int = 0,
-                 controls: Controls | None = None) -> np.ndarray:
+    def __call__(
+        self, phones: list[Phone], features: AudioFeatures, seed: int = 0, controls: Controls | None = None
+    ) -> np.ndarray:
         """Motion (T, MOTION_DIM) for T = features.num_frames frames, steered by the same
         controls as the learned generators (which learn from this driver's motion)."""
         s = self.settings
@@ -108,7 +134,9 @@ class PhoneticDriver:
         return {k: v / total for k, v in acc.items()}
 
     @staticmethod
-    def _force_closures(phones: list[Phone], close: np.ndarray, jaw: np.ndarray, fps: float, lead: float) -> None:
+    def _force_closures(
+        phones: list[Phone], close: np.ndarray, jaw: np.ndarray, fps: float, lead: float
+    ) -> None:
         """Every /p b m/ shows closed lips for at least MIN_CLOSURE (a single closed frame between
         fast jaw moves is lost to the encoder and to a viewer), centred on the phone."""
         hold = max(1, int(round(MIN_CLOSURE * fps)))
@@ -123,8 +151,15 @@ class PhoneticDriver:
             close[frames] = 1.0
             jaw[frames] = np.minimum(jaw[frames], 0.05)
 
-    def _prosody(self, motion: np.ndarray, features: AudioFeatures, rng: np.random.Generator, k: float,
-                 resumes: list[int], emphasis: np.ndarray) -> None:
+    def _prosody(
+        self,
+        motion: np.ndarray,
+        features: AudioFeatures,
+        rng: np.random.Generator,
+        k: float,
+        resumes: list[int],
+        emphasis: np.ndarray,
+    ) -> None:
         """Head motion tied to the speech, as real speakers move (amplitudes: DriverSettings): the head
         turns at each phrase to a side set by the phrase's pitch, nods on stressed syllables, rises with
         the voice's pitch and sways slowly underneath; k scales it all. Everything but the sway is a
@@ -137,20 +172,37 @@ class PhoneticDriver:
             freqs = rng.uniform(0.05, 0.35, 3)
             phases = rng.uniform(0, 2 * np.pi, 3)
             weights = rng.uniform(0.5, 1.0, 3)
-            return amplitude * (weights[:, None] * np.sin(2 * np.pi * freqs[:, None] * t + phases[:, None])).sum(0) / weights.sum()
+            return (
+                amplitude
+                * (weights[:, None] * np.sin(2 * np.pi * freqs[:, None] * t + phases[:, None])).sum(0)
+                / weights.sum()
+            )
 
         sways = [sway(s.head_sway), sway(0.7 * s.head_sway), sway(0.6 * s.head_sway)]
         breath = rng.uniform(0, 6.3)
-        turn = _settle(phrase_pitch(features, phrase_starts(features, resumes, emphasis)), s.head_settle * fps)
-        raised = _settle(np.where(features.voiced, np.clip(features.pitch / 4.0, -1, 1), 0.0), s.head_settle * fps)
+        turn = _settle(
+            phrase_pitch(features, phrase_starts(features, resumes, emphasis)), s.head_settle * fps
+        )
+        raised = _settle(
+            np.where(features.voiced, np.clip(features.pitch / 4.0, -1, 1), 0.0), s.head_settle * fps
+        )
         motion[:, INDEX["headYaw"]] = k * (s.head_turn * turn + sways[0])
         motion[:, INDEX["headPitch"]] = k * (s.head_nod * (emphasis / 0.3 - 0.5 * raised) + sways[1])
         motion[:, INDEX["headRoll"]] = k * (0.3 * s.head_turn * turn + sways[2])
         motion[:, INDEX["headY"]] = k * 0.006 * np.sin(2 * np.pi * 0.25 * t + breath)
-        motion[:, INDEX["browInnerUp"]] = self.settings.brow_gain * 0.5 * _smooth(np.clip(raised, 0, 1), 0.15 * fps)
+        motion[:, INDEX["browInnerUp"]] = (
+            self.settings.brow_gain * 0.5 * _smooth(np.clip(raised, 0, 1), 0.15 * fps)
+        )
 
-    def _blinks(self, motion: np.ndarray, features: AudioFeatures, rng: np.random.Generator, interval: float,
-                resumes: list[int], emphasis: np.ndarray) -> None:
+    def _blinks(
+        self,
+        motion: np.ndarray,
+        features: AudioFeatures,
+        rng: np.random.Generator,
+        interval: float,
+        resumes: list[int],
+        emphasis: np.ndarray,
+    ) -> None:
         """Blinks about `interval` s apart where the speech gives a cue, as real speakers blink: where
         speech resumes after a pause once 0.5 x interval has passed since the last blink, or on a
         stressed syllable once the whole interval has; with no cue for 1-1.5 x interval (silence),
@@ -165,24 +217,30 @@ class PhoneticDriver:
         last, due = -np.inf, blink_rng.uniform(0.5, 1.5) * interval
         for frame in range(n):
             now = frame / fps
-            cued = (frame in resumed and now >= last + 0.5 * interval) or (frame in stressed and now >= last + interval)
+            cued = (frame in resumed and now >= last + 0.5 * interval) or (
+                frame in stressed and now >= last + interval
+            )
             if not (cued or now >= due):
                 continue
-            shape = np.interp(t - now, [0.0, 0.08, 0.08 + hold, 0.24 + hold], [0.0, 1.0, 1.0, 0.0], left=0.0, right=0.0)
+            shape = np.interp(
+                t - now, [0.0, 0.08, 0.08 + hold, 0.24 + hold], [0.0, 1.0, 1.0, 0.0], left=0.0, right=0.0
+            )
             blink = np.maximum(blink, shape)
             last, due = now, now + blink_rng.uniform(1.0, 1.5) * interval
         motion[:, INDEX["eyeBlinkLeft"]] = blink
         motion[:, INDEX["eyeBlinkRight"]] = blink
 
-    def _gaze(self, motion: np.ndarray, fps: float, rng: np.random.Generator, rest_x: float, rest_y: float) -> None:
+    def _gaze(
+        self, motion: np.ndarray, fps: float, rng: np.random.Generator, rest_x: float, rest_y: float
+    ) -> None:
         """Fixations held 1-3 s around the resting gaze, with quick saccades between them."""
         n = len(motion)
         gx, gy = np.full(n, rest_x), np.full(n, rest_y)
         start = 0
         while start < n:
             length = int(rng.uniform(1.0, 3.0) * fps)
-            gx[start: start + length] += rng.normal(0, 0.12)
-            gy[start: start + length] += rng.normal(0, 0.06)
+            gx[start : start + length] += rng.normal(0, 0.12)
+            gy[start : start + length] += rng.normal(0, 0.06)
             start += length
         motion[:, INDEX["gazeX"]] = np.clip(_smooth(gx, 0.8), -1, 1)
         motion[:, INDEX["gazeY"]] = np.clip(_smooth(gy, 0.8), -1, 1)
@@ -198,13 +256,17 @@ def speech_resumes(features: AudioFeatures, pause: float = 0.2) -> list[int]:
     return starts
 
 
-def phrase_starts(features: AudioFeatures, resumes: list[int], emphasis: np.ndarray, longest: float = 2.0) -> list[int]:
+def phrase_starts(
+    features: AudioFeatures, resumes: list[int], emphasis: np.ndarray, longest: float = 2.0
+) -> list[int]:
     """Frames where a phrase begins: where speech resumes after a pause (`resumes`), and within a
     long phrase at the first stressed syllable (`emphasis`: stress()) `longest` s after the last."""
     fps, speaking, resumed = features.fps, _speaking(features), set(resumes)
-    starts, last = [], -10**9
+    starts, last = [], -(10**9)
     for frame in range(len(speaking)):
-        if frame in resumed or (speaking[frame] and frame - last >= longest * fps and emphasis[frame] > STRESSED):
+        if frame in resumed or (
+            speaking[frame] and frame - last >= longest * fps and emphasis[frame] > STRESSED
+        ):
             starts.append(frame)
             last = frame
     return starts

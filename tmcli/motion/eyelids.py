@@ -11,7 +11,9 @@ LID_MARGIN = 0.05  # interocular units: the lid's margin and lashes just above i
 LID_SKIN = 0.08  # interocular units of skin above the crease ring that a lowered lid stretches down
 LID_OPACITY = 0.8  # at most this much of a closed lid is lid_colour, the rest its own stretched skin
 LID_RAMP = 0.25  # share of a closed lid's skin, from its top, over which lid_colour fades in
-LID_SAMPLE = 0.06  # interocular units above the crease ring and below the lower ring where the lid's skin is sampled
+LID_SAMPLE = (
+    0.06  # interocular units above the crease ring and below the lower ring where the lid's skin is sampled
+)
 
 
 def eyelid_knots(ko: torch.Tensor, ki: torch.Tensor, unit) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,8 +35,9 @@ def eyelid_knots(ko: torch.Tensor, ki: torch.Tensor, unit) -> tuple[torch.Tensor
     return knots(ko), knots(ki)
 
 
-def lid_colour(image: torch.Tensor, source: torch.Tensor, above: torch.Tensor, below: torch.Tensor,
-               unit) -> torch.Tensor:
+def lid_colour(
+    image: torch.Tensor, source: torch.Tensor, above: torch.Tensor, below: torch.Tensor, unit
+) -> torch.Tensor:
     """The skin a closed lid shows (3, 1, 1): the portrait's mean colour LID_SAMPLE above the
     crease ring and below the lower ring (indices `above`, `below`) of an eye, away from the
     crease's shadow and the lid margin's highlight. image: 1 x 3 x S x S; source: (478, 2)."""
@@ -43,7 +46,9 @@ def lid_colour(image: torch.Tensor, source: torch.Tensor, above: torch.Tensor, b
     lift = torch.stack([zero, zero + unit * LID_SAMPLE])
     points = torch.cat([source[above] - lift, source[below] + lift])  # (N, 2) pixels
     grid = ((points + 0.5) / size * 2 - 1).to(image.dtype)
-    picked = F.grid_sample(image, grid[None, None], mode="bilinear", padding_mode="border", align_corners=False)
+    picked = F.grid_sample(
+        image, grid[None, None], mode="bilinear", padding_mode="border", align_corners=False
+    )
     return picked[0, :, 0].mean(dim=1).view(3, 1, 1)
 
 

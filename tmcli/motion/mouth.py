@@ -14,21 +14,43 @@ import torch.nn.functional as F
 from tmcli.face import landmarks as L
 
 # the mouth's contours for the column remap, top to bottom, each ordered left to right
-MOUTH_CURVES = [L.ABOVE_LIPS, L.LIPS_UPPER_OUTER, L.LIPS_UPPER_INNER, L.LIPS_LOWER_INNER,
-                L.LIPS_LOWER_OUTER, L.BELOW_LIPS]
+MOUTH_CURVES = [
+    L.ABOVE_LIPS,
+    L.LIPS_UPPER_OUTER,
+    L.LIPS_UPPER_INNER,
+    L.LIPS_LOWER_INNER,
+    L.LIPS_LOWER_OUTER,
+    L.BELOW_LIPS,
+]
 MOUTH_ENDS = (61, 291)
 UPPER_INNER, LOWER_INNER = 2, 3  # indices of the inner lips in MOUTH_CURVES
 
-DEFAULT_TEETH = (0.84, 0.8, 0.72)  # painted teeth under white light (lit as the sclera is: MeshWarpRenderer._painted_teeth_colour)
-UPPER_TEETH = (0.135, 0.24, 0.36, 0.47, 0.58)  # tooth boundaries along the arch from the midline, interocular units
+DEFAULT_TEETH = (
+    0.84,
+    0.8,
+    0.72,
+)  # painted teeth under white light (lit as the sclera is: MeshWarpRenderer._painted_teeth_colour)
+UPPER_TEETH = (
+    0.135,
+    0.24,
+    0.36,
+    0.47,
+    0.58,
+)  # tooth boundaries along the arch from the midline, interocular units
 LOWER_TEETH = (0.085, 0.17, 0.27, 0.38, 0.49)
 TEETH_ARCH = 0.42  # interocular units: radius of the dental arch seen from the front
 TOOTH_LENGTH = 0.16  # interocular units: an upper incisor's crown; above it, gums
-OWN_INTERIOR_FADE = 0.02  # interocular units of opening over which painting replaces a toothless portrait's own gap
-GRAIN_TILE = 0.12  # interocular units of skin below the lower lip whose grain the interior takes (mouth_grain)
+OWN_INTERIOR_FADE = (
+    0.02  # interocular units of opening over which painting replaces a toothless portrait's own gap
+)
+GRAIN_TILE = (
+    0.12  # interocular units of skin below the lower lip whose grain the interior takes (mouth_grain)
+)
 GRAIN_LIMIT = 0.05  # at most this much grain: the skin's texture, not its edges
 # outer and inner contour points of both lips' middles (pairs: index i of the first half with i of the second)
-LIP_POINTS = L.LIPS_UPPER_OUTER[3:8] + L.LIPS_LOWER_OUTER[3:8] + L.LIPS_UPPER_INNER[3:8] + L.LIPS_LOWER_INNER[3:8]
+LIP_POINTS = (
+    L.LIPS_UPPER_OUTER[3:8] + L.LIPS_LOWER_OUTER[3:8] + L.LIPS_UPPER_INNER[3:8] + L.LIPS_LOWER_INNER[3:8]
+)
 
 
 def lip_colour(image: torch.Tensor, source: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
@@ -37,11 +59,15 @@ def lip_colour(image: torch.Tensor, source: torch.Tensor, points: torch.Tensor) 
     size = image.shape[-1]
     pairs = source[points].view(2, -1, 2)
     grid = (((pairs[0] + pairs[1]) / 2 + 0.5) / size * 2 - 1).to(image.dtype)
-    picked = F.grid_sample(image, grid[None, None], mode="bilinear", padding_mode="border", align_corners=False)
+    picked = F.grid_sample(
+        image, grid[None, None], mode="bilinear", padding_mode="border", align_corners=False
+    )
     return picked[0, :, 0].mean(dim=1).view(3, 1, 1)
 
 
-def tooth_shading(cols: torch.Tensor, mid, unit, edges: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+def tooth_shading(
+    cols: torch.Tensor, mid, unit, edges: tuple[float, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Separate teeth along a row (C,): (brightness factor, incisal edge lift in pixels).
 
     Columns are placed on the dental arch (a circle of radius TEETH_ARCH, seen from the front); each
@@ -55,13 +81,14 @@ def tooth_shading(cols: torch.Tensor, mid, unit, edges: tuple[float, ...]) -> tu
     for e in edges:
         nearest = nearest.minimum((along - e).abs())
     pixels = nearest * unit * torch.cos(angle)  # what the boundary's distance looks like from the front
-    gap = torch.exp(-(pixels / (0.3 + 0.004 * unit)) ** 2)
+    gap = torch.exp(-((pixels / (0.3 + 0.004 * unit)) ** 2))
     rounded = (1 - (nearest / 0.04).clamp(0, 1)) ** 2
     return (1 - 0.15 * gap) * (1 - 0.1 * rounded), 0.01 * unit * rounded
 
 
-def mouth_grain(picture: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, lip_bottom: torch.Tensor,
-                unit) -> torch.Tensor:
+def mouth_grain(
+    picture: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, lip_bottom: torch.Tensor, unit
+) -> torch.Tensor:
     """The portrait's own grain for the painted interior (1, R, C).
 
     Smooth paint inside a photo's noise and JPEG texture looks pasted on; this is the fine detail
@@ -77,7 +104,7 @@ def mouth_grain(picture: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, l
     position = start + folded
     base = torch.floor(position)
     weight = (position - base)[:, None]  # rows are read between pixels: a float32 graph rounding a
-    base = base.long()                   # row the other way then changes the grain by a hair, not a row
+    base = base.long()  # row the other way then changes the grain by a hair, not a row
 
     # four picture rows around each source row, one column either side of the region, read once;
     # neighbours come from the picture, not the region: the same however far the region reaches
@@ -89,17 +116,25 @@ def mouth_grain(picture: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, l
     return (luma[1][:, 1:-1] - mean).clamp(-GRAIN_LIMIT, GRAIN_LIMIT)[None]
 
 
-def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, knots_in: torch.Tensor,
-                corners: torch.Tensor, unit, teeth: torch.Tensor, lips: torch.Tensor,
-                own_teeth) -> tuple[torch.Tensor, torch.Tensor]:
+def mouth_paint(
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    knots: torch.Tensor,
+    knots_in: torch.Tensor,
+    corners: torch.Tensor,
+    unit,
+    teeth: torch.Tensor,
+    lips: torch.Tensor,
+    own_teeth,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The mouth interior over rows (R, 1) x columns (C,): (alpha (R, C), paint (3, R, C)).
 
     Where the portrait shows its own teeth, covers only what opens between the two halves of its
-    interior (fading in over half of OWN_INTERIOR_FADE of opening, so the band tapers off at
-    the corners instead of ending in a vertical edge); otherwise covers all of the opening once the mouth opens
-    OWN_INTERIOR_FADE beyond the portrait's anywhere between its corners (a portrait's own dark,
-    toothless gap kept above and below painted teeth read as a black sandwich: near-black 0.5 on
-    such a case; judged per column, a rounding mouth kept it at its corners as black strips). A flat
+    interior (fading in over half of OWN_INTERIOR_FADE of opening, so the band tapers off at the
+    corners instead of ending in a vertical edge); otherwise covers all of the opening once the
+    mouth opens OWN_INTERIOR_FADE beyond the portrait's anywhere between its corners (a portrait's
+    own dark, toothless gap kept above and below painted teeth read as a black sandwich: near-black
+    0.5 on such a case; judged per column, a rounding mouth kept it at its corners as black strips). A flat
     dark cavity reads as a hole (near-black share inside parted lips 0.21 against VASA-1's 0.004,
     issue 29), so it is built as a mouth, back to front: the cavity's walls in the lips' colour
     darkened, a dark throat only at the centre of a wide opening; a tongue low in the opening
@@ -125,12 +160,15 @@ def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, kno
     beyond = bottom - top - own  # (C,) how much wider than the portrait's each column opens
     widest = torch.where((cols - mid).abs() < half_width, beyond, beyond * 0 - 1e6).max()
     beyond = torch.where(keeps_own, beyond, widest.expand_as(beyond))
-    alpha = ((rows - top - half + 0.5).clamp(0, 1) * (bottom - half - rows + 0.5).clamp(0, 1)
-             * (beyond / fade.clamp(min=1)).clamp(0, 1))  # (R, C)
+    alpha = (
+        (rows - top - half + 0.5).clamp(0, 1)
+        * (bottom - half - rows + 0.5).clamp(0, 1)
+        * (beyond / fade.clamp(min=1)).clamp(0, 1)
+    )  # (R, C)
     top, bottom = top + half, bottom - half  # the painted part
     height = (bottom - top).clamp(min=1.0)
     across = ((cols - mid) / half_width).clamp(-1, 1)  # (C,) -1 .. 1 corner to corner
-    arch = (1 - across ** 2).clamp(min=0).sqrt()  # 1 mid-mouth, 0 at corners
+    arch = (1 - across**2).clamp(min=0).sqrt()  # 1 mid-mouth, 0 at corners
     soft = 0.5 + 0.006 * unit  # pixels over which an edge inside the mouth goes from one layer to the next
 
     def ramp(distance):
@@ -138,7 +176,9 @@ def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, kno
 
     # 2. colours from the portrait: walls, throat, tongue and gums from its lips (kept off black)
     wall = lips * (0.19 / lips.amax(dim=0, keepdim=True)).clamp(min=0.4)
-    colourful = ((1 - lips.amin(dim=0) / lips.amax(dim=0).clamp(min=1e-3)) / 0.3).clamp(0, 1)  # 0: a grey photo
+    colourful = ((1 - lips.amin(dim=0) / lips.amax(dim=0).clamp(min=1e-3)) / 0.3).clamp(
+        0, 1
+    )  # 0: a grey photo
     wall = torch.cat([wall[:1], wall[1:] * (1 - 0.2 * colourful)])  # redder than the lips, if in colour
     tongue_colour = torch.cat([wall[:1] * 1.9, wall[1:] * (1.9 - 0.2 * colourful)])
     gum_colour = lips * 0.9
@@ -146,16 +186,22 @@ def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, kno
     # 3. walls, darker towards the corners and in a narrow gap; a throat only in a wide opening's centre
     middle = (top + bottom) / 2
     wide = (height / (0.3 * unit)).clamp(0, 1)
-    throat = wide * torch.exp(-(across / 0.4) ** 2 - ((rows - middle + 0.1 * height) / (0.22 * height)) ** 2)
+    throat = wide * torch.exp(
+        -((across / 0.4) ** 2) - ((rows - middle + 0.1 * height) / (0.22 * height)) ** 2
+    )
     narrow = (1 - 0.4 * (1 - wide)).maximum(0.16 / wall.amax(dim=0))  # little light gets into a narrow gap
     paint = wall * narrow * (0.8 + 0.2 * arch) * (1 - 0.45 * throat)
 
     # 4. the tongue: behind the teeth in a narrow opening (which shows a dark gap), then a dome
     #    rising from the bottom, darker where it recedes, a groove along its midline
-    tongue_top = bottom - 0.35 * (height - 0.08 * unit).clamp(min=0) * (1 - 0.5 * across ** 2)
+    tongue_top = bottom - 0.35 * (height - 0.08 * unit).clamp(min=0) * (1 - 0.5 * across**2)
     below = rows - tongue_top
-    tongue = (tongue_colour * (0.75 + 0.25 * arch) * (0.8 + 0.2 * (below / (0.04 * unit)).clamp(0, 1))
-              * (1 - 0.1 * torch.exp(-(across / 0.08) ** 2)))
+    tongue = (
+        tongue_colour
+        * (0.75 + 0.25 * arch)
+        * (0.8 + 0.2 * (below / (0.04 * unit)).clamp(0, 1))
+        * (1 - 0.1 * torch.exp(-((across / 0.08) ** 2)))
+    )
     paint = paint + ramp(below) * (tongue - paint)
 
     # 5. upper teeth (gums above their crowns) and lower teeth, separate, darker towards the corners
@@ -166,15 +212,21 @@ def mouth_paint(rows: torch.Tensor, cols: torch.Tensor, knots: torch.Tensor, kno
     gum_line = upper_edge - TOOTH_LENGTH * unit * (0.6 + 0.4 * arch)
     corner_shade = 0.55 + 0.45 * arch.sqrt()
     upper = ramp(upper_edge - rows) * ((arch - 0.15) / 0.05).clamp(0, 1) * painted_teeth
-    upper_colour = teeth * corner_shade * upper_shade * (0.9 + 0.1 * ((rows - gum_line) / (0.05 * unit)).clamp(0, 1))
-    upper_colour = upper_colour * (0.88 + 0.12 * ((upper_edge - rows) / (0.03 * unit)).clamp(0, 1))  # a translucent biting edge
+    upper_colour = (
+        teeth * corner_shade * upper_shade * (0.9 + 0.1 * ((rows - gum_line) / (0.05 * unit)).clamp(0, 1))
+    )
+    upper_colour = upper_colour * (
+        0.88 + 0.12 * ((upper_edge - rows) / (0.03 * unit)).clamp(0, 1)
+    )  # a translucent biting edge
     upper_colour = upper_colour + ramp(gum_line - rows) * (gum_colour * corner_shade - upper_colour)
     paint = paint + upper * (upper_colour - paint)
     lower_shade, lower_lift = tooth_shading(cols, mid, unit, LOWER_TEETH)
     lower_shade = 0.5 + 0.5 * lower_shade  # smaller teeth, less relief: a comb otherwise
     lower_edge = bottom - (0.12 * height).clamp(max=0.035 * unit) * arch + lower_lift
     jaw_down = ((height - 0.1 * unit) / (0.1 * unit)).clamp(0, 1)
-    lower = ramp(rows - lower_edge) * ((arch - 0.75) / 0.15).clamp(0, 1) * jaw_down * painted_teeth  # the lip hides the rest
+    lower = (
+        ramp(rows - lower_edge) * ((arch - 0.75) / 0.15).clamp(0, 1) * jaw_down * painted_teeth
+    )  # the lip hides the rest
     paint = paint + lower * (0.8 * teeth * corner_shade * lower_shade - paint)
 
     # 6. the upper lip shades what is just below it

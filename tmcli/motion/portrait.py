@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from tmcli.core.config import Preset
+from tmcli.core.media import load_image
 from tmcli.face.align import Alignment, Compositor, align_face, crop_image, uint8_frame
 from tmcli.face.landmarks import Face, find_face
 from tmcli.face.rig import FaceRig
-from tmcli.core.media import load_image
 from tmcli.motion.warp import MeshWarpRenderer
 
 MIN_RENDER_SIZE = 192  # smallest crop the warp works at: lips stay several pixels thick
@@ -28,8 +28,9 @@ class Portrait:
     compositor: Compositor | None  # None when writing the crop alone
 
     @classmethod
-    def load(cls, path: str | Path, preset: Preset, face_index: int = 0,
-             device: torch.device | str = "cpu") -> "Portrait":
+    def load(
+        cls, path: str | Path, preset: Preset, face_index: int = 0, device: torch.device | str = "cpu"
+    ) -> "Portrait":
         """Landmarks, crop and warp set up once; frames are then rendered on `device`."""
         image = load_image(path)
         face = find_face(image, face_index, name=str(path))

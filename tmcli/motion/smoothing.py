@@ -23,8 +23,9 @@ import numpy as np
 
 from tmcli.face.rig import ARTICULATION, CHANNELS
 
-SLOW_CHANNELS = np.array([i for i, name in enumerate(CHANNELS)
-                          if name not in ARTICULATION and not name.startswith("eyeBlink")])
+SLOW_CHANNELS = np.array(
+    [i for i, name in enumerate(CHANNELS) if name not in ARTICULATION and not name.startswith("eyeBlink")]
+)
 
 
 class OneEuroFilter:
@@ -55,8 +56,9 @@ class OneEuroFilter:
         return out
 
 
-def smooth_slow_channels(chunks: Iterable[np.ndarray], fps: float, min_cutoff: float,
-                         beta: float) -> Iterator[np.ndarray]:
+def smooth_slow_channels(
+    chunks: Iterable[np.ndarray], fps: float, min_cutoff: float, beta: float
+) -> Iterator[np.ndarray]:
     """Motion chunks (frames, MOTION_DIM) -> the same chunks, slow channels filtered.
     min_cutoff 0 passes them through untouched."""
     if min_cutoff <= 0:

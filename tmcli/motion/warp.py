@@ -28,7 +28,17 @@ import torch.nn.functional as F
 from tmcli.core.config import WarpSettings
 from tmcli.face import landmarks as L
 from tmcli.motion.eyelids import eyelid_knots, lid_colour, lid_paint
-from tmcli.motion.mouth import DEFAULT_TEETH, LIP_POINTS, LOWER_INNER, MOUTH_CURVES, MOUTH_ENDS, UPPER_INNER, lip_colour, mouth_grain, mouth_paint
+from tmcli.motion.mouth import (
+    DEFAULT_TEETH,
+    LIP_POINTS,
+    LOWER_INNER,
+    MOUTH_CURVES,
+    MOUTH_ENDS,
+    UPPER_INNER,
+    lip_colour,
+    mouth_grain,
+    mouth_paint,
+)
 
 # Eye contours handled by the column remap (step 2), top to bottom, each ordered left to right.
 EYE_REGIONS = [
@@ -36,8 +46,19 @@ EYE_REGIONS = [
     ([L.LEFT_EYE_ABOVE, L.LEFT_EYE_UPPER, L.LEFT_EYE_LOWER, L.LEFT_EYE_BELOW], (362, 263)),
 ]
 CORNERS = {61, 291, 78, 308, 33, 133, 362, 263}
-REMAPPED = (set(L.LIPS_UPPER_OUTER + L.LIPS_UPPER_INNER + L.LIPS_LOWER_INNER + L.LIPS_LOWER_OUTER
-                + L.RIGHT_EYE_UPPER + L.RIGHT_EYE_LOWER + L.LEFT_EYE_UPPER + L.LEFT_EYE_LOWER) - CORNERS)
+REMAPPED = (
+    set(
+        L.LIPS_UPPER_OUTER
+        + L.LIPS_UPPER_INNER
+        + L.LIPS_LOWER_INNER
+        + L.LIPS_LOWER_OUTER
+        + L.RIGHT_EYE_UPPER
+        + L.RIGHT_EYE_LOWER
+        + L.LEFT_EYE_UPPER
+        + L.LEFT_EYE_LOWER
+    )
+    - CORNERS
+)
 
 # fixed points on the shoulders, beside the neck: the body stays put while the head turns and the
 # neck takes the shear (with the border anchors alone, collar and lapels drifted with the head: at
@@ -103,8 +124,9 @@ def curves_at(columns: torch.Tensor, points: torch.Tensor, index: torch.Tensor) 
     return torch.stack(ys, dim=-1)
 
 
-def remap_rows(rows: torch.Tensor, ko: torch.Tensor, ki: torch.Tensor, rigid: int | None,
-               fade: torch.Tensor) -> torch.Tensor:
+def remap_rows(
+    rows: torch.Tensor, ko: torch.Tensor, ki: torch.Tensor, rigid: int | None, fade: torch.Tensor
+) -> torch.Tensor:
     """Per column, the piecewise-linear map from output rows to rows after the smooth warp:
     (R,) rows, (C, K) knots out and in -> source rows (R, C). Outside the outer knots, rows
     stay. Segment `rigid` (the mouth opening) is shifted, not stretched (see MeshWarpRenderer).
@@ -115,11 +137,12 @@ def remap_rows(rows: torch.Tensor, ko: torch.Tensor, ki: torch.Tensor, rigid: in
     t = ((query - lo) / (hi - lo).clamp(min=1e-6)).clamp(0, 1)
     mapped = ki.gather(1, j) + t * (ki.gather(1, j + 1) - ki.gather(1, j))
     if rigid is not None:
-        top_in, bottom_in = ki[:, rigid: rigid + 1], ki[:, rigid + 1: rigid + 2]
-        from_top, from_bottom = query - ko[:, rigid: rigid + 1], ko[:, rigid + 1: rigid + 2] - query
+        top_in, bottom_in = ki[:, rigid : rigid + 1], ki[:, rigid + 1 : rigid + 2]
+        from_top, from_bottom = query - ko[:, rigid : rigid + 1], ko[:, rigid + 1 : rigid + 2] - query
         half = (bottom_in - top_in) / 2
-        shifted = torch.where(from_top <= from_bottom, top_in + from_top.minimum(half),
-                              bottom_in - from_bottom.minimum(half))
+        shifted = torch.where(
+            from_top <= from_bottom, top_in + from_top.minimum(half), bottom_in - from_bottom.minimum(half)
+        )
         mapped = torch.where(j == rigid, shifted, mapped)
     inside = (query >= ko[:, :1]) & (query <= ko[:, -1:])
     return torch.where(inside, query + fade[:, None] * (mapped - query), query).T
@@ -135,8 +158,13 @@ def edge_fade(columns: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor, unit) -
 class MeshWarpRenderer:
     """Renders a crop (1 x 3 x S x S, [0, 1]) posed by deformed landmarks (478, 3) in crop pixels."""
 
-    def __init__(self, crop: torch.Tensor, landmarks: np.ndarray, settings: WarpSettings = WarpSettings(),
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        crop: torch.Tensor,
+        landmarks: np.ndarray,
+        settings: WarpSettings = WarpSettings(),
+        device: torch.device | str = "cpu",
+    ):
         self.device = torch.device(device)
         self.image = crop.to(self.device)
         self.size = size = crop.shape[-1]
@@ -144,26 +172,40 @@ class MeshWarpRenderer:
         self.source = np.asarray(landmarks, dtype=np.float64)[:, :2]
         self.unit = L.interocular(np.asarray(landmarks))
         self.control = np.array(sorted(set(range(len(self.source))) - REMAPPED))
-        anchors = np.concatenate([self._border_anchors(size, settings.border_anchors), self._shoulder_anchors()])
+        anchors = np.concatenate(
+            [self._border_anchors(size, settings.border_anchors), self._shoulder_anchors()]
+        )
         g = settings.field_resolution
         axis = np.linspace(0, size - 1, g) / size
         gx, gy = np.meshgrid(axis, axis)
         grid_pts = np.stack([gx.ravel(), gy.ravel()], axis=1)
         # x through every landmark, y through the control points only (see _forward_field)
         every = np.arange(len(self.source))
-        self.field_matrix = self._tensor(np.stack([self._spline(every, anchors, grid_pts),
-                                                   self._spline(self.control, anchors, grid_pts)]))
+        self.field_matrix = self._tensor(
+            np.stack([self._spline(every, anchors, grid_pts), self._spline(self.control, anchors, grid_pts)])
+        )
         self.coarse_pixels = self._tensor(grid_pts * size).reshape(g, g, 2)
         ys, xs = torch.meshgrid(self._arange(0, size), self._arange(0, size), indexing="ij")
         self.pixels = torch.stack([xs, ys], dim=-1)  # (S, S, 2) x, y
         own = self._teeth_colour()  # None: the portrait shows no teeth, paint them
         self.own_teeth = own is not None
         self.teeth = own if own is not None else self._painted_teeth_colour()
-        self.lips = lip_colour(self.image, self._tensor(self.source), torch.as_tensor(LIP_POINTS, device=self.device))
-        self.lids = [lid_colour(self.image, self._tensor(self.source), torch.as_tensor(curves[0], device=self.device),
-                                torch.as_tensor(curves[-1], device=self.device), self.unit)
-                     for curves, _ in EYE_REGIONS]
-        self.regions = [(curve_index(curves), ends) for curves, ends in [(MOUTH_CURVES, MOUTH_ENDS)] + EYE_REGIONS]
+        self.lips = lip_colour(
+            self.image, self._tensor(self.source), torch.as_tensor(LIP_POINTS, device=self.device)
+        )
+        self.lids = [
+            lid_colour(
+                self.image,
+                self._tensor(self.source),
+                torch.as_tensor(curves[0], device=self.device),
+                torch.as_tensor(curves[-1], device=self.device),
+                self.unit,
+            )
+            for curves, _ in EYE_REGIONS
+        ]
+        self.regions = [
+            (curve_index(curves), ends) for curves, ends in [(MOUTH_CURVES, MOUTH_ENDS)] + EYE_REGIONS
+        ]
 
     def _tensor(self, array) -> torch.Tensor:
         """Host numbers (landmarks, knots) -> float32 on the renderer's device."""
@@ -193,8 +235,14 @@ class MeshWarpRenderer:
     def _border_anchors(size: int, per_side: int) -> np.ndarray:
         t = np.linspace(0, size - 1, per_side + 1)[:-1]
         e = size - 1
-        return np.concatenate([np.stack([t, 0 * t], 1), np.stack([e + 0 * t, t], 1),
-                               np.stack([e - t, e + 0 * t], 1), np.stack([0 * t, e - t], 1)])
+        return np.concatenate(
+            [
+                np.stack([t, 0 * t], 1),
+                np.stack([e + 0 * t, t], 1),
+                np.stack([e - t, e + 0 * t], 1),
+                np.stack([0 * t, e - t], 1),
+            ]
+        )
 
     def _shoulder_anchors(self) -> np.ndarray:
         """Fixed points (N, 2) on the shoulders (SHOULDER_DROP, SHOULDER_SPAN) that fall inside the
@@ -202,8 +250,14 @@ class MeshWarpRenderer:
         next to a moving one would fold the spline)."""
         chin, u, edge = self.source[L.CHIN], self.unit, self.size / 64
         xs = np.arange(*SHOULDER_SPAN) * u
-        pts = np.array([(chin[0] + side * x, chin[1] + drop * u) for drop in SHOULDER_DROP for x in xs
-                        for side in (-1, 1)]).reshape(-1, 2)
+        pts = np.array(
+            [
+                (chin[0] + side * x, chin[1] + drop * u)
+                for drop in SHOULDER_DROP
+                for x in xs
+                for side in (-1, 1)
+            ]
+        ).reshape(-1, 2)
         inside = ((pts >= edge) & (pts <= self.size - 1 - edge)).all(axis=1)
         nearest = np.sqrt(((pts[:, None, :] - self.source[None]) ** 2).sum(-1)).min(axis=1, initial=np.inf)
         return pts[inside & (nearest >= SHOULDER_CLEARANCE * u)]
@@ -216,7 +270,7 @@ class MeshWarpRenderer:
         x0, x1 = self.source[78, 0], self.source[308, 0]
         mid = (x0 + x1) / 2
         half = max((x1 - x0) / 4, 1)
-        patch = self.image[0, :, int(top) + 1: int(bottom) + 1, int(mid - half): int(mid + half) + 1]
+        patch = self.image[0, :, int(top) + 1 : int(bottom) + 1, int(mid - half) : int(mid + half) + 1]
         pixels = patch.reshape(3, -1)
         if pixels.shape[1] < 4:
             return None
@@ -240,8 +294,12 @@ class MeshWarpRenderer:
         centres = {33: 468, 133: 468, 362: 473, 263: 473}
         points = np.array([0.6 * self.source[c] + 0.4 * self.source[i] for c, i in centres.items()])
         r = max(int(0.03 * self.unit), 1)
-        patches = [self.image[0, :, max(int(y) - r, 0): int(y) + r + 1, max(int(x) - r, 0): int(x) + r + 1].reshape(3, -1)
-                   for x, y in points]
+        patches = [
+            self.image[
+                0, :, max(int(y) - r, 0) : int(y) + r + 1, max(int(x) - r, 0) : int(x) + r + 1
+            ].reshape(3, -1)
+            for x, y in points
+        ]
         sclera = torch.stack([patch[:, patch.mean(dim=0).argmax()] for patch in patches]).median(dim=0).values
         light = float(sclera.max())
         tint = (sclera / max(light, 1e-3)).clamp(0.95, 1.0)  # the lighting's colour, not a coloured eye's
@@ -254,14 +312,21 @@ class MeshWarpRenderer:
 
     # -- step 1: smooth warp ------------------------------------------------------------------
     def _forward_field(self, deformed: np.ndarray) -> torch.Tensor:
-        return forward_field(self.field_matrix, self._tensor(deformed - self.source), self.settings.field_resolution)
+        return forward_field(
+            self.field_matrix, self._tensor(deformed - self.source), self.settings.field_resolution
+        )
 
     def _sample(self, field: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """Bilinear lookup of a coarse (g, g, 2) field at pixel positions (..., 2)."""
         norm = points / (self.size - 1) * 2 - 1
         shape = norm.shape[:-1]
-        out = F.grid_sample(field.permute(2, 0, 1)[None], norm.reshape(1, 1, -1, 2), mode="bilinear",
-                            padding_mode="border", align_corners=True)
+        out = F.grid_sample(
+            field.permute(2, 0, 1)[None],
+            norm.reshape(1, 1, -1, 2),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=True,
+        )
         return out[0, :, 0].T.reshape(*shape, 2)
 
     def _backward_field(self, forward: torch.Tensor) -> torch.Tensor:
@@ -279,8 +344,15 @@ class MeshWarpRenderer:
         return back
 
     # -- step 2: column remap -----------------------------------------------------------------
-    def _remap(self, deformed: np.ndarray, settled: np.ndarray, index: torch.Tensor,
-               ends: tuple[int, int], rigid: int | None = None, eye: bool = False):
+    def _remap(
+        self,
+        deformed: np.ndarray,
+        settled: np.ndarray,
+        index: torch.Tensor,
+        ends: tuple[int, int],
+        rigid: int | None = None,
+        eye: bool = False,
+    ):
         """The column remap (remap_rows) over the region's box.
 
         Segment `rigid` (the mouth opening) is shifted, not stretched: the upper half of the
@@ -305,8 +377,15 @@ class MeshWarpRenderer:
         return x0, y0, remap_rows(self._arange(y0, y1 + 1), ko, ki, rigid, fade), ko, ki  # source_y: (R, C)
 
     # -- step 4: mouth interior ------------------------------------------------------------------
-    def _paint_mouth(self, frame: torch.Tensor, x0: int, y0: int, knots: torch.Tensor,
-                     knots_in: torch.Tensor, deformed: np.ndarray) -> None:
+    def _paint_mouth(
+        self,
+        frame: torch.Tensor,
+        x0: int,
+        y0: int,
+        knots: torch.Tensor,
+        knots_in: torch.Tensor,
+        deformed: np.ndarray,
+    ) -> None:
         """Paint the mouth's interior (mouth_paint) where it opens beyond the portrait's."""
         top, bottom = knots[:, UPPER_INNER], knots[:, LOWER_INNER]
         if float((bottom - top).max()) < 0.05:
@@ -316,15 +395,23 @@ class MeshWarpRenderer:
         y0 = max(int(np.floor(float(top.min()))), 0, y0)
         if y1 <= y0:  # the mouth is outside the crop
             return
-        alpha, paint = mouth_paint(self._arange(y0, y1)[:, None], self._arange(x0, x0 + c), knots, knots_in,
-                                   self._tensor(deformed[[78, 308], 0]), self.unit, self.teeth, self.lips,
-                                   self.own_teeth)
+        alpha, paint = mouth_paint(
+            self._arange(y0, y1)[:, None],
+            self._arange(x0, x0 + c),
+            knots,
+            knots_in,
+            self._tensor(deformed[[78, 308], 0]),
+            self.unit,
+            self.teeth,
+            self.lips,
+            self.own_teeth,
+        )
         if float(alpha.max()) <= 0:
             return
         rows, cols = torch.arange(y0, y1, device=self.device), torch.arange(x0, x0 + c, device=self.device)
         paint = paint + mouth_grain(frame[0], rows, cols, self._tensor(deformed[17, 1]), self.unit)
-        region = frame[0, :, y0:y1, x0: x0 + c]
-        frame[0, :, y0:y1, x0: x0 + c] = region + alpha * (paint - region)
+        region = frame[0, :, y0:y1, x0 : x0 + c]
+        frame[0, :, y0:y1, x0 : x0 + c] = region + alpha * (paint - region)
 
     # -- a frame ----------------------------------------------------------------------------------
     def __call__(self, deformed: np.ndarray) -> torch.Tensor:
@@ -335,33 +422,37 @@ class MeshWarpRenderer:
         settled = self.source + self._sample(forward, self._tensor(self.source)).double().cpu().numpy()
         settled[self.control] = deformed[self.control]
         settled[:, 0] = deformed[:, 0]  # the x spline runs through every landmark
-        back = F.interpolate(back_coarse.permute(2, 0, 1)[None], size=(self.size, self.size),
-                             mode="bilinear", align_corners=True)[0].permute(1, 2, 0)
+        back = F.interpolate(
+            back_coarse.permute(2, 0, 1)[None],
+            size=(self.size, self.size),
+            mode="bilinear",
+            align_corners=True,
+        )[0].permute(1, 2, 0)
         positions = self.pixels + back
         mouth, lids = None, []
         for k, (index, ends) in enumerate(self.regions):
             is_mouth = k == 0
-            remap = self._remap(deformed, settled, index, ends, rigid=UPPER_INNER if is_mouth else None,
-                                eye=not is_mouth)
+            remap = self._remap(
+                deformed, settled, index, ends, rigid=UPPER_INNER if is_mouth else None, eye=not is_mouth
+            )
             if remap is None:
                 continue
             x0, y0, source_y, knots, knots_in = remap
             r, c = source_y.shape
-            mid = torch.stack([self.pixels[y0: y0 + r, x0: x0 + c, 0], source_y], dim=-1)
-            positions[y0: y0 + r, x0: x0 + c] = mid + self._sample(back_coarse, mid)
+            mid = torch.stack([self.pixels[y0 : y0 + r, x0 : x0 + c, 0], source_y], dim=-1)
+            positions[y0 : y0 + r, x0 : x0 + c] = mid + self._sample(back_coarse, mid)
             if is_mouth:
                 mouth = (x0, y0, knots, knots_in)
             else:
                 lids.append((x0, y0, r, c, knots, knots_in, self.lids[k - 1]))
         grid = (positions + 0.5) / self.size * 2 - 1
-        frame = F.grid_sample(self.image, grid[None], mode="bilinear", padding_mode="border",
-                              align_corners=False)
+        frame = F.grid_sample(
+            self.image, grid[None], mode="bilinear", padding_mode="border", align_corners=False
+        )
         for x0, y0, r, c, knots, knots_in, colour in lids:
             alpha = lid_paint(self._arange(y0, y0 + r)[:, None], knots, knots_in)
-            region = frame[0, :, y0: y0 + r, x0: x0 + c]
-            frame[0, :, y0: y0 + r, x0: x0 + c] = region + alpha * (colour - region)
+            region = frame[0, :, y0 : y0 + r, x0 : x0 + c]
+            frame[0, :, y0 : y0 + r, x0 : x0 + c] = region + alpha * (colour - region)
         if mouth is not None:
             self._paint_mouth(frame, *mouth, deformed)
         return frame
-
-

@@ -10,8 +10,26 @@ import torch.nn.functional as F
 
 from tmcli.core.runtime import capture_cuda_graph
 from tmcli.motion.eyelids import eyelid_knots, lid_colour, lid_paint
-from tmcli.motion.mouth import LIP_POINTS, LOWER_INNER, MOUTH_CURVES, MOUTH_ENDS, UPPER_INNER, lip_colour, mouth_grain, mouth_paint
-from tmcli.motion.warp import EYE_REGIONS, MeshWarpRenderer, curve_index, curves_at, edge_fade, forward_field, remap_rows
+from tmcli.motion.mouth import (
+    LIP_POINTS,
+    LOWER_INNER,
+    MOUTH_CURVES,
+    MOUTH_ENDS,
+    UPPER_INNER,
+    lip_colour,
+    mouth_grain,
+    mouth_paint,
+)
+from tmcli.motion.warp import (
+    EYE_REGIONS,
+    MeshWarpRenderer,
+    curve_index,
+    curves_at,
+    edge_fade,
+    forward_field,
+    remap_rows,
+)
+
 
 class FixedShapeWarp(torch.nn.Module):
     """MeshWarpRenderer's frame with every shape fixed and the portrait's tensors as inputs: the
@@ -33,6 +51,7 @@ class FixedShapeWarp(torch.nn.Module):
         super().__init__()
         self.renderer, s = renderer, renderer.size  # its portrait-free parts: grids, settings, control set
         self.size = s
+
         # the contours as index tensors on the renderer's device: indexing with a Python list
         # copies it from the host on every call, which a CUDA graph cannot capture
         def indices(curves):
@@ -43,7 +62,8 @@ class FixedShapeWarp(torch.nn.Module):
 
         self.regions = [(indices(MOUTH_CURVES), MOUTH_ENDS, self._window("mouth"), UPPER_INNER, None)] + [
             (indices(curves), ends, self._window("eye"), None, (ring(curves[0]), ring(curves[-1])))
-            for curves, ends in EYE_REGIONS]  # an eye's last item: the rings lid_colour samples
+            for curves, ends in EYE_REGIONS
+        ]  # an eye's last item: the rings lid_colour samples
         is_control = torch.zeros(len(renderer.source), dtype=torch.bool)
         is_control[torch.as_tensor(renderer.control)] = True
         self.register_buffer("is_control", is_control, persistent=False)
@@ -55,9 +75,14 @@ class FixedShapeWarp(torch.nn.Module):
     @staticmethod
     def portrait_inputs(renderer: MeshWarpRenderer) -> tuple[torch.Tensor, ...]:
         """A portrait's tensors, in INPUTS order after the landmarks (float32 on the CPU)."""
-        return (renderer.image.float().cpu(), renderer._tensor(renderer.source).cpu(),
-                renderer.field_matrix.float().cpu(), torch.tensor(float(renderer.unit)),
-                renderer.teeth.float().cpu(), torch.tensor([renderer.own_teeth]))
+        return (
+            renderer.image.float().cpu(),
+            renderer._tensor(renderer.source).cpu(),
+            renderer.field_matrix.float().cpu(),
+            torch.tensor(float(renderer.unit)),
+            renderer.teeth.float().cpu(),
+            torch.tensor([renderer.own_teeth]),
+        )
 
     def example_inputs(self) -> tuple[torch.Tensor, ...]:
         """The renderer's portrait at rest: its own landmarks (478, 3), as the face_rig graph gives them."""
@@ -77,9 +102,12 @@ class FixedShapeWarp(torch.nn.Module):
         forward = forward_field(field_matrix, deformed - source, r.settings.field_resolution)
         back_coarse = r._backward_field(forward)
         settled = torch.where(self.is_control[:, None], deformed, source + r._sample(forward, source))
-        settled = torch.stack([deformed[:, 0], settled[:, 1]], dim=1)  # the x spline runs through every landmark
-        back = F.interpolate(back_coarse.permute(2, 0, 1)[None], size=(s, s), mode="bilinear",
-                             align_corners=True)[0].permute(1, 2, 0)
+        settled = torch.stack(
+            [deformed[:, 0], settled[:, 1]], dim=1
+        )  # the x spline runs through every landmark
+        back = F.interpolate(
+            back_coarse.permute(2, 0, 1)[None], size=(s, s), mode="bilinear", align_corners=True
+        )[0].permute(1, 2, 0)
         positions = r.pixels + back
         mouth, lids = None, []
         for curves, ends, window, rigid, rings in self.regions:
@@ -95,11 +123,15 @@ class FixedShapeWarp(torch.nn.Module):
             y0 = torch.floor(torch.where(col_ok, ko[:, 0], inf).min()).clamp(min=0)
             y1 = torch.ceil(torch.where(col_ok, ko[:, -1], -inf).max()).clamp(max=s - 1)
             rows, row_ok = self._box(y0, y1, window)
-            source_y = remap_rows(rows.float(), ko, ki, rigid, edge_fade(columns, x0 - 1, x1 + 1, unit))  # (R, C)
+            source_y = remap_rows(
+                rows.float(), ko, ki, rigid, edge_fade(columns, x0 - 1, x1 + 1, unit)
+            )  # (R, C)
             mid = torch.stack([columns[None].expand_as(source_y), source_y], dim=-1)
             ok = (row_ok[:, None] & col_ok[None, :] & (y1 > y0))[..., None]
             here = (rows[:, None], cols[None, :])
-            positions = positions.index_put(here, torch.where(ok, mid + r._sample(back_coarse, mid), positions[here]))
+            positions = positions.index_put(
+                here, torch.where(ok, mid + r._sample(back_coarse, mid), positions[here])
+            )
             if rigid is not None:
                 mouth = (rows, cols, col_ok, y0, y1, ko, ki)
             else:
@@ -120,7 +152,9 @@ class FixedShapeWarp(torch.nn.Module):
         paint_end = torch.ceil(torch.where(col_ok, bottom, -inf).max()) + 1
         corners = torch.stack([deformed[78, 0], deformed[308, 0]])
         lips = lip_colour(image, source, self.lip_points)
-        alpha, paint = mouth_paint(rows.float()[:, None], cols.float(), ko, ki, corners, unit, teeth, lips, own_teeth)
+        alpha, paint = mouth_paint(
+            rows.float()[:, None], cols.float(), ko, ki, corners, unit, teeth, lips, own_teeth
+        )
         paint = paint + mouth_grain(frame[0], rows, cols, deformed[17, 1], unit)
         ok = (rows[:, None] >= paint_top) & (rows[:, None] < paint_end) & col_ok[None, :] & opens
         picture = frame[0].permute(1, 2, 0)  # (S, S, 3)
@@ -150,7 +184,9 @@ class GraphedWarp:
         self.copied = torch.cuda.Event()
         self.copied.record()
         with torch.no_grad():
-            self.graph, self.frame = capture_cuda_graph(lambda: self.warp(self.landmarks, *self.portrait), device)
+            self.graph, self.frame = capture_cuda_graph(
+                lambda: self.warp(self.landmarks, *self.portrait), device
+            )
 
     @property
     def size(self) -> int:

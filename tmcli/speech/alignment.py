@@ -15,7 +15,9 @@ from tmcli.speech import phones
 from tmcli.speech.phones import SIL, Phone
 
 BILABIALS = frozenset({"P", "B", "M"})
-_VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"})
+_VOWELS = frozenset(
+    {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
+)
 _OTHER_NASALS = frozenset({"N", "NG"})
 _VOWEL_CORE = 0.04  # s: a closure heard this far inside an aligned vowel is taken as a recognition error
 
@@ -160,7 +162,9 @@ def _warn_partial(n_aligned: int, n_words: int) -> None:
 
 
 def align_phones(audio: np.ndarray, transcript: str) -> list[Phone]:
-    """Phones of `transcript` force-aligned to the audio (pocketsphinx alignment, two passes as documented). Words missing from the dictionary: use pocketsphinx's g2p if available, else drop them with a warning via `warnings.warn`; if alignment fails entirely raise AudioError with a hint. Same contiguity contract as above, silences as "SIL"."""
+    """Phones of `transcript` force-aligned to the audio (pocketsphinx alignment, two passes as
+    documented). Words missing from the dictionary are dropped with a `warnings.warn`; if the
+    alignment fails entirely, AudioError with a hint. Contiguous, silences as "SIL"."""
     a, duration = phones.prepare(audio)
     if phones.is_silent(a, duration):
         return [Phone(SIL, 0.0, duration)]
@@ -170,7 +174,8 @@ def align_phones(audio: np.ndarray, transcript: str) -> list[Phone]:
         if not words:
             raise AudioError(
                 "the transcript has no word that the pronunciation dictionary knows",
-                hint="write numbers and abbreviations out as words, or leave the transcript out to use phone recognition",
+                hint="write numbers and abbreviations out as words, or leave the transcript out to use "
+                "phone recognition",
             )
         raw = phones.to_raw(a)
         if duration <= phones.MAX_PHONE_PASS_S:
@@ -221,7 +226,9 @@ def _add_closures(phones: list[Phone], closures: list[Phone]) -> list[Phone]:
         if any(p.label in BILABIALS and p.start < c.end and c.start < p.end for p in out):
             continue
         host = next((p for p in out if p.start <= mid < p.end), None)
-        if host is None or (host.label in _VOWELS and host.start + _VOWEL_CORE < mid < host.end - _VOWEL_CORE):
+        if host is None or (
+            host.label in _VOWELS and host.start + _VOWEL_CORE < mid < host.end - _VOWEL_CORE
+        ):
             continue
         if c.label == "M" and host.label in _OTHER_NASALS:  # recognisers confuse nasals: trust the words
             continue

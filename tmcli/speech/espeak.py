@@ -1,8 +1,8 @@
 """Synthetic speech with exact phone timings, from the espeak-ng C library (through ctypes).
 
-Why espeak-ng: a formant synthesiser (the PyPI wheel `espeakng-loader` ships its library and data), about 100 languages,
-voice variants, rate and pitch controls, and it reports every phoneme it speaks with the
-sample at which it starts, so the timings are known rather than recognised. A second of
+Why espeak-ng: a formant synthesiser (the PyPI wheel `espeakng-loader` ships its library and data),
+about 100 languages, voice variants, rate and pitch controls, and it reports every phoneme it speaks
+with the sample at which it starts, so the timings are known rather than recognised. A second of
 speech takes about 3 ms to make.
 
 How (see espeak-ng's speak_lib.h): synchronous output with phoneme events; the callback gets
@@ -41,8 +41,25 @@ from tmcli.speech.phones import SAMPLE_RATE, SIL, Phone, finish, model_dir
 
 LANGUAGES: tuple[str, ...] = ("en-us", "en", "fr", "de", "es", "it", "pt", "nl", "pl", "hi", "ru", "sv")
 VARIANTS: tuple[str, ...] = (
-    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
-    "klatt", "klatt2", "klatt3", "klatt4", "croak", "whisper",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "m7",
+    "m8",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "f5",
+    "klatt",
+    "klatt2",
+    "klatt3",
+    "klatt4",
+    "croak",
+    "whisper",
 )
 
 _LIBRARY_NAMES = ("libespeak-ng.so.1", "libespeak-ng.1.dylib")
@@ -76,7 +93,9 @@ class _Event(ctypes.Structure):  # espeak_EVENT
     ]
 
 
-_Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+_Callback = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
+)
 
 
 def _load() -> tuple[ctypes.CDLL, str | None]:
@@ -109,15 +128,26 @@ class _Engine:
         lib.espeak_SetSynthCallback.restype = None
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-                                     ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         self.lib, self.lock = lib, threading.Lock()
         path = data_path.encode() if data_path else None
-        self.rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, path,
-                                          _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT)
+        self.rate = lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, path, _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT
+        )
         if self.rate <= 0:
-            raise EspeakError(f"espeak-ng failed to initialise (its data: {data_path or 'the system one'})",
-                              hint="pip install --force-reinstall espeakng-loader")
+            raise EspeakError(
+                f"espeak-ng failed to initialise (its data: {data_path or 'the system one'})",
+                hint="pip install --force-reinstall espeakng-loader",
+            )
         self._audio = bytearray()
         self._phonemes: list[tuple[str, int]] = []
         self._callback = _Callback(self._collect)  # kept here: the library holds only a raw pointer
@@ -138,8 +168,10 @@ class _Engine:
         data = text.replace("\0", " ").encode("utf-8")
         with self.lock:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                raise ConfigError(f"espeak-ng has no voice {voice!r}",
-                                  hint="languages known to work: " + ", ".join(LANGUAGES))
+                raise ConfigError(
+                    f"espeak-ng has no voice {voice!r}",
+                    hint="languages known to work: " + ", ".join(LANGUAGES),
+                )
             for parameter, value in ((_RATE, rate), (_PITCH, pitch), (_RANGE, pitch_range)):
                 self.lib.espeak_SetParameter(parameter, value, 0)
             self._audio, self._phonemes = bytearray(), []
@@ -164,19 +196,100 @@ _MODIFIERS = re.compile(r"[^A-Za-z@&]")  # a~ -> a, p# -> p, n^ -> n, t_s\ -> ts
 _SIBILANTS = {"ts": ("CH", ".;\\"), "dz": ("JH", ".;\\"), "s": ("SH", ".\\"), "z": ("ZH", ".\\")}
 _LABELS = {
     # whole mnemonics and two-letter prefixes: diphthongs, affricates, odd ones out
-    "a#": "AH", "@r": "ER", ";": "Y", "pF": "P", "pf": "P", "sx": "SH", "tS": "CH", "dZ": "JH", "ts": "S", "dz": "Z",
-    "aI": "AY", "ai": "AY", "&i": "AY", "aU": "AW", "au": "AW", "&U": "AW", "OI": "OY", "oI": "OY", "OY": "OY",
-    "oi": "OY", "eI": "EY", "ei": "EY", "EI": "EY", "Ei": "EY", "oU": "OW", "@U": "OW", "i@": "IH", "e@": "EH",
-    "U@": "UH", "o@": "AO", "O@": "AO", "A@": "AA",
+    "a#": "AH",
+    "@r": "ER",
+    ";": "Y",
+    "pF": "P",
+    "pf": "P",
+    "sx": "SH",
+    "tS": "CH",
+    "dZ": "JH",
+    "ts": "S",
+    "dz": "Z",
+    "aI": "AY",
+    "ai": "AY",
+    "&i": "AY",
+    "aU": "AW",
+    "au": "AW",
+    "&U": "AW",
+    "OI": "OY",
+    "oI": "OY",
+    "OY": "OY",
+    "oi": "OY",
+    "eI": "EY",
+    "ei": "EY",
+    "EI": "EY",
+    "Ei": "EY",
+    "oU": "OW",
+    "@U": "OW",
+    "i@": "IH",
+    "e@": "EH",
+    "U@": "UH",
+    "o@": "AO",
+    "O@": "AO",
+    "A@": "AA",
     # first letters: consonants
-    "p": "P", "b": "B", "B": "B", "m": "M", "f": "F", "v": "V", "T": "TH", "D": "DH", "s": "S", "z": "Z",
-    "S": "SH", "Z": "ZH", "c": "CH", "J": "JH", "t": "T", "d": "D", "n": "N", "l": "L", "L": "L", "r": "R",
-    "R": "R", "*": "R", "k": "K", "q": "K", "x": "K", "g": "G", "G": "G", "Q": "G", "N": "NG", "j": "Y",
-    "w": "W", "h": "HH", "H": "HH", "X": "HH", "C": "HH", "?": "HH",
+    "p": "P",
+    "b": "B",
+    "B": "B",
+    "m": "M",
+    "f": "F",
+    "v": "V",
+    "T": "TH",
+    "D": "DH",
+    "s": "S",
+    "z": "Z",
+    "S": "SH",
+    "Z": "ZH",
+    "c": "CH",
+    "J": "JH",
+    "t": "T",
+    "d": "D",
+    "n": "N",
+    "l": "L",
+    "L": "L",
+    "r": "R",
+    "R": "R",
+    "*": "R",
+    "k": "K",
+    "q": "K",
+    "x": "K",
+    "g": "G",
+    "G": "G",
+    "Q": "G",
+    "N": "NG",
+    "j": "Y",
+    "w": "W",
+    "h": "HH",
+    "H": "HH",
+    "X": "HH",
+    "C": "HH",
+    "?": "HH",
     # first letters: vowels (espeak writes W, Y, 2, 9, 8 for front or central rounded vowels)
-    "a": "AA", "A": "AA", "0": "AA", "&": "AE", "6": "AH", "@": "AH", "V": "AH", "7": "AH", "3": "ER",
-    "e": "EH", "E": "EH", "i": "IY", "I": "IH", "1": "IH", "o": "OW", "O": "AO", "u": "UW", "U": "UH",
-    "y": "UW", "Y": "UH", "2": "UH", "9": "UH", "8": "UH", "W": "UH",
+    "a": "AA",
+    "A": "AA",
+    "0": "AA",
+    "&": "AE",
+    "6": "AH",
+    "@": "AH",
+    "V": "AH",
+    "7": "AH",
+    "3": "ER",
+    "e": "EH",
+    "E": "EH",
+    "i": "IY",
+    "I": "IH",
+    "1": "IH",
+    "o": "OW",
+    "O": "AO",
+    "u": "UW",
+    "U": "UH",
+    "y": "UW",
+    "Y": "UH",
+    "2": "UH",
+    "9": "UH",
+    "8": "UH",
+    "W": "UH",
 }
 _VOWEL_START = set("aeiouAEIOUyYVW@&0123456789")
 _STOPS = frozenset({"P", "B", "T", "D", "K", "G", "CH", "JH"})
@@ -213,8 +326,14 @@ def _with_closures(samples: np.ndarray, labels: list[str], starts: list[int]) ->
     return out
 
 
-def synthesize(text: str, language: str = "en-us", variant: str | None = None, rate: int = 175, pitch: int = 50,
-               pitch_range: int = 50) -> tuple[np.ndarray, list[Phone]]:
+def synthesize(
+    text: str,
+    language: str = "en-us",
+    variant: str | None = None,
+    rate: int = 175,
+    pitch: int = 50,
+    pitch_range: int = 50,
+) -> tuple[np.ndarray, list[Phone]]:
     """Speech for `text` and its phones, as the synthesiser made them.
 
     Audio: float32 mono at 16 kHz (tm's analysis rate), resampled from the library's rate.
@@ -223,8 +342,11 @@ def synthesize(text: str, language: str = "en-us", variant: str | None = None, r
     """
     if variant is not None and variant not in VARIANTS:
         raise ConfigError(f"unknown espeak-ng variant {variant!r}", hint="one of: " + ", ".join(VARIANTS))
-    for name, value, low, high in (("rate", rate, 80, 450), ("pitch", pitch, 0, 100),
-                                   ("pitch_range", pitch_range, 0, 100)):
+    for name, value, low, high in (
+        ("rate", rate, 80, 450),
+        ("pitch", pitch, 0, 100),
+        ("pitch_range", pitch_range, 0, 100),
+    ):
         if not low <= value <= high:
             raise ConfigError(f"espeak-ng {name} must be in [{low}, {high}], got {value}")
     engine = _engine()
@@ -309,9 +431,13 @@ def speech_for_seconds(seconds: float, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     parts, total = [], 0
     while total < seconds * SAMPLE_RATE:
-        audio, _ = synthesize(random_text(rng, "en-us", int(rng.integers(4, 14))), "en-us",
-                              variant=str(rng.choice(VARIANTS)), rate=int(rng.integers(140, 200)),
-                              pitch=int(rng.integers(30, 70)))
+        audio, _ = synthesize(
+            random_text(rng, "en-us", int(rng.integers(4, 14))),
+            "en-us",
+            variant=str(rng.choice(VARIANTS)),
+            rate=int(rng.integers(140, 200)),
+            pitch=int(rng.integers(30, 70)),
+        )
         pause = np.zeros(int(rng.uniform(0.2, 1.5) * SAMPLE_RATE), dtype=np.float32)
         parts += [audio.astype(np.float32), pause]
         total += len(audio) + len(pause)

@@ -56,8 +56,15 @@ def generator_features(features: AudioFeatures, phones: list[Phone]) -> np.ndarr
     mel = features.mel.astype(np.float64)
     ref = np.percentile(mel.mean(axis=1), 95) if len(mel) else 0.0
     mel = np.clip((mel - ref) / 4.0, MEL_FLOOR, 3.0)
-    extra = np.stack([features.rms_db / 60.0, features.envelope, features.voiced.astype(np.float64),
-                      np.clip(features.pitch / 12.0, -2.0, 2.0)], axis=1)
+    extra = np.stack(
+        [
+            features.rms_db / 60.0,
+            features.envelope,
+            features.voiced.astype(np.float64),
+            np.clip(features.pitch / 12.0, -2.0, 2.0),
+        ],
+        axis=1,
+    )
     classes = phone_classes(phones, features.num_frames, features.fps)
     return np.concatenate([mel, extra, classes], axis=1).astype(np.float32)
 
@@ -83,8 +90,15 @@ class FeatureStream:
     same audio on stdin give the same video.
     """
 
-    def __init__(self, fps: float, phones_of: Callable[[np.ndarray, float], list[Phone]], min_seconds: float = 2.0,
-                 max_seconds: float = 8.0, in_flight: int = 3, pool=None):
+    def __init__(
+        self,
+        fps: float,
+        phones_of: Callable[[np.ndarray, float], list[Phone]],
+        min_seconds: float = 2.0,
+        max_seconds: float = 8.0,
+        in_flight: int = 3,
+        pool=None,
+    ):
         self.fps, self.phones_of = fps, phones_of
         self.min_frames, self.max_frames = int(min_seconds * fps), int(max_seconds * fps)
         self.in_flight, self.pool = in_flight, pool
@@ -106,11 +120,11 @@ class FeatureStream:
         quiet = db < np.percentile(db, 95) - 35.0
         run = max(1, int(round(0.2 * self.fps)))
         for i in range(self.min_frames, frames - run + 1):
-            if quiet[i: i + run].all():
+            if quiet[i : i + run].all():
                 return first + i + run // 2
         if frames >= self.max_frames:
             lo = max(self.min_frames, self.max_frames - int(3 * self.fps))
-            return first + lo + int(np.argmin(db[lo: self.max_frames]))
+            return first + lo + int(np.argmin(db[lo : self.max_frames]))
         return None
 
     def __call__(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -156,7 +170,9 @@ class FeatureStream:
                 buffer = np.concatenate([buffer, block])
             while (end := self._cut(buffer, first, final)) is not None:
                 n = self._sample(end) - self._sample(first)
-                piece = buffer[:n] if len(buffer) >= n else np.pad(buffer, (0, n - len(buffer)))  # the last frame
+                piece = (
+                    buffer[:n] if len(buffer) >= n else np.pad(buffer, (0, n - len(buffer)))
+                )  # the last frame
                 submit(piece, self._sample(first) / SAMPLE_RATE)
                 buffer, first = buffer[n:], end
                 while len(pending) > self.in_flight or (pending and _ready(pending[0][2])):
@@ -179,5 +195,8 @@ def recognised_phones(piece: np.ndarray, start: float) -> list[Phone]:
 def phones_within(phones: list[Phone], piece: np.ndarray, start: float) -> list[Phone]:
     """FeatureStream's phones_of for phones known in advance (a transcript aligned to the whole file)."""
     end = start + len(piece) / SAMPLE_RATE
-    return [Phone(p.label, max(p.start, start) - start, min(p.end, end) - start)
-            for p in phones if p.end > start and p.start < end]
+    return [
+        Phone(p.label, max(p.start, start) - start, min(p.end, end) - start)
+        for p in phones
+        if p.end > start and p.start < end
+    ]

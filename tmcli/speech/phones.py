@@ -76,9 +76,9 @@ SIL = "SIL"
 
 @dataclass(frozen=True)
 class Phone:
-    label: str    # ARPAbet phone without stress digits, upper case: "AA", "P", "M", ... ; silence and noise -> "SIL"
+    label: str  # ARPAbet, no stress digits, upper case: "AA", "P", "M", ...; silence and noise -> "SIL"
     start: float  # seconds
-    end: float    # seconds
+    end: float  # seconds
 
 
 # ---------------------------------------------------------------- decoders
@@ -132,8 +132,9 @@ def word_decoder():
     ps = import_pocketsphinx()
     model = model_dir()
     # no second (flat-lexicon) pass: 20% faster, and words it would fix rarely change the phones
-    config = decoder_config(lm=os.path.join(model, "en-us.lm.bin"), dict=os.path.join(model, "cmudict-en-us.dict"),
-                     fwdflat=False)
+    config = decoder_config(
+        lm=os.path.join(model, "en-us.lm.bin"), dict=os.path.join(model, "cmudict-en-us.dict"), fwdflat=False
+    )
     return ps.Decoder(config), threading.Lock()
 
 
@@ -189,8 +190,9 @@ def to_raw(a: np.ndarray) -> bytes:
 def finish(items: list[tuple[str, float]], duration: float) -> list[Phone]:
     """(label, start s) pairs in time order -> contiguous Phones over [0, duration], SILs merged."""
     out: list[tuple[str, float]] = []
-    for label, start in sorted(((_normalize_label(lab), min(max(t, 0.0), duration)) for lab, t in items),
-                               key=lambda item: item[1]):
+    for label, start in sorted(
+        ((_normalize_label(lab), min(max(t, 0.0), duration)) for lab, t in items), key=lambda item: item[1]
+    ):
         if out and start <= out[-1][1]:
             out.pop()  # the previous phone would have zero length
         if out and out[-1][0] == label == SIL:
@@ -209,7 +211,8 @@ def finish(items: list[tuple[str, float]], duration: float) -> list[Phone]:
 
 
 def recognize_phones(audio: np.ndarray) -> list[Phone]:
-    """Phones heard in mono float32 audio at 16 kHz (values in [-1, 1]), by allphone decoding. Contiguous, covering [0, len/16000]."""
+    """Phones heard in mono float32 audio at 16 kHz (values in [-1, 1]), by allphone decoding.
+    Contiguous, covering [0, len/16000]."""
     a, duration = prepare(audio)
     if is_silent(a, duration):
         return [Phone(SIL, 0.0, duration)]
@@ -235,9 +238,9 @@ def _pieces(a: np.ndarray) -> list[np.ndarray]:
     cuts, target, search = [0], int(CHUNK_S * FRAME_RATE), 3 * FRAME_RATE
     while cuts[-1] + target + search < len(energy):
         lo = cuts[-1] + target - search
-        cuts.append(lo + int(np.argmin(energy[lo: lo + 2 * search])))
+        cuts.append(lo + int(np.argmin(energy[lo : lo + 2 * search])))
     cuts.append(len(energy))
-    return [a[c0 * HOP: c1 * HOP] if c1 < len(energy) else a[c0 * HOP:] for c0, c1 in zip(cuts, cuts[1:])]
+    return [a[c0 * HOP : c1 * HOP] if c1 < len(energy) else a[c0 * HOP :] for c0, c1 in zip(cuts, cuts[1:])]
 
 
 def transcribe(audio: np.ndarray) -> str:
@@ -253,6 +256,7 @@ def transcribe(audio: np.ndarray) -> str:
             hyp = decoder.hyp()
             words.append(hyp.hypstr if hyp is not None else "")
     return " ".join(w for w in words if w).strip()
+
 
 @functools.lru_cache(maxsize=None)
 def align_decoder():

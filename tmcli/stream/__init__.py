@@ -1,1 +1,2 @@
-"""The streaming core: generators, sources of motion, the render pipeline, remote generators, batches, exported graphs."""
+"""The streaming core: generators, sources of motion, the render pipeline, remote generators,
+batches, exported graphs."""

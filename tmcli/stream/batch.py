@@ -25,9 +25,21 @@ from tmcli.core.errors import ConfigError, InputError, TmError
 from tmcli.motion.controls import parse_gaze
 
 # manifest columns besides portrait, audio and output: the per-job options of tm render
-OPTION_COLUMNS = {"seed": int, "transcript": str, "generator": str, "checkpoint": str, "emotion": str, "gaze": str,
-                  "pose_intensity": float, "blink_rate": float, "cfg_scale": float, "steps": int, "fps": float,
-                  "size": int, "crop": lambda v: str(v).strip().lower() in ("1", "true", "yes")}
+OPTION_COLUMNS = {
+    "seed": int,
+    "transcript": str,
+    "generator": str,
+    "checkpoint": str,
+    "emotion": str,
+    "gaze": str,
+    "pose_intensity": float,
+    "blink_rate": float,
+    "cfg_scale": float,
+    "steps": int,
+    "fps": float,
+    "size": int,
+    "crop": lambda v: str(v).strip().lower() in ("1", "true", "yes"),
+}
 
 
 @dataclasses.dataclass
@@ -41,17 +53,26 @@ class RenderJob:
 def jobs_from_arguments(portrait: Path, audios: list[Path], output: Path | None) -> list[RenderJob]:
     """One portrait, several audio files -> one video each in the folder `output`."""
     folder = Path(output) if output is not None else Path(".")
-    if (folder.exists() and not folder.is_dir()) or folder.suffix.lower() in (".mp4", ".mov", ".mkv", ".webm"):
+    if (folder.exists() and not folder.is_dir()) or folder.suffix.lower() in (
+        ".mp4",
+        ".mov",
+        ".mkv",
+        ".webm",
+    ):
         raise ConfigError(f"with several audio files, -o must be a folder; {folder} is a file")
     names = [a.stem for a in audios]
     twins = sorted({n for n in names if names.count(n) > 1})
     if twins:
-        raise ConfigError(f"two audio files would make the same output {twins[0]}.mp4",
-                          hint="rename one, or use --manifest with an output column")
+        raise ConfigError(
+            f"two audio files would make the same output {twins[0]}.mp4",
+            hint="rename one, or use --manifest with an output column",
+        )
     return [RenderJob(portrait, a, folder / f"{a.stem}.mp4") for a in audios]
 
 
-def read_manifest(path: Path, portrait: Path | None = None, output_dir: Path | None = None) -> list[RenderJob]:
+def read_manifest(
+    path: Path, portrait: Path | None = None, output_dir: Path | None = None
+) -> list[RenderJob]:
     """Jobs from a .csv (header row) or .jsonl (an object a line) manifest.
 
     Columns: portrait (or PORTRAIT on the command line), audio, output (default: OUTPUT_DIR or
@@ -64,7 +85,10 @@ def read_manifest(path: Path, portrait: Path | None = None, output_dir: Path | N
     try:
         if path.suffix.lower() == ".csv":
             with open(path, newline="") as f:
-                rows = [{k.strip(): v for k, v in row.items() if k and v not in (None, "")} for row in csv.DictReader(f)]
+                rows = [
+                    {k.strip(): v for k, v in row.items() if k and v not in (None, "")}
+                    for row in csv.DictReader(f)
+                ]
         elif path.suffix.lower() in (".jsonl", ".ndjson"):
             rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         else:
@@ -78,15 +102,23 @@ def read_manifest(path: Path, portrait: Path | None = None, output_dir: Path | N
             raise InputError(f"{where}: expected an object with portrait, audio, output")
         unknown = set(row) - {"portrait", "audio", "output"} - set(OPTION_COLUMNS)
         if unknown:
-            raise InputError(f"{where}: unknown column {sorted(unknown)[0]!r}",
-                             hint=f"columns: portrait, audio, output, {', '.join(OPTION_COLUMNS)}")
+            raise InputError(
+                f"{where}: unknown column {sorted(unknown)[0]!r}",
+                hint=f"columns: portrait, audio, output, {', '.join(OPTION_COLUMNS)}",
+            )
         if "audio" not in row:
             raise InputError(f"{where}: no audio")
         face = row.get("portrait", portrait)
         if face is None:
-            raise InputError(f"{where}: no portrait (give a portrait column, or PORTRAIT on the command line)")
+            raise InputError(
+                f"{where}: no portrait (give a portrait column, or PORTRAIT on the command line)"
+            )
         audio = base / row["audio"]
-        output = base / row["output"] if "output" in row else (output_dir or base) / f"{Path(row['audio']).stem}.mp4"
+        output = (
+            base / row["output"]
+            if "output" in row
+            else (output_dir or base) / f"{Path(row['audio']).stem}.mp4"
+        )
         try:
             options = {k: OPTION_COLUMNS[k](v) for k, v in row.items() if k in OPTION_COLUMNS}
         except ValueError as exc:
@@ -162,8 +194,13 @@ class JobResult:
     process: int = 0
 
 
-def run_jobs(jobs: list[RenderJob], render_one: Callable[[RenderJob], float], skip_existing: bool,
-             process_index: int, claims: Claims) -> Iterator[JobResult]:
+def run_jobs(
+    jobs: list[RenderJob],
+    render_one: Callable[[RenderJob], float],
+    skip_existing: bool,
+    process_index: int,
+    claims: Claims,
+) -> Iterator[JobResult]:
     """Render this process's share of `jobs`; a failed job is reported and the next one taken."""
     for job in jobs:
         if skip_existing and job.output.exists():
@@ -190,8 +227,14 @@ def preset_for(base, options: dict):
     return base.with_overrides(
         output={"fps": options.get("fps"), "size": options.get("size"), "crop": options.get("crop")},
         generator={"cfg_audio": options.get("cfg_scale"), "steps": options.get("steps")},
-        controls={"gaze_x": gaze_x, "gaze_y": gaze_y, "emotion": options.get("emotion"),
-                  "pose_intensity": options.get("pose_intensity"), "blink_rate": options.get("blink_rate")})
+        controls={
+            "gaze_x": gaze_x,
+            "gaze_y": gaze_y,
+            "emotion": options.get("emotion"),
+            "pose_intensity": options.get("pose_intensity"),
+            "blink_rate": options.get("blink_rate"),
+        },
+    )
 
 
 @dataclasses.dataclass
@@ -218,12 +261,14 @@ def render_batch(batch: Batch, on_result: Callable[[JobResult], None]) -> list[J
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list, gather_object
 
-    from tmcli.stream.pipeline import render
     from tmcli.core.runtime import StageDevices
+    from tmcli.stream.pipeline import render
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and batch.disaggregate:
-        raise ConfigError("--disaggregate runs one render over two processes; it does not mix with a multi-process batch")
+        raise ConfigError(
+            "--disaggregate runs one render over two processes; it does not mix with a multi-process batch"
+        )
     state = PartialState(cpu=not (batch.device or batch.devices or "").startswith("cuda") and distributed)
     if batch.device or batch.devices or state.device.type != "cuda":
         devices = StageDevices.parse(batch.device, batch.devices, batch.dtype, batch.disaggregate)
@@ -237,10 +282,18 @@ def render_batch(batch: Batch, on_result: Callable[[JobResult], None]) -> list[J
     def render_one(job: RenderJob) -> float:
         options = {**batch.options, **job.options}
         start = time.perf_counter()  # render makes the output's folder, or fails with an OutputError
-        render(job.portrait, job.audio, job.output, preset_for(batch.preset, options), seed=options.get("seed", 0),
-               transcript=options.get("transcript"), face_index=options.get("face_index", 0),
-               generator=options.get("generator", "student"), checkpoint=options.get("checkpoint"),
-               devices=devices)
+        render(
+            job.portrait,
+            job.audio,
+            job.output,
+            preset_for(batch.preset, options),
+            seed=options.get("seed", 0),
+            transcript=options.get("transcript"),
+            face_index=options.get("face_index", 0),
+            generator=options.get("generator", "student"),
+            checkpoint=options.get("checkpoint"),
+            devices=devices,
+        )
         return time.perf_counter() - start
 
     results = []
@@ -259,8 +312,15 @@ def render_batch(batch: Batch, on_result: Callable[[JobResult], None]) -> list[J
 
 
 def _worker(index: int, batch: Batch, world: int, port: int, on_result, results_path: str) -> None:
-    os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    os.environ.update(
+        RANK=str(index),
+        LOCAL_RANK=str(index),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        OMP_NUM_THREADS="1",
+    )
     results = render_batch(batch, on_result)
     if index == 0:
         Path(results_path).write_text(json.dumps([dataclasses.asdict(r) for r in results]))
@@ -285,10 +345,15 @@ def launch(batch: Batch, processes: int, on_result: Callable[[JobResult], None])
     with tempfile.TemporaryDirectory(prefix="tm-batch-") as tmp:
         results_path = str(Path(tmp) / "results.json")
         try:
-            start_processes(_worker, args=(batch, processes, port, on_result, results_path), nprocs=processes,
-                            start_method="spawn")
+            start_processes(
+                _worker,
+                args=(batch, processes, port, on_result, results_path),
+                nprocs=processes,
+                start_method="spawn",
+            )
         except (ProcessExitedException, ProcessRaisedException) as exc:
             last = str(exc).strip().splitlines()[-1]
-            raise TmError(f"a render process failed: {last}",
-                          hint="rerun with --skip-existing to do what is left") from None
+            raise TmError(
+                f"a render process failed: {last}", hint="rerun with --skip-existing to do what is left"
+            ) from None
         return [JobResult(**r) for r in json.loads(Path(results_path).read_text())]

@@ -22,8 +22,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from tmcli.motion.controls import GROUPS
 from tmcli.core.errors import InputError
+from tmcli.motion.controls import GROUPS
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "tm-export"
@@ -55,7 +55,9 @@ def read_manifest(directory: str | Path) -> dict:
     directory = Path(directory)
     path = directory / MANIFEST
     if not path.is_file():
-        raise InputError(f"{directory} is not a tm export (no {MANIFEST})", hint="make one with `tm export CKPT -o DIR`")
+        raise InputError(
+            f"{directory} is not a tm export (no {MANIFEST})", hint="make one with `tm export CKPT -o DIR`"
+        )
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -63,8 +65,10 @@ def read_manifest(directory: str | Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise InputError(f"{path} is not a tm export manifest")
     if manifest.get("version") != MANIFEST_VERSION:
-        raise InputError(f"{path} is version {manifest.get('version')}; this tm reads version {MANIFEST_VERSION}",
-                         hint="export the checkpoint again with this tm")
+        raise InputError(
+            f"{path} is version {manifest.get('version')}; this tm reads version {MANIFEST_VERSION}",
+            hint="export the checkpoint again with this tm",
+        )
     for name, graph in manifest.get("graphs", {}).items():
         file = directory / graph["file"]
         if not file.is_file():
@@ -77,15 +81,21 @@ def read_manifest(directory: str | Path) -> dict:
 class ExportedModel:
     """An export folder's graphs, ready to run on the CPU."""
 
-    def __init__(self, directory: str | Path, engine: str | None = None, graphs: tuple[str, ...] | None = None):
+    def __init__(
+        self, directory: str | Path, engine: str | None = None, graphs: tuple[str, ...] | None = None
+    ):
         self.directory = Path(directory)
         self.manifest = read_manifest(self.directory)
         fmt = self.manifest["export_format"]
         if fmt not in ENGINES:
-            raise InputError(f"{self.directory} holds a {fmt} export, which has no graphs to run",
-                             hint="render it with --checkpoint DIR (it is a tm checkpoint)")
+            raise InputError(
+                f"{self.directory} holds a {fmt} export, which has no graphs to run",
+                hint="render it with --checkpoint DIR (it is a tm checkpoint)",
+            )
         if engine is not None and engine != fmt:
-            raise InputError(f"{self.directory} holds a {fmt} export, not {engine}", hint=f"use --engine {fmt}")
+            raise InputError(
+                f"{self.directory} holds a {fmt} export, not {engine}", hint=f"use --engine {fmt}"
+            )
         self.format = fmt
         self._graphs = {name: self._load(name) for name in graphs or self.manifest["graphs"]}
 
@@ -100,12 +110,16 @@ class ExportedModel:
                 session = onnxruntime.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
                 self._check_shapes(name, [(i.name, i.shape) for i in session.get_inputs()])
                 names = [i.name for i in session.get_inputs()]
-                return lambda *args: [torch.from_numpy(o) for o in session.run(None, dict(zip(names, (a.numpy() for a in args))))]
+                return lambda *args: [
+                    torch.from_numpy(o)
+                    for o in session.run(None, dict(zip(names, (a.numpy() for a in args))))
+                ]
             program = torch.export.load(str(file)).module()
             return lambda *args: _as_list(program(*args))
         except ImportError as exc:
-            raise InputError(f"running an {self.format} export needs {exc.name}",
-                             hint='pip install "tm[export]"') from None
+            raise InputError(
+                f"running an {self.format} export needs {exc.name}", hint='pip install "tm[export]"'
+            ) from None
         except InputError:
             raise
         except Exception as exc:  # onnxruntime and torch.export raise their own types for a bad graph
@@ -115,18 +129,31 @@ class ExportedModel:
         """The graph's inputs must be the manifest's (a symbolic size matches any)."""
         want = [(spec["name"], spec["shape"]) for spec in self.manifest["graphs"][name]["inputs"]]
         same = len(want) == len(graph_inputs) and all(
-            n == m and len(s) == len(t) and all(isinstance(a, str) or isinstance(b, str) or a == b for a, b in zip(s, t))
-            for (n, s), (m, t) in zip(want, graph_inputs))
+            n == m
+            and len(s) == len(t)
+            and all(isinstance(a, str) or isinstance(b, str) or a == b for a, b in zip(s, t))
+            for (n, s), (m, t) in zip(want, graph_inputs)
+        )
         if not same:
-            raise InputError(f"{self.directory}: the {name} graph's inputs {graph_inputs} are not the manifest's {want}")
+            raise InputError(
+                f"{self.directory}: the {name} graph's inputs {graph_inputs} are not the manifest's {want}"
+            )
 
     def run(self, name: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
         """One call of a graph: inputs cast to the dtypes it takes, outputs as it gives them."""
         specs = self.manifest["graphs"][name]["inputs"]
-        return self._graphs[name](*(t.detach().cpu().to(getattr(torch, spec["dtype"])) for t, spec in zip(inputs, specs)))
+        return self._graphs[name](
+            *(t.detach().cpu().to(getattr(torch, spec["dtype"])) for t, spec in zip(inputs, specs))
+        )
 
-    def face_rig(self, motion: torch.Tensor, rest: torch.Tensor, basis: torch.Tensor, pivot: torch.Tensor,
-                 unit: torch.Tensor) -> torch.Tensor:
+    def face_rig(
+        self,
+        motion: torch.Tensor,
+        rest: torch.Tensor,
+        basis: torch.Tensor,
+        pivot: torch.Tensor,
+        unit: torch.Tensor,
+    ) -> torch.Tensor:
         """`pose_landmarks` run by the exported face_rig graph."""
         return self.run("face_rig", motion, rest, basis, pivot, unit)[0].to(rest.dtype)
 
@@ -184,12 +211,21 @@ class ExportedChunkStep:
     def new_cache(self) -> FixedCache:
         return FixedCache([t.clone() for t in self._empty])
 
-    def step(self, motion: torch.Tensor, timestep: torch.Tensor, audio: torch.Tensor, cache: FixedCache,
-             neutral: torch.Tensor, controls: dict[str, torch.Tensor], write: bool = False) -> torch.Tensor:
+    def step(
+        self,
+        motion: torch.Tensor,
+        timestep: torch.Tensor,
+        audio: torch.Tensor,
+        cache: FixedCache,
+        neutral: torch.Tensor,
+        controls: dict[str, torch.Tensor],
+        write: bool = False,
+    ) -> torch.Tensor:
         vector = torch.cat([controls[name] for name in GROUPS], dim=-1)
         flag = torch.tensor([write])
-        velocity, *new_cache = self.exported.run("chunk_step", motion, timestep, audio, neutral, vector, flag,
-                                                 *cache.tensors)
+        velocity, *new_cache = self.exported.run(
+            "chunk_step", motion, timestep, audio, neutral, vector, flag, *cache.tensors
+        )
         if write:
             cache.update(new_cache)
         return velocity.float()
@@ -208,11 +244,15 @@ class GraphedChunkStep:
     def __init__(self, model, autocast=None):
         import contextlib
 
-        from tmcli.motion.causal_dit import FixedShapeStep
         from tmcli.core.runtime import capture_cuda_graph
+        from tmcli.motion.causal_dit import FixedShapeStep
 
         self.config, self.sigmas, self.audio_span = model.config, model.sigmas, model.audio_span
-        self.motion_mean, self.normalize, self.denormalize = model.motion_mean, model.normalize, model.denormalize
+        self.motion_mean, self.normalize, self.denormalize = (
+            model.motion_mean,
+            model.normalize,
+            model.denormalize,
+        )
         device = model.motion_mean.device
         self.fixed = FixedShapeStep(model).to(device)
         self.inputs = [t.to(device) for t in self.fixed.example_inputs()]  # the buffers, INPUTS order
@@ -228,10 +268,20 @@ class GraphedChunkStep:
             buffer.copy_(empty)
         return FixedCache(self.cache)
 
-    def step(self, motion: torch.Tensor, timestep: torch.Tensor, audio: torch.Tensor, cache: FixedCache,
-             neutral: torch.Tensor, controls: dict[str, torch.Tensor], write: bool = False) -> torch.Tensor:
+    def step(
+        self,
+        motion: torch.Tensor,
+        timestep: torch.Tensor,
+        audio: torch.Tensor,
+        cache: FixedCache,
+        neutral: torch.Tensor,
+        controls: dict[str, torch.Tensor],
+        write: bool = False,
+    ) -> torch.Tensor:
         if getattr(cache, "tensors", None) is not self.cache:
-            raise RuntimeError("a GraphedChunkStep streams the cache its new_cache made (one stream at a time)")
+            raise RuntimeError(
+                "a GraphedChunkStep streams the cache its new_cache made (one stream at a time)"
+            )
         vector = torch.cat([controls[name] for name in GROUPS], dim=-1)
         for buffer, value in zip(self.inputs, (motion, timestep, audio, neutral, vector)):
             buffer.copy_(value)
@@ -272,7 +322,9 @@ class ExportedVideoChunkStep:
     def audio_rows(self, first_latent: int, latent_frames: int) -> range:
         return _wan().audio_rows(self, first_latent, latent_frames)
 
-    def condition_latents(self, portrait: torch.Tensor, first_latent: int, latent_frames: int) -> torch.Tensor:
+    def condition_latents(
+        self, portrait: torch.Tensor, first_latent: int, latent_frames: int
+    ) -> torch.Tensor:
         return _wan().condition_latents(self, portrait, first_latent, latent_frames)
 
     def new_cache(self) -> FixedCache:
@@ -282,12 +334,21 @@ class ExportedVideoChunkStep:
         """The prompt's keys and values are constants inside the graph."""
         return None
 
-    def step(self, latents: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor, audio: torch.Tensor,
-             cache: FixedCache, cross=None, write: bool = False) -> torch.Tensor:
+    def step(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor,
+        cond: torch.Tensor,
+        audio: torch.Tensor,
+        cache: FixedCache,
+        cross=None,
+        write: bool = False,
+    ) -> torch.Tensor:
         pad = self.audio_rows_per_chunk - audio.shape[1]  # the first chunk hears fewer rows: padded, masked
         audio = torch.cat([audio.new_zeros(audio.shape[0], pad, audio.shape[2]), audio], dim=1)
-        velocity, *new_cache = self.exported.run("chunk_step", latents, timestep, cond, audio, torch.tensor([write]),
-                                                 *cache.tensors)
+        velocity, *new_cache = self.exported.run(
+            "chunk_step", latents, timestep, cond, audio, torch.tensor([write]), *cache.tensors
+        )
         if write:
             cache.update(new_cache)
         return velocity.float()
@@ -323,7 +384,7 @@ class ExportedVAEDecoder:
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         frames = []
         for i in range(latents.shape[2]):
-            latent = latents[:, :, i: i + 1]
+            latent = latents[:, :, i : i + 1]
             if self.cache is None:
                 out, *self.cache = self.exported.run("vae_decode_first", latent)
             else:
@@ -342,10 +403,12 @@ class ExportedWarp:
 
         size = model.manifest["warp"]["size"]
         if size != renderer.size:
-            raise ConfigError(f"the export's warp makes {size} px crops; this portrait renders {renderer.size} px ones",
-                              hint=f"export for it: tm export CKPT -o DIR --portrait PORTRAIT --size N, as you render "
-                                   f"(the crop follows --size, up to the portrait's own resolution), or render with "
-                                   f"--size {size}")
+            raise ConfigError(
+                f"the export's warp makes {size} px crops; this portrait renders {renderer.size} px ones",
+                hint=f"export for it: tm export CKPT -o DIR --portrait PORTRAIT --size N, as you render "
+                f"(the crop follows --size, up to the portrait's own resolution), or render with "
+                f"--size {size}",
+            )
         self.exported, self.device = model, renderer.device
         self.portrait = FixedShapeWarp.portrait_inputs(renderer)
 

@@ -34,13 +34,24 @@ if TYPE_CHECKING:
 
 
 @render_threads()
-def render(portrait_path: str | Path, audio_path: str | Path | None, output: str | Path | None, preset: Preset,
-           seed: int = 0, transcript: str | None = None, face_index: int = 0,
-           on_frame: Callable[[int, int | None], None] | None = None, generator: str = "student",
-           checkpoint: str | Path | None = None, raw_rate: int | None = None,
-           on_motion: Callable[[np.ndarray], None] | None = None, devices: StageDevices | None = None,
-           timer: StageTimer | None = None, motion_in: str | Path | None = None,
-           motion_out: str | Path | None = None) -> RenderResult:
+def render(
+    portrait_path: str | Path,
+    audio_path: str | Path | None,
+    output: str | Path | None,
+    preset: Preset,
+    seed: int = 0,
+    transcript: str | None = None,
+    face_index: int = 0,
+    on_frame: Callable[[int, int | None], None] | None = None,
+    generator: str = "student",
+    checkpoint: str | Path | None = None,
+    raw_rate: int | None = None,
+    on_motion: Callable[[np.ndarray], None] | None = None,
+    devices: StageDevices | None = None,
+    timer: StageTimer | None = None,
+    motion_in: str | Path | None = None,
+    motion_out: str | Path | None = None,
+) -> RenderResult:
     """Render `audio_path` ("-": standard input) spoken by the face in `portrait_path` to the
     mp4 `output` ("-": standard output).
 
@@ -59,46 +70,102 @@ def render(portrait_path: str | Path, audio_path: str | Path | None, output: str
     # worker is started (in MotionSource.start), so that their few seconds overlap its work
     from tmcli.stream.generator import is_video_checkpoint
 
-    if checkpoint is not None and is_video_checkpoint(checkpoint):  # the video backend makes frames, not motion
-        if generator != "student" or motion_in or motion_out or output is None or (devices and devices.processes):
-            raise ConfigError("a video-backend checkpoint renders video alone, streamed by its student",
-                              hint="leave out --generator, --motion-in/--motion-out, --no-video and --processes")
+    if checkpoint is not None and is_video_checkpoint(
+        checkpoint
+    ):  # the video backend makes frames, not motion
+        if (
+            generator != "student"
+            or motion_in
+            or motion_out
+            or output is None
+            or (devices and devices.processes)
+        ):
+            raise ConfigError(
+                "a video-backend checkpoint renders video alone, streamed by its student",
+                hint="leave out --generator, --motion-in/--motion-out, --no-video and --processes",
+            )
         from tmcli.stream.video import render_video
 
-        return render_video(portrait_path, audio_path, output, preset, checkpoint, seed, transcript, face_index,
-                            on_frame, devices, timer)
+        return render_video(
+            portrait_path,
+            audio_path,
+            output,
+            preset,
+            checkpoint,
+            seed,
+            transcript,
+            face_index,
+            on_frame,
+            devices,
+            timer,
+        )
     start = time.perf_counter()
     timer = timer or StageTimer()
     devices = devices or StageDevices.cpu()
     _check_files(portrait_path, audio_path, output, motion_in, motion_out)
-    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch, no threads forked
-    # the worker leaves Ctrl-C to this process, which terminates it (cli/app.py): no traceback from it
-    ignore_sigint = functools.partial(signal.signal, signal.SIGINT, signal.SIG_IGN)
-    with ProcessPoolExecutor(1, mp_context=spawn, initializer=ignore_sigint) as pool, contextlib.ExitStack() as stack:
+    with _speech_worker() as pool, contextlib.ExitStack() as stack:
         args = (audio_path, preset, generator, checkpoint, devices, seed, transcript, raw_rate)
-        if motion_in is not None:
-            source = FileMotionSource(motion_in, preset, timer)
-        elif devices.processes:
-            from tmcli.stream.remote import RemoteMotionSource
-
-            source = stack.enter_context(RemoteMotionSource(*args, timer=timer))
-        else:
-            source = MotionSource(*args, timer=timer, pool=pool)
+        source = _motion_source(args, motion_in, timer, pool, stack)
         source.start()
         with timer("landmarks"):
-            portrait = _portrait(portrait_path, preset, face_index, devices, None if motion_in else checkpoint)
+            portrait = _portrait(
+                portrait_path, preset, face_index, devices, None if motion_in else checkpoint
+            )
         if motion_out is not None:
-            curves = stack.enter_context(MotionWriter(motion_out, preset.output.fps, portrait.face.landmarks, {
-                "portrait": str(portrait_path), "audio": str(audio_path), "generator": generator, "seed": seed}))
+            curves = stack.enter_context(
+                MotionWriter(
+                    motion_out,
+                    preset.output.fps,
+                    portrait.face.landmarks,
+                    {
+                        "portrait": str(portrait_path),
+                        "audio": str(audio_path),
+                        "generator": generator,
+                        "seed": seed,
+                    },
+                )
+            )
             on_motion = _both(curves.write, on_motion)
         if output is None:  # the motion alone
             frames = sum(len(chunk) for chunk in _called(source.chunks(), on_motion))
-            return RenderResult(frames, frames / preset.output.fps, time.perf_counter() - start,
-                                portrait.alignment.size, (0, 0), dict(timer.seconds))
+            return RenderResult(
+                frames,
+                frames / preset.output.fps,
+                time.perf_counter() - start,
+                portrait.alignment.size,
+                (0, 0),
+                dict(timer.seconds),
+            )
         frames = _encode(source, portrait, output, audio_path, preset, devices, timer, on_frame, on_motion)
     timer.mark("stream end")  # the video is whole (muxed and closed)
-    return RenderResult(frames, frames / preset.output.fps, time.perf_counter() - start, portrait.alignment.size,
-                        portrait.frame_size, dict(timer.seconds))
+    return RenderResult(
+        frames,
+        frames / preset.output.fps,
+        time.perf_counter() - start,
+        portrait.alignment.size,
+        portrait.frame_size,
+        dict(timer.seconds),
+    )
+
+
+def _speech_worker() -> ProcessPoolExecutor:
+    """The process that finds phones: a fresh interpreter (spawn: no torch, no threads forked)
+    that leaves Ctrl-C to this process, which terminates it (cli/app.py): no traceback from it."""
+    ignore_sigint = functools.partial(signal.signal, signal.SIGINT, signal.SIG_IGN)
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=ignore_sigint)
+
+
+def _motion_source(
+    args: tuple, motion_in: str | Path | None, timer: StageTimer, pool, stack: contextlib.ExitStack
+):
+    """A motion file's, a generator in a process of its own (devices.processes), or one here."""
+    if motion_in is not None:
+        return FileMotionSource(motion_in, args[1], timer)
+    if args[4].processes:
+        from tmcli.stream.remote import RemoteMotionSource
+
+        return stack.enter_context(RemoteMotionSource(*args, timer=timer))
+    return MotionSource(*args, timer=timer, pool=pool)
 
 
 def _check_files(portrait_path, audio_path, output, motion_in, motion_out) -> None:
@@ -111,8 +178,9 @@ def _check_files(portrait_path, audio_path, output, motion_in, motion_out) -> No
     check_outputs(output, (motion_out,), inputs=(portrait_path, audio_path, motion_in))
 
 
-def _portrait(path: str | Path, preset: Preset, face_index: int, devices: StageDevices,
-              checkpoint: str | Path | None) -> Portrait:
+def _portrait(
+    path: str | Path, preset: Preset, face_index: int, devices: StageDevices, checkpoint: str | Path | None
+) -> Portrait:
     """The portrait, posed and warped by tm export's graphs when `checkpoint` is an export, by
     the warp captured as a CUDA graph on a GPU that asks for it, else by the eager warp."""
     from tmcli.motion.portrait import Portrait
@@ -135,20 +203,37 @@ def _called(chunks: Iterator[np.ndarray], on_motion: Callable | None) -> Iterato
         yield chunk
 
 
-def _encode(source, portrait: Portrait, output: str | Path, audio_path: str | Path | None, preset: Preset,
-            devices: StageDevices, timer: StageTimer, on_frame: Callable | None, on_motion: Callable | None) -> int:
+def _encode(
+    source,
+    portrait: Portrait,
+    output: str | Path,
+    audio_path: str | Path | None,
+    preset: Preset,
+    devices: StageDevices,
+    timer: StageTimer,
+    on_frame: Callable | None,
+    on_motion: Callable | None,
+) -> int:
     """The source's motion rendered and encoded to `output` -> the number of frames written."""
     out = preset.output
     width, height = portrait.frame_size
     from_stdin = str(audio_path) == "-"
-    with VideoWriter(output, width, height, out.fps, audio_path=None if from_stdin else audio_path,
-                     audio_rate=audio_mod.SAMPLE_RATE if from_stdin else None, crf=out.crf,
-                     preset=out.x264_preset) as writer:
+    with VideoWriter(
+        output,
+        width,
+        height,
+        out.fps,
+        audio_path=None if from_stdin else audio_path,
+        audio_rate=audio_mod.SAMPLE_RATE if from_stdin else None,
+        crf=out.crf,
+        preset=out.x264_preset,
+    ) as writer:
         frames = 0
         source.wait_ready()
         timer.mark("stream start")
-        for frame, chunk_started in frame_stream(source.chunks(writer), portrait, devices, timer, source.stage,
-                                                 on_motion):
+        for frame, chunk_started in frame_stream(
+            source.chunks(writer), portrait, devices, timer, source.stage, on_motion
+        ):
             with timer("encode (pipe)"):
                 writer.write(frame)
             frames += 1
@@ -161,15 +246,22 @@ def _encode(source, portrait: Portrait, output: str | Path, audio_path: str | Pa
     timer.seconds["encode (pipe)"] += writer.close_seconds
     return frames
 
+
 def _both(first: Callable, second: Callable | None) -> Callable:
     if second is None:
         return first
     return lambda chunk: (first(chunk), second(chunk))
 
 
-def frame_stream(motion_chunks: Iterator[np.ndarray], portrait, devices: StageDevices, timer: StageTimer,
-                 generator_stage: str = "generator", on_motion: Callable[[np.ndarray], None] | None = None,
-                 queue_chunks: int = QUEUE_CHUNKS) -> Iterator[tuple[np.ndarray, float | None]]:
+def frame_stream(
+    motion_chunks: Iterator[np.ndarray],
+    portrait,
+    devices: StageDevices,
+    timer: StageTimer,
+    generator_stage: str = "generator",
+    on_motion: Callable[[np.ndarray], None] | None = None,
+    queue_chunks: int = QUEUE_CHUNKS,
+) -> Iterator[tuple[np.ndarray, float | None]]:
     """Motion chunks -> frames (H x W x 3 uint8, host), the generator and the renderer each in a
     thread of its own on its own device and stream, at most `queue_chunks` chunks apart.
 

@@ -18,8 +18,8 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from tmcli.core.errors import ConfigError, TmError
-from tmcli.face.rig import MOTION_DIM
 from tmcli.core.runtime import StageDevices, StageTimer, render_threads, staged
+from tmcli.face.rig import MOTION_DIM
 
 END, FAILED, READY = 0, -1, -2  # chunk headers that are not frame counts
 JOIN_TIMEOUT_S = 300  # how long either side waits for the other to join
@@ -50,7 +50,9 @@ class MotionLink:
         n = len(chunk) if chunk is not None else END if header is None else header
         dist.send(torch.tensor([n], dtype=torch.int64, device=self.device), self.peer)
         if chunk is not None:
-            dist.send(torch.as_tensor(np.ascontiguousarray(chunk, dtype=np.float32), device=self.device), self.peer)
+            dist.send(
+                torch.as_tensor(np.ascontiguousarray(chunk, dtype=np.float32), device=self.device), self.peer
+            )
 
     def wait_ready(self) -> None:
         """Wait for READY (or the failure that came instead)."""
@@ -86,8 +88,18 @@ class _Failed(Exception):
 class RemoteMotionSource:
     """MotionSource's interface, with the source running in a spawned process (rank 0)."""
 
-    def __init__(self, audio_path, preset, generator, checkpoint, devices: StageDevices, seed, transcript, raw_rate,
-                 timer: StageTimer):
+    def __init__(
+        self,
+        audio_path,
+        preset,
+        generator,
+        checkpoint,
+        devices: StageDevices,
+        seed,
+        transcript,
+        raw_rate,
+        timer: StageTimer,
+    ):
         if str(audio_path) == "-":
             raise ConfigError("--disaggregate reads audio from a file, not standard input")
         from tmcli.stream.sources import check_generator
@@ -105,8 +117,9 @@ class RemoteMotionSource:
             s.bind(("127.0.0.1", 0))
             self.address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
         self.errors = ctx.SimpleQueue()
-        self.process = ctx.Process(target=_generator_process, args=(self.address, self.args, self.errors),
-                                   name="tm-generator")  # not a daemon: it starts a phones worker
+        self.process = ctx.Process(
+            target=_generator_process, args=(self.address, self.args, self.errors), name="tm-generator"
+        )  # not a daemon: it starts a phones worker
         self.process.start()
         self.joined = False
         return self
@@ -122,8 +135,13 @@ class RemoteMotionSource:
         import torch.distributed as dist
 
         with self.timer("load generator (its process)"):
-            dist.init_process_group(backend(self.devices), init_method=self.address, rank=1, world_size=2,
-                                    timeout=datetime.timedelta(seconds=JOIN_TIMEOUT_S))
+            dist.init_process_group(
+                backend(self.devices),
+                init_method=self.address,
+                rank=1,
+                world_size=2,
+                timeout=datetime.timedelta(seconds=JOIN_TIMEOUT_S),
+            )
             self.joined = True
             self.link = link(self.devices, self.devices.renderer, peer=0)
             try:
@@ -156,11 +174,19 @@ def _generator_process(address: str, args: tuple, errors) -> None:
     from tmcli.stream.sources import QUEUE_CHUNKS, MotionSource
 
     devices: StageDevices = args[4]
-    dist.init_process_group(backend(devices), init_method=address, rank=0, world_size=2,
-                            timeout=datetime.timedelta(seconds=JOIN_TIMEOUT_S))
+    dist.init_process_group(
+        backend(devices),
+        init_method=address,
+        rank=0,
+        world_size=2,
+        timeout=datetime.timedelta(seconds=JOIN_TIMEOUT_S),
+    )
     motion_link = link(devices, devices.generator, peer=1)
     try:
-        with render_threads(), ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with (
+            render_threads(),
+            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
+        ):
             source = MotionSource(*args, timer=StageTimer(), pool=pool)
             source.start()
             motion_link.send(None, READY)
@@ -168,8 +194,11 @@ def _generator_process(address: str, args: tuple, errors) -> None:
                 motion_link.send(chunk)
         motion_link.send(None)
     except BaseException as exc:  # handed to the renderer's process, which raises it
-        errors.put(exc if isinstance(exc, TmError) else TmError(f"the generator process failed: "
-                                                               f"{type(exc).__name__}: {exc}"))
+        errors.put(
+            exc
+            if isinstance(exc, TmError)
+            else TmError(f"the generator process failed: {type(exc).__name__}: {exc}")
+        )
         motion_link.send(None, FAILED)
     finally:
         dist.destroy_process_group()

@@ -63,8 +63,22 @@ class RenderRequest:
     @property
     def job_options(self) -> dict:
         """The options a manifest row may also set (its own win)."""
-        names = ("seed", "transcript", "face_index", "generator", "checkpoint", "gaze", "emotion", "pose_intensity",
-                 "blink_rate", "cfg_scale", "steps", "fps", "size", "crop")
+        names = (
+            "seed",
+            "transcript",
+            "face_index",
+            "generator",
+            "checkpoint",
+            "gaze",
+            "emotion",
+            "pose_intensity",
+            "blink_rate",
+            "cfg_scale",
+            "steps",
+            "fps",
+            "size",
+            "crop",
+        )
         return {name: getattr(self, name) for name in names}
 
     @property
@@ -85,11 +99,15 @@ class RenderRequest:
             raise ConfigError(f"--num-processes must be at least 1, got {self.num_processes}")
         self.stage_devices = StageDevices.parse(self.device, self.devices, self.dtype, self.disaggregate)
         if not self.video and self.motion_out is None:
-            raise ConfigError("--no-video leaves nothing to write", hint="add --motion-out FILE.json|FILE.csv")
+            raise ConfigError(
+                "--no-video leaves nothing to write", hint="add --motion-out FILE.json|FILE.csv"
+            )
         if self.motion_in is not None:
             if self.manifest is not None or len(self.audio) > 1 or self.num_processes > 1 or self.launched:
-                raise ConfigError("--motion-in renders one video",
-                                  hint="give PORTRAIT, the motion file and at most one AUDIO")
+                raise ConfigError(
+                    "--motion-in renders one video",
+                    hint="give PORTRAIT, the motion file and at most one AUDIO",
+                )
             if self.audio and str(self.audio[0]) == "-":
                 raise ConfigError("--motion-in takes its audio from a file, not standard input")
         if self.single and self.portrait is None:
@@ -107,7 +125,9 @@ class RenderRequest:
     def batch(self) -> Batch:
         """The jobs of a batch: one per AUDIO, or one per manifest row."""
         if self.motion_out is not None or not self.video:
-            raise ConfigError("--motion-out and --no-video are for one render", hint="give one PORTRAIT and AUDIO")
+            raise ConfigError(
+                "--motion-out and --no-video are for one render", hint="give one PORTRAIT and AUDIO"
+            )
         if self.manifest is not None:
             if self.audio:
                 raise ConfigError("give AUDIO files or --manifest, not both")
@@ -121,15 +141,27 @@ class RenderRequest:
         if self.output is not None and str(self.output) == "-":
             raise ConfigError("many videos cannot all go to standard output", hint="give -o a folder")
         options = {k: v for k, v in self.job_options.items() if v is not None}
-        return Batch(jobs, load_preset(self.preset), options, self.skip_existing, self.device, self.devices,
-                     self.dtype, self.disaggregate)
+        return Batch(
+            jobs,
+            load_preset(self.preset),
+            options,
+            self.skip_existing,
+            self.device,
+            self.devices,
+            self.dtype,
+            self.disaggregate,
+        )
 
 
-def engine_checkpoint(engine: str, model: Path | None, checkpoint: Path | None, generator: str) -> Path | None:
+def engine_checkpoint(
+    engine: str, model: Path | None, checkpoint: Path | None, generator: str
+) -> Path | None:
     """--engine/--model -> the folder the generator loads (an export folder is a checkpoint to it)."""
     if engine == "torch":
         if model is not None:
-            raise ConfigError("--model is for --engine onnx or torch-export", hint="use --checkpoint for tm's models")
+            raise ConfigError(
+                "--model is for --engine onnx or torch-export", hint="use --checkpoint for tm's models"
+            )
         return checkpoint
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}", hint=f"use torch, {' or '.join(ENGINES)}")

@@ -25,10 +25,9 @@ from tmcli.face.rig import POSE_CHANNELS
 from tmcli.motion.controls import Controls, parse_emotion
 from tmcli.motion.driver import PhoneticDriver
 from tmcli.motion.smoothing import smooth_slow_channels
-from tmcli.speech.features import generator_features
 from tmcli.speech.alignment import speech_phones
+from tmcli.speech.features import generator_features
 from tmcli.speech.phones import warm_up
-
 
 GENERATORS = ("phonetic", "teacher", "student")
 CHUNK_FRAMES = 5  # frames per rendered chunk of the generators that make all motion at once
@@ -45,7 +44,7 @@ def check_generator(generator: str) -> None:
 def motion_blocks(motion: np.ndarray) -> Iterator[np.ndarray]:
     """Motion made all at once, in chunks as the student's: so the frames in flight stay few."""
     for start in range(0, len(motion), CHUNK_FRAMES):
-        yield motion[start: start + CHUNK_FRAMES]
+        yield motion[start : start + CHUNK_FRAMES]
 
 
 @dataclass
@@ -81,14 +80,29 @@ class MotionSource:
     Finding phones (pocketsphinx) needs neither torch nor mediapipe, so it runs in the worker
     process `pool` while this process loads them."""
 
-    def __init__(self, audio_path: str | Path, preset: Preset, generator: str, checkpoint: str | Path | None,
-                 devices: StageDevices, seed: int, transcript: str | None, raw_rate: int | None,
-                 timer: StageTimer, pool):
+    def __init__(
+        self,
+        audio_path: str | Path,
+        preset: Preset,
+        generator: str,
+        checkpoint: str | Path | None,
+        devices: StageDevices,
+        seed: int,
+        transcript: str | None,
+        raw_rate: int | None,
+        timer: StageTimer,
+        pool,
+    ):
         check_generator(generator)
         if generator != "phonetic" and checkpoint is None:
             checkpoint = embedded_checkpoint(generator)
         self.controls = controls_from(preset)  # a bad emotion fails here, before any work
-        self.audio_path, self.preset, self.generator, self.checkpoint = audio_path, preset, generator, checkpoint
+        self.audio_path, self.preset, self.generator, self.checkpoint = (
+            audio_path,
+            preset,
+            generator,
+            checkpoint,
+        )
         self.devices, self.seed, self.transcript, self.raw_rate = devices, seed, transcript, raw_rate
         self.timer, self.pool = timer, pool
         self.from_stdin = str(audio_path) == "-"
@@ -104,10 +118,14 @@ class MotionSource:
             preload(*FEATURE_MODULES)  # while the worker finds the first phones
             if not self.from_stdin:  # a file's first utterances are cut and heard while the model loads
                 blocks = audio_mod.read_audio_blocks(self.audio_path, self.raw_rate)
-                self.features = staged(student_features(blocks, self.preset, self.transcript, self.audio_path, pool))
+                self.features = staged(
+                    student_features(blocks, self.preset, self.transcript, self.audio_path, pool)
+                )
         else:
             with timer("load audio"):
-                self.samples = audio_mod.load_audio(self.audio_path, self.raw_rate, audio_mod.WHOLE_AUDIO_LIMIT)
+                self.samples = audio_mod.load_audio(
+                    self.audio_path, self.raw_rate, audio_mod.WHOLE_AUDIO_LIMIT
+                )
             # phones: the transcript force-aligned, or recognised words + closures
             self.phones_job = pool.submit(speech_phones, self.samples, self.transcript)
             self.total_frames = int(round(len(self.samples) / audio_mod.SAMPLE_RATE * self.preset.output.fps))
@@ -127,15 +145,27 @@ class MotionSource:
         chunks = self._generated(writer)
         if self.generator != "phonetic":
             settings = self.preset.generator
-            chunks = smooth_slow_channels(chunks, self.preset.output.fps, settings.smooth_cutoff, settings.smooth_beta)
+            chunks = smooth_slow_channels(
+                chunks, self.preset.output.fps, settings.smooth_cutoff, settings.smooth_beta
+            )
         return still_head(chunks) if self.controls.pose_intensity == 0 else chunks
 
     def _generated(self, writer: VideoWriter | None) -> Iterator[np.ndarray]:
         if self.streaming:
-            features = self.features if not self.from_stdin else student_features(
-                writer.tee_audio(audio_mod.read_audio_blocks(self.audio_path, self.raw_rate)),
-                self.preset, self.transcript, self.audio_path, self.pool)
-            yield from self.model.stream(_marked(features, self.timer, "first features"), self.controls, self.seed)
+            features = (
+                self.features
+                if not self.from_stdin
+                else student_features(
+                    writer.tee_audio(audio_mod.read_audio_blocks(self.audio_path, self.raw_rate)),
+                    self.preset,
+                    self.transcript,
+                    self.audio_path,
+                    self.pool,
+                )
+            )
+            yield from self.model.stream(
+                _marked(features, self.timer, "first features"), self.controls, self.seed
+            )
             return
         if self.from_stdin:
             writer.write_audio(self.samples)
@@ -189,7 +219,9 @@ def _marked(items: Iterator, timer: StageTimer, event: str) -> Iterator:
         yield item
 
 
-def student_features(blocks, preset: Preset, transcript: str | None, audio_path, pool) -> Iterator[np.ndarray]:
+def student_features(
+    blocks, preset: Preset, transcript: str | None, audio_path, pool
+) -> Iterator[np.ndarray]:
     """The streaming student's input: generator features, an utterance at a time, as audio blocks arrive."""
     from tmcli.speech.features import FeatureStream, phones_within, recognised_phones
 
@@ -206,6 +238,8 @@ def embedded_checkpoint(generator: str) -> Path:
     """The generator shipped inside the package (see tmcli/weights/*/README.md)."""
     path = WEIGHTS_DIR / generator
     if not (path / "config.json").is_file():
-        raise ConfigError(f"no embedded {generator} checkpoint in this install",
-                          hint="pass --checkpoint DIR (train one with `tm train`)")
+        raise ConfigError(
+            f"no embedded {generator} checkpoint in this install",
+            hint="pass --checkpoint DIR (train one with `tm train`)",
+        )
     return path

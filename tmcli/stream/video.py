@@ -41,8 +41,8 @@ class VideoStudent:
             return
         from diffusers import AutoencoderKLWan
 
-        from tmcli.video.wan_audio import WanAudioTransformer
         from tmcli.video.vae import StreamingVAEDecoder, encode, use_tap_sum_convolutions
+        from tmcli.video.wan_audio import WanAudioTransformer
 
         path = Path(path)
         try:
@@ -50,10 +50,16 @@ class VideoStudent:
             if record.get("stage") != "student":
                 raise ValueError(f"it holds a video {record.get('stage')}, not a distilled student")
             self.model = WanAudioTransformer.from_pretrained(path).to(devices.generator).eval()
-            vae = use_tap_sum_convolutions(AutoencoderKLWan.from_pretrained(path / "vae")).to(devices.renderer).eval()
+            vae = (
+                use_tap_sum_convolutions(AutoencoderKLWan.from_pretrained(path / "vae"))
+                .to(devices.renderer)
+                .eval()
+            )
         except (OSError, ValueError, KeyError) as exc:
-            raise InputError(f"cannot load the video student in {path}: {str(exc).splitlines()[0]}",
-                             hint="make one with `tm distill VIDEO_TEACHER VIDEO_DATA -o DIR`") from None
+            raise InputError(
+                f"cannot load the video student in {path}: {str(exc).splitlines()[0]}",
+                hint="make one with `tm distill VIDEO_TEACHER VIDEO_DATA -o DIR`",
+            ) from None
         self.size = int(record["data"]["size"])
         self.vae = vae
         self.encode = lambda frame: encode(vae, frame.to(devices.renderer))
@@ -90,10 +96,19 @@ def face_crop(portrait_path: str | Path, preset: Preset, size: int, face_index: 
 
 
 @render_threads()
-def render_video(portrait_path: str | Path, audio_path: str | Path, output: str | Path, preset: Preset,
-                 checkpoint: str | Path, seed: int = 0, transcript: str | None = None, face_index: int = 0,
-                 on_frame: Callable[[int, int | None], None] | None = None, devices: StageDevices | None = None,
-                 timer: StageTimer | None = None):
+def render_video(
+    portrait_path: str | Path,
+    audio_path: str | Path,
+    output: str | Path,
+    preset: Preset,
+    checkpoint: str | Path,
+    seed: int = 0,
+    transcript: str | None = None,
+    face_index: int = 0,
+    on_frame: Callable[[int, int | None], None] | None = None,
+    devices: StageDevices | None = None,
+    timer: StageTimer | None = None,
+):
     """Render `audio_path` ("-": standard input) with the video student in `checkpoint` to `output`."""
     from tmcli.stream.generator import VideoStreamingGenerator
     from tmcli.stream.sources import RenderResult, student_features
@@ -109,22 +124,40 @@ def render_video(portrait_path: str | Path, audio_path: str | Path, output: str 
     with timer("load generator"):
         student = VideoStudent(checkpoint, devices)
     if abs(student.model.config.fps - fps) > 1e-6:
-        raise InputError(f"the student makes {student.model.config.fps:g} fps video; asked for {fps:g} fps",
-                         hint=f"render with --fps {student.model.config.fps:g}")
+        raise InputError(
+            f"the student makes {student.model.config.fps:g} fps video; asked for {fps:g} fps",
+            hint=f"render with --fps {student.model.config.fps:g}",
+        )
     with timer("portrait latent"):
         portrait = student.portrait_latent(portrait_path, preset, face_index)
     size = student.size
-    with ProcessPoolExecutor(1, mp_context=spawn) as pool, \
-            VideoWriter(output, size, size, fps, audio_path=None if from_stdin else audio_path,
-                        audio_rate=audio_mod.SAMPLE_RATE if from_stdin else None, crf=preset.output.crf,
-                        preset=preset.output.x264_preset) as writer:
+    with (
+        ProcessPoolExecutor(1, mp_context=spawn) as pool,
+        VideoWriter(
+            output,
+            size,
+            size,
+            fps,
+            audio_path=None if from_stdin else audio_path,
+            audio_rate=audio_mod.SAMPLE_RATE if from_stdin else None,
+            crf=preset.output.crf,
+            preset=preset.output.x264_preset,
+        ) as writer,
+    ):
         blocks = audio_mod.read_audio_blocks(audio_path, None)
-        rows = _RowCounter(student_features(writer.tee_audio(blocks) if from_stdin else blocks, preset, transcript,
-                                             audio_path, pool))
+        rows = _RowCounter(
+            student_features(
+                writer.tee_audio(blocks) if from_stdin else blocks, preset, transcript, audio_path, pool
+            )
+        )
         frames = 0
         timer.mark("stream start")
-        for chunk in _decoded(VideoStreamingGenerator(student.model, devices.autocast).stream(rows, portrait, seed),
-                              student.new_decoder(), devices, timer):
+        for chunk in _decoded(
+            VideoStreamingGenerator(student.model, devices.autocast).stream(rows, portrait, seed),
+            student.new_decoder(),
+            devices,
+            timer,
+        ):
             for frame in chunk[: max(0, rows.total - frames)] if rows.done else chunk:
                 with timer("encode (pipe)"):
                     writer.write(frame)
@@ -134,7 +167,9 @@ def render_video(portrait_path: str | Path, audio_path: str | Path, output: str 
                 if on_frame:
                     on_frame(frames, rows.total if rows.done else None)
     timer.seconds["encode (pipe)"] += writer.close_seconds
-    return RenderResult(frames, frames / fps, time.perf_counter() - start, size, (size, size), dict(timer.seconds))
+    return RenderResult(
+        frames, frames / fps, time.perf_counter() - start, size, (size, size), dict(timer.seconds)
+    )
 
 
 class _RowCounter:
@@ -150,9 +185,11 @@ class _RowCounter:
         self.done = True
 
 
-def _decoded(latent_chunks: Iterator[torch.Tensor], decoder, devices: StageDevices,
-             timer: StageTimer) -> Iterator[np.ndarray]:
-    """Latent chunks -> uint8 frames (T, S, S, 3), the DiT and the decoder each in a thread on its own device."""
+def _decoded(
+    latent_chunks: Iterator[torch.Tensor], decoder, devices: StageDevices, timer: StageTimer
+) -> Iterator[np.ndarray]:
+    """Latent chunks -> uint8 frames (T, S, S, 3), the DiT and the decoder each in a thread on its own
+    device."""
 
     def generate():
         with on_stream(devices.generator), torch.no_grad():

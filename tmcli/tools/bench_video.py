@@ -22,14 +22,14 @@ import numpy as np
 import torch
 from diffusers import WanTransformer3DModel
 
-from tmcli.tools.bench import commit, machine
 from tmcli.core.config import Preset
 from tmcli.core.errors import ConfigError
+from tmcli.core.runtime import StageDevices, host_peak_memory, peak_device_memory
 from tmcli.speech.features import FEATURE_DIM
 from tmcli.stream.generator import VideoStreamingGenerator
-from tmcli.video.wan_audio import WanAudioTransformer
+from tmcli.tools.bench import commit, machine
 from tmcli.video.vae import StreamingVAEDecoder, build_vae, use_tap_sum_convolutions
-from tmcli.core.runtime import StageDevices, host_peak_memory, peak_device_memory
+from tmcli.video.wan_audio import WanAudioTransformer
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -62,13 +62,25 @@ class VideoBenchReport:
         dit = p50(self.dit_chunk_ms)
         return [
             ("parameters (M)", ", ".join(f"{k} {v:.1f}" for k, v in self.parameters.items())),
-            ("frame size, chunk", f"{self.frame_size} px, {self.frames_per_chunk} frames ({budget:.0f} ms of video)"),
+            (
+                "frame size, chunk",
+                f"{self.frame_size} px, {self.frames_per_chunk} frames ({budget:.0f} ms of video)",
+            ),
             ("DiT per chunk (p50)", f"{dit:.1f} ms ({self.steps} steps + cache write)"),
-            ("  floor: same passes, chunk alone", f"{self.floor_chunk_ms:.1f} ms (x{dit / self.floor_chunk_ms:.2f} for the cache)"),
+            (
+                "  floor: same passes, chunk alone",
+                f"{self.floor_chunk_ms:.1f} ms (x{dit / self.floor_chunk_ms:.2f} for the cache)",
+            ),
             ("VAE decode per chunk (p50)", f"{p50(self.vae_chunk_ms):.1f} ms"),
             ("first-chunk latency", f"{self.first_chunk_ms:.0f} ms"),
-            ("frames/s (steady)", f"{self.frames_per_s:.2f} ({self.real_time_factor:.2f}x real time at {self.fps:g} fps)"),
-            ("DiT devices for real time", f"{math.ceil(dit / budget)} (DiT time / chunk duration, ideal scaling)"),
+            (
+                "frames/s (steady)",
+                f"{self.frames_per_s:.2f} ({self.real_time_factor:.2f}x real time at {self.fps:g} fps)",
+            ),
+            (
+                "DiT devices for real time",
+                f"{math.ceil(dit / budget)} (DiT time / chunk duration, ideal scaling)",
+            ),
             ("peak memory (GiB)", ", ".join(f"{k} {v:.2f}" for k, v in self.peak_memory_gib.items())),
         ]
 
@@ -80,17 +92,28 @@ def random_dit(settings, device: torch.device, dtype: torch.dtype) -> WanAudioTr
     need = sum(p.numel() for p in model.parameters()) * torch.finfo(dtype).bits // 8
     free = _free_bytes(device)
     if need > 0.9 * free:
-        raise ConfigError(f"the DiT's weights need {need / 2**30:.1f} GiB in {dtype}; {device} has "
-                          f"{free / 2**30:.1f} GiB free",
-                          hint="on a GPU: --device cuda --dtype bf16" if device.type == "cpu" else
-                          "--dtype bf16 halves it" if dtype == torch.float32 else "it needs a larger GPU")
+        raise ConfigError(
+            f"the DiT's weights need {need / 2**30:.1f} GiB in {dtype}; {device} has "
+            f"{free / 2**30:.1f} GiB free",
+            hint="on a GPU: --device cuda --dtype bf16"
+            if device.type == "cpu"
+            else "--dtype bf16 halves it"
+            if dtype == torch.float32
+            else "it needs a larger GPU",
+        )
     rope = model.wan.rope
     model = model.to_empty(device=device)
-    keep = set(WanTransformer3DModel._keep_in_fp32_modules)  # norms, time embedding, RoPE stay fp32 (as from_pretrained)
+    keep = set(
+        WanTransformer3DModel._keep_in_fp32_modules
+    )  # norms, time embedding, RoPE stay fp32 (as from_pretrained)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            p.data = torch.empty_like(p, dtype=torch.float32 if keep & set(name.split(".")) else dtype).normal_(0.0, 0.02)
-        fresh = type(rope)(rope.attention_head_dim, rope.patch_size, rope.max_seq_len)  # non-persistent tables
+            p.data = torch.empty_like(
+                p, dtype=torch.float32 if keep & set(name.split(".")) else dtype
+            ).normal_(0.0, 0.02)
+        fresh = type(rope)(
+            rope.attention_head_dim, rope.patch_size, rope.max_seq_len
+        )  # non-persistent tables
         rope.freqs_cos, rope.freqs_sin = fresh.freqs_cos.to(device), fresh.freqs_sin.to(device)
     return model.eval()
 
@@ -107,7 +130,9 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def _floor_ms(model: WanAudioTransformer, settings, portrait: torch.Tensor, image, device: torch.device) -> float:
+def _floor_ms(
+    model: WanAudioTransformer, settings, portrait: torch.Tensor, image, device: torch.device
+) -> float:
     """What a chunk's passes cost with nothing cached to attend to: the bidirectional pass over
     one chunk, (steps + 1) times; the median of 3."""
     c = settings.chunk_latent_frames
@@ -124,19 +149,26 @@ def _floor_ms(model: WanAudioTransformer, settings, portrait: torch.Tensor, imag
     return float(np.median(times))
 
 
-def bench_video(preset: Preset, devices: StageDevices, chunks: int, preset_name: str, seed: int = 0) -> VideoBenchReport:
+def bench_video(
+    preset: Preset, devices: StageDevices, chunks: int, preset_name: str, seed: int = 0
+) -> VideoBenchReport:
     settings = preset.video
     dtype = TORCH_DTYPES[devices.dtype]
     model = random_dit(settings, devices.generator, dtype)
     z = model.config.latent_channels
-    vae = use_tap_sum_convolutions(build_vae(settings.vae)).to(devices.renderer).eval()  # as the render runs it
+    vae = (
+        use_tap_sum_convolutions(build_vae(settings.vae)).to(devices.renderer).eval()
+    )  # as the render runs it
     if dtype != torch.float32:
         vae = torch.nn.Module.to(vae, dtype)  # all of it: the decoder has no fp32-only parts
     decoder = StreamingVAEDecoder(vae)
     side = settings.size // 8
     portrait = torch.randn(1, z, 1, side, side, device=devices.generator, dtype=dtype)
-    image = (torch.randn(1, settings.image_tokens, settings.image_dim, device=devices.generator, dtype=dtype)
-             if settings.image_dim else None)
+    image = (
+        torch.randn(1, settings.image_tokens, settings.image_dim, device=devices.generator, dtype=dtype)
+        if settings.image_dim
+        else None
+    )
     c = settings.chunk_latent_frames
     total_frames = 1 + 4 * (c * chunks - 1)
     features = np.random.default_rng(seed).standard_normal((total_frames, FEATURE_DIM)).astype(np.float32)
@@ -172,17 +204,42 @@ def bench_video(preset: Preset, devices: StageDevices, chunks: int, preset_name:
         worker.join()
     floor = _floor_ms(model, settings, portrait, image, devices.generator)
     steady = (marks[-1] - marks[0]) if len(marks) > 1 else float("nan")
-    fps = (len(marks) - 1) * 4 * c / steady if len(marks) > 1 else float("nan")  # 4c frames a chunk after the first
+    fps = (
+        (len(marks) - 1) * 4 * c / steady if len(marks) > 1 else float("nan")
+    )  # 4c frames a chunk after the first
     total = sum(p.numel() for p in model.parameters()) / 1e6
     wan = sum(p.numel() for p in model.wan.parameters()) / 1e6
-    memory = {"host": host_peak_memory() / 2**30,
-              **{str(d): peak_device_memory(d) / 2**30 for d in {devices.generator, devices.renderer} if d.type == "cuda"}}
+    memory = {
+        "host": host_peak_memory() / 2**30,
+        **{
+            str(d): peak_device_memory(d) / 2**30
+            for d in {devices.generator, devices.renderer}
+            if d.type == "cuda"
+        },
+    }
     return VideoBenchReport(
-        date=datetime.date.today().isoformat(), machine=machine(), commit=commit(), preset=preset_name,
-        devices=devices.describe(), dtype=devices.dtype, frame_size=settings.size, fps=preset.output.fps,
-        parameters={"dit": total, "wan": wan, "audio+prompt": total - wan,
-                    "vae": sum(p.numel() for p in vae.parameters()) / 1e6},
-        chunks=chunks, frames_per_chunk=4 * c, steps=settings.denoising_steps, dit_chunk_ms=dit_ms,
+        date=datetime.date.today().isoformat(),
+        machine=machine(),
+        commit=commit(),
+        preset=preset_name,
+        devices=devices.describe(),
+        dtype=devices.dtype,
+        frame_size=settings.size,
+        fps=preset.output.fps,
+        parameters={
+            "dit": total,
+            "wan": wan,
+            "audio+prompt": total - wan,
+            "vae": sum(p.numel() for p in vae.parameters()) / 1e6,
+        },
+        chunks=chunks,
+        frames_per_chunk=4 * c,
+        steps=settings.denoising_steps,
+        dit_chunk_ms=dit_ms,
         floor_chunk_ms=floor,
-        vae_chunk_ms=vae_ms, first_chunk_ms=1000 * (marks[0] - start), frames_per_s=fps,
-        real_time_factor=fps / preset.output.fps, peak_memory_gib=memory)
+        vae_chunk_ms=vae_ms,
+        first_chunk_ms=1000 * (marks[0] - start),
+        frames_per_s=fps,
+        real_time_factor=fps / preset.output.fps,
+        peak_memory_gib=memory,
+    )

@@ -20,8 +20,8 @@ import numpy as np
 
 from tmcli.core import audio as audio_mod
 from tmcli.core.errors import InputError
-from tmcli.face import landmarks as L
 from tmcli.core.media import read_video_frames
+from tmcli.face import landmarks as L
 from tmcli.speech.alignment import speech_phones
 
 CLOSED = 0.035  # inner-lip gap below this (interocular units) counts as closed lips
@@ -58,7 +58,11 @@ class EvalReport:
         return [
             ("frames (face found)", f"{self.frames} ({pct(self.face_found)})", ""),
             ("audio/video offset", f"{self.offset_frames:+d} frames ({self.offset_ms:+.0f} ms)", "|x| <= 1"),
-            ("aperture~envelope correlation", f"{self.correlation:.2f} (at 0: {self.correlation_at_zero:.2f})", ">= 0.50"),
+            (
+                "aperture~envelope correlation",
+                f"{self.correlation:.2f} (at 0: {self.correlation_at_zero:.2f})",
+                ">= 0.50",
+            ),
             (f"lips closed on /p b m/ (n={self.bilabials})", pct(self.bilabial_closed), ">= 85%"),
             (f"open on open vowels (n={self.open_vowels})", pct(self.open_vowel_open), ">= 80%"),
             (f"closed in silence ({self.silence_frames} frames)", pct(self.silence_closed), ""),
@@ -133,8 +137,14 @@ def _outside_face(shape: tuple[int, ...], lm: np.ndarray) -> np.ndarray:
     inside = np.zeros(shape[:2], dtype=bool)
     oval = lm[L.FACE_OVAL, :2]
     chin = lm[L.CHIN, :2]
-    neck = np.array([[oval[:, 0].min(), chin[1]], [oval[:, 0].max(), chin[1]],
-                     [oval[:, 0].max(), shape[0]], [oval[:, 0].min(), shape[0]]])
+    neck = np.array(
+        [
+            [oval[:, 0].min(), chin[1]],
+            [oval[:, 0].max(), chin[1]],
+            [oval[:, 0].max(), shape[0]],
+            [oval[:, 0].min(), shape[0]],
+        ]
+    )
     for poly in (oval, neck):
         rr, cc = polygon(poly[:, 1], poly[:, 0], shape[:2])
         inside[rr, cc] = True
@@ -186,13 +196,18 @@ def evaluate_video(video: str | Path, audio_path: str | Path, transcript: str | 
     envelope = audio_mod.envelope_from_db(audio_mod.to_video_frames(audio_mod.loudness_db(samples), n, fps))
 
     best, offset, corrs = lag_search(aperture, envelope, MAX_LAG)
-    offset_ms = 1000 * (offset + _peak_shift(corrs, offset + MAX_LAG)) / fps if not np.isnan(best) else float("nan")
+    offset_ms = (
+        1000 * (offset + _peak_shift(corrs, offset + MAX_LAG)) / fps if not np.isnan(best) else float("nan")
+    )
 
     phones = speech_phones(samples, transcript)
     spans = [(p, _frames_of(p.start, p.end, fps, n)) for p in phones]
     closed = [aperture[s].min() < CLOSED for p, s in spans if p.label in BILABIALS and s.stop > s.start]
-    opened = [aperture[s].max() > OPEN for p, s in spans
-              if p.label in OPEN_VOWELS and p.end - p.start >= 0.05 and s.stop > s.start]
+    opened = [
+        aperture[s].max() > OPEN
+        for p, s in spans
+        if p.label in OPEN_VOWELS and p.end - p.start >= 0.05 and s.stop > s.start
+    ]
     silent = np.zeros(n, dtype=bool)
     for p in phones:
         if p.label == "SIL" and p.end - p.start >= 0.3:
@@ -201,12 +216,20 @@ def evaluate_video(video: str | Path, audio_path: str | Path, transcript: str | 
     jitter = landmark_jitter(tracks, silent)
 
     return EvalReport(
-        frames=n, fps=float(fps), face_found=float(found.mean()), offset_frames=int(offset), offset_ms=float(offset_ms),
-        correlation=float(best), correlation_at_zero=float(corrs[MAX_LAG]),
-        bilabials=len(closed), bilabial_closed=float(np.mean(closed)) if closed else float("nan"),
-        open_vowels=len(opened), open_vowel_open=float(np.mean(opened)) if opened else float("nan"),
+        frames=n,
+        fps=float(fps),
+        face_found=float(found.mean()),
+        offset_frames=int(offset),
+        offset_ms=float(offset_ms),
+        correlation=float(best),
+        correlation_at_zero=float(corrs[MAX_LAG]),
+        bilabials=len(closed),
+        bilabial_closed=float(np.mean(closed)) if closed else float("nan"),
+        open_vowels=len(opened),
+        open_vowel_open=float(np.mean(opened)) if opened else float("nan"),
         silence_frames=int(silent.sum()),
         silence_closed=float((aperture[silent] < CLOSED).mean()) if silent.any() else float("nan"),
-        silence_jitter=jitter, background_change=background,
+        silence_jitter=jitter,
+        background_change=background,
         phones_from="forced alignment" if transcript else "recognised words, aligned",
     )

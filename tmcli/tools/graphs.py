@@ -42,7 +42,9 @@ class RealInputs:
     features: np.ndarray
     rig: dict[str, torch.Tensor] | None = None
     renderer: MeshWarpRenderer | None = None  # the motion backend's, at the size the warp graph is for
-    face: np.ndarray | None = None  # the video backend's: the portrait's face crop (S, S, 3) uint8 at its size
+    face: np.ndarray | None = (
+        None  # the video backend's: the portrait's face crop (S, S, 3) uint8 at its size
+    )
 
 
 def publish(out: Path, write: Callable[[Path], dict]) -> dict:
@@ -77,8 +79,11 @@ def check_request(fmt: str, dtype: str, out_dir: str | Path, overwrite: bool) ->
     if dtype not in DTYPES:
         raise ExportError(f"unknown dtype {dtype!r}", hint=f"use one of {', '.join(DTYPES)}")
     if fmt == "onnx" and dtype == "bf16":
-        raise ExportError("onnxruntime has no CPU kernels for bf16 (Sigmoid, LayerNormalization, ...): a bf16 ONNX "
-                          "graph could not be checked or run here", hint="use --dtype fp16, or --format torch-export")
+        raise ExportError(
+            "onnxruntime has no CPU kernels for bf16 (Sigmoid, LayerNormalization, ...): a bf16 ONNX "
+            "graph could not be checked or run here",
+            hint="use --dtype fp16, or --format torch-export",
+        )
     out = Path(out_dir)
     if out.exists() and not (out.is_dir() and overwrite):
         raise OutputError(f"{out} exists", hint="pass --overwrite to replace it" if out.is_dir() else None)
@@ -91,21 +96,32 @@ def manifest_head(model, fmt: str, dtype: str) -> dict:
     from tmcli.speech.features import FEATURE_DIM, FEATURES_VERSION, PHONE_CLASSES
 
     return {
-        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "export_format": fmt, "dtype": dtype,
-        "model": {k: v for k, v in model.config.items() if not k.startswith("_")} | {"class": type(model).__name__},
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "export_format": fmt,
+        "dtype": dtype,
+        "model": {k: v for k, v in model.config.items() if not k.startswith("_")}
+        | {"class": type(model).__name__},
         "fps": model.config.fps,
-        "sampler": {"sigmas": model.sigmas, "timestep_scale": 1000,
-                    "rule": "x <- randn; per sigma s_k: clean = x - s_k * velocity(x, s_k * 1000); "
-                            "x <- (1 - s_k+1) clean + s_k+1 randn; then commit clean with write=True at timestep 0"},
-        "audio": {"feature_dim": FEATURE_DIM, "features_version": FEATURES_VERSION,
-                  "layout": f"{N_MELS} log-mels (feature rate {FEATURE_RATE}/s, pooled to the video frame), "
-                            f"rms, envelope, voiced, pitch, then one-hot phone classes {list(PHONE_CLASSES)}",
-                  "silence_row": "features.silence_features: what frames before the start and past the end hear"},
+        "sampler": {
+            "sigmas": model.sigmas,
+            "timestep_scale": 1000,
+            "rule": "x <- randn; per sigma s_k: clean = x - s_k * velocity(x, s_k * 1000); "
+            "x <- (1 - s_k+1) clean + s_k+1 randn; then commit clean with write=True at timestep 0",
+        },
+        "audio": {
+            "feature_dim": FEATURE_DIM,
+            "features_version": FEATURES_VERSION,
+            "layout": f"{N_MELS} log-mels (feature rate {FEATURE_RATE}/s, pooled to the video frame), "
+            f"rms, envelope, voiced, pitch, then one-hot phone classes {list(PHONE_CLASSES)}",
+            "silence_row": "features.silence_features: what frames before the start and past the end hear",
+        },
     }
 
 
-def write_graph(folder: Path, name: str, module: torch.nn.Module, example: tuple, fmt: str,
-                dynamic: tuple | None = None) -> dict:
+def write_graph(
+    folder: Path, name: str, module: torch.nn.Module, example: tuple, fmt: str, dynamic: tuple | None = None
+) -> dict:
     """One module as a graph file (its INPUTS and OUTPUTS named) -> its manifest entry.
 
     dynamic: torch.export dynamic shapes, one entry per input; only a first input's first axis
@@ -114,9 +130,18 @@ def write_graph(folder: Path, name: str, module: torch.nn.Module, example: tuple
     with torch.no_grad(), quiet_libraries():
         try:
             if fmt == "onnx":
-                torch.onnx.export(module, example, str(file), input_names=list(module.INPUTS),
-                                  output_names=list(module.OUTPUTS), dynamo=True, optimize=True, external_data=False,
-                                  dynamic_shapes=dynamic, verbose=False)
+                torch.onnx.export(
+                    module,
+                    example,
+                    str(file),
+                    input_names=list(module.INPUTS),
+                    output_names=list(module.OUTPUTS),
+                    dynamo=True,
+                    optimize=True,
+                    external_data=False,
+                    dynamic_shapes=dynamic,
+                    verbose=False,
+                )
             else:
                 torch.export.save(torch.export.export(module, example, dynamic_shapes=dynamic), str(file))
         except ImportError as exc:
@@ -124,10 +149,15 @@ def write_graph(folder: Path, name: str, module: torch.nn.Module, example: tuple
     shapes = [list(t.shape) for t in example]
     if dynamic:
         shapes[0][0] = "frames"
-    return {"file": file.name, "sha256": sha256(file),
-            "inputs": [{"name": n, "shape": s, "dtype": str(t.dtype).removeprefix("torch.")}
-                       for n, s, t in zip(module.INPUTS, shapes, example)],
-            "outputs": list(module.OUTPUTS)}
+    return {
+        "file": file.name,
+        "sha256": sha256(file),
+        "inputs": [
+            {"name": n, "shape": s, "dtype": str(t.dtype).removeprefix("torch.")}
+            for n, s, t in zip(module.INPUTS, shapes, example)
+        ],
+        "outputs": list(module.OUTPUTS),
+    }
 
 
 @contextlib.contextmanager
@@ -153,8 +183,10 @@ def check_report(report: dict, dtype: str, absolute: dict[str, float]) -> dict:
         fixed = [limit for prefix, limit in absolute.items() if label.startswith(prefix)]
         limit = fixed[0] if fixed else TOLERANCE[dtype] * max(1.0, errors["scale"])
         if not errors["max_abs"] <= limit:
-            raise ExportError(f"the {dtype} export differs from PyTorch on {label}: max |error| "
-                              f"{errors['max_abs']:.3g} > {limit:.3g}")
+            raise ExportError(
+                f"the {dtype} export differs from PyTorch on {label}: max |error| "
+                f"{errors['max_abs']:.3g} > {limit:.3g}"
+            )
     return report
 
 
@@ -165,22 +197,35 @@ def random_steps(step: torch.nn.Module, engine: ExportedModel, seed: int, calls:
     errors = []
     chunk = step.band_slots // step.model.config.window_chunks  # slots one chunk fills
     for i in range(calls):
-        inputs = {name: torch.randn(t.shape, generator=g) if t.is_floating_point() else t
-                  for name, t in zip(step.INPUTS, step.example_inputs())}
+        inputs = {
+            name: torch.randn(t.shape, generator=g) if t.is_floating_point() else t
+            for name, t in zip(step.INPUTS, step.example_inputs())
+        }
         filled = (i * chunk) % (step.band_slots + chunk)
-        inputs |= {"timestep": torch.rand(1, generator=g) * 1000, "write": torch.tensor([i % 3 == 0]),
-                   "sink_valid": torch.tensor([i > 0]),
-                   "band_valid": torch.arange(step.band_slots) >= step.band_slots - filled}
+        inputs |= {
+            "timestep": torch.rand(1, generator=g) * 1000,
+            "write": torch.tensor([i % 3 == 0]),
+            "sink_valid": torch.tensor([i > 0]),
+            "band_valid": torch.arange(step.band_slots) >= step.band_slots - filled,
+        }
         with torch.no_grad():
             want = step(**inputs)
         got = engine.run("chunk_step", *inputs.values())
         errors.append([errors_of(w.float(), o.float(), "") for w, o in zip(want, got)])
     flat = [e for call in errors for e in call]
-    return {"max_abs": max(e["max_abs"] for e in flat), "mean_abs": float(np.mean([e["mean_abs"] for e in flat])),
-            "scale": max(e["scale"] for e in flat), "inputs": f"{calls} calls, random chunks and caches"}
+    return {
+        "max_abs": max(e["max_abs"] for e in flat),
+        "mean_abs": float(np.mean([e["mean_abs"] for e in flat])),
+        "scale": max(e["scale"] for e in flat),
+        "inputs": f"{calls} calls, random chunks and caches",
+    }
 
 
 def errors_of(want: torch.Tensor, got: torch.Tensor, inputs: str) -> dict:
     diff = (want.double() - got.double()).abs()
-    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "scale": float(want.double().abs().max()),
-            "inputs": inputs}
+    return {
+        "max_abs": float(diff.max()),
+        "mean_abs": float(diff.mean()),
+        "scale": float(want.double().abs().max()),
+        "inputs": inputs,
+    }

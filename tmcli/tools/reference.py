@@ -32,24 +32,58 @@ import numpy as np
 
 from tmcli.core import audio as audio_mod
 from tmcli.core.errors import NoFaceError
-from tmcli.tools.evaluate import MAX_LAG as AUDIO_MAX_LAG
-from tmcli.tools.evaluate import fill_missing, lag_search, landmark_jitter, mouth_aperture, track_video
-from tmcli.tools.evaluate import OPEN as LIPS_APART
-from tmcli.face import landmarks as L
 from tmcli.core.media import read_video_frames
+from tmcli.face import landmarks as L
+from tmcli.tools.evaluate import MAX_LAG as AUDIO_MAX_LAG
+from tmcli.tools.evaluate import OPEN as LIPS_APART
+from tmcli.tools.evaluate import fill_missing, lag_search, landmark_jitter, mouth_aperture, track_video
 
 MAX_LAG = 4  # frames searched either way for the video / reference offset
 OPENING_PERCENTILE = 90  # the lip gap's "how wide it opens"
 BLINK_PERCENTILE = 1  # the eye gap's "how far it closes" (robust to one misread frame)
-BLINK_CLOSED = 0.7  # an eye gap below this share of its median is a blink (the mesh reads a full blink as ~0.6)
+BLINK_CLOSED = (
+    0.7  # an eye gap below this share of its median is a blink (the mesh reads a full blink as ~0.6)
+)
 LOW_HZ = 1.0  # head motion below this counts as slow sway
 AXES = ("yaw", "pitch", "roll")
 # points that move with the skull, not with speech or the eyes: upper face oval, nose, eye corners
-RIGID = [10, 338, 297, 332, 284, 251, 389, 356, 454, 234, 127, 162, 21, 54, 103, 67, 109,
-         1, 4, 5, 6, 168, 197, 195, 98, 327, 33, 133, 263, 362]
+RIGID = [
+    10,
+    338,
+    297,
+    332,
+    284,
+    251,
+    389,
+    356,
+    454,
+    234,
+    127,
+    162,
+    21,
+    54,
+    103,
+    67,
+    109,
+    1,
+    4,
+    5,
+    6,
+    168,
+    197,
+    195,
+    98,
+    327,
+    33,
+    133,
+    263,
+    362,
+]
 MOUTH_CORNERS, MOUTH_TOP, MOUTH_BOTTOM = (61, 291), 0, 17
 EYE_LIDS = [(159, 145), (386, 374)]  # (upper, lower) lid midpoints, right and left eye
-INNER_LIPS = L.LIPS_UPPER_INNER + L.LIPS_LOWER_INNER[-2:0:-1]  # the opening's outline, corner to corner and back
+INNER_LIPS = (
+    L.LIPS_UPPER_INNER + L.LIPS_LOWER_INNER[-2:0:-1]
+)  # the opening's outline, corner to corner and back
 DARK = 0.15  # a pixel is near-black when its brightest channel is below this
 TEETH_VALUE, TEETH_SATURATION = 0.55, 0.35  # teeth-like: HSV value above, saturation below
 
@@ -73,13 +107,21 @@ class FaceSeries:
 
     def cut(self, seconds: float) -> FaceSeries:
         n = min(len(self.gap), max(round(seconds * self.fps), 1))
-        return FaceSeries(self.fps, self.tracks[:n], self.gap[:n], self.shape[:n], self.eye[:n], self.pose[:n],
-                          self.found[:n], None if self.interior is None else self.interior[:n])
+        return FaceSeries(
+            self.fps,
+            self.tracks[:n],
+            self.gap[:n],
+            self.shape[:n],
+            self.eye[:n],
+            self.pose[:n],
+            self.found[:n],
+            None if self.interior is None else self.interior[:n],
+        )
 
     def interior_shares(self) -> tuple[float, float]:
         """(near-black, teeth-like) shares of the pixels inside the parted lips, pooled over the
         frames (nan: the lips are never apart, or the frames were not read)."""
-        total, dark, teeth = (np.zeros(3) if self.interior is None else self.interior.sum(axis=0))
+        total, dark, teeth = np.zeros(3) if self.interior is None else self.interior.sum(axis=0)
         if total == 0:
             return float("nan"), float("nan")
         return float(dark / total), float(teeth / total)
@@ -128,6 +170,7 @@ class ReferenceReport:
 
     def rows(self) -> list[tuple[str, str, str]]:
         """(measure, video, reference) for a table; a comparison has its figure under video."""
+
         def f(x: float, fmt: str = "{:.2f}") -> str:
             return "n/a" if np.isnan(x) else fmt.format(x)
 
@@ -135,25 +178,55 @@ class ReferenceReport:
             return " / ".join(f(x, "{:.1f}") for x in spread)
 
         return [
-            ("frames (face found)", f"{self.frames} ({self.face_found:.0%}) at {self.fps:g} fps",
-             f"({self.reference_face_found:.0%}) at {self.reference_fps:g} fps"),
+            (
+                "frames (face found)",
+                f"{self.frames} ({self.face_found:.0%}) at {self.fps:g} fps",
+                f"({self.reference_face_found:.0%}) at {self.reference_fps:g} fps",
+            ),
             ("lip gap correlation at lag 0", f(self.gap_correlation), ""),
-            (f"best lag within +-{MAX_LAG} (+ = video later)",
-             f"{self.best_lag:+d} frames ({f(self.gap_correlation_best)})", ""),
+            (
+                f"best lag within +-{MAX_LAG} (+ = video later)",
+                f"{self.best_lag:+d} frames ({f(self.gap_correlation_best)})",
+                "",
+            ),
             ("opening (90th pct of lip gap) ratio", f(self.opening_ratio), ""),
             ("mouth width/height correlation", f(self.shape_correlation), ""),
             ("mouth width/height median ratio", f(self.shape_ratio), ""),
-            ("head spread ratio yaw / pitch / roll",
-             " / ".join(f(x) for x in (self.yaw_spread_ratio, self.pitch_spread_ratio, self.roll_spread_ratio)), ""),
-            ("head spread yaw / pitch / roll (deg)", degrees(self.head_spread), degrees(self.reference_head_spread)),
-            (f"head motion power below {LOW_HZ:g} Hz", f(self.head_low_share, "{:.0%}"),
-             f(self.reference_head_low_share, "{:.0%}")),
+            (
+                "head spread ratio yaw / pitch / roll",
+                " / ".join(
+                    f(x) for x in (self.yaw_spread_ratio, self.pitch_spread_ratio, self.roll_spread_ratio)
+                ),
+                "",
+            ),
+            (
+                "head spread yaw / pitch / roll (deg)",
+                degrees(self.head_spread),
+                degrees(self.reference_head_spread),
+            ),
+            (
+                f"head motion power below {LOW_HZ:g} Hz",
+                f(self.head_low_share, "{:.0%}"),
+                f(self.reference_head_low_share, "{:.0%}"),
+            ),
             ("blink depth", f(self.blink_depth), f(self.reference_blink_depth)),
             ("blinks per minute", f(self.blink_rate, "{:.1f}"), f(self.reference_blink_rate, "{:.1f}")),
             ("landmark jitter (% IOD)", f(self.jitter), f(self.reference_jitter)),
-            ("lip gap ~ loudness correlation", f(self.audio_correlation), f(self.reference_audio_correlation)),
-            (f"inside parted lips: near-black (max < {DARK:g})", f(self.mouth_dark), f(self.reference_mouth_dark)),
-            ("inside parted lips: teeth-like (bright, unsaturated)", f(self.mouth_teeth), f(self.reference_mouth_teeth)),
+            (
+                "lip gap ~ loudness correlation",
+                f(self.audio_correlation),
+                f(self.reference_audio_correlation),
+            ),
+            (
+                f"inside parted lips: near-black (max < {DARK:g})",
+                f(self.mouth_dark),
+                f(self.reference_mouth_dark),
+            ),
+            (
+                "inside parted lips: teeth-like (bright, unsaturated)",
+                f(self.mouth_teeth),
+                f(self.reference_mouth_teeth),
+            ),
         ]
 
     def as_dict(self) -> dict:
@@ -177,7 +250,9 @@ def mouth_shape(lm: np.ndarray) -> float:
 
 def eye_gap(lm: np.ndarray) -> float:
     """Distance between the lids' midpoints, both eyes averaged, interocular units."""
-    return float(np.mean([np.linalg.norm(lm[lower, :2] - lm[upper, :2]) for upper, lower in EYE_LIDS]) / _unit(lm))
+    return float(
+        np.mean([np.linalg.norm(lm[lower, :2] - lm[upper, :2]) for upper, lower in EYE_LIDS]) / _unit(lm)
+    )
 
 
 def head_rotation(lm: np.ndarray, first: np.ndarray) -> np.ndarray:
@@ -210,7 +285,9 @@ def interior_counts(frame: np.ndarray, lm: np.ndarray | None) -> np.ndarray:
     return np.array([len(pixels), np.sum(value < DARK), np.sum(teeth)], dtype=np.float64)
 
 
-def face_series(fps: float, tracks: list[np.ndarray | None], frames: Iterable[np.ndarray] | None = None) -> FaceSeries:
+def face_series(
+    fps: float, tracks: list[np.ndarray | None], frames: Iterable[np.ndarray] | None = None
+) -> FaceSeries:
     """A video's figures from its landmarks per frame (and, given its frames, the mouth interior's)."""
     found = np.array([t is not None for t in tracks])
     if not found.any():
@@ -221,9 +298,18 @@ def face_series(fps: float, tracks: list[np.ndarray | None], frames: Iterable[np
         blank = np.full(width, np.nan) if width else np.nan
         return fill_missing(np.array([measure(t) if t is not None else blank for t in tracks]), found)
 
-    return FaceSeries(float(fps), tracks, gap=per_frame(mouth_aperture), shape=per_frame(mouth_shape),
-                      eye=per_frame(eye_gap), pose=per_frame(lambda t: head_rotation(t, first), 3), found=found,
-                      interior=None if frames is None else np.array([interior_counts(f, t) for f, t in zip(frames, tracks)]))
+    return FaceSeries(
+        float(fps),
+        tracks,
+        gap=per_frame(mouth_aperture),
+        shape=per_frame(mouth_shape),
+        eye=per_frame(eye_gap),
+        pose=per_frame(lambda t: head_rotation(t, first), 3),
+        found=found,
+        interior=None
+        if frames is None
+        else np.array([interior_counts(f, t) for f, t in zip(frames, tracks)]),
+    )
 
 
 def read_face_series(path: str | Path, what: str = "the video") -> FaceSeries:
@@ -233,8 +319,10 @@ def read_face_series(path: str | Path, what: str = "the video") -> FaceSeries:
     try:
         return face_series(fps, tracks, frames)
     except NoFaceError:
-        raise NoFaceError(f"no face found in {what} {path} ({len(tracks)} frames)",
-                          hint="give a video of one face, seen from the front, at least 100 pixels wide") from None
+        raise NoFaceError(
+            f"no face found in {what} {path} ({len(tracks)} frames)",
+            hint="give a video of one face, seen from the front, at least 100 pixels wide",
+        ) from None
 
 
 def _correlation(x: np.ndarray, y: np.ndarray) -> float:
@@ -268,7 +356,9 @@ def blinks(eye: np.ndarray, fps: float) -> tuple[float, float]:
 
 def audio_correlation(series: FaceSeries, samples: np.ndarray) -> float:
     n = len(series.gap)
-    envelope = audio_mod.envelope_from_db(audio_mod.to_video_frames(audio_mod.loudness_db(samples), n, series.fps))
+    envelope = audio_mod.envelope_from_db(
+        audio_mod.to_video_frames(audio_mod.loudness_db(samples), n, series.fps)
+    )
     return lag_search(series.gap, envelope, AUDIO_MAX_LAG)[0]
 
 
@@ -282,7 +372,9 @@ def compare(video: FaceSeries, reference: FaceSeries, samples: np.ndarray | None
 
     # 2. comparisons on the common frames
     best, lag, _ = lag_search(video.gap, ref["gap"], MAX_LAG)
-    opening = _ratio(np.percentile(video.gap, OPENING_PERCENTILE), np.percentile(ref["gap"], OPENING_PERCENTILE))
+    opening = _ratio(
+        np.percentile(video.gap, OPENING_PERCENTILE), np.percentile(ref["gap"], OPENING_PERCENTILE)
+    )
     spread, ref_spread = video.pose.std(axis=0), reference.pose.std(axis=0)
 
     # 3. each video on its own frames
@@ -291,25 +383,44 @@ def compare(video: FaceSeries, reference: FaceSeries, samples: np.ndarray | None
     (dark, teeth), (ref_dark, ref_teeth) = video.interior_shares(), reference.interior_shares()
     nan = float("nan")
     return ReferenceReport(
-        frames=len(times), fps=video.fps, reference_fps=reference.fps,
-        face_found=float(video.found.mean()), reference_face_found=float(reference.found.mean()),
-        gap_correlation=_correlation(video.gap, ref["gap"]), best_lag=lag, gap_correlation_best=best,
+        frames=len(times),
+        fps=video.fps,
+        reference_fps=reference.fps,
+        face_found=float(video.found.mean()),
+        reference_face_found=float(reference.found.mean()),
+        gap_correlation=_correlation(video.gap, ref["gap"]),
+        best_lag=lag,
+        gap_correlation_best=best,
         opening_ratio=opening,
         shape_correlation=_correlation(video.shape, ref["shape"]),
         shape_ratio=_ratio(np.median(video.shape), np.median(ref["shape"])),
-        yaw_spread_ratio=_ratio(spread[0], ref_spread[0]), pitch_spread_ratio=_ratio(spread[1], ref_spread[1]),
+        yaw_spread_ratio=_ratio(spread[0], ref_spread[0]),
+        pitch_spread_ratio=_ratio(spread[1], ref_spread[1]),
         roll_spread_ratio=_ratio(spread[2], ref_spread[2]),
-        head_spread=tuple(float(x) for x in spread), reference_head_spread=tuple(float(x) for x in ref_spread),
-        head_low_share=low_share(video.pose, video.fps), reference_head_low_share=low_share(reference.pose, reference.fps),
-        blink_depth=depth, reference_blink_depth=ref_depth, blink_rate=rate, reference_blink_rate=ref_rate,
-        jitter=landmark_jitter(video.tracks), reference_jitter=landmark_jitter(reference.tracks),
+        head_spread=tuple(float(x) for x in spread),
+        reference_head_spread=tuple(float(x) for x in ref_spread),
+        head_low_share=low_share(video.pose, video.fps),
+        reference_head_low_share=low_share(reference.pose, reference.fps),
+        blink_depth=depth,
+        reference_blink_depth=ref_depth,
+        blink_rate=rate,
+        reference_blink_rate=ref_rate,
+        jitter=landmark_jitter(video.tracks),
+        reference_jitter=landmark_jitter(reference.tracks),
         audio_correlation=audio_correlation(video, samples) if samples is not None else nan,
         reference_audio_correlation=audio_correlation(reference, samples) if samples is not None else nan,
-        mouth_dark=dark, reference_mouth_dark=ref_dark, mouth_teeth=teeth, reference_mouth_teeth=ref_teeth,
+        mouth_dark=dark,
+        reference_mouth_dark=ref_dark,
+        mouth_teeth=teeth,
+        reference_mouth_teeth=ref_teeth,
     )
 
 
-def evaluate_reference(video: str | Path, reference: str | Path, audio_path: str | Path | None = None) -> ReferenceReport:
+def evaluate_reference(
+    video: str | Path, reference: str | Path, audio_path: str | Path | None = None
+) -> ReferenceReport:
     """`video` against `reference`, a video of the same speech (and, given it, both against the speech)."""
     samples = audio_mod.load_audio(audio_path) if audio_path is not None else None
-    return compare(read_face_series(video, "the video"), read_face_series(reference, "the reference"), samples)
+    return compare(
+        read_face_series(video, "the video"), read_face_series(reference, "the reference"), samples
+    )

@@ -1,1 +1,2 @@
-"""Training: data sets (synthetic speech, extracted videos, shards), the teacher trainer, distillation, the video backend."""
+"""Training: data sets (synthetic speech, extracted videos, shards), the teacher trainer,
+distillation, the video backend."""

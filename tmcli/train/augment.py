@@ -123,9 +123,16 @@ def _biquad(kind: str, freq: float, gain_db: float, q: float) -> np.ndarray:
         b_, a_ = [1 + alpha * a, -2 * c, 1 - alpha * a], [1 + alpha / a, -2 * c, 1 - alpha / a]
     else:
         s, k = (1 if kind == "lowshelf" else -1), 2 * np.sqrt(a) * alpha  # s = -1 mirrors low into high
-        b_ = [a * ((a + 1) - s * (a - 1) * c + k), 2 * s * a * ((a - 1) - s * (a + 1) * c),
-              a * ((a + 1) - s * (a - 1) * c - k)]
-        a_ = [(a + 1) + s * (a - 1) * c + k, -2 * s * ((a - 1) + s * (a + 1) * c), (a + 1) + s * (a - 1) * c - k]
+        b_ = [
+            a * ((a + 1) - s * (a - 1) * c + k),
+            2 * s * a * ((a - 1) - s * (a + 1) * c),
+            a * ((a + 1) - s * (a - 1) * c - k),
+        ]
+        a_ = [
+            (a + 1) + s * (a - 1) * c + k,
+            -2 * s * ((a - 1) + s * (a + 1) * c),
+            (a + 1) + s * (a - 1) * c - k,
+        ]
     return np.array(b_ + a_) / a_[0]
 
 
@@ -137,9 +144,17 @@ def equalize(audio: np.ndarray, rng: np.random.Generator, kind: str) -> np.ndarr
     "highpass": an 80-300 Hz cut-off (small microphones, wind filters).
     """
     if kind == "peaking":  # each pass gets half the gain, since filtering twice doubles it in dB
-        sos = np.stack([_biquad(str(rng.choice(("peak", "lowshelf", "highshelf"))),
-                                np.exp(rng.uniform(np.log(60), np.log(6000))), rng.uniform(-4.5, 4.5),
-                                rng.uniform(0.5, 4.0)) for _ in range(int(rng.integers(1, 4)))])
+        sos = np.stack(
+            [
+                _biquad(
+                    str(rng.choice(("peak", "lowshelf", "highshelf"))),
+                    np.exp(rng.uniform(np.log(60), np.log(6000))),
+                    rng.uniform(-4.5, 4.5),
+                    rng.uniform(0.5, 4.0),
+                )
+                for _ in range(int(rng.integers(1, 4)))
+            ]
+        )
     elif kind == "telephone":
         sos = _TELEPHONE
     elif kind == "lowpass":
@@ -216,8 +231,9 @@ def quantise(audio: np.ndarray, bits: int, mu_law: bool = False) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def augment(audio: np.ndarray, rng: np.random.Generator,
-            settings: AugmentSettings = AugmentSettings()) -> Augmented:
+def augment(
+    audio: np.ndarray, rng: np.random.Generator, settings: AugmentSettings = AugmentSettings()
+) -> Augmented:
     """Apply a random chain of degradations to clean mono speech at SAMPLE_RATE; the same rng state
     gives the same result. Gain is drawn for every augmented clip (gain_db=(0, 0) turns it off).
     """

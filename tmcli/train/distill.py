@@ -39,23 +39,27 @@ from pathlib import Path
 
 import torch
 
-from tmcli.core.config import DistillSettings, GeneratorSettings
-from tmcli.face.rig import ARTICULATION, INDEX
-from tmcli.speech.features import silence_features
-from tmcli.stream.generator import denoise_chunk, guidance_scales, guided_velocity, split_controls
-from tmcli.core.media import save_pretrained
 from tmcli.core.attention import KVCache
+from tmcli.core.config import DistillSettings, GeneratorSettings
+from tmcli.core.media import save_pretrained
+from tmcli.face.rig import ARTICULATION, INDEX
 from tmcli.motion.causal_dit import CausalMotionDiT
 from tmcli.motion.dit import MotionDiT
-from tmcli.train.windows import Batch, WindowStream
+from tmcli.speech.features import silence_features
+from tmcli.stream.generator import denoise_chunk, guidance_scales, guided_velocity, split_controls
 from tmcli.train.trainer import plot_loss, truncate_log
+from tmcli.train.windows import Batch, WindowStream
 
 STATE = "distill_state.pt"
 PAIRS = "ode_pairs.pt"
 LOG_COLUMNS = ["step", "stage", "loss", "regression", "data", "fake", "seconds"]
 MOUTH = [INDEX[name] for name in ARTICULATION]
-CURVES = {"regression": "ODE-pair regression (teacher-forced, then self-forced)", "loss": "student (DMD stage: DMD + weighted regression)",
-          "data": "data regression (mouth)", "fake": "fake-score flow matching"}
+CURVES = {
+    "regression": "ODE-pair regression (teacher-forced, then self-forced)",
+    "loss": "student (DMD stage: DMD + weighted regression)",
+    "data": "data regression (mouth)",
+    "fake": "fake-score flow matching",
+}
 
 
 @dataclasses.dataclass
@@ -69,12 +73,20 @@ class Clips:
 
     def teacher_inputs(self, teacher: MotionDiT) -> dict:
         b, k = len(self.neutral), teacher.config.context_frames
-        return {"audio": self.teacher_audio, "context": torch.zeros(b, k, self.neutral.shape[-1]),
-                "has_context": torch.zeros(b, dtype=torch.bool), "neutral": self.neutral,
-                "controls": split_controls(self.controls)}
+        return {
+            "audio": self.teacher_audio,
+            "context": torch.zeros(b, k, self.neutral.shape[-1]),
+            "has_context": torch.zeros(b, dtype=torch.bool),
+            "neutral": self.neutral,
+            "controls": split_controls(self.controls),
+        }
 
     def student_inputs(self) -> dict:
-        return {"audio": self.student_audio, "neutral": self.neutral, "controls": split_controls(self.controls)}
+        return {
+            "audio": self.student_audio,
+            "neutral": self.neutral,
+            "controls": split_controls(self.controls),
+        }
 
     def select(self, index: torch.Tensor) -> Clips:
         return Clips(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
@@ -86,24 +98,39 @@ def clips_of(batch: Batch, teacher: MotionDiT, student: CausalMotionDiT) -> Clip
     after = student.config.lookahead_frames + r
     teacher_audio = batch.audio.clone()
     teacher_audio[:, :k] = torch.as_tensor(silence_features(k))
-    student_audio = torch.cat([torch.as_tensor(silence_features(r)).expand(b, r, -1), batch.audio[:, k:],
-                               torch.as_tensor(silence_features(after)).expand(b, after, -1)], dim=1)
+    student_audio = torch.cat(
+        [
+            torch.as_tensor(silence_features(r)).expand(b, r, -1),
+            batch.audio[:, k:],
+            torch.as_tensor(silence_features(after)).expand(b, after, -1),
+        ],
+        dim=1,
+    )
     return Clips(teacher_audio, student_audio, teacher.normalize(batch.neutral), batch.controls)
 
 
 def new_student(teacher: MotionDiT, settings: DistillSettings) -> CausalMotionDiT:
     if teacher.config.window % settings.chunk_frames:
-        raise ValueError(f"the teacher's window ({teacher.config.window} frames) is not a whole number of "
-                         f"{settings.chunk_frames}-frame chunks")
-    return CausalMotionDiT.from_teacher(teacher, chunk_frames=settings.chunk_frames,
-                                        window_chunks=settings.window_chunks,
-                                        lookahead_frames=settings.lookahead_frames,
-                                        denoising_steps=settings.student_steps)
+        raise ValueError(
+            f"the teacher's window ({teacher.config.window} frames) is not a whole number of "
+            f"{settings.chunk_frames}-frame chunks"
+        )
+    return CausalMotionDiT.from_teacher(
+        teacher,
+        chunk_frames=settings.chunk_frames,
+        window_chunks=settings.window_chunks,
+        lookahead_frames=settings.lookahead_frames,
+        denoising_steps=settings.student_steps,
+    )
 
 
 @torch.no_grad()
-def ode_states(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor,
-               student_sigmas: list[float], steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+def ode_states(
+    velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    noise: torch.Tensor,
+    student_sigmas: list[float],
+    steps: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A teacher's Euler ODE from `noise` (velocity(x, t) guided as the teacher samples), on a grid of
     about `steps` that passes through the student's sigmas: (its states there (B, S, ...), clean)."""
     from diffusers import FlowMatchEulerDiscreteScheduler
@@ -120,16 +147,31 @@ def ode_states(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], n
     return torch.stack(states, dim=1), x
 
 
-def teacher_ode(teacher: MotionDiT, clips: Clips, noise: torch.Tensor, student_sigmas: list[float],
-                generator_settings: GeneratorSettings) -> tuple[torch.Tensor, torch.Tensor]:
+def teacher_ode(
+    teacher: MotionDiT,
+    clips: Clips,
+    noise: torch.Tensor,
+    student_sigmas: list[float],
+    generator_settings: GeneratorSettings,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The motion teacher's guided ODE: (states at the student's sigmas (B, S, W, D), clean)."""
     inputs, scales = clips.teacher_inputs(teacher), guidance_scales(generator_settings)
-    return ode_states(lambda x, t: guided_velocity(teacher, x, t, inputs, scales), noise, student_sigmas,
-                      generator_settings.steps)
+    return ode_states(
+        lambda x, t: guided_velocity(teacher, x, t, inputs, scales),
+        noise,
+        student_sigmas,
+        generator_settings.steps,
+    )
 
 
-def make_ode_pairs(teacher: MotionDiT, student: CausalMotionDiT, data_dir: Path, settings: DistillSettings,
-                   generator_settings: GeneratorSettings, on_batch: Callable[[int, int], None] | None = None) -> dict:
+def make_ode_pairs(
+    teacher: MotionDiT,
+    student: CausalMotionDiT,
+    data_dir: Path,
+    settings: DistillSettings,
+    generator_settings: GeneratorSettings,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> dict:
     """`ode_pairs` teacher samples: the clips' conditions, ODE states and clean motion, and the
     windows' own (normalised) motion with the frames it counts."""
     w = teacher.config.window
@@ -141,15 +183,27 @@ def make_ode_pairs(teacher: MotionDiT, student: CausalMotionDiT, data_dir: Path,
         g = torch.Generator().manual_seed(settings.seed * 1_000_003 + i)
         noise = torch.randn(len(batch.motion), w, teacher.config.motion_dim, generator=g)
         states, clean = teacher_ode(teacher, clips, noise, student.sigmas, generator_settings)
-        parts.append({**dataclasses.asdict(clips), "states": states, "clean": clean,
-                      "data": teacher.normalize(batch.motion), "valid": batch.valid})
+        parts.append(
+            {
+                **dataclasses.asdict(clips),
+                "states": states,
+                "clean": clean,
+                "data": teacher.normalize(batch.motion),
+                "valid": batch.valid,
+            }
+        )
         if on_batch:
             on_batch(i + 1, batches)
     return {k: torch.cat([p[k] for p in parts])[: settings.ode_pairs] for k in parts[0]}
 
 
-def regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Tensor, g: torch.Generator,
-                    velocity_weight: float = 0.0) -> torch.Tensor:
+def regression_loss(
+    student: CausalMotionDiT,
+    pairs: dict,
+    index: torch.Tensor,
+    g: torch.Generator,
+    velocity_weight: float = 0.0,
+) -> torch.Tensor:
     """Teacher forcing: each chunk from the ODE state at one of the student's sigmas -> the teacher's motion.
 
     velocity_weight adds the error of frame-to-frame changes: a few-step student that lets some
@@ -166,8 +220,9 @@ def regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Tensor, 
     return regression_error(predicted, clean, velocity_weight)
 
 
-def data_regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Tensor,
-                         g: torch.Generator) -> torch.Tensor:
+def data_regression_loss(
+    student: CausalMotionDiT, pairs: dict, index: torch.Tensor, g: torch.Generator
+) -> torch.Tensor:
     """Teacher forcing on the data itself: each chunk of the window's own motion, noised to one of
     the student's refining sigmas (below 1, where its later steps re-noise), -> that motion; the
     mouth's channels only.
@@ -192,8 +247,9 @@ def data_regression_loss(student: CausalMotionDiT, pairs: dict, index: torch.Ten
     return error.sum() / (valid.sum() * len(MOUTH)).clamp(min=1)
 
 
-def chunk_levels(student: CausalMotionDiT, b: int, w: int, g: torch.Generator,
-                 first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def chunk_levels(
+    student: CausalMotionDiT, b: int, w: int, g: torch.Generator, first: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A random one of the student's noise levels (from level `first` on) per chunk of each clip:
     (index, sigma), (B, W // C)."""
     level = torch.randint(first, len(student.sigmas), (b, w // student.config.chunk_frames), generator=g)
@@ -211,8 +267,13 @@ def regression_error(predicted: torch.Tensor, clean: torch.Tensor, velocity_weig
     return loss
 
 
-def rollout_regression(student: CausalMotionDiT, pairs: dict, index: torch.Tensor, g: torch.Generator,
-                       velocity_weight: float = 0.0) -> torch.Tensor:
+def rollout_regression(
+    student: CausalMotionDiT,
+    pairs: dict,
+    index: torch.Tensor,
+    g: torch.Generator,
+    velocity_weight: float = 0.0,
+) -> torch.Tensor:
     """Self forcing with the regression target: the pairs streamed chunk by chunk with the KV cache.
 
     Each chunk is predicted from the teacher's ODE state at a random student sigma (with
@@ -228,14 +289,16 @@ def rollout_regression(student: CausalMotionDiT, pairs: dict, index: torch.Tenso
     rows, predicted = torch.arange(b), []
     for i in range(w // c):
         frames = slice(i * c, (i + 1) * c)
-        audio = inputs["audio"][:, i * c: i * c + student.audio_span]
+        audio = inputs["audio"][:, i * c : i * c + student.audio_span]
         level = torch.randint(0, s, (b,), generator=g)
         sigma = torch.tensor(student.sigmas)[level]
         noisy = states[rows, level, frames]
         v = student.step(noisy, sigma * 1000, audio, cache, **const)
         predicted.append(noisy - sigma.view(b, 1, 1) * v)
         with torch.no_grad():
-            denoise_chunk(student, {"audio": audio, **const}, cache, noisy.shape, g, noise=states[:, 0, frames])
+            denoise_chunk(
+                student, {"audio": audio, **const}, cache, noisy.shape, g, noise=states[:, 0, frames]
+            )
     return regression_error(torch.cat(predicted, dim=1), clean, velocity_weight)
 
 
@@ -252,22 +315,33 @@ def rollout(student: CausalMotionDiT, clips: Clips, g: torch.Generator) -> torch
     out = []
     const = {"neutral": inputs["neutral"], "controls": inputs["controls"]}
     for i in range(w // c):
-        audio = inputs["audio"][:, i * c: i * c + student.audio_span]
+        audio = inputs["audio"][:, i * c : i * c + student.audio_span]
         exit_step = int(torch.randint(0, len(student.sigmas), (1,), generator=g))
-        out.append(denoise_chunk(student, {"audio": audio, **const}, cache, (len(audio), c, cfg.motion_dim), g, exit_step))
+        out.append(
+            denoise_chunk(
+                student, {"audio": audio, **const}, cache, (len(audio), c, cfg.motion_dim), g, exit_step
+            )
+        )
     return torch.cat(out, dim=1)
 
 
-def dmd_loss(student_clip: torch.Tensor, teacher: MotionDiT, fake: MotionDiT, clips: Clips,
-             generator_settings: GeneratorSettings, g: torch.Generator) -> torch.Tensor:
+def dmd_loss(
+    student_clip: torch.Tensor,
+    teacher: MotionDiT,
+    fake: MotionDiT,
+    clips: Clips,
+    generator_settings: GeneratorSettings,
+    g: torch.Generator,
+) -> torch.Tensor:
     """DMD: move the student's clip along (fake - real) denoised predictions at a random noise level."""
     b = len(student_clip)
     sigma = (0.02 + 0.96 * torch.rand(b, generator=g)).view(b, 1, 1)
     noisy = (1 - sigma) * student_clip.detach() + sigma * torch.randn(student_clip.shape, generator=g)
     with torch.no_grad():
         inputs = clips.teacher_inputs(teacher)
-        real = noisy - sigma * guided_velocity(teacher, noisy, sigma.view(b) * 1000, inputs,
-                                               guidance_scales(generator_settings))
+        real = noisy - sigma * guided_velocity(
+            teacher, noisy, sigma.view(b) * 1000, inputs, guidance_scales(generator_settings)
+        )
         fake_pred = noisy - sigma * fake(noisy, sigma.view(b) * 1000, **inputs)
         weight = (student_clip.detach() - real).abs().mean(dim=(1, 2), keepdim=True).clamp(min=1e-4)
         grad = (fake_pred - real) / weight
@@ -291,9 +365,14 @@ class DistillReport:
     seconds: float
 
 
-def distill(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, settings: DistillSettings,
-            generator_settings: GeneratorSettings,
-            on_progress: Callable[[str, int, int, float], None] | None = None) -> DistillReport:
+def distill(
+    teacher_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    settings: DistillSettings,
+    generator_settings: GeneratorSettings,
+    on_progress: Callable[[str, int, int, float], None] | None = None,
+) -> DistillReport:
     """Distill (or resume distilling) the teacher in `teacher_dir` into a student in `out_dir`."""
     from tmcli.stream.generator import load_motion_dit
 
@@ -301,9 +380,12 @@ def distill(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, 
     resume = (out / STATE).is_file()
     if resume:
         saved = json.loads((out / "distill.json").read_text())
-        settings = dataclasses.replace(DistillSettings(**saved["distill"]), ode_steps=settings.ode_steps,
-                                       self_forcing_steps=settings.self_forcing_steps,
-                                       dmd_steps=settings.dmd_steps)
+        settings = dataclasses.replace(
+            DistillSettings(**saved["distill"]),
+            ode_steps=settings.ode_steps,
+            self_forcing_steps=settings.self_forcing_steps,
+            dmd_steps=settings.dmd_steps,
+        )
         generator_settings = GeneratorSettings(**saved["generator"])
     torch.manual_seed(settings.seed)
     teacher = load_motion_dit(teacher_dir)
@@ -316,9 +398,17 @@ def distill(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, 
         fake.load_state_dict(teacher.state_dict())
         out.mkdir(parents=True, exist_ok=True)
         (out / "loss.csv").write_text(",".join(LOG_COLUMNS) + "\n")
-    (out / "distill.json").write_text(json.dumps({  # rewritten on resume: the stages may have grown
-        "teacher": str(Path(teacher_dir).resolve()), "data": str(data_dir.resolve()),
-        "distill": dataclasses.asdict(settings), "generator": dataclasses.asdict(generator_settings)}, indent=1))
+    (out / "distill.json").write_text(
+        json.dumps(
+            {  # rewritten on resume: the stages may have grown
+                "teacher": str(Path(teacher_dir).resolve()),
+                "data": str(data_dir.resolve()),
+                "distill": dataclasses.asdict(settings),
+                "generator": dataclasses.asdict(generator_settings),
+            },
+            indent=1,
+        )
+    )
     student.train()
     fake.train()
     optimizer = torch.optim.AdamW(student.parameters(), lr=settings.learning_rate, weight_decay=0.0)
@@ -334,11 +424,18 @@ def distill(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, 
     if (out / PAIRS).is_file():
         pairs = torch.load(out / PAIRS, weights_only=True)
     else:
-        pairs = make_ode_pairs(teacher, student, data_dir, settings, generator_settings,
-                               lambda i, n: on_progress and on_progress("teacher ODE pairs", i, n, float("nan")))
+        pairs = make_ode_pairs(
+            teacher,
+            student,
+            data_dir,
+            settings,
+            generator_settings,
+            lambda i, n: on_progress and on_progress("teacher ODE pairs", i, n, float("nan")),
+        )
         torch.save(pairs, out / PAIRS)
-    stream = WindowStream(data_dir, teacher.config.window, teacher.config.context_frames, settings.batch_size,
-                          settings.seed)
+    stream = WindowStream(
+        data_dir, teacher.config.window, teacher.config.context_frames, settings.batch_size, settings.seed
+    )
     regression_steps = settings.ode_steps + settings.self_forcing_steps
     total = regression_steps + settings.dmd_steps
     start, loss_value = time.perf_counter(), float("nan")
@@ -380,8 +477,17 @@ def distill(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, 
             step += 1
             loss_value = loss.item()
             if step % settings.log_every == 0 or step == total:
-                writer.writerow([step, stage, f"{loss_value:.5f}", f"{regression.item():.5f}", f"{data_value:.5f}",
-                                 f"{fake_value:.5f}", f"{time.perf_counter() - start:.1f}"])
+                writer.writerow(
+                    [
+                        step,
+                        stage,
+                        f"{loss_value:.5f}",
+                        f"{regression.item():.5f}",
+                        f"{data_value:.5f}",
+                        f"{fake_value:.5f}",
+                        f"{time.perf_counter() - start:.1f}",
+                    ]
+                )
                 log.flush()
             if step % settings.checkpoint_every == 0 or step == total:
                 _checkpoint(student, fake, optimizer, fake_optimizer, step, out)
@@ -395,5 +501,8 @@ def _checkpoint(student, fake, optimizer, fake_optimizer, step: int, out: Path) 
     save_pretrained(student, out)
     save_pretrained(fake, out / "fake")
     tmp = out / (STATE + ".tmp")
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "fake_optimizer": fake_optimizer.state_dict()}, tmp)
+    torch.save(
+        {"step": step, "optimizer": optimizer.state_dict(), "fake_optimizer": fake_optimizer.state_dict()},
+        tmp,
+    )
     tmp.replace(out / STATE)

@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from tmcli.core.audio import extract_features, load_audio, num_video_frames
-from tmcli.motion.controls import EMOTION_SHAPES, EMOTIONS, Controls
 from tmcli.core.errors import InputError, NoFaceError
+from tmcli.core.media import read_video_frames
 from tmcli.face import landmarks as L
 from tmcli.face.align import align_face
 from tmcli.face.rig import BLENDSHAPES, INDEX, MOTION_DIM, POSE, FaceRig
-from tmcli.speech.features import generator_features
-from tmcli.core.media import read_video_frames
+from tmcli.motion.controls import EMOTION_SHAPES, EMOTIONS, Controls
 from tmcli.speech.alignment import speech_phones
+from tmcli.speech.features import generator_features
 from tmcli.train.shards import CLIPS, Clip, ShardWriter
 
 FIT_SIZE = 256  # crop side the fit works in (the ridge weights below are relative to it)
@@ -52,7 +52,9 @@ class _Fitter:
         self.stable = np.array([i for i in _EYE_CORNERS + _NOSE + oval if moved[i] < 1e-3 * u])
         ui, uo, li, lo = L.LIPS_UPPER_INNER, L.LIPS_UPPER_OUTER, L.LIPS_LOWER_INNER, L.LIPS_LOWER_OUTER
         irises = set(L.LEFT_IRIS + L.RIGHT_IRIS)
-        self.points = np.array(sorted((set(np.flatnonzero(moved > 1e-3 * u)) | set(ui + uo + li + lo)) - irises))
+        self.points = np.array(
+            sorted((set(np.flatnonzero(moved > 1e-3 * u)) | set(ui + uo + li + lo)) - irises)
+        )
         row = {p: 2 * k + 1 for k, p in enumerate(self.points)}  # y row of each point
         self.B = rig.basis[_LINEAR][:, self.points].reshape(len(_LINEAR), -1).T
         # mouthClose moves the lips by +-amount/2 of each column's gap, gap = g0 + G @ coeffs
@@ -82,18 +84,30 @@ class _Fitter:
         rot = vt.T @ np.diag([1.0, 1.0, d]) @ u_.T
         scale = (s[0] + s[1] + d * s[2]) / ((a - ac) ** 2).sum()
         t = (bc - rig.pivot - scale * rot @ (ac - rig.pivot)) / rig.unit
-        pose = np.array([np.arcsin(np.clip(-rot[2, 0], -1.0, 1.0)), np.arctan2(rot[2, 1], rot[2, 2]),
-                         np.arctan2(rot[1, 0], rot[0, 0]), t[0], t[1], np.log(scale)])
+        pose = np.array(
+            [
+                np.arcsin(np.clip(-rot[2, 0], -1.0, 1.0)),
+                np.arctan2(rot[2, 1], rot[2, 2]),
+                np.arctan2(rot[1, 0], rot[0, 0]),
+                t[0],
+                t[1],
+                np.log(scale),
+            ]
+        )
         for _ in range(4):
             here = rig._pose(a, pose)[:, :2]
-            jac = np.stack([(rig._pose(a, pose + step)[:, :2] - here).ravel() / 1e-6
-                            for step in 1e-6 * np.eye(6)], axis=1)
+            jac = np.stack(
+                [(rig._pose(a, pose + step)[:, :2] - here).ravel() / 1e-6 for step in 1e-6 * np.eye(6)],
+                axis=1,
+            )
             delta = np.linalg.lstsq(jac, (b[:, :2] - here).ravel(), rcond=None)[0]
             pose += delta
             if np.abs(delta).max() < 1e-5:
                 break
         rot = rig._pose(np.eye(3) + rig.pivot, pose) - rig._pose(rig.pivot[None], pose)  # (scale * R).T
-        shift = pts[:, :2] - rig.pivot[:2] - pose[3:5] * rig.unit - (rig.rest[:, 2:] - rig.pivot[2]) * rot[2, :2]
+        shift = (
+            pts[:, :2] - rig.pivot[:2] - pose[3:5] * rig.unit - (rig.rest[:, 2:] - rig.pivot[2]) * rot[2, :2]
+        )
         return pose, np.linalg.solve(rot[:2, :2].T, shift.T).T + rig.pivot[:2]
 
     def blendshapes(self, disp: np.ndarray, shut: float) -> np.ndarray:
@@ -112,8 +126,13 @@ class _Fitter:
 
         h, q = normal(self.grid)
         c = np.linalg.solve(h, q[..., None])[..., 0]
-        cost = (d @ d - 2 * self.grid * (d @ self.e) + self.grid**2 * (self.e @ self.e) - (q * c).sum(1)
-                + self.prior * (self.grid - shut) ** 2)
+        cost = (
+            d @ d
+            - 2 * self.grid * (d @ self.e)
+            + self.grid**2 * (self.e @ self.e)
+            - (q * c).sum(1)
+            + self.prior * (self.grid - shut) ** 2
+        )
         k = int(np.clip(np.argmin(cost), 1, len(self.grid) - 2))  # parabola through the best three
         curve = cost[k - 1] - 2 * cost[k] + cost[k + 1]
         step = 0.5 * (cost[k - 1] - cost[k + 1]) / curve if curve > 0 else 0.0
@@ -139,8 +158,8 @@ def fit_motion(rig: FaceRig, landmarks: np.ndarray) -> np.ndarray:
     disp = pts - rig.rest[:, :2]
     gap = np.mean([pts[b, 1] - pts[a, 1] for a, b in _INNER_PAIRS]) / rig.unit
     motion = np.zeros(MOTION_DIM)
-    motion[: _B0] = pose
-    motion[_B0: _B0 + len(BLENDSHAPES)] = fitter.blendshapes(disp, float(np.clip(1 - gap / LIPS_SHUT, 0, 1)))
+    motion[:_B0] = pose
+    motion[_B0 : _B0 + len(BLENDSHAPES)] = fitter.blendshapes(disp, float(np.clip(1 - gap / LIPS_SHUT, 0, 1)))
     iris = disp[L.LEFT_IRIS + L.RIGHT_IRIS].mean(axis=0) - disp[_EYE_CORNERS].mean(axis=0)
     motion[INDEX["gazeX"]] = np.clip(iris[0] / (0.11 * rig.unit), -1, 1)
     motion[INDEX["gazeY"]] = np.clip(iris[1] / (0.06 * rig.unit), -1, 1)
@@ -149,8 +168,10 @@ def fit_motion(rig: FaceRig, landmarks: np.ndarray) -> np.ndarray:
 
 def _lip_gap(landmarks: np.ndarray) -> float:
     """Inner-lip opening in interocular units, however the head is turned."""
-    return float(np.mean([np.linalg.norm(landmarks[b, :2] - landmarks[a, :2]) for a, b in _INNER_PAIRS])
-                 / L.interocular(landmarks))
+    return float(
+        np.mean([np.linalg.norm(landmarks[b, :2] - landmarks[a, :2]) for a, b in _INNER_PAIRS])
+        / L.interocular(landmarks)
+    )
 
 
 def _track(path: Path) -> tuple[float, list[np.ndarray | None]]:
@@ -188,10 +209,20 @@ def extract_clip(video: str | Path, fps: float = 25.0) -> Clip:
                 fitted[j] = fit_motion(rig, alignment.to_crop(tracks[j].astype(np.float64)))
             motion[k], valid[k] = fitted[j], True
     stat = path.stat()
-    return Clip(audio=audio, features=generator_features(extract_features(audio, fps), speech_phones(audio)), motion=motion,
-                valid=valid, controls=measure_controls(motion, valid, fps), neutral=np.zeros(MOTION_DIM, np.float32),
-                info={"video": str(path), "size": stat.st_size, "mtime": stat.st_mtime,
-                      "frames_with_face": len(faces)})
+    return Clip(
+        audio=audio,
+        features=generator_features(extract_features(audio, fps), speech_phones(audio)),
+        motion=motion,
+        valid=valid,
+        controls=measure_controls(motion, valid, fps),
+        neutral=np.zeros(MOTION_DIM, np.float32),
+        info={
+            "video": str(path),
+            "size": stat.st_size,
+            "mtime": stat.st_mtime,
+            "frames_with_face": len(faces),
+        },
+    )
 
 
 def measure_controls(motion: np.ndarray, valid: np.ndarray, fps: float) -> np.ndarray:
@@ -212,10 +243,12 @@ def measure_controls(motion: np.ndarray, valid: np.ndarray, fps: float) -> np.nd
     above = blink > BLINK_LEVEL
     blinks = int(above[0]) + int(np.sum(above[1:] & ~above[:-1]))
     minutes = max(valid.sum(), 1) / fps / 60
-    return Controls(gaze=(float(mean[INDEX["gazeX"]]), float(mean[INDEX["gazeY"]])),
-                    emotion=tuple(float(x) for x in emotion),
-                    pose_intensity=float(np.sqrt(rotation.var(axis=0).sum()) / POSE_STD),
-                    blink_rate=blinks / minutes).vector()
+    return Controls(
+        gaze=(float(mean[INDEX["gazeX"]]), float(mean[INDEX["gazeY"]])),
+        emotion=tuple(float(x) for x in emotion),
+        pose_intensity=float(np.sqrt(rotation.var(axis=0).sum()) / POSE_STD),
+        blink_rate=blinks / minutes,
+    ).vector()
 
 
 def _key(path: Path) -> tuple[str, int, float]:
@@ -223,8 +256,12 @@ def _key(path: Path) -> tuple[str, int, float]:
     return str(path), stat.st_size, stat.st_mtime
 
 
-def extract_videos(videos: list[Path], out_dir: Path, fps: float = 25.0,
-                   on_clip: Callable[[Path, Clip | None], None] | None = None) -> int:
+def extract_videos(
+    videos: list[Path],
+    out_dir: Path,
+    fps: float = 25.0,
+    on_clip: Callable[[Path, Clip | None], None] | None = None,
+) -> int:
     """Append each video's clip to the data set at out_dir; returns the clips added.
 
     Resumable: videos already listed (same path, size and mtime) are skipped, with on_clip(video,

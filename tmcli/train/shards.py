@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from tmcli.core.audio import SAMPLE_RATE
-from tmcli.motion.controls import CONTROL_DIM
 from tmcli.core.errors import InputError
 from tmcli.face.rig import CHANNELS, MOTION_DIM
+from tmcli.motion.controls import CONTROL_DIM
 from tmcli.speech.features import FEATURE_DIM, FEATURES_VERSION
 
 FORMAT = "tm-motion-data"
@@ -58,34 +58,59 @@ class Clip:
     def check(self) -> None:
         t = len(self.motion)
         if self.features.shape != (t, FEATURE_DIM) or self.motion.shape != (t, MOTION_DIM):
-            raise ValueError(f"clip arrays disagree: features {self.features.shape}, motion {self.motion.shape}")
-        if self.valid.shape != (t,) or self.controls.shape != (CONTROL_DIM,) or self.neutral.shape != (MOTION_DIM,):
+            raise ValueError(
+                f"clip arrays disagree: features {self.features.shape}, motion {self.motion.shape}"
+            )
+        if (
+            self.valid.shape != (t,)
+            or self.controls.shape != (CONTROL_DIM,)
+            or self.neutral.shape != (MOTION_DIM,)
+        ):
             raise ValueError("clip valid/controls/neutral have the wrong shape")
 
 
 def _manifest_header(fps: float, source: str) -> dict:
-    return {"format": FORMAT, "version": VERSION, "source": source, "fps": fps, "sample_rate": SAMPLE_RATE,
-            "channels": CHANNELS, "features": {"version": FEATURES_VERSION, "dim": FEATURE_DIM},
-            "control_dim": CONTROL_DIM, "shards": [], "clips": 0, "frames": 0, "stats": None}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "source": source,
+        "fps": fps,
+        "sample_rate": SAMPLE_RATE,
+        "channels": CHANNELS,
+        "features": {"version": FEATURES_VERSION, "dim": FEATURE_DIM},
+        "control_dim": CONTROL_DIM,
+        "shards": [],
+        "clips": 0,
+        "frames": 0,
+        "stats": None,
+    }
 
 
 def read_manifest(root: str | Path) -> dict:
     """The manifest of a data set, checked against what this version of tm reads."""
     path = Path(root) / MANIFEST
     if not path.is_file():
-        raise InputError(f"{root} is not a tm data set (no {MANIFEST})",
-                         hint="make one with `tm data synth` or `tm data extract`")
+        raise InputError(
+            f"{root} is not a tm data set (no {MANIFEST})",
+            hint="make one with `tm data synth` or `tm data extract`",
+        )
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise InputError(f"{path} is not valid JSON: {exc}") from None
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise InputError(f"{root} holds data of format {manifest.get('format')} v{manifest.get('version')}, "
-                         f"tm reads {FORMAT} v{VERSION}")
-    if manifest["features"] != {"version": FEATURES_VERSION, "dim": FEATURE_DIM} \
-            or manifest["channels"] != CHANNELS:
-        raise InputError(f"{root} was made with other audio features or motion channels",
-                         hint="make the data again with this version of tm")
+        raise InputError(
+            f"{root} holds data of format {manifest.get('format')} v{manifest.get('version')}, "
+            f"tm reads {FORMAT} v{VERSION}"
+        )
+    if (
+        manifest["features"] != {"version": FEATURES_VERSION, "dim": FEATURE_DIM}
+        or manifest["channels"] != CHANNELS
+    ):
+        raise InputError(
+            f"{root} was made with other audio features or motion channels",
+            hint="make the data again with this version of tm",
+        )
     return manifest
 
 
@@ -135,7 +160,9 @@ class ShardWriter:
         name = f"shard-{index:05d}.safetensors"
         clips = self._pending
         tensors = {
-            "audio": np.concatenate([np.clip(c.audio * 32767, -32768, 32767).astype(np.int16) for c in clips]),
+            "audio": np.concatenate(
+                [np.clip(c.audio * 32767, -32768, 32767).astype(np.int16) for c in clips]
+            ),
             "audio_offsets": np.cumsum([0] + [len(c.audio) for c in clips]).astype(np.int64),
             "features": np.concatenate([c.features for c in clips]).astype(np.float16),
             "motion": np.concatenate([c.motion for c in clips]).astype(np.float32),
@@ -148,13 +175,27 @@ class ShardWriter:
         save_file(tensors, str(tmp))
         os.replace(tmp, self.root / name)
         with open(self.root / CLIPS, "a") as f:
-            f.writelines(json.dumps({"id": self.manifest["clips"] + i, "shard": name, "index": i,
-                                    "seconds": round(len(c.audio) / SAMPLE_RATE, 3), **c.info}) + "\n" for i, c in enumerate(clips))
+            f.writelines(
+                json.dumps(
+                    {
+                        "id": self.manifest["clips"] + i,
+                        "shard": name,
+                        "index": i,
+                        "seconds": round(len(c.audio) / SAMPLE_RATE, 3),
+                        **c.info,
+                    }
+                )
+                + "\n"
+                for i, c in enumerate(clips)
+            )
         valid_motion = tensors["motion"][tensors["valid"] > 0].astype(np.float64)
-        self._sums += np.stack([np.full(MOTION_DIM, len(valid_motion)), valid_motion.sum(0), (valid_motion**2).sum(0)])
+        self._sums += np.stack(
+            [np.full(MOTION_DIM, len(valid_motion)), valid_motion.sum(0), (valid_motion**2).sum(0)]
+        )
         frames = len(tensors["motion"])
-        self.manifest["shards"].append({"file": name, "clips": len(clips), "frames": frames,
-                                        "bytes": (self.root / name).stat().st_size})
+        self.manifest["shards"].append(
+            {"file": name, "clips": len(clips), "frames": frames, "bytes": (self.root / name).stat().st_size}
+        )
         self.manifest["clips"] += len(clips)
         self.manifest["frames"] += frames
         n, total, squares = self._sums
@@ -200,7 +241,11 @@ def read_clips(root: str | Path):
         t = read_shard(root, shard["file"])
         a, f = t["audio_offsets"], t["frame_offsets"]
         for i in range(shard["clips"]):
-            yield Clip(audio=t["audio"][a[i]: a[i + 1]].astype(np.float32) / 32767,
-                       features=t["features"][f[i]: f[i + 1]].astype(np.float32),
-                       motion=t["motion"][f[i]: f[i + 1]], valid=t["valid"][f[i]: f[i + 1]] > 0,
-                       controls=t["controls"][i], neutral=t["neutral"][i])
+            yield Clip(
+                audio=t["audio"][a[i] : a[i + 1]].astype(np.float32) / 32767,
+                features=t["features"][f[i] : f[i + 1]].astype(np.float32),
+                motion=t["motion"][f[i] : f[i + 1]],
+                valid=t["valid"][f[i] : f[i + 1]] > 0,
+                controls=t["controls"][i],
+                neutral=t["neutral"][i],
+            )

@@ -23,14 +23,14 @@ import librosa
 import numpy as np
 
 from tmcli.core.audio import extract_features, num_video_frames
-from tmcli.motion.controls import EMOTIONS, Controls
-from tmcli.motion.driver import VISEMES, VOWELS, PhoneticDriver
 from tmcli.core.errors import InputError
 from tmcli.face.rig import INDEX, MOTION_DIM
+from tmcli.motion.controls import EMOTIONS, Controls
+from tmcli.motion.driver import VISEMES, VOWELS, PhoneticDriver
+from tmcli.speech import espeak
 from tmcli.speech.features import generator_features
 from tmcli.speech.phones import Phone
 from tmcli.train import augment as aug
-from tmcli.speech import espeak
 from tmcli.train.shards import Clip, ShardWriter
 
 ENGLISH_SHARE = 0.5  # of clips, when English is among the languages: tm is judged on English voices
@@ -50,16 +50,25 @@ def _controls(rng: np.random.Generator) -> Controls:
         emotion[rng.integers(len(EMOTIONS))] = rng.uniform(0.3, 1.0)
         if rng.random() < 0.2:
             emotion[rng.integers(len(EMOTIONS))] += rng.uniform(0.0, 0.4)
-    return Controls(gaze, tuple(np.clip(emotion, 0, 1).tolist()), float(rng.uniform(0.0, 2.0)),
-                    float(rng.uniform(4.0, 40.0)))
+    return Controls(
+        gaze,
+        tuple(np.clip(emotion, 0, 1).tolist()),
+        float(rng.uniform(0.0, 2.0)),
+        float(rng.uniform(4.0, 40.0)),
+    )
 
 
 def _neutral(rng: np.random.Generator) -> np.ndarray:
     """The face's resting motion: how a portrait happens to sit (turned, tilted, half smiling)."""
     neutral = np.zeros(MOTION_DIM, dtype=np.float32)
     if rng.random() < 0.5:
-        for name, spread in (("headYaw", 0.12), ("headPitch", 0.08), ("headRoll", 0.06),
-                             ("mouthSmileLeft", 0.15), ("browInnerUp", 0.1)):
+        for name, spread in (
+            ("headYaw", 0.12),
+            ("headPitch", 0.08),
+            ("headRoll", 0.06),
+            ("mouthSmileLeft", 0.15),
+            ("browInnerUp", 0.1),
+        ):
             neutral[INDEX[name]] = rng.normal(0, spread)
         neutral[INDEX["mouthSmileRight"]] = neutral[INDEX["mouthSmileLeft"]] + rng.normal(0, 0.03)
     return neutral
@@ -75,16 +84,25 @@ def _language(rng: np.random.Generator, languages: Sequence[str]) -> str:
 def _speak(rng: np.random.Generator, settings: SynthSettings) -> tuple[np.ndarray, list[Phone], dict]:
     language = _language(rng, settings.languages)
     variant = str(rng.choice(espeak.VARIANTS)) if rng.random() < 0.8 else None
-    rate, pitch, pitch_range = int(rng.integers(120, 250)), int(rng.integers(15, 85)), int(rng.integers(20, 90))
+    rate, pitch, pitch_range = (
+        int(rng.integers(120, 250)),
+        int(rng.integers(15, 85)),
+        int(rng.integers(20, 90)),
+    )
     seconds = rng.uniform(*settings.clip_seconds)
     words = max(3, int(seconds * rate / 60 * 0.8))
     text = espeak.random_text(rng, language, words)
     audio, phones = espeak.synthesize(text, language, variant, rate, pitch, pitch_range)
     # a pause before and after, as recordings have
     lead, tail = rng.uniform(0.0, 0.5, 2)
-    audio = np.concatenate([np.zeros(int(lead * aug.SAMPLE_RATE)), audio, np.zeros(int(tail * aug.SAMPLE_RATE))])
-    phones = [Phone("SIL", 0.0, lead)] + [Phone(p.label, p.start + lead, p.end + lead) for p in phones] \
+    audio = np.concatenate(
+        [np.zeros(int(lead * aug.SAMPLE_RATE)), audio, np.zeros(int(tail * aug.SAMPLE_RATE))]
+    )
+    phones = (
+        [Phone("SIL", 0.0, lead)]
+        + [Phone(p.label, p.start + lead, p.end + lead) for p in phones]
         + [Phone("SIL", phones[-1].end + lead, len(audio) / aug.SAMPLE_RATE)]
+    )
     info = {"text": text, "language": language, "variant": variant, "rate": rate, "pitch": pitch}
     return audio.astype(np.float32), phones, info
 
@@ -93,8 +111,9 @@ PHRASE_FINAL = {"probability": 0.5, "stretch": (1.3, 3.0), "fade_db": (3.0, 18.0
 _SUSTAINED = VOWELS | {"L", "R", "W", "Y", "M", "N", "NG", "Z", "S", "F", "V", "SH", "ZH", "HH"}
 
 
-def lengthen_phrase_ends(audio: np.ndarray, phones: list[Phone], rng: np.random.Generator
-                         ) -> tuple[np.ndarray, list[Phone]]:
+def lengthen_phrase_ends(
+    audio: np.ndarray, phones: list[Phone], rng: np.random.Generator
+) -> tuple[np.ndarray, list[Phone]]:
     """Draw out and fade the last sound before each pause, as speakers do and espeak-ng does not.
 
     espeak-ng ends a phrase at full level and on time; real voices lengthen the final syllable
@@ -107,8 +126,12 @@ def lengthen_phrase_ends(audio: np.ndarray, phones: list[Phone], rng: np.random.
         start, end = ph.start + shift, ph.end + shift
         final = i + 1 == len(phones) or phones[i + 1].label == "SIL"
         a, b = int(round(ph.start * aug.SAMPLE_RATE)), int(round(ph.end * aug.SAMPLE_RATE))
-        if (ph.label in _SUSTAINED and final and b - a >= aug.SAMPLE_RATE // 25
-                and rng.random() < PHRASE_FINAL["probability"]):
+        if (
+            ph.label in _SUSTAINED
+            and final
+            and b - a >= aug.SAMPLE_RATE // 25
+            and rng.random() < PHRASE_FINAL["probability"]
+        ):
             factor = rng.uniform(*PHRASE_FINAL["stretch"])
             piece = librosa.effects.time_stretch(audio[a:b], rate=1 / factor, n_fft=512, hop_length=128)
             fade_db = rng.uniform(*PHRASE_FINAL["fade_db"])
@@ -123,7 +146,11 @@ def lengthen_phrase_ends(audio: np.ndarray, phones: list[Phone], rng: np.random.
 
 
 _SPEECH_LABELS = sorted(set(VISEMES) - {"SIL"})
-RECOGNITION_ERRORS = {"substitute": 0.06, "delete": 0.02, "jitter_s": 0.005}  # measured: benchmarks/phone_errors.py
+RECOGNITION_ERRORS = {
+    "substitute": 0.06,
+    "delete": 0.02,
+    "jitter_s": 0.005,
+}  # measured: benchmarks/phone_errors.py
 
 
 def misrecognize(phones: list[Phone], rng: np.random.Generator) -> list[Phone]:
@@ -159,38 +186,57 @@ def synth_clip(index: int, seed: int = 0, fps: float = 25.0, settings: SynthSett
         phones = [Phone(p.label, p.start * scale, p.end * scale) for p in phones]
         info["speed"] = round(float(factor), 3)
     controls, neutral = _controls(rng), _neutral(rng)
-    motion = PhoneticDriver()(phones, extract_features(audio, fps), int(rng.integers(2**31)), controls) + neutral
+    motion = (
+        PhoneticDriver()(phones, extract_features(audio, fps), int(rng.integers(2**31)), controls) + neutral
+    )
     heard = aug.augment(audio, rng, dataclasses.replace(a, speed_probability=0.0))
     features = generator_features(extract_features(heard.audio, fps), misrecognize(phones, rng))
     frames = num_video_frames(len(heard.audio), fps)
     assert len(features) == len(motion) == frames, "augmentation must keep the clip's length"
     info["augment"] = list(heard.applied)
-    return Clip(audio=heard.audio, features=features, motion=motion.astype(np.float32),
-                valid=np.ones(frames, dtype=bool), controls=controls.vector(), neutral=neutral, info=info)
+    return Clip(
+        audio=heard.audio,
+        features=features,
+        motion=motion.astype(np.float32),
+        valid=np.ones(frames, dtype=bool),
+        controls=controls.vector(),
+        neutral=neutral,
+        info=info,
+    )
 
 
 def _make(job: tuple[int, int, float, SynthSettings]) -> Clip:
     return synth_clip(*job)
 
 
-def synth_dataset(out_dir: str | Path, minutes: float, seed: int = 0, fps: float = 25.0,
-                  settings: SynthSettings | None = None, workers: int = 1,
-                  on_clip: Callable[[float, float], None] | None = None) -> int:
+def synth_dataset(
+    out_dir: str | Path,
+    minutes: float,
+    seed: int = 0,
+    fps: float = 25.0,
+    settings: SynthSettings | None = None,
+    workers: int = 1,
+    on_clip: Callable[[float, float], None] | None = None,
+) -> int:
     """Add clips to `out_dir` until it holds `minutes` of speech; resumes a set made with the same
     seed. Returns the clips added. `on_clip(minutes_done, minutes)` reports progress."""
     settings = settings or SynthSettings()
     added = 0
     with ShardWriter(out_dir, fps, source="synth") as writer:
         if writer.manifest.get("seed", seed) != seed:
-            raise InputError(f"{out_dir} was made with seed {writer.manifest['seed']}, not {seed}",
-                             hint="use that seed to extend it, or another folder")
+            raise InputError(
+                f"{out_dir} was made with seed {writer.manifest['seed']}, not {seed}",
+                hint="use that seed to extend it, or another folder",
+            )
         writer.manifest["seed"] = seed
         done_frames = writer.manifest["frames"]
         index = writer.num_clips
         target = minutes * 60 * fps
         # espeak-ng keeps state between calls (its pitch flutter), so each clip is made in a fresh
         # fork of this process, which never speaks itself: the same seed gives the same clips
-        extract_features(np.zeros(aug.SAMPLE_RATE, dtype=np.float32), fps)  # warm librosa once, before forking
+        extract_features(
+            np.zeros(aug.SAMPLE_RATE, dtype=np.float32), fps
+        )  # warm librosa once, before forking
         fork = multiprocessing.get_context("fork")
         with fork.Pool(max(1, workers), maxtasksperchild=1) as pool:
             while done_frames < target:

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 from tmcli.core.config import ModelSettings, TrainSettings
-from tmcli.train.shards import read_manifest
-from tmcli.speech.features import silence_features
-from tmcli.stream.generator import split_controls
 from tmcli.core.media import save_pretrained
 from tmcli.motion.dit import MotionDiT
+from tmcli.speech.features import silence_features
+from tmcli.stream.generator import split_controls
+from tmcli.train.shards import read_manifest
 from tmcli.train.windows import Batch, WindowStream
 
 STATE = "trainer_state.pt"
@@ -43,9 +43,16 @@ def new_model(settings: ModelSettings, manifest: dict, init: str | Path | None =
     if init is not None:
         model = MotionDiT.from_pretrained(init).float()  # shipped teachers are stored in float16
     else:
-        model = MotionDiT(hidden_size=settings.hidden_size, num_layers=settings.num_layers, num_heads=settings.num_heads,
-                          mlp_ratio=settings.mlp_ratio, window=settings.window, context_frames=settings.context_frames,
-                          audio_context=settings.audio_context, fps=manifest["fps"])
+        model = MotionDiT(
+            hidden_size=settings.hidden_size,
+            num_layers=settings.num_layers,
+            num_heads=settings.num_heads,
+            mlp_ratio=settings.mlp_ratio,
+            window=settings.window,
+            context_frames=settings.context_frames,
+            audio_context=settings.audio_context,
+            fps=manifest["fps"],
+        )
     stats = manifest["stats"]
     model.motion_mean.copy_(torch.tensor(stats["mean"]))
     # channels the data never moves keep unit scale rather than blowing up
@@ -54,13 +61,16 @@ def new_model(settings: ModelSettings, manifest: dict, init: str | Path | None =
     return model
 
 
-def drop_mask(settings: TrainSettings, names: tuple[str, ...], size: int, generator: torch.Generator) -> torch.Tensor:
+def drop_mask(
+    settings: TrainSettings, names: tuple[str, ...], size: int, generator: torch.Generator
+) -> torch.Tensor:
     p = torch.tensor([getattr(settings, f"drop_{name}") for name in names])
     return torch.rand(size, len(names), generator=generator) < p
 
 
-def flow_matching_loss(model: MotionDiT, batch: Batch, settings: TrainSettings, generator: torch.Generator,
-                       device: torch.device) -> torch.Tensor:
+def flow_matching_loss(
+    model: MotionDiT, batch: Batch, settings: TrainSettings, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
     """Masked MSE between the predicted and the true velocity (noise - clean) at a random sigma."""
     b = batch.motion.shape[0]
     x0 = model.normalize(batch.motion.to(device))
@@ -73,8 +83,16 @@ def flow_matching_loss(model: MotionDiT, batch: Batch, settings: TrainSettings, 
     k = model.config.context_frames
     audio[~has_context, :k] = torch.as_tensor(silence_features(k))  # as a clip's first window hears
     drop = drop_mask(settings, model.condition_names, b, generator).to(device)
-    v = model(noisy, sigma * 1000, audio.to(device), model.normalize(batch.context.to(device)), has_context.to(device),
-              model.normalize(batch.neutral.to(device)), split_controls(batch.controls.to(device)), drop=drop)
+    v = model(
+        noisy,
+        sigma * 1000,
+        audio.to(device),
+        model.normalize(batch.context.to(device)),
+        has_context.to(device),
+        model.normalize(batch.neutral.to(device)),
+        split_controls(batch.controls.to(device)),
+        drop=drop,
+    )
     valid = batch.valid.to(device).unsqueeze(-1).float()
     return ((v - (noise - x0)) ** 2 * valid).sum() / (valid.sum() * x0.shape[-1]).clamp(min=1)
 
@@ -98,15 +116,22 @@ class Run:
 
 
 def resumed_settings(out: Path, settings: TrainSettings) -> tuple[dict | None, TrainSettings]:
-    """The settings a folder was started with (train.json), with today's step count; (None, settings) if new."""
+    """The settings a folder was started with (train.json), with today's step count; (None,
+    settings) if new."""
     if not (out / STATE).is_file():
         return None, settings
     saved = json.loads((out / "train.json").read_text())
     return saved, dataclasses.replace(TrainSettings(**saved["train"]), steps=settings.steps)
 
 
-def start_run(out: Path, model_class, make_model: Callable[[], torch.nn.Module], settings: TrainSettings,
-              record: dict, device: str) -> Run:
+def start_run(
+    out: Path,
+    model_class,
+    make_model: Callable[[], torch.nn.Module],
+    settings: TrainSettings,
+    record: dict,
+    device: str,
+) -> Run:
     """Resume the run in `out`, or start one with make_model() and write train.json (`record`)."""
     from diffusers.optimization import get_cosine_schedule_with_warmup
 
@@ -114,7 +139,9 @@ def start_run(out: Path, model_class, make_model: Callable[[], torch.nn.Module],
     torch.manual_seed(settings.seed)
     model = (model_class.from_pretrained(out) if resume else make_model()).to(device)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
     schedule = get_cosine_schedule_with_warmup(optimizer, settings.warmup_steps, settings.steps)
     step = 0
     if resume:
@@ -125,20 +152,30 @@ def start_run(out: Path, model_class, make_model: Callable[[], torch.nn.Module],
         truncate_log(out / "loss.csv", step)
     else:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train.json").write_text(json.dumps({**record, "train": dataclasses.asdict(settings)}, indent=1))
+        (out / "train.json").write_text(
+            json.dumps({**record, "train": dataclasses.asdict(settings)}, indent=1)
+        )
         (out / "loss.csv").write_text("step,loss,learning_rate,seconds\n")
     return Run(model, optimizer, schedule, step, out)
 
 
-def fit(run: Run, batches: Iterator, loss_fn: Callable[[object, torch.Generator], torch.Tensor],
-        settings: TrainSettings, on_step: Callable[[int, int, float], None] | None = None,
-        curves: dict[str, str] | None = None) -> TrainReport:
+def fit(
+    run: Run,
+    batches: Iterator,
+    loss_fn: Callable[[object, torch.Generator], torch.Tensor],
+    settings: TrainSettings,
+    on_step: Callable[[int, int, float], None] | None = None,
+    curves: dict[str, str] | None = None,
+) -> TrainReport:
     """The optimisation loop every tm model trains with: a batch, loss_fn(batch, generator) with a
     generator seeded by (seed, step), clipped AdamW step, log rows and checkpoints. `batches`
     must start at run.step (resumed runs skip ahead)."""
     model, step, out = run.model, run.step, run.out
     start, first_step, loss_value = time.perf_counter(), step, float("nan")
-    with open(out / "loss.csv", "a", newline="") as log, torch.enable_grad():  # a render may have turned it off
+    with (
+        open(out / "loss.csv", "a", newline="") as log,
+        torch.enable_grad(),
+    ):  # a render may have turned it off
         writer = csv.writer(log)
         for batch in batches:
             if step >= settings.steps:
@@ -153,8 +190,14 @@ def fit(run: Run, batches: Iterator, loss_fn: Callable[[object, torch.Generator]
             step += 1
             loss_value = loss.item()
             if step % settings.log_every == 0 or step == settings.steps:
-                writer.writerow([step, f"{loss_value:.5f}", f"{run.schedule.get_last_lr()[0]:.3g}",
-                                 f"{time.perf_counter() - start:.1f}"])
+                writer.writerow(
+                    [
+                        step,
+                        f"{loss_value:.5f}",
+                        f"{run.schedule.get_last_lr()[0]:.3g}",
+                        f"{time.perf_counter() - start:.1f}",
+                    ]
+                )
                 log.flush()
             if step % settings.checkpoint_every == 0 or step == settings.steps:
                 _checkpoint(model, run.optimizer, run.schedule, step, out)
@@ -166,9 +209,15 @@ def fit(run: Run, batches: Iterator, loss_fn: Callable[[object, torch.Generator]
     return TrainReport(step, loss_value, seconds, (step - first_step) / max(seconds, 1e-9))
 
 
-def train(data_dir: str | Path, out_dir: str | Path, model_settings: ModelSettings, settings: TrainSettings,
-          device: str = "cpu", on_step: Callable[[int, int, float], None] | None = None,
-          init: str | Path | None = None) -> TrainReport:
+def train(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    model_settings: ModelSettings,
+    settings: TrainSettings,
+    device: str = "cpu",
+    on_step: Callable[[int, int, float], None] | None = None,
+    init: str | Path | None = None,
+) -> TrainReport:
     """Train (or resume training) a motion teacher in `out_dir` for `settings.steps` steps in all;
     `init`: start from that teacher's weights (fine-tuning) rather than from scratch."""
     out = Path(out_dir)
@@ -178,18 +227,33 @@ def train(data_dir: str | Path, out_dir: str | Path, model_settings: ModelSettin
         model_settings = ModelSettings(**saved["model"])
         init = saved.get("init")
     elif init is not None:
-        model_settings = ModelSettings(**{f.name: MotionDiT.load_config(init)[f.name]
-                                          for f in dataclasses.fields(ModelSettings)})
-    record = {"model": dataclasses.asdict(model_settings), "init": None if init is None else str(Path(init).resolve()),
-              "data": {"path": str(Path(data_dir).resolve()), "source": manifest["source"], "clips": manifest["clips"],
-                       "minutes": round(manifest["frames"] / manifest["fps"] / 60, 2)}}
-    run = start_run(out, MotionDiT, lambda: new_model(model_settings, manifest, init), settings, record, device)
+        model_settings = ModelSettings(
+            **{f.name: MotionDiT.load_config(init)[f.name] for f in dataclasses.fields(ModelSettings)}
+        )
+    record = {
+        "model": dataclasses.asdict(model_settings),
+        "init": None if init is None else str(Path(init).resolve()),
+        "data": {
+            "path": str(Path(data_dir).resolve()),
+            "source": manifest["source"],
+            "clips": manifest["clips"],
+            "minutes": round(manifest["frames"] / manifest["fps"] / 60, 2),
+        },
+    }
+    run = start_run(
+        out, MotionDiT, lambda: new_model(model_settings, manifest, init), settings, record, device
+    )
     model = run.model
-    stream = WindowStream(data_dir, model.config.window, model.config.context_frames, settings.batch_size,
-                          settings.seed)
-    return fit(run, stream(run.step), lambda batch, g: flow_matching_loss(model, batch, settings, g,
-                                                                          torch.device(device)),
-               settings, on_step)
+    stream = WindowStream(
+        data_dir, model.config.window, model.config.context_frames, settings.batch_size, settings.seed
+    )
+    return fit(
+        run,
+        stream(run.step),
+        lambda batch, g: flow_matching_loss(model, batch, settings, g, torch.device(device)),
+        settings,
+        on_step,
+    )
 
 
 def truncate_log(path: Path, step: int) -> None:

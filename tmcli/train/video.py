@@ -27,14 +27,15 @@ import torch
 from diffusers import AutoencoderKLWan
 
 from tmcli.core.config import VAE_CONFIGS, DistillSettings, GeneratorSettings, Preset, TrainSettings
-from tmcli.train.video_data import read_video_clips, read_video_manifest
 from tmcli.core.errors import InputError
-from tmcli.speech.features import silence_features
 from tmcli.core.media import save_pretrained
-from tmcli.video.wan_audio import WanAudioTransformer
-from tmcli.video.vae import StreamingVAEDecoder, StreamingVAEEncoder, build_vae, encode, load_vae
+from tmcli.speech.features import silence_features
 from tmcli.train.distill import PAIRS, ode_states
 from tmcli.train.trainer import TrainReport, fit, resumed_settings, start_run
+from tmcli.train.video_data import read_video_clips, read_video_manifest
+from tmcli.video.vae import StreamingVAEDecoder, StreamingVAEEncoder, build_vae, encode, load_vae
+from tmcli.video.wan_audio import WanAudioTransformer
+
 
 def window_frames(chunk_latent_frames: int) -> int:
     """Video frames of a training window: three chunks (the sink, a window chunk, one more)."""
@@ -51,7 +52,9 @@ class ClipWindows:
     Each window is a video of its own, as a stream is: its first frame stands for the portrait.
     Clips stay whole in memory (uint8) and windows are cut when a batch asks for them."""
 
-    def __init__(self, root: str | Path, frames: int, rows_before: int, rows_after: int, stride: int | None = None):
+    def __init__(
+        self, root: str | Path, frames: int, rows_before: int, rows_after: int, stride: int | None = None
+    ):
         self.size = frames
         self.clips, self.audio, self.starts, portraits = [], [], [], []
         for f, a, p in read_video_clips(root):
@@ -59,7 +62,9 @@ class ClipWindows:
                 continue
             self.clips.append(f)
             portraits.append(p)
-            self.audio.append(np.concatenate([silence_features(rows_before), a, silence_features(rows_after)]))
+            self.audio.append(
+                np.concatenate([silence_features(rows_before), a, silence_features(rows_after)])
+            )
             last = len(f) - frames
             self.starts += [(len(self.clips) - 1, s) for s in range(0, last + 1, stride or last + 1)]
         if not self.starts:
@@ -73,7 +78,9 @@ class ClipWindows:
 
     def pixels(self, index: torch.Tensor) -> torch.Tensor:
         """(N, 3, T, S, S) in [-1, 1]."""
-        frames = np.stack([self.clips[c][s: s + self.size] for c, s in (self.starts[i] for i in index.tolist())])
+        frames = np.stack(
+            [self.clips[c][s : s + self.size] for c, s in (self.starts[i] for i in index.tolist())]
+        )
         return torch.from_numpy(frames).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
 
     def mouth_boxes(self, index: torch.Tensor) -> torch.Tensor:
@@ -82,8 +89,9 @@ class ClipWindows:
 
     def features(self, index: torch.Tensor) -> torch.Tensor:
         """(N, rows_before + T + rows_after, F): the window's rows, silence beyond its clip."""
-        return torch.from_numpy(np.stack([self.audio[c][s: s + self.rows]
-                                          for c, s in (self.starts[i] for i in index.tolist())]))
+        return torch.from_numpy(
+            np.stack([self.audio[c][s : s + self.rows] for c, s in (self.starts[i] for i in index.tolist())])
+        )
 
 
 def draws(n: int, batch_size: int, seed: int, step: int) -> Iterator[torch.Tensor]:
@@ -108,8 +116,14 @@ def mouth_weights(boxes: torch.Tensor, height: int, width: int, weight: float) -
     return (w / w.mean((1, 2), keepdim=True))[:, None, None]
 
 
-def vae_stream_loss(vae, frames: torch.Tensor, window: int, warmup: int, generator: torch.Generator,
-                    weights: torch.Tensor | None = None) -> torch.Tensor:
+def vae_stream_loss(
+    vae,
+    frames: torch.Tensor,
+    window: int,
+    warmup: int,
+    generator: torch.Generator,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """L1 (weighted per pixel by `weights`, (N, 1, 1, H, W), if given) + KL on one window of a
     stream, after `warmup` windows coded without gradient.
 
@@ -123,17 +137,24 @@ def vae_stream_loss(vae, frames: torch.Tensor, window: int, warmup: int, generat
     with torch.no_grad():
         for a, b in zip(starts[:-1], ends[:-1]):
             decoder.decode_raw(encoder.posterior(frames[:, :, a:b]).mode())
-    target = frames[:, :, starts[-1]: ends[-1]]
+    target = frames[:, :, starts[-1] : ends[-1]]
     posterior = encoder.posterior(target)
-    z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(frames.device)
-    kl = 0.5 * (posterior.mean ** 2 + posterior.var - 1.0 - posterior.logvar).mean()
+    z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(
+        frames.device
+    )
+    kl = 0.5 * (posterior.mean**2 + posterior.var - 1.0 - posterior.logvar).mean()
     error = (decoder.decode_raw(z) - target).abs()
     return (error if weights is None else error * weights).mean() + KL_WEIGHT * kl
 
 
-def train_vae(data_dir: str | Path, out_dir: str | Path, preset: Preset, device: str = "cpu",
-              init: str | Path | None = None,
-              on_step: Callable[[int, int, float], None] | None = None) -> TrainReport:
+def train_vae(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    preset: Preset,
+    device: str = "cpu",
+    init: str | Path | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> TrainReport:
     """Stage 1: the VAE on streams along each clip, trained on one window of each (vae_stream_loss)
     after 0 to `[video] vae_warmup_windows` windows (drawn each step); from `init`'s weights if
     given (a fine-tune).
@@ -148,25 +169,45 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: Preset, device:
     saved, settings = resumed_settings(out, preset.train)
     name = saved["vae"] if saved else video.vae
     teacher_window = window_frames(video.chunk_latent_frames)
-    window, warmup = ((saved["stream"]["window"], saved["stream"]["warmup_windows"]) if saved else
-                      (video.vae_window_frames or teacher_window, video.vae_warmup_windows))
+    window, warmup = (
+        (saved["stream"]["window"], saved["stream"]["warmup_windows"])
+        if saved
+        else (video.vae_window_frames or teacher_window, video.vae_warmup_windows)
+    )
     length = window + warmup * (window - 1)
     streams = ClipWindows(data_dir, length, 0, 0, stride=length)
     start = load_vae(init) if init is not None and not saved else None  # a resumed run loads its own
     if start is not None and start.config.z_dim != VAE_CONFIGS[name]["z_dim"]:
-        raise InputError(f"{init} is not a {name!r} VAE (latent channels differ)", hint="fine-tune a VAE of the preset's size")
-    record = {"stage": "vae", "vae": name, "init": str(Path(init).resolve()) if init else None,
-              "stream": {"window": window, "warmup_windows": warmup},
-              "data": {"path": str(Path(data_dir).resolve()), "streams": len(streams), "size": manifest["size"]}}
-    run = start_run(out, AutoencoderKLWan, lambda: start if start is not None else build_vae(name), settings, record, device)
+        raise InputError(
+            f"{init} is not a {name!r} VAE (latent channels differ)",
+            hint="fine-tune a VAE of the preset's size",
+        )
+    record = {
+        "stage": "vae",
+        "vae": name,
+        "init": str(Path(init).resolve()) if init else None,
+        "stream": {"window": window, "warmup_windows": warmup},
+        "data": {"path": str(Path(data_dir).resolve()), "streams": len(streams), "size": manifest["size"]},
+    }
+    run = start_run(
+        out,
+        AutoencoderKLWan,
+        lambda: start if start is not None else build_vae(name),
+        settings,
+        record,
+        device,
+    )
 
     def loss(index, g):
         frames = streams.pixels(index).to(device)
         weights = mouth_weights(streams.mouth_boxes(index), *frames.shape[-2:], video.mouth_weight).to(device)
-        return vae_stream_loss(run.model, frames, window, int(torch.randint(0, warmup + 1, (), generator=g)), g,
-                               weights)
+        return vae_stream_loss(
+            run.model, frames, window, int(torch.randint(0, warmup + 1, (), generator=g)), g, weights
+        )
 
-    report = fit(run, draws(len(streams), settings.batch_size, settings.seed, run.step), loss, settings, on_step)
+    report = fit(
+        run, draws(len(streams), settings.batch_size, settings.seed, run.step), loss, settings, on_step
+    )
     mean, std = latent_statistics(run.model, streams, min(length, teacher_window))
     run.model.register_to_config(latents_mean=mean, latents_std=std)
     save_pretrained(run.model, out)
@@ -174,16 +215,25 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, preset: Preset, device:
 
 
 @torch.no_grad()
-def latent_statistics(vae: AutoencoderKLWan, streams: ClipWindows, window: int,
-                      count: int = 32) -> tuple[list[float], list[float]]:
+def latent_statistics(
+    vae: AutoencoderKLWan, streams: ClipWindows, window: int, count: int = 32
+) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of the VAE's latents over the first `window` frames of `count`
     streams spread over the data (train_vae: the teacher's window, as much of it as its streams
     hold): the normalisation the DiT sees (Wan publishes its VAE's; a VAE trained here has its
     own: video-small's, means -3.8 to +2.4 and stds 2.8-9.7)."""
     picks = torch.linspace(0, len(streams) - 1, min(count, len(streams))).round().long().unique()
     device = next(vae.parameters()).device
-    latents = torch.cat([vae.encode(streams.pixels(i[None])[:, :, :window].to(device)).latent_dist.mode()
-                         .transpose(0, 1).flatten(1) for i in picks], dim=1)  # (z, every position)
+    latents = torch.cat(
+        [
+            vae.encode(streams.pixels(i[None])[:, :, :window].to(device))
+            .latent_dist.mode()
+            .transpose(0, 1)
+            .flatten(1)
+            for i in picks
+        ],
+        dim=1,
+    )  # (z, every position)
     return latents.mean(1).tolist(), latents.std(1).clamp(min=1e-3).tolist()
 
 
@@ -191,12 +241,22 @@ def latent_statistics(vae: AutoencoderKLWan, streams: ClipWindows, window: int,
 def encode_windows(vae, windows: ClipWindows, device: str, batch: int = 4) -> torch.Tensor:
     """Normalised latents of every window: (N, z, 1 + (T - 1) / 4, S / 8, S / 8)."""
     vae = vae.to(device).eval()
-    return torch.cat([encode(vae, windows.pixels(torch.arange(i, min(i + batch, len(windows)))).to(device)).cpu()
-                      for i in range(0, len(windows), batch)])
+    return torch.cat(
+        [
+            encode(vae, windows.pixels(torch.arange(i, min(i + batch, len(windows)))).to(device)).cpu()
+            for i in range(0, len(windows), batch)
+        ]
+    )
 
 
-def teacher_loss(model: WanAudioTransformer, latents: torch.Tensor, audio: torch.Tensor, drop_audio: float,
-                 generator: torch.Generator, weights: torch.Tensor | None = None) -> torch.Tensor:
+def teacher_loss(
+    model: WanAudioTransformer,
+    latents: torch.Tensor,
+    audio: torch.Tensor,
+    drop_audio: float,
+    generator: torch.Generator,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Flow matching (velocity noise - clean) at a logit-normal sigma, the clip's first latent
     frame as the portrait; squared errors weighted per latent cell by `weights` if given."""
     b, device = len(latents), latents.device
@@ -213,50 +273,90 @@ def teacher_loss(model: WanAudioTransformer, latents: torch.Tensor, audio: torch
     return (error if weights is None else error * weights).mean()
 
 
-def train_teacher(data_dir: str | Path, vae_dir: str | Path, out_dir: str | Path, preset: Preset,
-                  device: str = "cpu", on_step: Callable[[int, int, float], None] | None = None) -> TrainReport:
+def train_teacher(
+    data_dir: str | Path,
+    vae_dir: str | Path,
+    out_dir: str | Path,
+    preset: Preset,
+    device: str = "cpu",
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> TrainReport:
     """Stage 2: the bidirectional DiT on the VAE's latents of three-chunk windows."""
     out, video = Path(out_dir), preset.video
     manifest = read_video_manifest(data_dir)
     vae = load_vae(vae_dir)
     config = video.model_config()
     if vae.config.z_dim != config["latent_channels"]:
-        raise InputError(f"{vae_dir} has {vae.config.z_dim} latent channels; preset's VAE {video.vae!r} has "
-                         f"{config['latent_channels']}", hint="train the VAE with the same preset")
+        raise InputError(
+            f"{vae_dir} has {vae.config.z_dim} latent channels; preset's VAE {video.vae!r} has "
+            f"{config['latent_channels']}",
+            hint="train the VAE with the same preset",
+        )
     r = config["audio_context"]  # feature rows heard before the first frame and past the last
     frames = window_frames(config["chunk_latent_frames"])
     windows = ClipWindows(data_dir, frames, r, r, stride=video.window_stride or frames)
     latents = encode_windows(vae, windows, device)
     _, settings = resumed_settings(out, preset.train)
-    record = {"stage": "teacher", "model": config, "vae": str(Path(vae_dir).resolve()),
-              "data": {"path": str(Path(data_dir).resolve()), "windows": len(windows), "size": manifest["size"]}}
+    record = {
+        "stage": "teacher",
+        "model": config,
+        "vae": str(Path(vae_dir).resolve()),
+        "data": {"path": str(Path(data_dir).resolve()), "windows": len(windows), "size": manifest["size"]},
+    }
     run = start_run(out, WanAudioTransformer, lambda: WanAudioTransformer(**config), settings, record, device)
 
     def loss(index, g):
         weights = mouth_weights(windows.mouth_boxes(index), *latents.shape[-2:], video.mouth_weight)
-        return teacher_loss(run.model, latents[index].to(device), windows.features(index).to(device),
-                            settings.drop_audio, g, weights.to(device))
+        return teacher_loss(
+            run.model,
+            latents[index].to(device),
+            windows.features(index).to(device),
+            settings.drop_audio,
+            g,
+            weights.to(device),
+        )
 
-    return fit(run, draws(len(windows), settings.batch_size, settings.seed, run.step), loss, settings, on_step)
+    return fit(
+        run, draws(len(windows), settings.batch_size, settings.seed, run.step), loss, settings, on_step
+    )
 
 
 # ---- stage 3: the causal few-step student ------------------------------------------------------
 
-def audio_guided_velocity(model: WanAudioTransformer, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
-                          audio: torch.Tensor, scale: float) -> torch.Tensor:
+
+def audio_guided_velocity(
+    model: WanAudioTransformer,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    cond: torch.Tensor,
+    audio: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
     """The teacher's velocity with classifier-free guidance on the audio (silence as the
     unconditional input, as it was dropped in training), both in one batched pass."""
     b = len(x)
     silence = torch.as_tensor(silence_features(audio.shape[1]), device=x.device).expand_as(audio)
-    v = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, cond]), torch.cat([audio, silence]),
-              model.cross_kv(2 * b))
+    v = model(
+        torch.cat([x, x]),
+        torch.cat([t, t]),
+        torch.cat([cond, cond]),
+        torch.cat([audio, silence]),
+        model.cross_kv(2 * b),
+    )
     return v[b:] + scale * (v[:b] - v[b:])
 
 
 @torch.no_grad()
-def make_video_pairs(teacher: WanAudioTransformer, vae, windows: ClipWindows, student_sigmas: list[float],
-                     settings: DistillSettings, generator_settings: GeneratorSettings, device: str,
-                     on_batch: Callable[[int, int], None] | None = None) -> dict:
+def make_video_pairs(
+    teacher: WanAudioTransformer,
+    vae,
+    windows: ClipWindows,
+    student_sigmas: list[float],
+    settings: DistillSettings,
+    generator_settings: GeneratorSettings,
+    device: str,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> dict:
     """`ode_pairs` teacher samples on random windows: the portrait latent (the window's first frame
     encoded alone, as a stream's portrait), its feature rows, the ODE states and the clean latents."""
     config = teacher.config
@@ -265,7 +365,7 @@ def make_video_pairs(teacher: WanAudioTransformer, vae, windows: ClipWindows, st
     chosen = torch.randperm(len(windows), generator=g)[: settings.ode_pairs]
     parts, batches = [], math.ceil(len(chosen) / settings.batch_size)
     for i in range(batches):
-        index = chosen[i * settings.batch_size: (i + 1) * settings.batch_size]
+        index = chosen[i * settings.batch_size : (i + 1) * settings.batch_size]
         portrait = encode(vae, windows.pixels(index)[:, :, :1].to(device))
         audio = windows.features(index).to(device)
         b, z, _, h, w = portrait.shape
@@ -273,14 +373,21 @@ def make_video_pairs(teacher: WanAudioTransformer, vae, windows: ClipWindows, st
         cond = teacher.condition_latents(portrait, 0, f)
         states, clean = ode_states(
             lambda x, t: audio_guided_velocity(teacher, x, t, cond, audio, generator_settings.cfg_audio),
-            noise, student_sigmas, generator_settings.steps)
-        parts.append({"portrait": portrait.cpu(), "audio": audio.cpu(), "states": states.cpu(), "clean": clean.cpu()})
+            noise,
+            student_sigmas,
+            generator_settings.steps,
+        )
+        parts.append(
+            {"portrait": portrait.cpu(), "audio": audio.cpu(), "states": states.cpu(), "clean": clean.cpu()}
+        )
         if on_batch:
             on_batch(i + 1, batches)
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
-def student_regression_loss(student: WanAudioTransformer, pairs: dict, generator: torch.Generator) -> torch.Tensor:
+def student_regression_loss(
+    student: WanAudioTransformer, pairs: dict, generator: torch.Generator
+) -> torch.Tensor:
     """Teacher forcing in one masked pass (forward_sequence): each chunk, from the teacher's ODE
     state at one of the student's sigmas, to the teacher's clean latents, the past being the
     teacher's clean chunks."""
@@ -298,9 +405,15 @@ def student_regression_loss(student: WanAudioTransformer, pairs: dict, generator
     return ((predicted - clean) ** 2).mean()
 
 
-def distill_video(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | Path, settings: DistillSettings,
-                  generator_settings: GeneratorSettings, device: str = "cpu",
-                  on_progress: Callable[[str, int, int, float], None] | None = None) -> TrainReport:
+def distill_video(
+    teacher_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    settings: DistillSettings,
+    generator_settings: GeneratorSettings,
+    device: str = "cpu",
+    on_progress: Callable[[str, int, int, float], None] | None = None,
+) -> TrainReport:
     """The teacher in `teacher_dir` -> a causal `student_steps`-step student in `out_dir` (resumed if begun).
 
     Stage 1 of tm distill (ODE pairs, teacher forcing), on trainer.fit. The student is the same
@@ -313,9 +426,16 @@ def distill_video(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | 
     vae_dir = json.loads((Path(teacher_dir) / "train.json").read_text())["vae"]
     vae = load_vae(vae_dir).to(device).eval()
     config = teacher.config
-    train = TrainSettings(steps=settings.ode_steps, batch_size=settings.batch_size,
-                          learning_rate=settings.learning_rate, warmup_steps=0, weight_decay=0.0, seed=settings.seed,
-                          checkpoint_every=settings.checkpoint_every, log_every=settings.log_every)
+    train = TrainSettings(
+        steps=settings.ode_steps,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        warmup_steps=0,
+        weight_decay=0.0,
+        seed=settings.seed,
+        checkpoint_every=settings.checkpoint_every,
+        log_every=settings.log_every,
+    )
     _, train = resumed_settings(out, train)
 
     def make_student() -> WanAudioTransformer:  # a new run only: a resumed one loads its own
@@ -323,9 +443,14 @@ def distill_video(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | 
         student.load_state_dict(teacher.state_dict())
         return student
 
-    record = {"stage": "student", "teacher": str(Path(teacher_dir).resolve()), "vae": "vae",
-              "distill": dataclasses.asdict(settings), "generator": dataclasses.asdict(generator_settings),
-              "data": {"path": str(Path(data_dir).resolve()), "size": manifest["size"]}}
+    record = {
+        "stage": "student",
+        "teacher": str(Path(teacher_dir).resolve()),
+        "vae": "vae",
+        "distill": dataclasses.asdict(settings),
+        "generator": dataclasses.asdict(generator_settings),
+        "data": {"path": str(Path(data_dir).resolve()), "size": manifest["size"]},
+    }
     run = start_run(out, WanAudioTransformer, make_student, train, record, device)
     if not (out / "vae" / "config.json").is_file():
         save_pretrained(vae, out / "vae")
@@ -334,11 +459,24 @@ def distill_video(teacher_dir: str | Path, data_dir: str | Path, out_dir: str | 
     else:  # the data set is read only for the pairs (a resumed run has them)
         frames = window_frames(config.chunk_latent_frames)
         windows = ClipWindows(data_dir, frames, config.audio_context, config.audio_context, stride=frames)
-        pairs = make_video_pairs(teacher, vae, windows, run.model.sigmas, settings, generator_settings, device,
-                                 lambda i, n: on_progress and on_progress("teacher ODE pairs", i, n, float("nan")))
+        pairs = make_video_pairs(
+            teacher,
+            vae,
+            windows,
+            run.model.sigmas,
+            settings,
+            generator_settings,
+            device,
+            lambda i, n: on_progress and on_progress("teacher ODE pairs", i, n, float("nan")),
+        )
         torch.save(pairs, out / PAIRS)
     n = len(pairs["clean"])
-    return fit(run, draws(n, train.batch_size, train.seed, run.step),
-               lambda index, g: student_regression_loss(run.model, {k: v[index].to(device) for k, v in pairs.items()},
-                                                        g),
-               train, on_progress and (lambda step, total, loss: on_progress("ode", step, total, loss)))
+    return fit(
+        run,
+        draws(n, train.batch_size, train.seed, run.step),
+        lambda index, g: student_regression_loss(
+            run.model, {k: v[index].to(device) for k, v in pairs.items()}, g
+        ),
+        train,
+        on_progress and (lambda step, total, loss: on_progress("ode", step, total, loss)),
+    )

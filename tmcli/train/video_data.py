@@ -43,9 +43,15 @@ def mouth_box(landmarks: np.ndarray, unit: float, size: int) -> list[float]:
     return np.clip(np.concatenate([lo, hi]) / size, 0.0, 1.0).round(4).tolist()
 
 
-def render_video_dataset(motion_data: str | Path, out_dir: str | Path, portraits: list[Path], size: int,
-                         clips: int | None = None, shard_frames: int = 2000,
-                         on_clip: Callable[[int], None] | None = None) -> dict:
+def render_video_dataset(
+    motion_data: str | Path,
+    out_dir: str | Path,
+    portraits: list[Path],
+    size: int,
+    clips: int | None = None,
+    shard_frames: int = 2000,
+    on_clip: Callable[[int], None] | None = None,
+) -> dict:
     """Render up to `clips` clips of a motion data set into a video data set; returns its manifest."""
     from safetensors.numpy import save_file
 
@@ -58,21 +64,35 @@ def render_video_dataset(motion_data: str | Path, out_dir: str | Path, portraits
     source = read_manifest(motion_data)
     preset = load_preset("default").with_overrides(output={"size": size, "crop": True})
     faces = [Portrait.load(p, preset) for p in portraits]
-    manifest = {"format": FORMAT, "version": VERSION, "fps": source["fps"], "size": size,
-                "features_version": FEATURES_VERSION, "source": str(Path(motion_data).resolve()),
-                "portraits": [str(p) for p in portraits],
-                "mouth_boxes": [mouth_box(f.renderer.source, f.renderer.unit, size) for f in faces],
-                "clips": 0, "frames": 0, "shards": []}
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "fps": source["fps"],
+        "size": size,
+        "features_version": FEATURES_VERSION,
+        "source": str(Path(motion_data).resolve()),
+        "portraits": [str(p) for p in portraits],
+        "mouth_boxes": [mouth_box(f.renderer.source, f.renderer.unit, size) for f in faces],
+        "clips": 0,
+        "frames": 0,
+        "shards": [],
+    }
     pending: list[tuple[np.ndarray, np.ndarray, int]] = []
     out.mkdir(parents=True)
     try:
+
         def flush() -> None:
             name = f"shard-{len(manifest['shards']):05d}.safetensors"
             lengths = [len(f) for f, _, _ in pending]
-            save_file({"frames": np.concatenate([f for f, _, _ in pending]),
-                       "features": np.concatenate([a for _, a, _ in pending]).astype(np.float16),
-                       "frame_offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                       "portrait": np.array([p for _, _, p in pending], dtype=np.int64)}, str(out / name))
+            save_file(
+                {
+                    "frames": np.concatenate([f for f, _, _ in pending]),
+                    "features": np.concatenate([a for _, a, _ in pending]).astype(np.float16),
+                    "frame_offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                    "portrait": np.array([p for _, _, p in pending], dtype=np.int64),
+                },
+                str(out / name),
+            )
             manifest["shards"].append({"file": name, "clips": len(pending), "frames": int(sum(lengths))})
             pending.clear()
 
@@ -104,13 +124,18 @@ def read_video_manifest(root: str | Path) -> dict:
     try:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        raise InputError(f"{root} is not a tm video data set (no readable manifest.json)",
-                         hint="make one with `tm data video MOTION_DATA OUT --portrait P`") from None
+        raise InputError(
+            f"{root} is not a tm video data set (no readable manifest.json)",
+            hint="make one with `tm data video MOTION_DATA OUT --portrait P`",
+        ) from None
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise InputError(f"{root} is not a tm video data set of version {VERSION}")
     if manifest.get("features_version") != FEATURES_VERSION:
-        raise InputError(f"{root} was made with audio features v{manifest.get('features_version')}; "
-                         f"this tm makes v{FEATURES_VERSION}", hint="make it again")
+        raise InputError(
+            f"{root} was made with audio features v{manifest.get('features_version')}; "
+            f"this tm makes v{FEATURES_VERSION}",
+            hint="make it again",
+        )
     return manifest
 
 
@@ -122,4 +147,8 @@ def read_video_clips(root: str | Path) -> Iterator[tuple[np.ndarray, np.ndarray,
         t = load_file(str(Path(root) / shard["file"]))
         f = t["frame_offsets"]
         for i in range(shard["clips"]):
-            yield t["frames"][f[i]: f[i + 1]], t["features"][f[i]: f[i + 1]].astype(np.float32), int(t["portrait"][i])
+            yield (
+                t["frames"][f[i] : f[i + 1]],
+                t["features"][f[i] : f[i + 1]].astype(np.float32),
+                int(t["portrait"][i]),
+            )

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tmcli.train.shards import read_manifest, read_shard
 from tmcli.speech.features import silence_features
+from tmcli.train.shards import read_manifest, read_shard
 
 
 @dataclasses.dataclass
@@ -37,7 +37,9 @@ class WindowStream:
         if not self.manifest["shards"]:
             raise ValueError(f"{root} holds no clips")
         self.window, self.context, self.batch_size, self.seed = window, context_frames, batch_size, seed
-        self.batches_per_shard = [max(1, s["frames"] // (window * batch_size)) for s in self.manifest["shards"]]
+        self.batches_per_shard = [
+            max(1, s["frames"] // (window * batch_size)) for s in self.manifest["shards"]
+        ]
 
     def _plan(self, start: int) -> Iterator[tuple[int, int, int]]:
         """(pass, shard, batch in shard) for every batch from `start` on."""
@@ -86,5 +88,8 @@ class WindowStream:
             rows["has_context"].append(has_context)
             rows["audio"].append(audio)
         batch = {name: torch.as_tensor(np.stack(v)) for name, v in rows.items()}
-        return Batch(controls=torch.as_tensor(t["controls"][clips]), neutral=torch.as_tensor(t["neutral"][clips]),
-                     **batch)
+        return Batch(
+            controls=torch.as_tensor(t["controls"][clips]),
+            neutral=torch.as_tensor(t["neutral"][clips]),
+            **batch,
+        )

@@ -13,6 +13,7 @@ from diffusers.models.transformers.transformer_wan import WanAttention
 
 from tmcli.core.attention import KVCache, attend, attend_blocks
 
+
 @dataclass
 class AttentionPlan:
     """What the attention processors do in one pass; handed to every block (see module doc)."""
@@ -41,8 +42,14 @@ class CausalSelfAttnProcessor:
     def __init__(self, layer: int):
         self.layer = layer
 
-    def __call__(self, attn: WanAttention, hidden_states: torch.Tensor, encoder_hidden_states=None,
-                 attention_mask=None, rotary_emb: AttentionPlan | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        attn: WanAttention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        rotary_emb: AttentionPlan | None = None,
+    ) -> torch.Tensor:
         plan = rotary_emb  # WanTransformerBlock hands attn1 its rotary_emb argument: the plan
         q = split_heads(attn.norm_q(attn.to_q(hidden_states)), attn.heads)
         k = split_heads(attn.norm_k(attn.to_k(hidden_states)), attn.heads)
@@ -60,14 +67,28 @@ class CausalSelfAttnProcessor:
         else:
             keys, values = k, v
             if plan.sink_tokens is not None:
-                sink = (apply_rotary_emb(k[:, :, plan.sink_tokens], plan.sink_rope), v[:, :, plan.sink_tokens])
+                sink = (
+                    apply_rotary_emb(k[:, :, plan.sink_tokens], plan.sink_rope),
+                    v[:, :, plan.sink_tokens],
+                )
         if sink is not None:
             q_sink = apply_rotary_emb(q, plan.space_rope)
         if plan.blocks is not None:
-            y = attend_blocks(q, keys, values, plan.rope, plan.key_rope or plan.rope, sink, q_sink, plan.blocks)
+            y = attend_blocks(
+                q, keys, values, plan.rope, plan.key_rope or plan.rope, sink, q_sink, plan.blocks
+            )
         else:
-            y = attend(q, keys, values, plan.rope, plan.key_rope or plan.rope, sink, plan.band_mask, plan.sink_mask,
-                       q_sink)
+            y = attend(
+                q,
+                keys,
+                values,
+                plan.rope,
+                plan.key_rope or plan.rope,
+                sink,
+                plan.band_mask,
+                plan.sink_mask,
+                q_sink,
+            )
         return attn.to_out[0](y.transpose(1, 2).flatten(2)).type_as(hidden_states)
 
 
@@ -77,8 +98,14 @@ class CachedCrossAttnProcessor:
     def __init__(self, layer: int):
         self.layer = layer
 
-    def __call__(self, attn: WanAttention, hidden_states: torch.Tensor, encoder_hidden_states: AttentionPlan,
-                 attention_mask=None, rotary_emb=None) -> torch.Tensor:
+    def __call__(
+        self,
+        attn: WanAttention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: AttentionPlan,
+        attention_mask=None,
+        rotary_emb=None,
+    ) -> torch.Tensor:
         q = split_heads(attn.norm_q(attn.to_q(hidden_states)), attn.heads)
         kv = encoder_hidden_states.cross[self.layer]  # the block hands attn2 the plan as its context
         y = F.scaled_dot_product_attention(q, kv["k"], kv["v"])

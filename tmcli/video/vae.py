@@ -32,20 +32,30 @@ class TapSumCausalConv3d(WanCausalConv3d):
     (onnxruntime has a fast 3D kernel) take the stock path."""
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if (x.device.type != "cpu" or self.stride != (1, 1, 1) or self.dilation != (1, 1, 1) or self.groups != 1
-                or self.padding != (0, 0, 0) or torch.compiler.is_exporting()):
+        if (
+            x.device.type != "cpu"
+            or self.stride != (1, 1, 1)
+            or self.dilation != (1, 1, 1)
+            or self.groups != 1
+            or self.padding != (0, 0, 0)
+            or torch.compiler.is_exporting()
+        ):
             return super()._conv_forward(x, weight, bias)
         b, c, t, h, w = x.shape
         taps = weight.shape[2]
         frames = x.transpose(1, 2)  # (B, T, C, H, W): each tap is a 2D convolution over frames t + k
-        out = sum(F.conv2d(frames[:, k: t - taps + 1 + k].reshape(-1, c, h, w), weight[:, :, k]) for k in range(taps))
+        out = sum(
+            F.conv2d(frames[:, k : t - taps + 1 + k].reshape(-1, c, h, w), weight[:, :, k])
+            for k in range(taps)
+        )
         if bias is not None:
             out = out + bias.view(1, -1, 1, 1)
         return out.unflatten(0, (b, t - taps + 1)).transpose(1, 2)
 
 
 def use_tap_sum_convolutions(vae: AutoencoderKLWan) -> AutoencoderKLWan:
-    """The VAE's causal 3D convolutions as TapSumCausalConv3d (in place; parameters unchanged): for rendering."""
+    """The VAE's causal 3D convolutions as TapSumCausalConv3d (in place; parameters unchanged):
+    for rendering."""
     for module in vae.modules():
         if type(module) is WanCausalConv3d:
             module.__class__ = TapSumCausalConv3d
@@ -65,14 +75,18 @@ def load_vae(path: str | Path) -> AutoencoderKLWan:
     try:
         return AutoencoderKLWan.from_pretrained(path)
     except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"{path} is not a trained VAE: {str(exc).splitlines()[0]}",
-                         hint="train one with `tm train VDATA -o VAE --preset video-small --stage vae`") from None
+        raise InputError(
+            f"{path} is not a trained VAE: {str(exc).splitlines()[0]}",
+            hint="train one with `tm train VDATA -o VAE --preset video-small --stage vae`",
+        ) from None
 
 
 def _stats(vae: AutoencoderKLWan, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Wan's per-channel latent mean and std, shaped to broadcast over (B, z, F, H, W)."""
-    return tuple(torch.tensor(v, device=like.device, dtype=like.dtype).view(1, -1, 1, 1, 1)
-                 for v in (vae.config.latents_mean, vae.config.latents_std))
+    return tuple(
+        torch.tensor(v, device=like.device, dtype=like.dtype).view(1, -1, 1, 1, 1)
+        for v in (vae.config.latents_mean, vae.config.latents_std)
+    )
 
 
 def normalize(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.Tensor:
@@ -138,8 +152,14 @@ class StreamingVAEDecoder:
         x = vae.post_quant_conv(z)
         out = []
         for i in range(x.shape[2]):
-            out.append(vae.decoder(x[:, :, i: i + 1], feat_cache=self.feat_cache, feat_idx=[0],
-                                   first_chunk=self.latent_frames == 0))
+            out.append(
+                vae.decoder(
+                    x[:, :, i : i + 1],
+                    feat_cache=self.feat_cache,
+                    feat_idx=[0],
+                    first_chunk=self.latent_frames == 0,
+                )
+            )
             self.latent_frames += 1
         frames = torch.cat(out, dim=2)
         if vae.config.patch_size is not None:  # Wan 2.2's VAE
@@ -178,22 +198,32 @@ class FixedShapeVAEDecode(torch.nn.Module):
     def example_inputs(self) -> tuple[torch.Tensor, ...]:
         dtype = self.vae.dtype
         latent = torch.randn(1, self.vae.config.z_dim, 1, self.latent_size, self.latent_size, dtype=dtype)
-        return (latent,) if self.first else (latent, *(torch.zeros(self.shapes[i], dtype=dtype) for i in self.used))
+        return (
+            (latent,)
+            if self.first
+            else (latent, *(torch.zeros(self.shapes[i], dtype=dtype) for i in self.used))
+        )
 
     def forward(self, latent, *cache):
         vae = self.vae
         feat_cache = [None] * len(self.shapes)
         for i, tensor in zip(self.used, cache):
             feat_cache[i] = tensor
-        frames = vae.decoder(vae.post_quant_conv(denormalize(vae, latent)), feat_cache=feat_cache, feat_idx=[0],
-                             first_chunk=self.first)
+        frames = vae.decoder(
+            vae.post_quant_conv(denormalize(vae, latent)),
+            feat_cache=feat_cache,
+            feat_idx=[0],
+            first_chunk=self.first,
+        )
         out = []
         for i in self.used:
             entry, shape = feat_cache[i], self.shapes[i]
             if not torch.is_tensor(entry):  # "Rep": a temporal upsampler that has seen only the first frame
                 entry = latent.new_zeros(shape)
             elif entry.shape[2] < shape[2]:
-                entry = torch.cat([entry.new_zeros(*shape[:2], shape[2] - entry.shape[2], *shape[3:]), entry], dim=2)
+                entry = torch.cat(
+                    [entry.new_zeros(*shape[:2], shape[2] - entry.shape[2], *shape[3:]), entry], dim=2
+                )
             out.append(entry)
         return (frames.clamp(-1.0, 1.0), *out)
 

@@ -33,13 +33,22 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.normalization import FP32LayerNorm
-from diffusers.models.transformers.transformer_wan import WanAttention, WanAttnProcessor, WanTransformer3DModel
+from diffusers.models.transformers.transformer_wan import (
+    WanAttention,
+    WanAttnProcessor,
+    WanTransformer3DModel,
+)
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tmcli.speech.features import FEATURE_DIM
 from tmcli.core.attention import KVCache
-from tmcli.video.processors import AttentionPlan, CachedCrossAttnProcessor, CausalSelfAttnProcessor, split_heads
+from tmcli.speech.features import FEATURE_DIM
+from tmcli.video.processors import (
+    AttentionPlan,
+    CachedCrossAttnProcessor,
+    CausalSelfAttnProcessor,
+    split_heads,
+)
 
 MASK_CHANNELS = 4  # Wan I2V: which of a latent frame's 4 video frames are given
 
@@ -48,27 +57,65 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
     _no_split_modules = ["WanTransformerBlock"]
 
     @register_to_config
-    def __init__(self, latent_channels: int = 16, num_layers: int = 30, num_heads: int = 12, head_dim: int = 128,
-                 ffn_dim: int = 8960, freq_dim: int = 256, text_dim: int = 4096, text_tokens: int = 512,
-                 image_dim: int | None = None, added_kv_proj_dim: int | None = None, audio_dim: int = FEATURE_DIM,
-                 audio_heads: int = 4, audio_context: int = 2, patch_size: int = 2, temporal_compression: int = 4,
-                 chunk_latent_frames: int = 3, window_chunks: int = 1, denoising_steps: int = 2,
-                 rope_max_seq_len: int = 1024, fps: float = 25.0):
+    def __init__(
+        self,
+        latent_channels: int = 16,
+        num_layers: int = 30,
+        num_heads: int = 12,
+        head_dim: int = 128,
+        ffn_dim: int = 8960,
+        freq_dim: int = 256,
+        text_dim: int = 4096,
+        text_tokens: int = 512,
+        image_dim: int | None = None,
+        added_kv_proj_dim: int | None = None,
+        audio_dim: int = FEATURE_DIM,
+        audio_heads: int = 4,
+        audio_context: int = 2,
+        patch_size: int = 2,
+        temporal_compression: int = 4,
+        chunk_latent_frames: int = 3,
+        window_chunks: int = 1,
+        denoising_steps: int = 2,
+        rope_max_seq_len: int = 1024,
+        fps: float = 25.0,
+    ):
         super().__init__()
         dim = num_heads * head_dim
         self.wan = WanTransformer3DModel(
-            patch_size=(1, patch_size, patch_size), num_attention_heads=num_heads, attention_head_dim=head_dim,
-            in_channels=2 * latent_channels + MASK_CHANNELS, out_channels=latent_channels, text_dim=text_dim,
-            freq_dim=freq_dim, ffn_dim=ffn_dim, num_layers=num_layers, image_dim=image_dim,
-            added_kv_proj_dim=added_kv_proj_dim, rope_max_seq_len=rope_max_seq_len)
+            patch_size=(1, patch_size, patch_size),
+            num_attention_heads=num_heads,
+            attention_head_dim=head_dim,
+            in_channels=2 * latent_channels + MASK_CHANNELS,
+            out_channels=latent_channels,
+            text_dim=text_dim,
+            freq_dim=freq_dim,
+            ffn_dim=ffn_dim,
+            num_layers=num_layers,
+            image_dim=image_dim,
+            added_kv_proj_dim=added_kv_proj_dim,
+            rope_max_seq_len=rope_max_seq_len,
+        )
         self._install_processors()
         self._rope_tables: dict = {}  # _rope's, by positions, size and device
         self.prompt = nn.Parameter(torch.empty(text_tokens, text_dim))
-        self.audio_in = nn.Sequential(nn.Linear(audio_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim))
-        self.audio_norm = nn.ModuleList(FP32LayerNorm(dim, 1e-6, elementwise_affine=True) for _ in range(num_layers))
+        self.audio_in = nn.Sequential(
+            nn.Linear(audio_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim)
+        )
+        self.audio_norm = nn.ModuleList(
+            FP32LayerNorm(dim, 1e-6, elementwise_affine=True) for _ in range(num_layers)
+        )
         self.audio_attn = nn.ModuleList(
-            WanAttention(dim, heads=audio_heads, dim_head=head_dim, eps=1e-6, cross_attention_dim_head=head_dim,
-                         processor=WanAttnProcessor()) for _ in range(num_layers))
+            WanAttention(
+                dim,
+                heads=audio_heads,
+                dim_head=head_dim,
+                eps=1e-6,
+                cross_attention_dim_head=head_dim,
+                processor=WanAttnProcessor(),
+            )
+            for _ in range(num_layers)
+        )
         self._init_audio_modules()
 
     def _init_audio_modules(self) -> None:
@@ -91,12 +138,19 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
 
     def save_audio_modules(self, path: str | Path) -> None:
         """tm's part alone (audio modules and prompt), to ship beside a Wan checkpoint."""
-        state = {k: v.contiguous() for k, v in self.state_dict().items() if k.split(".")[0] in self.AUDIO_MODULES}
+        state = {
+            k: v.contiguous() for k, v in self.state_dict().items() if k.split(".")[0] in self.AUDIO_MODULES
+        }
         save_file(state, str(path))
 
     @classmethod
-    def from_wan(cls, wan_dir: str | Path, audio_modules: str | Path | None = None,
-                 torch_dtype: torch.dtype | None = None, **settings) -> WanAudioTransformer:
+    def from_wan(
+        cls,
+        wan_dir: str | Path,
+        audio_modules: str | Path | None = None,
+        torch_dtype: torch.dtype | None = None,
+        **settings,
+    ) -> WanAudioTransformer:
         """A diffusers Wan transformer (the `transformer/` folder of a Wan diffusers checkpoint) with
         tm's audio modules: from `audio_modules` (save_audio_modules), else new ones whose output
         starts at zero. A text-to-video Wan (16 input channels) gets the image-condition channels
@@ -106,21 +160,38 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
         z = c.out_channels
         if c.in_channels == z:
             old = wan.patch_embedding
-            wan.patch_embedding = nn.Conv3d(2 * z + MASK_CHANNELS, old.out_channels, old.kernel_size, old.stride,
-                                            device=old.weight.device, dtype=old.weight.dtype)
+            wan.patch_embedding = nn.Conv3d(
+                2 * z + MASK_CHANNELS,
+                old.out_channels,
+                old.kernel_size,
+                old.stride,
+                device=old.weight.device,
+                dtype=old.weight.dtype,
+            )
             with torch.no_grad():
                 wan.patch_embedding.weight.zero_()
                 wan.patch_embedding.weight[:, :z] = old.weight
                 wan.patch_embedding.bias.copy_(old.bias)
             wan.register_to_config(in_channels=2 * z + MASK_CHANNELS)
         elif c.in_channels != 2 * z + MASK_CHANNELS:
-            raise ValueError(f"a Wan transformer with {c.in_channels} input channels is neither T2V ({z}) nor I2V "
-                             f"({2 * z + MASK_CHANNELS})")
+            raise ValueError(
+                f"a Wan transformer with {c.in_channels} input channels is neither T2V ({z}) nor I2V "
+                f"({2 * z + MASK_CHANNELS})"
+            )
         with torch.device("meta"):
-            model = cls(latent_channels=z, num_layers=c.num_layers, num_heads=c.num_attention_heads,
-                        head_dim=c.attention_head_dim, ffn_dim=c.ffn_dim, freq_dim=c.freq_dim, text_dim=c.text_dim,
-                        image_dim=c.image_dim, added_kv_proj_dim=c.added_kv_proj_dim,
-                        rope_max_seq_len=c.rope_max_seq_len, **settings)
+            model = cls(
+                latent_channels=z,
+                num_layers=c.num_layers,
+                num_heads=c.num_attention_heads,
+                head_dim=c.attention_head_dim,
+                ffn_dim=c.ffn_dim,
+                freq_dim=c.freq_dim,
+                text_dim=c.text_dim,
+                image_dim=c.image_dim,
+                added_kv_proj_dim=c.added_kv_proj_dim,
+                rope_max_seq_len=c.rope_max_seq_len,
+                **settings,
+            )
         model.wan = wan
         model._install_processors()
         device, dtype = wan.proj_out.weight.device, wan.proj_out.weight.dtype
@@ -132,8 +203,10 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
             state = load_file(str(audio_modules), device=str(device))
             expected = {k for k in model.state_dict() if k.split(".")[0] in cls.AUDIO_MODULES}
             if set(state) != expected:
-                raise ValueError(f"{audio_modules} does not hold this model's audio modules "
-                                 f"({len(set(state) ^ expected)} tensors differ)")
+                raise ValueError(
+                    f"{audio_modules} does not hold this model's audio modules "
+                    f"({len(set(state) ^ expected)} tensors differ)"
+                )
             model.load_state_dict(state, strict=False)
         model.prompt.data = model.prompt.data.to(dtype)
         for name in ("audio_in", "audio_norm", "audio_attn"):
@@ -158,7 +231,10 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
     def audio_rows(self, first_latent: int, latent_frames: int) -> range:
         """Feature rows (video frames) latent frames [first, first + n) hear, audio_context either side."""
         r = self.config.audio_context
-        return range(self.video_frames(first_latent)[0] - r, self.video_frames(first_latent + latent_frames - 1)[-1] + r + 1)
+        return range(
+            self.video_frames(first_latent)[0] - r,
+            self.video_frames(first_latent + latent_frames - 1)[-1] + r + 1,
+        )
 
     def _rope(self, frames: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin (len(frames) * h * w, head_dim) from Wan's RoPE tables, for these temporal positions.
@@ -173,8 +249,11 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
             for freqs in (rope.freqs_cos, rope.freqs_sin):
                 t, hh, ww = freqs.split([rope.t_dim, rope.h_dim, rope.w_dim], dim=1)
                 n = len(frames)
-                parts = [t[frames.cpu()].view(n, 1, 1, -1).expand(n, h, w, -1),
-                         hh[:h].view(1, h, 1, -1).expand(n, h, w, -1), ww[:w].view(1, 1, w, -1).expand(n, h, w, -1)]
+                parts = [
+                    t[frames.cpu()].view(n, 1, 1, -1).expand(n, h, w, -1),
+                    hh[:h].view(1, h, 1, -1).expand(n, h, w, -1),
+                    ww[:w].view(1, 1, w, -1).expand(n, h, w, -1),
+                ]
                 tables.append(torch.cat(parts, dim=-1).reshape(n * h * w, -1).to(device, torch.float32))
             cache[key] = (tables[0], tables[1])
         return cache[key]
@@ -190,14 +269,19 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
         out = []
         for block in wan.blocks:
             a, kv = block.attn2, {}
-            kv["k"], kv["v"] = split_heads(a.norm_k(a.to_k(text)), a.heads), split_heads(a.to_v(text), a.heads)
+            kv["k"], kv["v"] = (
+                split_heads(a.norm_k(a.to_k(text)), a.heads),
+                split_heads(a.to_v(text), a.heads),
+            )
             if image is not None:
                 kv["k_img"] = split_heads(a.norm_added_k(a.add_k_proj(image)), a.heads)
                 kv["v_img"] = split_heads(a.add_v_proj(image), a.heads)
             out.append(kv)
         return out
 
-    def condition_latents(self, portrait: torch.Tensor, first_latent: int, latent_frames: int) -> torch.Tensor:
+    def condition_latents(
+        self, portrait: torch.Tensor, first_latent: int, latent_frames: int
+    ) -> torch.Tensor:
         """Wan I2V's condition for latent frames [first, first + n): mask + the portrait's latent on frame 0.
 
         portrait: (B, z, 1, H, W), the VAE latent of the portrait as a one-frame video."""
@@ -217,7 +301,9 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
         proj = emb.time_proj(emb.act_fn(temb)).unflatten(-1, (6, -1))
         return temb, proj
 
-    def _audio_mask(self, latent_index: torch.Tensor, first_row: int, rows: int, tokens_per_frame: int) -> torch.Tensor:
+    def _audio_mask(
+        self, latent_index: torch.Tensor, first_row: int, rows: int, tokens_per_frame: int
+    ) -> torch.Tensor:
         """(N, rows) bool: token n (of latent frame latent_index[n]) may hear feature row first_row + j."""
         r = self.config.audio_context
         starts = torch.tensor([self.video_frames(int(f))[0] - r for f in latent_index]) - first_row
@@ -227,14 +313,26 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
         return mask.repeat_interleave(tokens_per_frame, dim=0)
 
     # ---- the network ------------------------------------------------------------------------
-    def _run(self, x: torch.Tensor, cond: torch.Tensor, timestep: torch.Tensor, audio: torch.Tensor,
-             audio_mask: torch.Tensor, plan: AttentionPlan) -> torch.Tensor:
+    def _run(
+        self,
+        x: torch.Tensor,
+        cond: torch.Tensor,
+        timestep: torch.Tensor,
+        audio: torch.Tensor,
+        audio_mask: torch.Tensor,
+        plan: AttentionPlan,
+    ) -> torch.Tensor:
         """Patchify, the blocks (each followed by its audio cross-attention), the output head.
 
         x, cond: (B, z, F, H, W) and (B, 4 + z, F, H, W); timestep (B,) or (B, tokens);
         audio: (B, rows, audio_dim) features; audio_mask (tokens, rows). -> (B, tokens, z * p * p)."""
         wan = self.wan
-        h = wan.patch_embedding(torch.cat([x, cond], dim=1).to(self.dtype)).flatten(2).transpose(1, 2).contiguous()
+        h = (
+            wan.patch_embedding(torch.cat([x, cond], dim=1).to(self.dtype))
+            .flatten(2)
+            .transpose(1, 2)
+            .contiguous()
+        )
         temb, proj = self._time(timestep)
         heard = self.audio_in(audio.to(self.dtype))
         mask = audio_mask.to(h.device)[None, None]
@@ -253,8 +351,14 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
         out = out.reshape(out.shape[0], frames, h // p, w // p, p, p, z)
         return out.permute(0, 6, 1, 2, 4, 3, 5).reshape(out.shape[0], z, frames, h, w)
 
-    def forward(self, latents: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor, audio: torch.Tensor,
-                cross: list[dict]) -> torch.Tensor:
+    def forward(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor,
+        cond: torch.Tensor,
+        audio: torch.Tensor,
+        cross: list[dict],
+    ) -> torch.Tensor:
         """The whole clip bidirectionally (the teacher): velocity (B, z, F, H, W).
 
         audio: (B, audio_rows(0, F), audio_dim), from audio_context frames before the first;
@@ -262,11 +366,21 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
         _, _, f, h, w = latents.shape
         p = self.config.patch_size
         plan = AttentionPlan(rope=self._rope(torch.arange(f), h // p, w // p), cross=cross)
-        audio_mask = self._audio_mask(torch.arange(f), self.audio_rows(0, 1)[0], audio.shape[1], (h // p) * (w // p))
+        audio_mask = self._audio_mask(
+            torch.arange(f), self.audio_rows(0, 1)[0], audio.shape[1], (h // p) * (w // p)
+        )
         return self._unpatchify(self._run(latents, cond, timestep, audio, audio_mask, plan), f, h, w)
 
-    def step(self, latents: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor, audio: torch.Tensor,
-             cache: KVCache, cross: list[dict], write: bool = False) -> torch.Tensor:
+    def step(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor,
+        cond: torch.Tensor,
+        audio: torch.Tensor,
+        cache: KVCache,
+        cross: list[dict],
+        write: bool = False,
+    ) -> torch.Tensor:
         """One chunk against the cache -> velocity (B, z, chunk, H, W).
 
         The chunk is the cache's next (`cache.chunks`); audio: its `audio_rows` features; cond:
@@ -278,17 +392,32 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
         past = len(cache.band[0]) * c
         rope = self._rope(torch.arange(past + c), hp, wp)
         space = self._rope(torch.zeros(c, dtype=torch.long), hp, wp)
-        plan = AttentionPlan(rope=tuple(t[past * hp * wp:] for t in rope), key_rope=rope, space_rope=space,
-                             sink_rope=space, cache=cache, write=write, cross=cross)
-        audio_mask = self._audio_mask(torch.arange(first, first + c), self.audio_rows(first, c)[0], audio.shape[1],
-                                      hp * wp)
+        plan = AttentionPlan(
+            rope=tuple(t[past * hp * wp :] for t in rope),
+            key_rope=rope,
+            space_rope=space,
+            sink_rope=space,
+            cache=cache,
+            write=write,
+            cross=cross,
+        )
+        audio_mask = self._audio_mask(
+            torch.arange(first, first + c), self.audio_rows(first, c)[0], audio.shape[1], hp * wp
+        )
         out = self._unpatchify(self._run(latents, cond, timestep, audio, audio_mask, plan), c, h, w)
         if write:
             cache.chunks += 1
         return out
 
-    def forward_sequence(self, clean: torch.Tensor, noisy: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor,
-                         audio: torch.Tensor, cross: list[dict]) -> torch.Tensor:
+    def forward_sequence(
+        self,
+        clean: torch.Tensor,
+        noisy: torch.Tensor,
+        timestep: torch.Tensor,
+        cond: torch.Tensor,
+        audio: torch.Tensor,
+        cross: list[dict],
+    ) -> torch.Tensor:
         """Every chunk of a clip at once, each noisy chunk seeing what it would see streaming with
         `clean` as the past -> velocity of every noisy chunk (B, z, F, H, W).
 
@@ -304,14 +433,26 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
         space = self._rope(torch.zeros(2 * f, dtype=torch.long), h // p, w // p)
         band, sink = self._sequence_masks(g)
         tokens = [slice(i * per_chunk, (i + 1) * per_chunk) for i in range(2 * g)]
-        blocks = [(tokens[i], [tokens[j] for j in range(2 * g) if band[i, j]], bool(sink[i])) for i in range(2 * g)]
-        plan = AttentionPlan(rope=rope, space_rope=space, sink_rope=tuple(t[:per_chunk] for t in space),
-                             blocks=blocks, sink_tokens=slice(0, per_chunk), cross=cross)
-        t = torch.cat([torch.zeros(b, g, device=noisy.device), timestep], dim=1).repeat_interleave(per_chunk, 1)
+        blocks = [
+            (tokens[i], [tokens[j] for j in range(2 * g) if band[i, j]], bool(sink[i])) for i in range(2 * g)
+        ]
+        plan = AttentionPlan(
+            rope=rope,
+            space_rope=space,
+            sink_rope=tuple(t[:per_chunk] for t in space),
+            blocks=blocks,
+            sink_tokens=slice(0, per_chunk),
+            cross=cross,
+        )
+        t = torch.cat([torch.zeros(b, g, device=noisy.device), timestep], dim=1).repeat_interleave(
+            per_chunk, 1
+        )
         x = torch.cat([clean, noisy], dim=2)
-        audio_mask = self._audio_mask(torch.cat([frames, frames]), self.audio_rows(0, 1)[0], audio.shape[1], per_frame)
+        audio_mask = self._audio_mask(
+            torch.cat([frames, frames]), self.audio_rows(0, 1)[0], audio.shape[1], per_frame
+        )
         out = self._run(x, torch.cat([cond, cond], dim=2), t, audio, audio_mask, plan)
-        return self._unpatchify(out[:, g * per_chunk:], f, h, w)
+        return self._unpatchify(out[:, g * per_chunk :], f, h, w)
 
     def _sequence_masks(self, g: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Chunk-level masks of forward_sequence: band (2G, 2G) and sink (2G, 1), clean chunks first."""
@@ -322,8 +463,6 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
             for i in range(g):
                 row = version * g + i
                 band[row, row] = True
-                band[row, max(1, i - w): i] = True  # the clean chunks of its window (chunk 0 is the sink)
+                band[row, max(1, i - w) : i] = True  # the clean chunks of its window (chunk 0 is the sink)
                 sink[row] = i > 0
         return band, sink
-
-

@@ -10,6 +10,7 @@ from tmcli.core.attention import commit_chunk
 from tmcli.video.processors import AttentionPlan
 from tmcli.video.wan_audio import MASK_CHANNELS, WanAudioTransformer
 
+
 class _TensorCache:
     """The processors' view of FixedShapeVideoStep's cache tensors: per layer the sink and the
     whole band as one past entry; `push` collects the chunk's keys and values."""
@@ -35,17 +36,37 @@ class FixedShapeVideoStep(nn.Module):
     (its first latent frame is one video frame) and is padded at the front with any rows: the
     mask chosen by `sink_valid` ignores them. The prompt's keys and values are constants."""
 
-    INPUTS = ("latents", "timestep", "cond", "audio", "write",
-              "sink_keys", "sink_values", "band_keys", "band_values", "sink_valid", "band_valid")
-    OUTPUTS = ("velocity", "sink_keys_out", "sink_values_out", "band_keys_out", "band_values_out",
-               "sink_valid_out", "band_valid_out")
+    INPUTS = (
+        "latents",
+        "timestep",
+        "cond",
+        "audio",
+        "write",
+        "sink_keys",
+        "sink_values",
+        "band_keys",
+        "band_values",
+        "sink_valid",
+        "band_valid",
+    )
+    OUTPUTS = (
+        "velocity",
+        "sink_keys_out",
+        "sink_values_out",
+        "band_keys_out",
+        "band_values_out",
+        "sink_valid_out",
+        "band_valid_out",
+    )
 
     def __init__(self, model: WanAudioTransformer, latent_size: int):
         super().__init__()
         cfg = model.config
         if cfg.image_dim:
-            raise ValueError("a model with CLIP image tokens (Wan I2V's image_dim) takes them per portrait; "
-                             "its chunk step is not exported")
+            raise ValueError(
+                "a model with CLIP image tokens (Wan I2V's image_dim) takes them per portrait; "
+                "its chunk step is not exported"
+            )
         self.model = model
         c, p = cfg.chunk_latent_frames, cfg.patch_size
         self.latent_size, self.per_frame = latent_size, (latent_size // p) ** 2
@@ -54,13 +75,18 @@ class FixedShapeVideoStep(nn.Module):
         self.audio_rows = len(model.audio_rows(c, c))
         self.first_chunk_pad = self.audio_rows - len(model.audio_rows(0, c))
         hp = latent_size // p
-        for name, table in (("rope", model._rope(torch.arange((cfg.window_chunks + 1) * c), hp, hp)),
-                            ("space_rope", model._rope(torch.zeros(c, dtype=torch.long), hp, hp))):
+        for name, table in (
+            ("rope", model._rope(torch.arange((cfg.window_chunks + 1) * c), hp, hp)),
+            ("space_rope", model._rope(torch.zeros(c, dtype=torch.long), hp, hp)),
+        ):
             self.register_buffer(f"{name}_cos", table[0].clone(), persistent=False)
             self.register_buffer(f"{name}_sin", table[1].clone(), persistent=False)
-        first = model._audio_mask(torch.arange(c), model.audio_rows(0, c)[0] - self.first_chunk_pad, self.audio_rows,
-                                  self.per_frame)
-        later = model._audio_mask(torch.arange(c, 2 * c), model.audio_rows(c, c)[0], self.audio_rows, self.per_frame)
+        first = model._audio_mask(
+            torch.arange(c), model.audio_rows(0, c)[0] - self.first_chunk_pad, self.audio_rows, self.per_frame
+        )
+        later = model._audio_mask(
+            torch.arange(c, 2 * c), model.audio_rows(c, c)[0], self.audio_rows, self.per_frame
+        )
         self.register_buffer("first_audio_mask", first, persistent=False)
         self.register_buffer("later_audio_mask", later, persistent=False)
         with torch.no_grad():
@@ -75,14 +101,34 @@ class FixedShapeVideoStep(nn.Module):
         z, c = cfg.latent_channels, cfg.chunk_latent_frames
         sink = torch.zeros(cfg.num_layers, 1, cfg.num_heads, self.tokens, cfg.head_dim, dtype=dtype)
         band = torch.zeros(cfg.num_layers, 1, cfg.num_heads, self.band_slots, cfg.head_dim, dtype=dtype)
-        return (torch.randn(1, z, c, s, s, dtype=dtype), torch.full((1,), 1000.0, dtype=dtype),
-                torch.zeros(1, MASK_CHANNELS + z, c, s, s, dtype=dtype),
-                torch.randn(1, self.audio_rows, cfg.audio_dim, dtype=dtype), torch.zeros(1, dtype=torch.bool),
-                sink, sink.clone(), band, band.clone(), torch.zeros(1, dtype=torch.bool),
-                torch.zeros(self.band_slots, dtype=torch.bool))
+        return (
+            torch.randn(1, z, c, s, s, dtype=dtype),
+            torch.full((1,), 1000.0, dtype=dtype),
+            torch.zeros(1, MASK_CHANNELS + z, c, s, s, dtype=dtype),
+            torch.randn(1, self.audio_rows, cfg.audio_dim, dtype=dtype),
+            torch.zeros(1, dtype=torch.bool),
+            sink,
+            sink.clone(),
+            band,
+            band.clone(),
+            torch.zeros(1, dtype=torch.bool),
+            torch.zeros(self.band_slots, dtype=torch.bool),
+        )
 
-    def forward(self, latents, timestep, cond, audio, write, sink_keys, sink_values, band_keys, band_values,
-                sink_valid, band_valid):
+    def forward(
+        self,
+        latents,
+        timestep,
+        cond,
+        audio,
+        write,
+        sink_keys,
+        sink_values,
+        band_keys,
+        band_values,
+        sink_valid,
+        band_valid,
+    ):
         model, n = self.model, self.tokens
         cache = _TensorCache(sink_keys, sink_values, band_keys, band_values)
         rope = (self.rope_cos, self.rope_sin)
@@ -90,14 +136,37 @@ class FixedShapeVideoStep(nn.Module):
         cross = [{} for _ in range(model.config.num_layers)]
         for layer, key in self.cross_names:
             cross[layer][key] = getattr(self, f"cross_{layer}_{key}")
-        plan = AttentionPlan(rope=(rope[0][self.band_slots:], rope[1][self.band_slots:]), key_rope=rope,
-                             space_rope=space, sink_rope=space, cache=cache, write=True, cross=cross,
-                             band_mask=torch.cat([band_valid, torch.ones(n, dtype=torch.bool, device=band_valid.device)])[None],
-                             sink_mask=sink_valid[None])
-        audio_mask = (sink_valid & self.later_audio_mask) | (~sink_valid & self.first_audio_mask)  # no bool Where in onnxruntime
+        plan = AttentionPlan(
+            rope=(rope[0][self.band_slots :], rope[1][self.band_slots :]),
+            key_rope=rope,
+            space_rope=space,
+            sink_rope=space,
+            cache=cache,
+            write=True,
+            cross=cross,
+            band_mask=torch.cat([band_valid, torch.ones(n, dtype=torch.bool, device=band_valid.device)])[
+                None
+            ],
+            sink_mask=sink_valid[None],
+        )
+        audio_mask = (sink_valid & self.later_audio_mask) | (
+            ~sink_valid & self.first_audio_mask
+        )  # no bool Where in onnxruntime
         c, s = model.config.chunk_latent_frames, self.latent_size
         velocity = model._unpatchify(model._run(latents, cond, timestep, audio, audio_mask, plan), c, s, s)
         new_keys = torch.stack([k for k, _ in cache.new])
         new_values = torch.stack([v for _, v in cache.new])
-        return (velocity, *commit_chunk(write, new_keys, new_values, sink_keys, sink_values, band_keys, band_values,
-                                        sink_valid, band_valid))
+        return (
+            velocity,
+            *commit_chunk(
+                write,
+                new_keys,
+                new_values,
+                sink_keys,
+                sink_values,
+                band_keys,
+                band_values,
+                sink_valid,
+                band_valid,
+            ),
+        )
