@@ -27,7 +27,7 @@ from tmcli.core.config import load_preset
 from tmcli.face import landmarks as L
 from tmcli.face.rig import INDEX, neutral
 from tmcli.motion.portrait import Portrait
-from tmcli.tools.reference import eye_gap
+from tmcli.tools.face_series import eye_gap
 
 AMOUNTS = (0.5, 1.0)
 

@@ -34,7 +34,8 @@ from tmcli.face import landmarks as L
 from tmcli.face.rig import INDEX, neutral
 from tmcli.motion.curves import MotionWriter
 from tmcli.stream.pipeline import render
-from tmcli.tools.reference import AXES, read_face_series
+from tmcli.tools.face_series import read_face_series
+from tmcli.tools.reference import AXES
 
 FREQUENCY = 0.5  # Hz
 AMPLITUDES = {"yaw": 10.0, "pitch": 6.0, "roll": 5.0}  # degrees, issue 28 point 3

@@ -41,7 +41,7 @@ from tmcli.face.rig import INDEX, neutral  # noqa: E402
 from tmcli.motion.portrait import Portrait  # noqa: E402
 from tmcli.stream.pipeline import render  # noqa: E402
 from tmcli.tools.evaluate import CLOSED, mouth_aperture  # noqa: E402
-from tmcli.tools.reference import read_face_series  # noqa: E402
+from tmcli.tools.face_series import read_face_series  # noqa: E402
 
 POSES = {  # rig blendshapes of each mouth shape on the sheets
     "open vowel": {"jawOpen": 0.55},

@@ -42,7 +42,7 @@ from tmcli.face import landmarks as L  # noqa: E402
 from tmcli.speech.alignment import speech_phones  # noqa: E402
 from tmcli.stream.pipeline import render  # noqa: E402
 from tmcli.tools.evaluate import mouth_aperture, track_video  # noqa: E402
-from tmcli.tools.reference import mouth_shape  # noqa: E402
+from tmcli.tools.face_series import mouth_shape  # noqa: E402
 
 GROUPS = {
     "open vowel": {"AA", "AE", "AH", "AO", "AW", "AY"},

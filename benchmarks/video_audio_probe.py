@@ -27,7 +27,8 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from tmcli.speech.features import silence_features  # noqa: E402
-from tmcli.train.video import ClipWindows, mouth_weights, window_frames  # noqa: E402
+from tmcli.train.vae import mouth_weights
+from tmcli.train.video import ClipWindows, window_frames  # noqa: E402
 from tmcli.video.vae import encode, load_vae  # noqa: E402
 from tmcli.video.wan_audio import WanAudioTransformer  # noqa: E402
 

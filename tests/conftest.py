@@ -28,7 +28,7 @@ def run_tm(monkeypatch, capsys, *args) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="session")
 def portrait_image() -> np.ndarray:
-    from tmcli.core.media import load_image
+    from tmcli.core.images import load_image
 
     return load_image(PORTRAIT)
 

@@ -59,7 +59,8 @@ def test_a_picture_without_a_face_is_tms_error(tmp_path):
 @pytest.mark.slow
 def test_render_moves_only_the_numbered_face(listed, tmp_path):
     """--face-index 5 animates the smallest face; the other five stay as they were."""
-    from tmcli.core.media import load_image, read_video_frames
+    from tmcli.core.images import load_image
+    from tmcli.core.media import read_video_frames
 
     faces, _ = listed
     out = tmp_path / "five.mp4"

@@ -6,7 +6,8 @@ from PIL import Image
 
 from tmcli.core.audio import ffmpeg_exe
 from tmcli.core.errors import ImageError, InputError, OutputError
-from tmcli.core.media import VideoWriter, load_image, read_video_frames
+from tmcli.core.images import load_image
+from tmcli.core.media import VideoWriter, read_video_frames
 
 
 def test_odd_images_become_upright_8bit_rgb(tmp_path, portrait_image):

@@ -140,7 +140,7 @@ def _group_layout():
 
 @pytest.fixture(scope="module")
 def group_faces():
-    from tmcli.core.media import load_image
+    from tmcli.core.images import load_image
 
     return L.detect_faces(load_image(GROUP))
 

@@ -10,7 +10,7 @@ import pytest
 from tmcli.face import landmarks as L
 from tmcli.face.align import to_uint8
 from tmcli.face.rig import INDEX, neutral
-from tmcli.tools.reference import head_rotation
+from tmcli.tools.face_series import head_rotation
 
 AXES = {"headYaw": 0, "headPitch": 1, "headRoll": 2}  # index in head_rotation's (yaw, pitch, roll)
 READ_BACK = 0.6  # the least share of the commanded angle the face mesh must read back

@@ -6,8 +6,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from tmcli.face import landmarks as L
 from tmcli.face.align import to_uint8
 from tmcli.face.rig import INDEX, neutral
+from tmcli.motion.fields import curve_index, curves_at, forward_field
 from tmcli.motion.mouth import DEFAULT_TEETH, mouth_paint
-from tmcli.motion.warp import curve_index, curves_at, forward_field
 from tmcli.motion.warp_graph import FixedShapeWarp
 from tmcli.tools.evaluate import CLOSED, OPEN, mouth_aperture
 
@@ -68,7 +68,7 @@ def test_a_full_blink_closes_the_eyes_as_the_face_mesh_sees_it(portrait):
     full blink at ~0.8-0.9; this render's eyeBlink = 1 reads 0.72 on the astronaut's crop (0.70
     when the lid just met the lower lid as its stretched crease skin, ~0.5 when it was its thin
     margin band smeared over the eye; benchmarks/blink_depth.py); half a blink reads in between."""
-    from tmcli.tools.reference import eye_gap
+    from tmcli.tools.face_series import eye_gap
 
     def gap(frame):
         return eye_gap(L.detect_faces(to_uint8(frame))[0].landmarks)

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tmcli.tools.reference import INNER_LIPS, MAX_LAG, compare, face_series, interior_counts, read_face_series
+from tmcli.tools.face_series import INNER_LIPS, face_series, interior_counts, read_face_series
+from tmcli.tools.reference import MAX_LAG, compare
 
 from conftest import PORTRAIT, SPEECH, run_tm
 

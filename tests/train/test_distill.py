@@ -12,7 +12,8 @@ from tmcli.core.config import load_preset
 from tmcli.motion.causal_dit import CausalMotionDiT
 from tmcli.motion.controls import Controls
 from tmcli.stream.generator import StreamingGenerator, load_motion_dit
-from tmcli.train.distill import clips_of, distill, new_student, teacher_ode
+from tmcli.train.distill import distill
+from tmcli.train.objectives import clips_of, new_student, teacher_ode
 from tmcli.train.trainer import train
 
 
@@ -89,7 +90,7 @@ def test_velocity_term_penalises_jitter_that_the_per_frame_error_cannot_tell_apa
     from types import SimpleNamespace
 
     from tmcli.speech.features import FEATURE_DIM
-    from tmcli.train.distill import regression_loss
+    from tmcli.train.objectives import regression_loss
 
     b, w, d, e = 2, 10, 35, 0.1
     clean = torch.randn(b, w, d, generator=torch.Generator().manual_seed(0))
@@ -137,7 +138,7 @@ def test_data_regression_counts_the_mouth_on_valid_frames_only():
 
     from tmcli.face.rig import ARTICULATION, INDEX
     from tmcli.speech.features import FEATURE_DIM
-    from tmcli.train.distill import data_regression_loss
+    from tmcli.train.objectives import data_regression_loss
 
     b, w, d, e = 2, 10, 35, 0.3
     data = torch.randn(b, w, d, generator=torch.Generator().manual_seed(0))

@@ -14,6 +14,7 @@ from tmcli.cli.app import app, main
 from tmcli.core.config import PRESET_DIR, load_preset
 from tmcli.speech.features import FEATURE_DIM
 from tmcli.stream.generator import VideoStreamingGenerator
+from tmcli.video.pretrained import from_wan, save_audio_modules
 from tmcli.video.vae import StreamingVAEDecoder, StreamingVAEEncoder, build_vae, denormalize, encode
 from tmcli.video.wan_audio import WanAudioTransformer
 
@@ -173,7 +174,7 @@ def test_streaming_vae_encode_equals_one_encode_of_the_clip():
 def test_vae_training_learns_deep_windows_through_the_streams_state():
     """vae_stream_loss trains on the window after `warmup` others, coded first: their state
     reaches the loss, the gradient the whole VAE."""
-    from tmcli.train.video import vae_stream_loss
+    from tmcli.train.vae import vae_stream_loss
 
     torch.manual_seed(0)
     vae = build_vae("tiny")
@@ -257,7 +258,7 @@ def test_loads_a_diffusers_wan_checkpoint_plus_tms_audio_modules(tmp_path, in_ch
         num_layers=2,
     )
     wan.save_pretrained(tmp_path / "transformer")
-    fresh = WanAudioTransformer.from_wan(
+    fresh = from_wan(
         tmp_path / "transformer", text_tokens=4, audio_heads=2, audio_context=1, chunk_latent_frames=2
     )
     assert all(
@@ -273,8 +274,8 @@ def test_loads_a_diffusers_wan_checkpoint_plus_tms_audio_modules(tmp_path, in_ch
     assert all(a.to_out[0].weight.abs().max() == 0 for a in fresh.audio_attn)  # the audio path starts silent
 
     trained = tiny(latent_channels=4)  # stands for a model whose audio modules were trained
-    trained.save_audio_modules(tmp_path / "audio.safetensors")
-    model = WanAudioTransformer.from_wan(
+    save_audio_modules(trained, tmp_path / "audio.safetensors")
+    model = from_wan(
         tmp_path / "transformer",
         tmp_path / "audio.safetensors",
         text_tokens=4,
@@ -360,7 +361,8 @@ def test_training_windows_are_cut_along_each_clip_with_their_own_audio(toy_data,
 
 
 def test_mouth_weights_weigh_the_mouth_box_and_keep_the_losss_size():
-    from tmcli.train.video import mouth_weights, teacher_loss
+    from tmcli.train.vae import mouth_weights
+    from tmcli.train.video import teacher_loss
 
     boxes = torch.tensor([[0.25, 0.5, 0.75, 1.0], [0.0, 0.0, 1.0, 1.0]])
     w = mouth_weights(boxes, 8, 8, 4.0)

@@ -14,51 +14,60 @@ from tmcli.core.config import load_preset
 from tmcli.core.console import console
 from tmcli.core.errors import ConfigError
 
+Device = Annotated[
+    Optional[str], typer.Option(help="Where every stage runs: cpu, cuda or cuda:N (default cpu).")
+]
+Devices = Annotated[Optional[str], typer.Option(help="GENERATOR,RENDERER devices, e.g. cuda:0,cuda:1.")]
+Dtype = Annotated[str, typer.Option(help="Generator precision on a GPU: fp32, bf16 or fp16.")]
+Disaggregate = Annotated[
+    bool,
+    typer.Option(
+        help="Run the generator in a process of its own, sending motion to the renderer's over "
+        "torch.distributed (gloo; nccl between GPUs)."
+    ),
+]
+Seconds = Annotated[float, typer.Option(help="Seconds of speech to render (espeak-ng voices).")]
+Generator = Annotated[str, typer.Option(help="student, teacher or phonetic.")]
+Checkpoint = Annotated[
+    Optional[Path], typer.Option(help="Generator folder; default: the one shipped with tm.")
+]
+Portrait = Annotated[
+    Optional[Path], typer.Option(help="Portrait (default: scikit-image's 512x512 astronaut).")
+]
+Audio = Annotated[
+    Optional[Path],
+    typer.Option(help="Speech to render instead of espeak-ng's (--seconds is then ignored)."),
+]
+Size = Annotated[
+    Optional[int],
+    typer.Option(
+        help="Side of the face crop the renderer works at (preset: 512); video presets: the frame side."
+    ),
+]
+Crop = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--crop/--paste-back",
+        help="Write only the face square (rendered at --size), or paste it back into the portrait.",
+    ),
+]
+Chunks = Annotated[int, typer.Option(help="Video presets: chunks to stream (the first is timed apart).")]
+
 
 def bench(
     preset: options.Preset = "default",
-    device: Annotated[
-        Optional[str], typer.Option(help="Where every stage runs: cpu, cuda or cuda:N (default cpu).")
-    ] = None,
-    devices: Annotated[
-        Optional[str], typer.Option(help="GENERATOR,RENDERER devices, e.g. cuda:0,cuda:1.")
-    ] = None,
-    dtype: Annotated[str, typer.Option(help="Generator precision on a GPU: fp32, bf16 or fp16.")] = "fp32",
-    disaggregate: Annotated[
-        bool,
-        typer.Option(
-            help="Run the generator in a process of its own, sending motion to the renderer's over "
-            "torch.distributed (gloo; nccl between GPUs)."
-        ),
-    ] = False,
-    seconds: Annotated[float, typer.Option(help="Seconds of speech to render (espeak-ng voices).")] = 20.0,
-    generator: Annotated[str, typer.Option(help="student, teacher or phonetic.")] = "student",
-    checkpoint: Annotated[
-        Optional[Path], typer.Option(help="Generator folder; default: the one shipped with tm.")
-    ] = None,
-    portrait: Annotated[
-        Optional[Path], typer.Option(help="Portrait (default: scikit-image's 512x512 astronaut).")
-    ] = None,
-    audio: Annotated[
-        Optional[Path],
-        typer.Option(help="Speech to render instead of espeak-ng's (--seconds is then ignored)."),
-    ] = None,
-    size: Annotated[
-        Optional[int],
-        typer.Option(
-            help="Side of the face crop the renderer works at (preset: 512); video presets: the frame side."
-        ),
-    ] = None,
-    crop: Annotated[
-        Optional[bool],
-        typer.Option(
-            "--crop/--paste-back",
-            help="Write only the face square (rendered at --size), or paste it back into the portrait.",
-        ),
-    ] = None,
-    chunks: Annotated[
-        int, typer.Option(help="Video presets: chunks to stream (the first is timed apart).")
-    ] = 8,
+    device: Device = None,
+    devices: Devices = None,
+    dtype: Dtype = "fp32",
+    disaggregate: Disaggregate = False,
+    seconds: Seconds = 20.0,
+    generator: Generator = "student",
+    checkpoint: Checkpoint = None,
+    portrait: Portrait = None,
+    audio: Audio = None,
+    size: Size = None,
+    crop: Crop = None,
+    chunks: Chunks = 8,
     json_path: options.Json = None,
 ) -> None:
     """Time every stage of a render (load, first frame, chunks, frames/s, memory) on the devices given."""

@@ -19,37 +19,46 @@ from tmcli.core.config import load_preset
 from tmcli.core.console import console
 from tmcli.core.errors import ConfigError
 
+TeacherArg = Annotated[
+    Path, typer.Argument(help="Teacher checkpoint from `tm train` (motion or video preset).")
+]
+DataDirArg = Annotated[
+    Path, typer.Argument(help="Data set the teacher was trained on (conditions are drawn from it).")
+]
+Out = Annotated[
+    Path, typer.Option("-o", "--output", help="Student checkpoint folder (resumed if it holds one).")
+]
+Steps = Annotated[
+    int | None, typer.Option(help="Total student steps, split between the stages as in the preset.")
+]
+SelfForcingSteps = Annotated[
+    int | None,
+    typer.Option(help="Of those, steps of regression on the student's own rollouts (stage 2)."),
+]
+DmdSteps = Annotated[
+    int | None,
+    typer.Option(help="Of those, steps of distribution matching (stage 3); the rest regress on ODE pairs."),
+]
+StudentSteps = Annotated[
+    int | None, typer.Option(help="Denoising steps per chunk the student is made for, 1-4 (preset: 2).")
+]
+Seed = Annotated[int | None, typer.Option(help="Seed of every random draw.")]
+Device = Annotated[str, typer.Option(help="Video backend: cpu, cuda or cuda:N.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q")]
+
 
 def distill(
-    teacher: Annotated[
-        Path, typer.Argument(help="Teacher checkpoint from `tm train` (motion or video preset).")
-    ],
-    data_dir: Annotated[
-        Path, typer.Argument(help="Data set the teacher was trained on (conditions are drawn from it).")
-    ],
-    out: Annotated[
-        Path, typer.Option("-o", "--output", help="Student checkpoint folder (resumed if it holds one).")
-    ],
+    teacher: TeacherArg,
+    data_dir: DataDirArg,
+    out: Out,
     preset: options.Preset = "default",
-    steps: Annotated[
-        int | None, typer.Option(help="Total student steps, split between the stages as in the preset.")
-    ] = None,
-    self_forcing_steps: Annotated[
-        int | None,
-        typer.Option(help="Of those, steps of regression on the student's own rollouts (stage 2)."),
-    ] = None,
-    dmd_steps: Annotated[
-        int | None,
-        typer.Option(
-            help="Of those, steps of distribution matching (stage 3); the rest regress on ODE pairs."
-        ),
-    ] = None,
-    student_steps: Annotated[
-        int | None, typer.Option(help="Denoising steps per chunk the student is made for, 1-4 (preset: 2).")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of every random draw.")] = None,
-    device: Annotated[str, typer.Option(help="Video backend: cpu, cuda or cuda:N.")] = "cpu",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    steps: Steps = None,
+    self_forcing_steps: SelfForcingSteps = None,
+    dmd_steps: DmdSteps = None,
+    student_steps: StudentSteps = None,
+    seed: Seed = None,
+    device: Device = "cpu",
+    quiet: Quiet = False,
 ) -> None:
     """Distill a teacher into a causal, chunk-wise, few-step student (ODE regression, regression
     on its own rollouts, then DMD on self-forcing rollouts; a video-backend teacher: the ODE

@@ -11,76 +11,64 @@ import typer
 
 from tmcli.core.console import console
 
+CheckpointArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Student checkpoint (tm distill; motion or video backend), or 'default' for the one "
+        "shipped with tm."
+    ),
+]
+Out = Annotated[Path, typer.Option("-o", "--output", help="Folder to write (graphs + manifest.json).")]
+Format = Annotated[
+    str,
+    typer.Option(
+        "--format", help="onnx, torch-export or safetensors (the weights in --dtype, a tm checkpoint)."
+    ),
+]
+Dtype = Annotated[str, typer.Option(help="fp32, fp16 or bf16 (bf16: torch-export and safetensors only).")]
+Audio = Annotated[
+    Optional[Path],
+    typer.Option(help="Speech whose features the export is checked on (default: 4 s of espeak-ng speech)."),
+]
+Portrait = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="Portrait whose rig (video: face crop) the check runs on (default: scikit-image's astronaut)."
+    ),
+]
+Size = Annotated[
+    Optional[int],
+    typer.Option(
+        help="Render size the warp graph is made for, with --portrait (default: the default preset's, "
+        "512): the warp makes that portrait's crop at that size, which follows the portrait's "
+        "resolution; `tm render --engine` renders must make the same crop size."
+    ),
+]
+Overwrite = Annotated[bool, typer.Option(help="Replace OUT if it is an existing folder.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q")]
+
 
 def export(
-    checkpoint: Annotated[
-        Path,
-        typer.Argument(
-            help="Student checkpoint (tm distill; motion or video backend), or 'default' for the one "
-            "shipped with tm."
-        ),
-    ],
-    out: Annotated[Path, typer.Option("-o", "--output", help="Folder to write (graphs + manifest.json).")],
-    format: Annotated[
-        str,
-        typer.Option(
-            "--format", help="onnx, torch-export or safetensors (the weights in --dtype, a tm checkpoint)."
-        ),
-    ] = "onnx",
-    dtype: Annotated[
-        str, typer.Option(help="fp32, fp16 or bf16 (bf16: torch-export and safetensors only).")
-    ] = "fp32",
-    audio: Annotated[
-        Optional[Path],
-        typer.Option(
-            help="Speech whose features the export is checked on (default: 4 s of espeak-ng speech)."
-        ),
-    ] = None,
-    portrait: Annotated[
-        Optional[Path],
-        typer.Option(
-            help="Portrait whose rig (video: face crop) the check runs on (default: scikit-image's "
-            "astronaut)."
-        ),
-    ] = None,
-    size: Annotated[
-        Optional[int],
-        typer.Option(
-            help="Render size the warp graph is made for, with --portrait (default: the default preset's, "
-            "512): the warp makes that portrait's crop at that size, which follows the portrait's "
-            "resolution; `tm render --engine` renders must make the same crop size."
-        ),
-    ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it is an existing folder.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    checkpoint: CheckpointArg,
+    out: Out,
+    format: Format = "onnx",
+    dtype: Dtype = "fp32",
+    audio: Audio = None,
+    portrait: Portrait = None,
+    size: Size = None,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
 ) -> None:
     """Export the streaming student's chunk step (KV cache as inputs and outputs), the face rig
     and the warp (a video student: its VAE encoder and streaming decoder) as graphs, check them
     against PyTorch on random and real inputs, and write a manifest."""
     from tmcli.core.config import load_preset
-    from tmcli.core.errors import InputError
-    from tmcli.stream.generator import is_video_checkpoint, load_motion_dit
-    from tmcli.stream.sources import embedded_checkpoint
     from tmcli.tools.bench import stand_in_portrait, stand_in_speech
     from tmcli.tools.export import export as run_export
     from tmcli.tools.graphs import check_request
 
     check_request(format, dtype, out, overwrite)
-    if str(checkpoint) == "default":
-        checkpoint = embedded_checkpoint("student")
-    for path, flag in ((audio, "--audio"), (portrait, "--portrait")):
-        if path is not None and not path.is_file():
-            raise InputError(
-                f"{path} does not exist", hint=f"give {flag} FILE: the check runs on real inputs"
-            )
-    if is_video_checkpoint(checkpoint):
-        from tmcli.core.runtime import StageDevices
-        from tmcli.stream.video import VideoStudent
-
-        face_size = VideoStudent(checkpoint, StageDevices.cpu()).size  # a bad student fails here, in one line
-    else:
-        load_motion_dit(checkpoint)  # a bad checkpoint fails here, in one line
-        face_size = None
+    checkpoint, face_size = _checked_inputs(checkpoint, audio, portrait)
     with (
         console.status("reading the check's inputs", spinner="dots")
         if not quiet
@@ -98,8 +86,34 @@ def export(
         else contextlib.nullcontext()
     ):
         manifest = run_export(checkpoint, out, format, dtype, real, overwrite)
-    if quiet:
-        return
+    if not quiet:
+        _print_check(manifest, out, format, dtype, face_size)
+
+
+def _checked_inputs(checkpoint: Path, audio: Path | None, portrait: Path | None) -> tuple[Path, int | None]:
+    """The checkpoint ("default": the embedded student) and, for a video student, its face size;
+    a bad checkpoint or a missing input fails here, in one line."""
+    from tmcli.core.errors import InputError
+    from tmcli.stream.generator import is_video_checkpoint, load_motion_dit
+    from tmcli.stream.sources import embedded_checkpoint
+
+    if str(checkpoint) == "default":
+        checkpoint = embedded_checkpoint("student")
+    for path, flag in ((audio, "--audio"), (portrait, "--portrait")):
+        if path is not None and not path.is_file():
+            raise InputError(
+                f"{path} does not exist", hint=f"give {flag} FILE: the check runs on real inputs"
+            )
+    if is_video_checkpoint(checkpoint):
+        from tmcli.core.runtime import StageDevices
+        from tmcli.stream.video import VideoStudent
+
+        return checkpoint, VideoStudent(checkpoint, StageDevices.cpu()).size
+    load_motion_dit(checkpoint)
+    return checkpoint, None
+
+
+def _print_check(manifest: dict, out: Path, format: str, dtype: str, face_size: int | None) -> None:
     from rich.table import Table
 
     units = (

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from tmcli.core.errors import NoFaceError, OutputError
-from tmcli.core.media import check_writable, load_image
+from tmcli.core.images import load_image
+from tmcli.core.media import check_writable
 from tmcli.face.landmarks import Face, detect_faces
 
 BOX_COLOUR = (255, 220, 0)

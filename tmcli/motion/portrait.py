@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from tmcli.core.config import Preset
-from tmcli.core.media import load_image
+from tmcli.core.images import load_image
 from tmcli.face.align import Alignment, Compositor, align_face, crop_image, uint8_frame
 from tmcli.face.landmarks import Face, find_face
 from tmcli.face.rig import FaceRig

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from tmcli.core.runtime import capture_cuda_graph
 from tmcli.motion.eyelids import eyelid_knots, lid_colour, lid_paint
+from tmcli.motion.fields import curve_index, curves_at, edge_fade, forward_field, remap_rows
 from tmcli.motion.mouth import (
     LIP_POINTS,
     LOWER_INNER,
@@ -20,15 +21,7 @@ from tmcli.motion.mouth import (
     mouth_grain,
     mouth_paint,
 )
-from tmcli.motion.warp import (
-    EYE_REGIONS,
-    MeshWarpRenderer,
-    curve_index,
-    curves_at,
-    edge_fade,
-    forward_field,
-    remap_rows,
-)
+from tmcli.motion.warp import EYE_REGIONS, MeshWarpRenderer
 
 
 class FixedShapeWarp(torch.nn.Module):

@@ -81,20 +81,7 @@ def read_manifest(
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no manifest at {path}")
-    base = path.parent
-    try:
-        if path.suffix.lower() == ".csv":
-            with open(path, newline="") as f:
-                rows = [
-                    {k.strip(): v for k, v in row.items() if k and v not in (None, "")}
-                    for row in csv.DictReader(f)
-                ]
-        elif path.suffix.lower() in (".jsonl", ".ndjson"):
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        else:
-            raise ConfigError(f"{path}: a manifest is .csv or .jsonl")
-    except (json.JSONDecodeError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read the manifest {path}: {exc}") from None
+    base, rows = path.parent, _manifest_rows(path)
     jobs = []
     for line, row in enumerate(rows, start=2 if path.suffix.lower() == ".csv" else 1):
         where = f"{path.name}, row {line}"
@@ -131,6 +118,22 @@ def read_manifest(
     if not jobs:
         raise InputError(f"the manifest {path} lists no jobs")
     return jobs
+
+
+def _manifest_rows(path: Path) -> list:
+    """A .csv's rows (empty cells left out) or a .jsonl's objects."""
+    try:
+        if path.suffix.lower() == ".csv":
+            with open(path, newline="") as f:
+                return [
+                    {k.strip(): v for k, v in row.items() if k and v not in (None, "")}
+                    for row in csv.DictReader(f)
+                ]
+        if path.suffix.lower() in (".jsonl", ".ndjson"):
+            return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (json.JSONDecodeError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read the manifest {path}: {exc}") from None
+    raise ConfigError(f"{path}: a manifest is .csv or .jsonl")
 
 
 class Claims:

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tmcli.core import audio as audio_mod
 from tmcli.core.config import Preset
 from tmcli.core.errors import ConfigError
-from tmcli.core.media import VideoWriter, check_image, check_outputs
+from tmcli.core.images import check_image
+from tmcli.core.media import VideoWriter, check_outputs
 from tmcli.core.runtime import HostFrames, StageDevices, StageTimer, on_stream, render_threads, staged
 from tmcli.motion.curves import MotionWriter, motion_format
 from tmcli.stream.sources import QUEUE_CHUNKS, FileMotionSource, MotionSource, RenderResult
@@ -53,99 +53,51 @@ def render(
     motion_out: str | Path | None = None,
 ) -> RenderResult:
     """Render `audio_path` ("-": standard input) spoken by the face in `portrait_path` to the
-    mp4 `output` ("-": standard output).
+    mp4 `output` ("-": standard output; None: only the motion file `motion_out`, .json or .csv).
 
-    generator: student (streams), teacher or phonetic (see MotionSource). Learned generators
-    load `checkpoint`, by default the one shipped in tmcli/weights/. raw_rate: the audio is
-    headerless 16-bit PCM at this rate. on_motion: called with each block of motion before it
-    is rendered. devices: where the generator and the renderer run (default: the CPU); with
-    `devices.processes`, the generator runs in a process of its own (see remote.py). The
-    generator, the renderer and the encoder run side by side (core/runtime.py); `timer` gets each
-    stage's busy time and the moments the stream began and its first frame came out.
-    motion_in: render the motion in this file instead of generating it (audio, if any, is
-    only muxed); motion_out: also write the motion to this file (.json or .csv, motion/curves.py);
-    output None: no video, only the motion file.
-    """
-    # the generator's, the video backend's and the portrait's modules are imported once the speech
-    # worker is started (in MotionSource.start), so that their few seconds overlap its work
-    from tmcli.stream.generator import is_video_checkpoint
+    generator: student (streams), teacher or phonetic (sources.py); learned ones load `checkpoint`,
+    by default the one in tmcli/weights/. raw_rate: the audio is headerless 16-bit PCM at this
+    rate. on_motion: called with each block of motion before it is rendered. devices: where the
+    generator and the renderer run (with `devices.processes`, the generator in a process of its
+    own: remote.py); they and the encoder run side by side, and `timer` gets each stage's busy
+    time and the stream's moments. motion_in: render this file's motion (audio is only muxed)."""
+    from tmcli.stream.generator import is_video_checkpoint  # once the worker runs: MotionSource.start
 
-    if checkpoint is not None and is_video_checkpoint(
-        checkpoint
-    ):  # the video backend makes frames, not motion
-        if (
-            generator != "student"
-            or motion_in
-            or motion_out
-            or output is None
-            or (devices and devices.processes)
-        ):
-            raise ConfigError(
-                "a video-backend checkpoint renders video alone, streamed by its student",
-                hint="leave out --generator, --motion-in/--motion-out, --no-video and --processes",
-            )
+    if checkpoint is not None and is_video_checkpoint(checkpoint):  # frames from the video backend
+        _check_video_request(generator, motion_in, motion_out, output, devices)
         from tmcli.stream.video import render_video
 
-        return render_video(
-            portrait_path,
-            audio_path,
-            output,
-            preset,
-            checkpoint,
-            seed,
-            transcript,
-            face_index,
-            on_frame,
-            devices,
-            timer,
-        )
-    start = time.perf_counter()
+        video_args = (seed, transcript, face_index, on_frame, devices, timer)
+        return render_video(portrait_path, audio_path, output, preset, checkpoint, *video_args)
+    start, fps = time.perf_counter(), preset.output.fps
     timer = timer or StageTimer()
     devices = devices or StageDevices.cpu()
     _check_files(portrait_path, audio_path, output, motion_in, motion_out)
+    meta = {"portrait": str(portrait_path), "audio": str(audio_path), "generator": generator, "seed": seed}
     with _speech_worker() as pool, contextlib.ExitStack() as stack:
         args = (audio_path, preset, generator, checkpoint, devices, seed, transcript, raw_rate)
         source = _motion_source(args, motion_in, timer, pool, stack)
         source.start()
         with timer("landmarks"):
-            portrait = _portrait(
-                portrait_path, preset, face_index, devices, None if motion_in else checkpoint
-            )
+            portrait = _portrait(portrait_path, preset, face_index, devices, checkpoint, motion_in)
         if motion_out is not None:
-            curves = stack.enter_context(
-                MotionWriter(
-                    motion_out,
-                    preset.output.fps,
-                    portrait.face.landmarks,
-                    {
-                        "portrait": str(portrait_path),
-                        "audio": str(audio_path),
-                        "generator": generator,
-                        "seed": seed,
-                    },
-                )
-            )
-            on_motion = _both(curves.write, on_motion)
+            curves = MotionWriter(motion_out, fps, portrait.face.landmarks, meta)
+            on_motion = _both(stack.enter_context(curves).write, on_motion)
         if output is None:  # the motion alone
             frames = sum(len(chunk) for chunk in _called(source.chunks(), on_motion))
-            return RenderResult(
-                frames,
-                frames / preset.output.fps,
-                time.perf_counter() - start,
-                portrait.alignment.size,
-                (0, 0),
-                dict(timer.seconds),
-            )
+            return RenderResult.of(frames, fps, start, timer, portrait.alignment.size)
         frames = _encode(source, portrait, output, audio_path, preset, devices, timer, on_frame, on_motion)
     timer.mark("stream end")  # the video is whole (muxed and closed)
-    return RenderResult(
-        frames,
-        frames / preset.output.fps,
-        time.perf_counter() - start,
-        portrait.alignment.size,
-        portrait.frame_size,
-        dict(timer.seconds),
-    )
+    return RenderResult.of(frames, fps, start, timer, portrait.alignment.size, portrait.frame_size)
+
+
+def _check_video_request(generator: str, motion_in, motion_out, output, devices: StageDevices | None) -> None:
+    """A video-backend checkpoint makes frames, not motion, and streams them itself."""
+    if generator != "student" or motion_in or motion_out or output is None or (devices and devices.processes):
+        raise ConfigError(
+            "a video-backend checkpoint renders video alone, streamed by its student",
+            hint="leave out --generator, --motion-in/--motion-out, --no-video and --processes",
+        )
 
 
 def _speech_worker() -> ProcessPoolExecutor:
@@ -179,7 +131,7 @@ def _check_files(portrait_path, audio_path, output, motion_in, motion_out) -> No
 
 
 def _portrait(
-    path: str | Path, preset: Preset, face_index: int, devices: StageDevices, checkpoint: str | Path | None
+    path: str | Path, preset: Preset, face_index: int, devices: StageDevices, checkpoint, motion_in
 ) -> Portrait:
     """The portrait, posed and warped by tm export's graphs when `checkpoint` is an export, by
     the warp captured as a CUDA graph on a GPU that asks for it, else by the eager warp."""
@@ -188,7 +140,7 @@ def _portrait(
     from tmcli.stream.engine import ExportedModel, ExportedWarp, is_export
 
     portrait = Portrait.load(path, preset, face_index, devices.renderer)
-    if is_export(checkpoint):
+    if motion_in is None and is_export(checkpoint):
         exported = ExportedModel(checkpoint, graphs=("face_rig", "warp"))
         portrait.rig.pose = exported.face_rig
         return dataclasses.replace(portrait, renderer=ExportedWarp(exported, portrait.renderer))
@@ -215,19 +167,8 @@ def _encode(
     on_motion: Callable | None,
 ) -> int:
     """The source's motion rendered and encoded to `output` -> the number of frames written."""
-    out = preset.output
     width, height = portrait.frame_size
-    from_stdin = str(audio_path) == "-"
-    with VideoWriter(
-        output,
-        width,
-        height,
-        out.fps,
-        audio_path=None if from_stdin else audio_path,
-        audio_rate=audio_mod.SAMPLE_RATE if from_stdin else None,
-        crf=out.crf,
-        preset=out.x264_preset,
-    ) as writer:
+    with VideoWriter.for_speech(output, width, height, preset.output, audio_path) as writer:
         frames = 0
         source.wait_ready()
         timer.mark("stream start")

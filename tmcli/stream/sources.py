@@ -9,6 +9,7 @@ that hides most of the start-up.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -55,6 +56,20 @@ class RenderResult:
     render_size: int  # side of the crop the renderer worked at
     frame_size: tuple[int, int]  # (width, height) written
     stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        frames: int,
+        fps: float,
+        start: float,
+        timer: StageTimer,
+        render_size: int,
+        frame_size: tuple[int, int] = (0, 0),
+    ) -> RenderResult:
+        """A render that began at `start` (perf_counter) and ends now; frame_size (0, 0): no video."""
+        seconds = dict(timer.seconds)
+        return cls(frames, frames / fps, time.perf_counter() - start, render_size, frame_size, seconds)
 
 
 def controls_from(preset: Preset) -> Controls:

@@ -66,7 +66,8 @@ class VideoStudent:
         self.new_decoder = lambda: StreamingVAEDecoder(vae)
 
     def _load_export(self, path: Path) -> None:
-        from tmcli.stream.engine import ExportedModel, ExportedVAE, ExportedVideoChunkStep
+        from tmcli.stream.engine import ExportedModel
+        from tmcli.stream.engine_video import ExportedVAE, ExportedVideoChunkStep
 
         if self.devices.generator.type != "cpu" or self.devices.renderer.type != "cpu":
             raise ConfigError("an export runs its graphs on the CPU", hint="render it with no --device")
@@ -113,14 +114,33 @@ def render_video(
     from tmcli.stream.generator import VideoStreamingGenerator
     from tmcli.stream.sources import RenderResult, student_features
 
-    start = time.perf_counter()
+    start, fps = time.perf_counter(), preset.output.fps
     timer = timer or StageTimer()
     devices = devices or StageDevices.cpu()
     if str(output) != "-":
         check_writable(Path(output))
     from_stdin = str(audio_path) == "-"
-    spawn = multiprocessing.get_context("spawn")
-    fps = preset.output.fps
+    student = _student(checkpoint, devices, fps, timer)
+    with timer("portrait latent"):
+        portrait = student.portrait_latent(portrait_path, preset, face_index)
+    size = student.size
+    with (
+        ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
+        VideoWriter.for_speech(output, size, size, preset.output, audio_path) as writer,
+    ):
+        blocks = audio_mod.read_audio_blocks(audio_path, None)
+        blocks = writer.tee_audio(blocks) if from_stdin else blocks
+        rows = _RowCounter(student_features(blocks, preset, transcript, audio_path, pool))
+        timer.mark("stream start")
+        latents = VideoStreamingGenerator(student.model, devices.autocast).stream(rows, portrait, seed)
+        frames = _write(
+            _decoded(latents, student.new_decoder(), devices, timer), rows, writer, timer, on_frame
+        )
+    timer.seconds["encode (pipe)"] += writer.close_seconds
+    return RenderResult.of(frames, fps, start, timer, size, (size, size))
+
+
+def _student(checkpoint: str | Path, devices: StageDevices, fps: float, timer: StageTimer) -> VideoStudent:
     with timer("load generator"):
         student = VideoStudent(checkpoint, devices)
     if abs(student.model.config.fps - fps) > 1e-6:
@@ -128,48 +148,28 @@ def render_video(
             f"the student makes {student.model.config.fps:g} fps video; asked for {fps:g} fps",
             hint=f"render with --fps {student.model.config.fps:g}",
         )
-    with timer("portrait latent"):
-        portrait = student.portrait_latent(portrait_path, preset, face_index)
-    size = student.size
-    with (
-        ProcessPoolExecutor(1, mp_context=spawn) as pool,
-        VideoWriter(
-            output,
-            size,
-            size,
-            fps,
-            audio_path=None if from_stdin else audio_path,
-            audio_rate=audio_mod.SAMPLE_RATE if from_stdin else None,
-            crf=preset.output.crf,
-            preset=preset.output.x264_preset,
-        ) as writer,
-    ):
-        blocks = audio_mod.read_audio_blocks(audio_path, None)
-        rows = _RowCounter(
-            student_features(
-                writer.tee_audio(blocks) if from_stdin else blocks, preset, transcript, audio_path, pool
-            )
-        )
-        frames = 0
-        timer.mark("stream start")
-        for chunk in _decoded(
-            VideoStreamingGenerator(student.model, devices.autocast).stream(rows, portrait, seed),
-            student.new_decoder(),
-            devices,
-            timer,
-        ):
-            for frame in chunk[: max(0, rows.total - frames)] if rows.done else chunk:
-                with timer("encode (pipe)"):
-                    writer.write(frame)
-                frames += 1
-                if frames == 1:
-                    timer.mark("first frame")
-                if on_frame:
-                    on_frame(frames, rows.total if rows.done else None)
-    timer.seconds["encode (pipe)"] += writer.close_seconds
-    return RenderResult(
-        frames, frames / fps, time.perf_counter() - start, size, (size, size), dict(timer.seconds)
-    )
+    return student
+
+
+def _write(
+    chunks: Iterator[np.ndarray],
+    rows: _RowCounter,
+    writer: VideoWriter,
+    timer: StageTimer,
+    on_frame: Callable | None,
+) -> int:
+    """Decoded chunks to the writer, cut at the audio's last frame -> the number of frames written."""
+    frames = 0
+    for chunk in chunks:
+        for frame in chunk[: max(0, rows.total - frames)] if rows.done else chunk:
+            with timer("encode (pipe)"):
+                writer.write(frame)
+            frames += 1
+            if frames == 1:
+                timer.mark("first frame")
+            if on_frame:
+                on_frame(frames, rows.total if rows.done else None)
+    return frames
 
 
 class _RowCounter:

@@ -27,8 +27,6 @@ window; the sink is scored with spatial rotation only.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
@@ -38,7 +36,6 @@ from diffusers.models.transformers.transformer_wan import (
     WanAttnProcessor,
     WanTransformer3DModel,
 )
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tmcli.core.attention import KVCache
@@ -96,7 +93,7 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
             added_kv_proj_dim=added_kv_proj_dim,
             rope_max_seq_len=rope_max_seq_len,
         )
-        self._install_processors()
+        self.install_processors()
         self._rope_tables: dict = {}  # _rope's, by positions, size and device
         self.prompt = nn.Parameter(torch.empty(text_tokens, text_dim))
         self.audio_in = nn.Sequential(
@@ -116,9 +113,9 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
             )
             for _ in range(num_layers)
         )
-        self._init_audio_modules()
+        self.init_audio_modules()
 
-    def _init_audio_modules(self) -> None:
+    def init_audio_modules(self) -> None:
         """Fresh tm modules: default initialisation, the audio attention's output at zero."""
         with torch.no_grad():
             self.prompt.normal_(0.0, 0.02)
@@ -129,89 +126,12 @@ class WanAudioTransformer(ModelMixin, ConfigMixin):
                 nn.init.zeros_(attn.to_out[0].weight)
                 nn.init.zeros_(attn.to_out[0].bias)
 
-    def _install_processors(self) -> None:
+    def install_processors(self) -> None:
         for layer, block in enumerate(self.wan.blocks):
             block.attn1.set_processor(CausalSelfAttnProcessor(layer))
             block.attn2.set_processor(CachedCrossAttnProcessor(layer))
 
     AUDIO_MODULES = ("prompt", "audio_in", "audio_norm", "audio_attn")  # what tm adds to Wan
-
-    def save_audio_modules(self, path: str | Path) -> None:
-        """tm's part alone (audio modules and prompt), to ship beside a Wan checkpoint."""
-        state = {
-            k: v.contiguous() for k, v in self.state_dict().items() if k.split(".")[0] in self.AUDIO_MODULES
-        }
-        save_file(state, str(path))
-
-    @classmethod
-    def from_wan(
-        cls,
-        wan_dir: str | Path,
-        audio_modules: str | Path | None = None,
-        torch_dtype: torch.dtype | None = None,
-        **settings,
-    ) -> WanAudioTransformer:
-        """A diffusers Wan transformer (the `transformer/` folder of a Wan diffusers checkpoint) with
-        tm's audio modules: from `audio_modules` (save_audio_modules), else new ones whose output
-        starts at zero. A text-to-video Wan (16 input channels) gets the image-condition channels
-        with zero weights. settings: the streaming ones (chunk_latent_frames, audio_heads, ...)."""
-        wan = WanTransformer3DModel.from_pretrained(wan_dir, torch_dtype=torch_dtype)
-        c = wan.config
-        z = c.out_channels
-        if c.in_channels == z:
-            old = wan.patch_embedding
-            wan.patch_embedding = nn.Conv3d(
-                2 * z + MASK_CHANNELS,
-                old.out_channels,
-                old.kernel_size,
-                old.stride,
-                device=old.weight.device,
-                dtype=old.weight.dtype,
-            )
-            with torch.no_grad():
-                wan.patch_embedding.weight.zero_()
-                wan.patch_embedding.weight[:, :z] = old.weight
-                wan.patch_embedding.bias.copy_(old.bias)
-            wan.register_to_config(in_channels=2 * z + MASK_CHANNELS)
-        elif c.in_channels != 2 * z + MASK_CHANNELS:
-            raise ValueError(
-                f"a Wan transformer with {c.in_channels} input channels is neither T2V ({z}) nor I2V "
-                f"({2 * z + MASK_CHANNELS})"
-            )
-        with torch.device("meta"):
-            model = cls(
-                latent_channels=z,
-                num_layers=c.num_layers,
-                num_heads=c.num_attention_heads,
-                head_dim=c.attention_head_dim,
-                ffn_dim=c.ffn_dim,
-                freq_dim=c.freq_dim,
-                text_dim=c.text_dim,
-                image_dim=c.image_dim,
-                added_kv_proj_dim=c.added_kv_proj_dim,
-                rope_max_seq_len=c.rope_max_seq_len,
-                **settings,
-            )
-        model.wan = wan
-        model._install_processors()
-        device, dtype = wan.proj_out.weight.device, wan.proj_out.weight.dtype
-        model.prompt = nn.Parameter(torch.empty(model.prompt.shape, device=device))
-        for name in ("audio_in", "audio_norm", "audio_attn"):
-            getattr(model, name).to_empty(device=device)
-        model._init_audio_modules()
-        if audio_modules is not None:
-            state = load_file(str(audio_modules), device=str(device))
-            expected = {k for k in model.state_dict() if k.split(".")[0] in cls.AUDIO_MODULES}
-            if set(state) != expected:
-                raise ValueError(
-                    f"{audio_modules} does not hold this model's audio modules "
-                    f"({len(set(state) ^ expected)} tensors differ)"
-                )
-            model.load_state_dict(state, strict=False)
-        model.prompt.data = model.prompt.data.to(dtype)
-        for name in ("audio_in", "audio_norm", "audio_attn"):
-            getattr(model, name).to(dtype)
-        return model
 
     # ---- geometry -------------------------------------------------------------------------
     @property
