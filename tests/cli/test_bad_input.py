@@ -255,6 +255,7 @@ def test_read_only_file_system(monkeypatch, capsys, tmp_path):
         subprocess.run(["umount", str(ro)], check=True)
 
 
+@pytest.mark.slow
 def test_disk_full_mid_render(monkeypatch, capsys, tmp_path):
     """A 300 kB tmpfs with 40 kB free: the check passes, ffmpeg runs out of space while writing."""
     small = tmp_path / "small"
@@ -372,6 +373,7 @@ def assert_stopped(proc: subprocess.Popen, folder: Path, code: int, name: str) -
     pytest.fail(f"processes left in the render's group:\n{left}")
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_3_hours_of_audio_stream(inputs, tmp_path):
     """The student (the default generator) streams 3 hours: encoded frames reach the file once it
     has started, with the audio far from read. Ctrl-C (SIGINT to the whole process group) then
@@ -382,6 +384,7 @@ def test_ctrl_c_while_3_hours_of_audio_stream(inputs, tmp_path):
     assert_stopped(proc, tmp_path, 130, "SIGINT")
 
 
+@pytest.mark.slow
 def test_sigterm_mid_render(inputs, tmp_path):
     """SIGTERM to the tm process alone (as `kill`, systemd or docker stop send it): exit 143, the
     partial video removed, the worker process stopped with it."""

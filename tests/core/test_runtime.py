@@ -126,6 +126,7 @@ def test_a_render_gives_back_autograd_and_the_thread_count_even_when_it_fails():
     assert torch.is_grad_enabled() and torch.get_num_threads() == threads
 
 
+@pytest.mark.slow
 def test_the_generator_in_its_own_process_gives_the_same_video(tmp_path):
     """--disaggregate: the student in process 0, motion sent over gloo to the renderer in
     process 1; the same motion, bit for bit, and the same decoded frames as one process."""
@@ -153,6 +154,7 @@ def test_the_generator_in_its_own_process_gives_the_same_video(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_failing_generator_process_fails_the_render_with_its_message(tmp_path):
     from tmcli.core.config import load_preset
     from tmcli.core.errors import InputError
@@ -170,6 +172,7 @@ def test_a_failing_generator_process_fails_the_render_with_its_message(tmp_path)
     assert not (tmp_path / "x.mp4").exists()
 
 
+@pytest.mark.slow
 def test_bench_on_the_tiny_preset_reports_every_stage(tmp_path):
     """tm bench on CPU: the figures hang together (frames, stages, latencies, memory) and JSON round-trips."""
     out = tmp_path / "bench.json"

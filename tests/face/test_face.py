@@ -174,6 +174,7 @@ def test_a_small_face_in_a_large_photo(portrait_image, face):
     assert L.interocular(found[0].landmarks) == pytest.approx(L.interocular(face.landmarks) * scale, rel=0.15)
 
 
+@pytest.mark.slow
 def test_face_index_picks_each_face_of_the_group(group_faces):
     from tmcli.core.config import load_preset
     from tmcli.motion.portrait import Portrait

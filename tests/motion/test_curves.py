@@ -121,6 +121,7 @@ def tm(*args):
     )
 
 
+@pytest.mark.slow
 def test_motion_out_then_motion_in_gives_the_same_video(tmp_path):
     """render -> --motion-out (JSON and CSV, --no-video) -> --motion-in: the same frames."""
     from tmcli.core.media import read_video_frames
@@ -146,6 +147,7 @@ def test_motion_out_then_motion_in_gives_the_same_video(tmp_path):
     assert all(np.array_equal(x, y) and np.array_equal(x, z) for x, y, z in zip(a, b, c))
 
 
+@pytest.mark.slow
 def test_a_bad_motion_file_fails_the_render_in_one_line(tmp_path):
     (tmp_path / "m.csv").write_text("Timecode,JawOpen\n")
     proc = tm(PORTRAIT, "--motion-in", tmp_path / "m.csv", "-o", tmp_path / "x.mp4")

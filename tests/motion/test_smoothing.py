@@ -73,6 +73,7 @@ def test_cutoff_zero_is_off_and_negative_settings_are_refused():
         load_preset("default").with_overrides(generator={"smooth_beta": -1.0})
 
 
+@pytest.mark.slow
 def test_render_smooths_a_learned_generators_head_and_leaves_its_mouth(tmp_path):
     """The wiring: the student's motion out of render() has its head tremor filtered, mouth as sampled."""
 

@@ -18,7 +18,7 @@ from tmcli.core.errors import AudioError  # noqa: E402
 from tmcli.speech import alignment  # noqa: E402
 from tmcli.speech import phones as phones_module
 from tmcli.speech.alignment import align_phones
-from tmcli.speech.phones import SAMPLE_RATE, Phone, recognize_phones  # noqa: E402
+from tmcli.speech.phones import BILABIALS, SAMPLE_RATE, Phone, recognize_phones  # noqa: E402
 
 from conftest import SPEECH
 
@@ -36,7 +36,6 @@ TOL = 0.05  # seconds
 ALIGNED = (
     "SIL AE N D Y UW AO L W IY Z W AA N T T AH S IY IH T IH N DH AH S UH P ER L AH T IH V D IH G R IY SIL"
 ).split()
-BILABIALS = {"P", "B", "M"}
 
 
 def _sample_path() -> Path:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tmcli.core.errors import ConfigError, InputError
-from tmcli.stream.batch import Claims, jobs_from_arguments, read_manifest
+from tmcli.stream.batch import Claims, jobs_from_arguments, read_jobs
 
 from conftest import PORTRAIT, SPEECH
 
@@ -50,8 +50,8 @@ def test_manifests_in_csv_and_jsonl_give_the_same_jobs(tmp_path):
         + json.dumps({"audio": "b.wav"})
         + "\n"
     )
-    csv_jobs = read_manifest(tmp_path / "jobs.csv", portrait=PORTRAIT, output_dir=tmp_path / "out")
-    jsonl_jobs = read_manifest(tmp_path / "jobs.jsonl", portrait=PORTRAIT, output_dir=tmp_path / "out")
+    csv_jobs = read_jobs(tmp_path / "jobs.csv", portrait=PORTRAIT, output_dir=tmp_path / "out")
+    jsonl_jobs = read_jobs(tmp_path / "jobs.jsonl", portrait=PORTRAIT, output_dir=tmp_path / "out")
     assert csv_jobs == jsonl_jobs
     first, second = csv_jobs
     assert (first.portrait, first.audio, first.output) == (
@@ -76,7 +76,7 @@ def test_manifests_in_csv_and_jsonl_give_the_same_jobs(tmp_path):
 def test_bad_manifests_fail_before_any_rendering(tmp_path, text, message):
     (tmp_path / "m.csv").write_text(text)
     with pytest.raises(InputError, match=message):
-        read_manifest(tmp_path / "m.csv", portrait=PORTRAIT)
+        read_jobs(tmp_path / "m.csv", portrait=PORTRAIT)
 
 
 def test_claims_share_jobs_within_a_run_and_take_over_those_of_a_dead_run(tmp_path):
@@ -90,6 +90,7 @@ def test_claims_share_jobs_within_a_run_and_take_over_those_of_a_dead_run(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_batch_over_two_processes_renders_each_job_once_and_a_rerun_skips_them(tmp_path):
     """tm render FACE a b c -o DIR --num-processes 2: two processes joined by gloo (as under
     accelerate launch) share the jobs; each video is the one a single render makes."""
@@ -155,6 +156,7 @@ def test_a_batch_over_two_processes_renders_each_job_once_and_a_rerun_skips_them
     assert "1 rendered, 2 skipped, 0 failed" in again.stderr
 
 
+@pytest.mark.slow
 def test_a_failed_job_is_reported_and_the_others_still_rendered(tmp_path):
     (tmp_path / "jobs.csv").write_text(f"audio,output\n{SPEECH},ok.mp4\nmissing.wav,bad.mp4\n")
     proc = subprocess.run(

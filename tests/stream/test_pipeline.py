@@ -7,6 +7,7 @@ import pytest
 from conftest import PORTRAIT, SPEECH
 
 
+@pytest.mark.slow
 def test_render_from_a_script_on_stdin(tmp_path):
     """The speech worker cannot start when __main__ is stdin; the render still succeeds."""
     out = tmp_path / "o.mp4"
@@ -31,6 +32,7 @@ def test_crop_size_follows_the_faces_own_resolution(portrait_image):
     assert cropped.alignment.size == 512 and cropped.frame_size == (512, 512)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("generator", ["phonetic", "teacher", "student"])
 def test_the_still_preset_stills_every_generator(tmp_path, generator):
     """`--preset still`: head pose nil on every frame, lips still moving; the default moves the head."""

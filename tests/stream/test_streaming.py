@@ -165,6 +165,7 @@ def test_video_comes_out_before_the_input_ends(student_dir):
             proc.kill()
 
 
+@pytest.mark.slow
 def test_bad_stdin_audio_is_one_clear_line(student_dir):
     proc = subprocess.run(
         [

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tmcli.core.errors import InputError, OutputError
+from tmcli.core.errors import ExportError, InputError, OutputError
 from tmcli.core.media import umask
 from tmcli.face.rig import MOTION_DIM, pose_landmarks
 from tmcli.motion.causal_dit import FixedShapeStep
@@ -18,7 +18,7 @@ from tmcli.speech.features import FEATURE_DIM
 from tmcli.stream.engine import ExportedChunkStep, ExportedModel, GraphedChunkStep
 from tmcli.stream.generator import StreamingGenerator
 from tmcli.tools.export import export
-from tmcli.tools.graphs import ExportError, RealInputs
+from tmcli.tools.graphs import RealInputs
 
 from conftest import PORTRAIT, SPEECH
 from tiny_models import C, tiny_student
@@ -103,6 +103,7 @@ def real():
     return RealInputs(features, face.rig.tensors(), face.renderer)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fmt, dtype", [("onnx", "fp32"), ("onnx", "fp16"), ("torch-export", "fp32"), ("safetensors", "fp16")]
 )
@@ -145,6 +146,7 @@ def test_an_export_streams_the_motion_pytorch_streams(student_dir, real, tmp_pat
     assert error > 0 or dtype == "fp32"  # fp16 rounds: the check is not comparing PyTorch with itself
 
 
+@pytest.mark.slow
 def test_bad_requests_and_bad_artifacts_are_clear_errors(student_dir, real, tmp_path):
     with pytest.raises(ExportError, match="bf16"):
         export(student_dir, tmp_path / "a", "onnx", "bf16", real)
@@ -359,6 +361,7 @@ def video_real():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fmt, dtype", [("onnx", "fp32"), ("onnx", "fp16"), ("torch-export", "fp32"), ("safetensors", "fp16")]
 )
@@ -412,6 +415,7 @@ def test_a_video_student_with_clip_image_tokens_does_not_export(tmp_path, video_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["i2v"]
 
 
+@pytest.mark.slow
 def test_tm_export_of_a_video_student_then_render_with_onnx_gives_pytorchs_video(video_student, tmp_path):
     from tmcli.core.media import read_video_frames
 

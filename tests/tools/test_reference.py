@@ -66,6 +66,7 @@ def series(videos):
     return {name: read_face_series(path) for name, path in videos.items()}
 
 
+@pytest.mark.slow
 def test_a_video_against_itself_matches_exactly(series):
     report = compare(series["base"], series["base"])
     assert report.frames == FRAMES and report.best_lag == 0
@@ -74,6 +75,7 @@ def test_a_video_against_itself_matches_exactly(series):
     assert report.head_low_share > 0.5  # a 0.6 Hz sway
 
 
+@pytest.mark.slow
 def test_a_late_mouth_is_found_at_its_lag(series):
     report = compare(series["late"], series["base"])
     assert report.best_lag == 2  # + = the video comes later than the reference
@@ -81,6 +83,7 @@ def test_a_late_mouth_is_found_at_its_lag(series):
     assert compare(series["base"], series["late"]).best_lag == -2
 
 
+@pytest.mark.slow
 def test_half_the_jaw_opens_as_the_rig_says(series):
     """The opening ratio read back from the videos is the one the motion gives the portrait's own
     landmarks (jawOpen does not scale the lip gap linearly: half the jaw opens ~0.65 as wide)."""
@@ -98,6 +101,7 @@ def test_half_the_jaw_opens_as_the_rig_says(series):
     assert compare(series["half"], series["base"]).opening_ratio == pytest.approx(known, rel=0.15)
 
 
+@pytest.mark.slow
 def test_a_full_blink_is_deep_and_no_blink_is_not(series):
     report = compare(series["blink"], series["base"])
     # real speakers read 0.4-0.8; this 128 px render of a full blink reads ~0.6
@@ -106,10 +110,12 @@ def test_a_full_blink_is_deep_and_no_blink_is_not(series):
     assert report.blink_rate == pytest.approx(60 / 3) and report.reference_blink_rate == 0
 
 
+@pytest.mark.slow
 def test_twice_the_sway_spreads_twice_as_far(series):
     assert compare(series["sway"], series["base"]).yaw_spread_ratio == pytest.approx(2, rel=0.2)
 
 
+@pytest.mark.slow
 def test_a_reference_at_another_fps_is_resampled_onto_the_videos_frames(series):
     from dataclasses import replace
 
@@ -132,6 +138,7 @@ def test_a_reference_at_another_fps_is_resampled_onto_the_videos_frames(series):
     assert report.gap_correlation > 0.95
 
 
+@pytest.mark.slow
 def test_cli_prints_the_table_and_writes_json(videos, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("COLUMNS", "200")
     code, out, err = run_tm(
@@ -152,6 +159,7 @@ def test_cli_prints_the_table_and_writes_json(videos, monkeypatch, capsys, tmp_p
     assert figures["audio_correlation"] is not None and figures["mouth_dark"] is not None
 
 
+@pytest.mark.slow
 def test_a_reference_with_no_face_fails_in_one_line(videos, monkeypatch, capsys, tmp_path):
     from tmcli.core.media import VideoWriter
 

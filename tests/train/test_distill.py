@@ -25,6 +25,7 @@ def tiny_teacher(toy_data, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_distillation_runs_both_stages_and_the_student_streams(toy_data, tiny_teacher, tmp_path):
     preset = load_preset("tiny")
     report = distill(tiny_teacher, toy_data, tmp_path, preset.distill, preset.generator)
@@ -51,6 +52,7 @@ def test_the_self_forcing_stage_regresses_on_the_students_own_rollouts(toy_data,
     assert saved["self_forcing_steps"] == 6
 
 
+@pytest.mark.slow
 def test_resumed_distillation_equals_an_uninterrupted_run(toy_data, tiny_teacher, tmp_path):
     preset = load_preset("tiny")
     whole, split = tmp_path / "whole", tmp_path / "split"

@@ -48,6 +48,7 @@ def test_bilabials_close_the_lips_at_their_true_time(monkeypatch):
         assert close[max(frame - 2, 0) : frame + 3].max() > 0.9, p
 
 
+@pytest.mark.slow
 def test_same_seed_same_data_and_resume(tmp_path):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     settings = SynthSettings(clip_seconds=(2.0, 3.0), languages=("en-us", "fr"))

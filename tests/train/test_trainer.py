@@ -72,6 +72,7 @@ def test_fine_tuning_starts_from_the_given_teacher(toy_data, tmp_path):
     assert report.steps == 3
 
 
+@pytest.mark.slow
 def test_cli_train_then_render_with_the_teacher(toy_data, tmp_path):
     from tmcli.cli.app import app
     from tmcli.core.media import read_video_frames

@@ -6,24 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tmcli.cli import options
 from tmcli.core.console import console
 from tmcli.core.errors import ConfigError
 
 app = typer.Typer(help="Make training data for tm train.", no_args_is_help=True)
-
-
-def _progress(label: str, quiet: bool) -> Progress:
-    return Progress(
-        TextColumn(f"[bold]{label}"),
-        BarColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=quiet,
-    )
 
 
 @app.command(no_args_is_help=True)
@@ -55,7 +43,7 @@ def synth(
                 hint=f"known: {', '.join(espeak.LANGUAGES)}",
             )
         settings = SynthSettings(languages=chosen)
-    with _progress("synth", quiet) as progress:
+    with options.progress("synth", quiet, counted=False) as progress:
         task = progress.add_task("", total=minutes)
         added = synth_dataset(
             out_dir,
@@ -86,7 +74,7 @@ def extract(
     if len(paths) < 2:
         raise ConfigError("give at least one video and then the output folder")
     *videos, out_dir = paths
-    with _progress("extract", quiet) as progress:
+    with options.progress("extract", quiet, counted=False) as progress:
         task = progress.add_task("", total=len(videos))
         added = extract_videos(
             videos,
@@ -116,7 +104,7 @@ def video(
         raise ConfigError(f"--size must be a multiple of 16, at least 64; got {size}")
     if clips < 0:
         raise ConfigError(f"--clips must be 0 (all) or positive, got {clips}")
-    with _progress("video", quiet) as progress:
+    with options.progress("video", quiet, counted=False) as progress:
         task = progress.add_task("", total=clips or None)
         manifest = render_video_dataset(
             motion_data,

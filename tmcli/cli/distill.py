@@ -6,13 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from tmcli.cli import options
 from tmcli.core.config import load_preset
@@ -70,16 +63,7 @@ def distill(
     settings = _settings(preset, steps, self_forcing_steps, dmd_steps, student_steps, seed, quiet)
     video = is_video_checkpoint(teacher)
     _check_inputs(teacher, data_dir, settings, video)
-    with Progress(
-        TextColumn("[bold]{task.fields[stage]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=quiet,
-    ) as progress:
+    with options.progress("{task.fields[stage]}", quiet) as progress:
         task = progress.add_task("", total=None, stage="distilling")
 
         def show(stage: str, step: int, total: int, loss: float) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tmcli.cli import options
 from tmcli.core.console import console
@@ -266,15 +265,7 @@ def _render_one(request: RenderRequest, quiet: bool) -> None:
         if not quiet:
             console.print(f"skipped {output}: it exists")
         return
-    with Progress(
-        TextColumn("[bold]rendering"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=quiet,
-    ) as progress:
+    with options.progress("rendering", quiet, described=False) as progress:
         task = progress.add_task("render", total=None)
         timer = StageTimer()
         r = request

@@ -6,13 +6,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from tmcli.cli import options
 from tmcli.core.config import load_preset
@@ -68,16 +61,7 @@ def train(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: no CUDA device here", hint="use --device cpu")
     job = _job(settings, data_dir, out, device, stage, vae, init, preset)
-    with Progress(
-        TextColumn("[bold]training"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=quiet,
-    ) as progress:
+    with options.progress("training", quiet) as progress:
         task = progress.add_task("", total=settings.train.steps)
         report = job(
             lambda step, total, loss: progress.update(

@@ -16,6 +16,22 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.embeddings import apply_rotary_emb
 
+# a fixed-shape chunk step's cache, as graph inputs (whether to commit the chunk, then the sink's and
+# the band's keys, values and validity) and outputs (the same, updated): motion and video alike
+CACHE_INPUTS = ("write", "sink_keys", "sink_values", "band_keys", "band_values", "sink_valid", "band_valid")
+CACHE_OUTPUTS = tuple(f"{name}_out" for name in CACHE_INPUTS[1:])
+
+
+def empty_cache_inputs(
+    layers: int, heads: int, sink_tokens: int, band_slots: int, head_dim: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, ...]:
+    """A fixed-shape step's cache inputs in CACHE_INPUTS order, empty: no write, nothing valid."""
+    sink = torch.zeros(layers, 1, heads, sink_tokens, head_dim, dtype=dtype)
+    band = torch.zeros(layers, 1, heads, band_slots, head_dim, dtype=dtype)
+    write, sink_valid = torch.zeros(1, dtype=torch.bool), torch.zeros(1, dtype=torch.bool)
+    band_valid = torch.zeros(band_slots, dtype=torch.bool)
+    return write, sink, sink.clone(), band, band.clone(), sink_valid, band_valid
+
 
 @dataclass
 class KVCache:

@@ -42,6 +42,14 @@ class OutputError(TmError):
     exit_code = 3
 
 
+class ExportError(TmError):
+    """An export that cannot be made, or that failed its check against PyTorch."""
+
+
+class EspeakError(TmError):
+    """The espeak-ng library is missing or failed."""
+
+
 class ConfigError(TmError):
     """A preset or an option has an unknown key or a bad value."""
 

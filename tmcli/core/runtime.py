@@ -30,7 +30,13 @@ from tmcli.core.errors import ConfigError
 if TYPE_CHECKING:  # torch is imported when first used: the speech worker starts before it loads
     import torch
 
-DTYPES = ("fp32", "bf16", "fp16")
+DTYPES = ("fp32", "bf16", "fp16")  # precisions by name
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
 def parse_device(name: str) -> torch.device:
@@ -103,9 +109,7 @@ class StageDevices:
 
         if self.dtype == "fp32":
             return contextlib.nullcontext()
-        return torch.autocast(
-            self.generator.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[self.dtype]
-        )
+        return torch.autocast(self.generator.type, dtype=torch_dtype(self.dtype))
 
     @property
     def split(self) -> bool:

@@ -23,7 +23,14 @@ from __future__ import annotations
 import torch
 from diffusers.configuration_utils import register_to_config
 
-from tmcli.core.attention import KVCache, attend, commit_chunk
+from tmcli.core.attention import (
+    CACHE_INPUTS,
+    CACHE_OUTPUTS,
+    KVCache,
+    attend,
+    commit_chunk,
+    empty_cache_inputs,
+)
 from tmcli.face.rig import MOTION_DIM
 from tmcli.motion.controls import CONTROL_DIM, GROUPS
 from tmcli.motion.dit import Block, MotionDiT
@@ -234,29 +241,8 @@ class FixedShapeStep(torch.nn.Module):
     else the band's newest slot, the oldest chunk dropped); with write=False the cache comes
     back unchanged. Feed the returned cache to the next call."""
 
-    INPUTS = (
-        "motion",
-        "timestep",
-        "audio",
-        "neutral",
-        "controls",
-        "write",
-        "sink_keys",
-        "sink_values",
-        "band_keys",
-        "band_values",
-        "sink_valid",
-        "band_valid",
-    )
-    OUTPUTS = (
-        "velocity",
-        "sink_keys_out",
-        "sink_values_out",
-        "band_keys_out",
-        "band_values_out",
-        "sink_valid_out",
-        "band_valid_out",
-    )
+    INPUTS = ("motion", "timestep", "audio", "neutral", "controls", *CACHE_INPUTS)
+    OUTPUTS = ("velocity", *CACHE_OUTPUTS)
 
     def __init__(self, model: CausalMotionDiT):
         super().__init__()
@@ -274,21 +260,13 @@ class FixedShapeStep(torch.nn.Module):
         cfg, dtype = self.model.config, self.model.dtype
         c, heads = cfg.chunk_frames, cfg.num_heads
         head_dim = cfg.hidden_size // heads
-        sink = torch.zeros(cfg.num_layers, 1, heads, c, head_dim, dtype=dtype)
-        band = torch.zeros(cfg.num_layers, 1, heads, self.band_slots, head_dim, dtype=dtype)
         return (
             torch.randn(1, c, cfg.motion_dim, dtype=dtype),
             torch.full((1,), 1000.0, dtype=dtype),
             torch.randn(1, self.model.audio_span, cfg.audio_dim, dtype=dtype),
             torch.zeros(1, cfg.motion_dim, dtype=dtype),
             torch.zeros(1, CONTROL_DIM, dtype=dtype),
-            torch.zeros(1, dtype=torch.bool),
-            sink,
-            sink.clone(),
-            band,
-            band.clone(),
-            torch.zeros(1, dtype=torch.bool),
-            torch.zeros(self.band_slots, dtype=torch.bool),
+            *empty_cache_inputs(cfg.num_layers, heads, c, self.band_slots, head_dim, dtype),
         )
 
     def forward(

@@ -15,7 +15,7 @@ from tmcli.core.audio import AudioFeatures
 from tmcli.core.config import DriverSettings
 from tmcli.face.rig import INDEX, neutral
 from tmcli.motion.controls import Controls
-from tmcli.speech.phones import Phone
+from tmcli.speech.phones import BILABIALS, Phone
 
 # viseme targets: jaw, close, funnel, pucker, stretch, rollLower, upperUp
 _V = dict
@@ -62,7 +62,6 @@ VISEMES: dict[str, dict[str, float]] = {
     "UW": _V(jaw=0.12, pucker=0.9),
 }
 KEYS = ["jaw", "close", "funnel", "pucker", "stretch", "rollLower", "upperUp"]
-BILABIALS = {"P", "B", "M"}
 MIN_CLOSURE = 0.08  # s: bilabial closures last 60-120 ms in speech
 STRESSED = 0.05  # stress() above this: a stressed syllable (turns and blinks start there)
 PHRASE_SEMITONES = 1.0  # a phrase this far above (below) the speaker's median pitch turns the head fully

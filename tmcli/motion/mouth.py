@@ -30,13 +30,11 @@ DEFAULT_TEETH = (
     0.8,
     0.72,
 )  # painted teeth under white light (lit as the sclera is: MeshWarpRenderer._painted_teeth_colour)
+# fmt: off
 UPPER_TEETH = (
-    0.135,
-    0.24,
-    0.36,
-    0.47,
-    0.58,
+    0.135, 0.24, 0.36, 0.47, 0.58,
 )  # tooth boundaries along the arch from the midline, interocular units
+# fmt: on
 LOWER_TEETH = (0.085, 0.17, 0.27, 0.38, 0.49)
 TEETH_ARCH = 0.42  # interocular units: radius of the dental arch seen from the front
 TOOTH_LENGTH = 0.16  # interocular units: an upper incisor's crown; above it, gums

@@ -12,9 +12,8 @@ import numpy as np
 
 from tmcli.core.errors import AudioError
 from tmcli.speech import phones
-from tmcli.speech.phones import SIL, Phone
+from tmcli.speech.phones import BILABIALS, SIL, Phone
 
-BILABIALS = frozenset({"P", "B", "M"})
 _VOWELS = frozenset(
     {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
 )

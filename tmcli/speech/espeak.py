@@ -36,7 +36,7 @@ import threading
 import numpy as np
 from scipy.signal import resample_poly
 
-from tmcli.core.errors import ConfigError, TmError
+from tmcli.core.errors import ConfigError, EspeakError
 from tmcli.speech.mnemonics import _STOPS, to_driver_label
 from tmcli.speech.phones import SAMPLE_RATE, SIL, Phone, finish, model_dir
 
@@ -71,10 +71,6 @@ _EVENT_PHONEME = 7
 _RATE, _PITCH, _RANGE = 1, 3, 4  # espeak_PARAMETER
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
-
-
-class EspeakError(TmError):
-    """The espeak-ng library is missing or failed."""
 
 
 class _Id(ctypes.Union):

@@ -61,9 +61,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tmcli.core.audio import SAMPLE_RATE  # pocketsphinx's acoustic model's rate too
 from tmcli.core.errors import AudioError
-
-SAMPLE_RATE = 16000  # pocketsphinx's acoustic model rate; callers pass audio at this rate
 
 FRAME_RATE = 100  # pocketsphinx frames per second (10 ms hop)
 HOP = SAMPLE_RATE // FRAME_RATE
@@ -72,6 +71,7 @@ _SILENCE_PEAK = 1e-3  # -60 dBFS: below this the clip is treated as silence
 MAX_PHONE_PASS_S = 60.0  # longer audio: phone pass in chunks (memory)
 CHUNK_S = 30.0  # target chunk length for the chunked phone pass
 SIL = "SIL"
+BILABIALS = frozenset({"P", "B", "M"})  # the phones that close the lips
 
 
 @dataclass(frozen=True)

@@ -70,9 +70,7 @@ def jobs_from_arguments(portrait: Path, audios: list[Path], output: Path | None)
     return [RenderJob(portrait, a, folder / f"{a.stem}.mp4") for a in audios]
 
 
-def read_manifest(
-    path: Path, portrait: Path | None = None, output_dir: Path | None = None
-) -> list[RenderJob]:
+def read_jobs(path: Path, portrait: Path | None = None, output_dir: Path | None = None) -> list[RenderJob]:
     """Jobs from a .csv (header row) or .jsonl (an object a line) manifest.
 
     Columns: portrait (or PORTRAIT on the command line), audio, output (default: OUTPUT_DIR or
@@ -241,7 +239,7 @@ def preset_for(base, options: dict):
 
 
 @dataclasses.dataclass
-class Batch:
+class RenderBatch:
     """Everything the processes of a batch need (picklable: it is handed to spawned workers)."""
 
     jobs: list[RenderJob]
@@ -254,7 +252,7 @@ class Batch:
     disaggregate: bool = False
 
 
-def render_batch(batch: Batch, on_result: Callable[[JobResult], None]) -> list[JobResult]:
+def render_batch(batch: RenderBatch, on_result: Callable[[JobResult], None]) -> list[JobResult]:
     """This process's part of the batch; on the main process, every process's results.
 
     Alone, or inside `accelerate launch` / `--num-processes`: PartialState reads the launch
@@ -314,7 +312,7 @@ def render_batch(batch: Batch, on_result: Callable[[JobResult], None]) -> list[J
     return results if main else []
 
 
-def _worker(index: int, batch: Batch, world: int, port: int, on_result, results_path: str) -> None:
+def _worker(index: int, batch: RenderBatch, world: int, port: int, on_result, results_path: str) -> None:
     os.environ.update(
         RANK=str(index),
         LOCAL_RANK=str(index),
@@ -335,7 +333,7 @@ def _worker(index: int, batch: Batch, world: int, port: int, on_result, results_
     os._exit(0)
 
 
-def launch(batch: Batch, processes: int, on_result: Callable[[JobResult], None]) -> list[JobResult]:
+def launch(batch: RenderBatch, processes: int, on_result: Callable[[JobResult], None]) -> list[JobResult]:
     """Run the batch in `processes` processes on this machine (spawned, joined by gloo or nccl
     as `accelerate launch` would); every process's results."""
     import tempfile

@@ -50,7 +50,7 @@ def is_export(directory: str | Path | None) -> bool:
         return True
 
 
-def read_manifest(directory: str | Path) -> dict:
+def read_export_manifest(directory: str | Path) -> dict:
     """The manifest of an export folder, checked; every problem is one clear InputError."""
     directory = Path(directory)
     path = directory / MANIFEST
@@ -85,7 +85,7 @@ class ExportedModel:
         self, directory: str | Path, engine: str | None = None, graphs: tuple[str, ...] | None = None
     ):
         self.directory = Path(directory)
-        self.manifest = read_manifest(self.directory)
+        self.manifest = read_export_manifest(self.directory)
         fmt = self.manifest["export_format"]
         if fmt not in ENGINES:
             raise InputError(

@@ -96,7 +96,7 @@ def _check_video_request(generator: str, motion_in, motion_out, output, devices:
     if generator != "student" or motion_in or motion_out or output is None or (devices and devices.processes):
         raise ConfigError(
             "a video-backend checkpoint renders video alone, streamed by its student",
-            hint="leave out --generator, --motion-in/--motion-out, --no-video and --processes",
+            hint="leave out --generator, --motion-in/--motion-out, --no-video and --disaggregate",
         )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from tmcli.core.config import Preset, load_preset
 from tmcli.core.errors import ConfigError
 from tmcli.core.runtime import StageDevices
-from tmcli.stream.batch import Batch, jobs_from_arguments, preset_for, read_manifest
+from tmcli.stream.batch import RenderBatch, jobs_from_arguments, preset_for, read_jobs
 from tmcli.stream.engine import ENGINES, ExportedModel
 
 RATES = (1000, 384000)  # Hz: what --rate accepts for headerless PCM
@@ -122,7 +122,7 @@ class RenderRequest:
         name = track.stem if track is not None else self.motion_in.stem
         return self.output or Path("-" if str(track) == "-" else name + ".mp4")
 
-    def batch(self) -> Batch:
+    def batch(self) -> RenderBatch:
         """The jobs of a batch: one per AUDIO, or one per manifest row."""
         if self.motion_out is not None or not self.video:
             raise ConfigError(
@@ -131,7 +131,7 @@ class RenderRequest:
         if self.manifest is not None:
             if self.audio:
                 raise ConfigError("give AUDIO files or --manifest, not both")
-            jobs = read_manifest(self.manifest, self.portrait, self.output)
+            jobs = read_jobs(self.manifest, self.portrait, self.output)
         else:
             if self.portrait is None or not self.audio:
                 raise ConfigError("give PORTRAIT and AUDIO (or --manifest)")
@@ -141,7 +141,7 @@ class RenderRequest:
         if self.output is not None and str(self.output) == "-":
             raise ConfigError("many videos cannot all go to standard output", hint="give -o a folder")
         options = {k: v for k, v in self.job_options.items() if v is not None}
-        return Batch(
+        return RenderBatch(
             jobs,
             load_preset(self.preset),
             options,

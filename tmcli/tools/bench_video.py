@@ -24,14 +24,12 @@ from diffusers import WanTransformer3DModel
 
 from tmcli.core.config import Preset
 from tmcli.core.errors import ConfigError
-from tmcli.core.runtime import StageDevices, host_peak_memory, peak_device_memory
+from tmcli.core.runtime import StageDevices, host_peak_memory, peak_device_memory, torch_dtype
 from tmcli.speech.features import FEATURE_DIM
 from tmcli.stream.generator import VideoStreamingGenerator
 from tmcli.tools.bench import commit, machine
 from tmcli.video.vae import StreamingVAEDecoder, build_vae, use_tap_sum_convolutions
 from tmcli.video.wan_audio import WanAudioTransformer
-
-TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclasses.dataclass
@@ -153,7 +151,7 @@ def bench_video(
     preset: Preset, devices: StageDevices, chunks: int, preset_name: str, seed: int = 0
 ) -> VideoBenchReport:
     settings = preset.video
-    dtype = TORCH_DTYPES[devices.dtype]
+    dtype = torch_dtype(devices.dtype)
     model = random_dit(settings, devices.generator, dtype)
     z = model.config.latent_channels
     vae = (

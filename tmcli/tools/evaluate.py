@@ -23,12 +23,12 @@ from tmcli.core.errors import InputError
 from tmcli.core.media import read_video_frames
 from tmcli.face import landmarks as L
 from tmcli.speech.alignment import speech_phones
+from tmcli.speech.phones import BILABIALS
 
 CLOSED = 0.035  # inner-lip gap below this (interocular units) counts as closed lips
 OPEN = 0.10  # inner-lip gap above this counts as an open mouth
 MAX_LAG = 5  # frames searched either way for the audio/video offset
 OPEN_VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY"}
-BILABIALS = {"P", "B", "M"}
 INNER_PAIRS = [(82, 87), (13, 14), (312, 317)]
 
 

@@ -37,12 +37,12 @@ import torch
 
 from tmcli.core.errors import InputError
 from tmcli.core.media import save_pretrained
+from tmcli.core.runtime import torch_dtype
 from tmcli.face.rig import CHANNELS, MOTION_DIM, pose_landmarks
 from tmcli.motion.causal_dit import CausalMotionDiT, FixedShapeStep
 from tmcli.motion.warp_graph import FixedShapeWarp
 from tmcli.stream.engine import ExportedChunkStep, ExportedModel
 from tmcli.tools.graphs import (
-    DTYPES,
     TOLERANCE,
     RealInputs,
     check_report,
@@ -103,10 +103,11 @@ def _write_motion_export(
     start = time.perf_counter()
     if fmt == "safetensors":
         with quiet_libraries():
-            save_pretrained(copy.deepcopy(model).to(DTYPES[dtype]), folder)
+            save_pretrained(copy.deepcopy(model).to(torch_dtype(dtype)), folder)
     else:
         with quiet_libraries():
-            step = FixedShapeStep(copy.deepcopy(model)).to(DTYPES[dtype]).eval()  # the reference stays fp32
+            # the reference stays fp32
+            step = FixedShapeStep(copy.deepcopy(model)).to(torch_dtype(dtype)).eval()
         rig_example = (
             torch.zeros(4, MOTION_DIM),
             torch.zeros(478, 3),

@@ -33,10 +33,9 @@ import torch
 
 from tmcli.core.errors import InputError
 from tmcli.core.media import save_pretrained
-from tmcli.core.runtime import StageDevices
+from tmcli.core.runtime import StageDevices, torch_dtype
 from tmcli.stream.video import VideoStudent
 from tmcli.tools.graphs import (
-    DTYPES,
     TOLERANCE,
     RealInputs,
     check_report,
@@ -93,7 +92,8 @@ def write_video_export(checkpoint: str | Path, folder: Path, fmt: str, dtype: st
     }
     start = time.perf_counter()
     with quiet_libraries():  # the reference stays fp32 for the check
-        low_model, low_vae = copy.deepcopy(model).to(DTYPES[dtype]), copy.deepcopy(vae).to(DTYPES[dtype])
+        low = torch_dtype(dtype)
+        low_model, low_vae = copy.deepcopy(model).to(low), copy.deepcopy(vae).to(low)
     if fmt == "safetensors":
         save_pretrained(low_model, folder)
         save_pretrained(low_vae, folder / "vae")

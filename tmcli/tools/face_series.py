@@ -19,38 +19,12 @@ from tmcli.tools.evaluate import fill_missing, mouth_aperture, track_video
 # points that move with the skull, not with speech or the eyes: upper face oval, nose, eye corners
 MOUTH_CORNERS, MOUTH_TOP, MOUTH_BOTTOM = (61, 291), 0, 17
 TEETH_VALUE, TEETH_SATURATION = 0.55, 0.35  # teeth-like: HSV value above, saturation below
+# fmt: off
 RIGID = [
-    10,
-    338,
-    297,
-    332,
-    284,
-    251,
-    389,
-    356,
-    454,
-    234,
-    127,
-    162,
-    21,
-    54,
-    103,
-    67,
-    109,
-    1,
-    4,
-    5,
-    6,
-    168,
-    197,
-    195,
-    98,
-    327,
-    33,
-    133,
-    263,
-    362,
+    10, 338, 297, 332, 284, 251, 389, 356, 454, 234, 127, 162, 21, 54, 103, 67, 109, 1, 4, 5, 6, 168, 197,
+    195, 98, 327, 33, 133, 263, 362,
 ]
+# fmt: on
 EYE_LIDS = [(159, 145), (386, 374)]  # (upper, lower) lid midpoints, right and left eye
 INNER_LIPS = (
     L.LIPS_UPPER_INNER + L.LIPS_LOWER_INNER[-2:0:-1]

@@ -18,19 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tmcli.core.errors import OutputError, TmError
+from tmcli.core.errors import ExportError, OutputError
 from tmcli.core.media import umask
+from tmcli.core.runtime import DTYPES
 from tmcli.motion.warp import MeshWarpRenderer
 from tmcli.stream.engine import MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, ExportedModel, sha256
 
 FORMATS = ("onnx", "torch-export", "safetensors")
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2, "bf16": 2.5e-1}  # max |error| / max(1, max |value|) of motion, cache
 SUFFIX = {"onnx": ".onnx", "torch-export": ".pt2"}
-
-
-class ExportError(TmError):
-    """An export that cannot be made, or that failed its check against PyTorch."""
 
 
 @dataclasses.dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tmcli.core.attention import commit_chunk
+from tmcli.core.attention import CACHE_INPUTS, CACHE_OUTPUTS, commit_chunk, empty_cache_inputs
 from tmcli.video.processors import AttentionPlan
 from tmcli.video.wan_audio import MASK_CHANNELS, WanAudioTransformer
 
@@ -36,28 +36,8 @@ class FixedShapeVideoStep(nn.Module):
     (its first latent frame is one video frame) and is padded at the front with any rows: the
     mask chosen by `sink_valid` ignores them. The prompt's keys and values are constants."""
 
-    INPUTS = (
-        "latents",
-        "timestep",
-        "cond",
-        "audio",
-        "write",
-        "sink_keys",
-        "sink_values",
-        "band_keys",
-        "band_values",
-        "sink_valid",
-        "band_valid",
-    )
-    OUTPUTS = (
-        "velocity",
-        "sink_keys_out",
-        "sink_values_out",
-        "band_keys_out",
-        "band_values_out",
-        "sink_valid_out",
-        "band_valid_out",
-    )
+    INPUTS = ("latents", "timestep", "cond", "audio", *CACHE_INPUTS)
+    OUTPUTS = ("velocity", *CACHE_OUTPUTS)
 
     def __init__(self, model: WanAudioTransformer, latent_size: int):
         super().__init__()
@@ -99,20 +79,15 @@ class FixedShapeVideoStep(nn.Module):
         """Inputs of the right shapes and dtypes: an empty cache, a noisy chunk."""
         cfg, dtype, s = self.model.config, self.model.dtype, self.latent_size
         z, c = cfg.latent_channels, cfg.chunk_latent_frames
-        sink = torch.zeros(cfg.num_layers, 1, cfg.num_heads, self.tokens, cfg.head_dim, dtype=dtype)
-        band = torch.zeros(cfg.num_layers, 1, cfg.num_heads, self.band_slots, cfg.head_dim, dtype=dtype)
+        cache = empty_cache_inputs(
+            cfg.num_layers, cfg.num_heads, self.tokens, self.band_slots, cfg.head_dim, dtype
+        )
         return (
             torch.randn(1, z, c, s, s, dtype=dtype),
             torch.full((1,), 1000.0, dtype=dtype),
             torch.zeros(1, MASK_CHANNELS + z, c, s, s, dtype=dtype),
             torch.randn(1, self.audio_rows, cfg.audio_dim, dtype=dtype),
-            torch.zeros(1, dtype=torch.bool),
-            sink,
-            sink.clone(),
-            band,
-            band.clone(),
-            torch.zeros(1, dtype=torch.bool),
-            torch.zeros(self.band_slots, dtype=torch.bool),
+            *cache,
         )
 
     def forward(
