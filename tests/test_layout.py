@@ -20,7 +20,8 @@ LEVELS = {
     "stream": 3,
     "train": 4,
     "tools": 4,
-    "cli": 5,
+    "spaces": 5,
+    "cli": 6,
 }
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60  # in cli/ and stream/, signature and docstring included

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from tmcli import spaces
 from tmcli.cli import options
 from tmcli.core.config import load_preset
 from tmcli.core.console import console
@@ -56,13 +57,9 @@ def distill(
     """Distill a teacher into a causal, chunk-wise, few-step student (ODE regression, regression
     on its own rollouts, then DMD on self-forcing rollouts; a video-backend teacher: the ODE
     stage, on its `tm data video` set). Rerun to resume."""
-    from tmcli.stream.generator import is_video_checkpoint
-    from tmcli.train.distill import distill as run_distill
-    from tmcli.train.video import distill_video
-
     settings = _settings(preset, steps, self_forcing_steps, dmd_steps, student_steps, seed, quiet)
-    video = is_video_checkpoint(teacher)
-    _check_inputs(teacher, data_dir, settings, video)
+    space = spaces.of_checkpoint(teacher)
+    space.check_distill(teacher, data_dir, settings)
     with options.progress("{task.fields[stage]}", quiet) as progress:
         task = progress.add_task("", total=None, stage="distilling")
 
@@ -75,12 +72,7 @@ def distill(
                 description="" if loss != loss else f"loss {loss:.4f}",
             )
 
-        if video:
-            report = distill_video(teacher, data_dir, out, settings.distill, settings.generator, device, show)
-        else:
-            report = run_distill(
-                teacher, data_dir, out, settings.distill, settings.generator, on_progress=show
-            )
+        report = space.distill(teacher, data_dir, out, settings, device, show)
     if not quiet:
         console.print(f"{out}: step {report.steps}, loss {report.last_loss:.4f}, {report.seconds:.0f} s")
 
@@ -121,21 +113,3 @@ def _settings(
             )
         changes.update(ode_steps=steps - sum(split.values()), **split)
     return settings.with_overrides(distill=changes)
-
-
-def _check_inputs(teacher: Path, data_dir: Path, settings, video: bool) -> None:
-    """A bad checkpoint or a folder that is not the right data set fails here, in one line."""
-    from tmcli.stream.generator import load_motion_dit
-    from tmcli.train.shards import read_manifest
-    from tmcli.train.video_data import read_video_manifest
-
-    if video:  # the video backend's teacher (tm train --preset video-*): a tm data video set
-        if settings.distill.self_forcing_steps or settings.distill.dmd_steps:
-            raise ConfigError(
-                "the video backend distils with the ODE stage only",
-                hint="leave out --self-forcing-steps and --dmd-steps",
-            )
-        read_video_manifest(data_dir)
-    else:
-        load_motion_dit(teacher)
-        read_manifest(data_dir)

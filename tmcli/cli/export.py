@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from tmcli import spaces
 from tmcli.core.console import console
 
 CheckpointArg = Annotated[
@@ -94,7 +95,6 @@ def _checked_inputs(checkpoint: Path, audio: Path | None, portrait: Path | None)
     """The checkpoint ("default": the embedded student) and, for a video student, its face size;
     a bad checkpoint or a missing input fails here, in one line."""
     from tmcli.core.errors import InputError
-    from tmcli.stream.generator import is_video_checkpoint, load_motion_dit
     from tmcli.stream.sources import embedded_checkpoint
 
     if str(checkpoint) == "default":
@@ -104,13 +104,7 @@ def _checked_inputs(checkpoint: Path, audio: Path | None, portrait: Path | None)
             raise InputError(
                 f"{path} does not exist", hint=f"give {flag} FILE: the check runs on real inputs"
             )
-    if is_video_checkpoint(checkpoint):
-        from tmcli.core.runtime import StageDevices
-        from tmcli.stream.video import VideoStudent
-
-        return checkpoint, VideoStudent(checkpoint, StageDevices.cpu()).size
-    load_motion_dit(checkpoint)
-    return checkpoint, None
+    return checkpoint, spaces.of_checkpoint(checkpoint).export_face_size(checkpoint)
 
 
 def _print_check(manifest: dict, out: Path, format: str, dtype: str, face_size: int | None) -> None:

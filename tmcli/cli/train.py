@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from tmcli import spaces
 from tmcli.cli import options
 from tmcli.core.config import load_preset
 from tmcli.core.console import console
@@ -60,54 +61,15 @@ def train(
     )
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: no CUDA device here", hint="use --device cpu")
-    job = _job(settings, data_dir, out, device, stage, vae, init, preset)
+    space = spaces.of_preset(settings)
     with options.progress("training", quiet) as progress:
         task = progress.add_task("", total=settings.train.steps)
-        report = job(
-            lambda step, total, loss: progress.update(
-                task, completed=step, total=total, description=f"loss {loss:.4f}"
-            )
-        )
+
+        def show(step: int, total: int, loss: float) -> None:
+            progress.update(task, completed=step, total=total, description=f"loss {loss:.4f}")
+
+        report = space.train(data_dir, out, settings, device, show, init=init, stage=stage, vae=vae)
     if not quiet:
         console.print(
             f"{out}: step {report.steps}, loss {report.last_loss:.4f}, {report.steps_per_second:.2f} steps/s"
         )
-
-
-def _job(
-    settings,
-    data_dir: Path,
-    out: Path,
-    device: str,
-    stage: str,
-    vae: Path | None,
-    init: Path | None,
-    preset: str,
-):
-    """What the run trains: the motion teacher, or a video preset's VAE or teacher (--stage)."""
-    from tmcli.train.trainer import train as run_train
-
-    if settings.video is None:
-
-        def job(on_step):
-            return run_train(
-                data_dir, out, settings.model, settings.train, device=device, on_step=on_step, init=init
-            )
-    else:
-        from tmcli.train.vae import train_vae
-        from tmcli.train.video import train_teacher
-
-        if stage not in ("vae", "teacher"):
-            raise ConfigError(f"--stage must be vae or teacher, got {stage!r}")
-        if stage == "teacher" and vae is None:
-            raise ConfigError(
-                "--stage teacher needs --vae DIR",
-                hint=f"train one first: tm train DATA -o VAE_DIR --preset {preset} --stage vae",
-            )
-
-        def job(on_step):
-            if stage == "vae":
-                return train_vae(data_dir, out, settings, device, init=vae, on_step=on_step)
-            return train_teacher(data_dir, vae, out, settings, device, on_step=on_step)
-
-    return job
