@@ -145,7 +145,6 @@ def main() -> None:
     ):
         table.add_column(column)
     floor_chunk = per_chunk_ms(StreamingGenerator(student), features, c)
-    rig.pose = None  # pose_landmarks in float64
     floor_rig = per_frame_ms(rig, motion)
     landmarks = np.stack([rig.apply(m) for m in motion[:50]])
     floor_warp = warp_ms(portrait.renderer, landmarks)
@@ -162,8 +161,7 @@ def main() -> None:
         exported = ExportedModel(folder)
         m = exported.manifest
         chunk = per_chunk_ms(StreamingGenerator(ExportedChunkStep(exported)), features, c)
-        rig.pose = exported.face_rig
-        frame = per_frame_ms(rig, motion)
+        frame = per_frame_ms(rig.posed_by(exported.face_rig), motion)
         warp = warp_ms(ExportedWarp(exported, portrait.renderer), landmarks)
         table.add_row(
             f"{m['export_format']} {m['dtype']}",

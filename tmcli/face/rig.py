@@ -14,6 +14,8 @@ every face. Distances are in interocular units (u), y points down, left/right ar
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -99,7 +101,7 @@ class FaceRig:
     brought to REST_GAP, so that jawOpen opens from where a mouth rests on every face.
     """
 
-    pose = None  # None: pose_landmarks; or an exported face_rig graph's run (engine.py)
+    pose = None  # None: pose_landmarks; or an exported face_rig graph's run (posed_by)
 
     def __init__(self, landmarks: np.ndarray):
         self.source = np.asarray(landmarks, dtype=np.float64)
@@ -213,6 +215,13 @@ class FaceRig:
             "pivot": torch.from_numpy(self.pivot),
             "unit": torch.tensor(float(self.unit), dtype=torch.float64),
         }
+
+    def posed_by(self, pose) -> FaceRig:
+        """This rig, its landmarks posed by `pose` (an exported face_rig graph's run, which takes
+        pose_landmarks' arguments) instead of pose_landmarks."""
+        rig = copy.copy(self)
+        rig.pose = pose
+        return rig
 
     def apply(self, motion: np.ndarray) -> np.ndarray:
         """One frame of motion (MOTION_DIM,) -> deformed landmarks (478, 3) in crop pixels."""

@@ -142,8 +142,8 @@ def _portrait(
     portrait = Portrait.load(path, preset, face_index, devices.renderer)
     if motion_in is None and is_export(checkpoint):
         exported = ExportedModel(checkpoint, graphs=("face_rig", "warp"))
-        portrait.rig.pose = exported.face_rig
-        return dataclasses.replace(portrait, renderer=ExportedWarp(exported, portrait.renderer))
+        rig, warp = portrait.rig.posed_by(exported.face_rig), ExportedWarp(exported, portrait.renderer)
+        return dataclasses.replace(portrait, rig=rig, renderer=warp)
     if devices.renderer.type == "cuda" and preset.warp.cuda_graph:
         return dataclasses.replace(portrait, renderer=GraphedWarp(portrait.renderer))
     return portrait
