@@ -15,7 +15,6 @@ from pathlib import Path
 
 from tmcli.core.config import Preset
 from tmcli.core.errors import ConfigError
-from tmcli.core.runtime import StageDevices
 
 # (step, total, loss) while training; (stage, step, total, loss) while distilling
 OnStep = Callable[[int, int, float], None]
@@ -118,6 +117,7 @@ class VideoSpace:
 
     def export_face_size(self, checkpoint: Path) -> int | None:
         """The face crop's side the student was trained on: the export is checked on it."""
+        from tmcli.core.runtime import StageDevices
         from tmcli.stream.video import VideoStudent
 
         return VideoStudent(checkpoint, StageDevices.cpu()).size  # a bad student fails here, in one line
