@@ -11,6 +11,7 @@ the other commands is here, once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from tmcli.core.config import Preset
@@ -19,6 +20,25 @@ from tmcli.core.errors import ConfigError
 # (step, total, loss) while training; (stage, step, total, loss) while distilling
 OnStep = Callable[[int, int, float], None]
 OnProgress = Callable[[str, int, int, float], None]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What `tm bench` asks for; each space reads the fields that concern it."""
+
+    preset_name: str
+    device: str | None = None
+    devices: str | None = None
+    dtype: str = "fp32"
+    disaggregate: bool = False  # motion: the generator in a process of its own
+    seconds: float = 20.0  # motion: speech rendered (espeak-ng voices unless audio)
+    generator: str = "student"
+    checkpoint: Path | None = None
+    portrait: Path | None = None
+    audio: Path | None = None
+    size: int | None = None  # motion: the face crop's side; video: the frame's
+    crop: bool | None = None
+    chunks: int = 8  # video: chunks streamed (the first is timed apart)
 
 
 class MotionSpace:
@@ -64,6 +84,20 @@ class MotionSpace:
 
         load_motion_dit(checkpoint)  # a bad checkpoint fails here, in one line
         return None
+
+    def bench(self, preset: Preset, o: BenchOptions) -> tuple[list, object]:
+        """A real render of `o.seconds` of speech, timed stage by stage -> (rich tables, report)."""
+        from tmcli.core.runtime import StageDevices
+        from tmcli.tools.bench import bench, report_table
+
+        if o.seconds <= 0:
+            raise ConfigError(f"--seconds must be positive, got {o.seconds}")
+        preset = preset.with_overrides(output={"size": o.size, "crop": o.crop})
+        devices = StageDevices.parse(o.device, o.devices, o.dtype, o.disaggregate)
+        report = bench(
+            preset, devices, o.seconds, o.generator, o.checkpoint, o.portrait, o.audio, o.preset_name
+        )
+        return report_table(report), report
 
 
 class VideoSpace:
@@ -121,6 +155,21 @@ class VideoSpace:
         from tmcli.stream.video import VideoStudent
 
         return VideoStudent(checkpoint, StageDevices.cpu()).size  # a bad student fails here, in one line
+
+    def bench(self, preset: Preset, o: BenchOptions) -> tuple[list, object]:
+        """The causal Wan DiT and the streaming VAE decoder, with random weights, chunk by chunk."""
+        from tmcli.core.runtime import StageDevices
+        from tmcli.tools.bench_video import bench_video, report_table
+
+        if o.seconds <= 0:
+            raise ConfigError(f"--seconds must be positive, got {o.seconds}")
+        if o.chunks < 2:
+            raise ConfigError(f"--chunks must be at least 2 (the first is timed apart), got {o.chunks}")
+        preset = preset.with_overrides(video={"size": o.size})  # --size is the frame side here
+        report = bench_video(
+            preset, StageDevices.parse(o.device, o.devices, o.dtype), o.chunks, o.preset_name
+        )
+        return [report_table(report)], report
 
 
 LatentSpace = MotionSpace | VideoSpace

@@ -9,10 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from tmcli import spaces
 from tmcli.cli import options
 from tmcli.core.config import load_preset
 from tmcli.core.console import console
-from tmcli.core.errors import ConfigError
 
 Device = Annotated[
     Optional[str], typer.Option(help="Where every stage runs: cpu, cuda or cuda:N (default cpu).")
@@ -71,29 +71,10 @@ def bench(
     json_path: options.Json = None,
 ) -> None:
     """Time every stage of a render (load, first frame, chunks, frames/s, memory) on the devices given."""
-    from tmcli.core.runtime import StageDevices
-    from tmcli.tools.bench import bench as run_bench
-    from tmcli.tools.bench import report_table
-
-    if seconds <= 0:
-        raise ConfigError(f"--seconds must be positive, got {seconds}")
+    given = {name: value for name, value in locals().items() if name not in ("preset", "json_path")}
     settings = load_preset(preset)
-    if settings.video is not None:  # --size is the frame side of the video backend
-        settings = settings.with_overrides(video={"size": size})
-        _bench_video(settings, StageDevices.parse(device, devices, dtype), chunks, preset, json_path)
-        return
-    settings = settings.with_overrides(output={"size": size, "crop": crop})
-    report = run_bench(
-        settings,
-        StageDevices.parse(device, devices, dtype, disaggregate),
-        seconds,
-        generator,
-        checkpoint,
-        portrait,
-        audio,
-        preset,
-    )
-    _show(report_table(report), report, json_path)
+    tables, report = spaces.of_preset(settings).bench(settings, spaces.BenchOptions(preset, **given))
+    _show(tables, report, json_path)
 
 
 def _show(tables, report, json_path) -> None:
@@ -107,20 +88,3 @@ def _show(tables, report, json_path) -> None:
             print(text)
         else:
             Path(json_path).write_text(text + "\n")
-
-
-def _bench_video(settings, devices, chunks: int, preset: str, json_path) -> None:
-    """The video backend's bench: the causal Wan DiT and the streaming VAE decoder, per chunk."""
-    from rich.table import Table
-
-    from tmcli.tools.bench_video import bench_video
-
-    if chunks < 2:
-        raise ConfigError(f"--chunks must be at least 2 (the first is timed apart), got {chunks}")
-    report = bench_video(settings, devices, chunks, preset)
-    table = Table(title=f"tm bench --preset {preset} on {report.devices}, {report.dtype}, random weights")
-    table.add_column("measure")
-    table.add_column("value")
-    for row in report.rows():
-        table.add_row(*row)
-    _show([table], report, json_path)

@@ -241,3 +241,17 @@ def bench_video(
         real_time_factor=fps / preset.output.fps,
         peak_memory_gib=memory,
     )
+
+
+def report_table(report: VideoBenchReport):
+    """The report as a rich table: one row per measure."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"tm bench --preset {report.preset} on {report.devices}, {report.dtype}, random weights"
+    )
+    table.add_column("measure")
+    table.add_column("value")
+    for row in report.rows():
+        table.add_row(*row)
+    return table
