@@ -7,9 +7,10 @@ import soundfile as sf
 from tmcli.core.config import load_preset
 from tmcli.core.errors import InputError
 from tmcli.core.media import VideoWriter, read_video_frames
+from tmcli.face.fitting import fit_motion
 from tmcli.face.rig import INDEX, MOTION_DIM
 from tmcli.motion.controls import Controls
-from tmcli.train.extract import extract_clip, extract_videos, fit_motion, measure_controls
+from tmcli.train.extract import extract_clip, extract_videos, measure_controls
 from tmcli.train.shards import CLIPS, read_clips
 
 from conftest import PORTRAIT, SPEECH
