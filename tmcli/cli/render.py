@@ -268,21 +268,20 @@ def _render_one(request: RenderRequest, quiet: bool) -> None:
     with options.progress("rendering", quiet, described=False) as progress:
         task = progress.add_task("render", total=None)
         timer = StageTimer()
-        r = request
         result = run_render(
-            r.portrait,
-            r.audio[0] if r.audio else None,
+            request.portrait,
+            request.audio[0] if request.audio else None,
             output,
-            r.settings,
-            seed=r.seed,
-            transcript=r.transcript,
-            face_index=r.face_index,
-            generator=r.generator,
-            checkpoint=r.checkpoint,
-            raw_rate=r.rate,
-            devices=r.stage_devices,
-            motion_in=r.motion_in,
-            motion_out=r.motion_out,
+            request.settings,
+            seed=request.seed,
+            transcript=request.transcript,
+            face_index=request.face_index,
+            generator=request.generator,
+            checkpoint=request.checkpoint,
+            raw_rate=request.rate,
+            devices=request.stage_devices,
+            motion_in=request.motion_in,
+            motion_out=request.motion_out,
             timer=timer,
             on_frame=lambda done, total: progress.update(task, completed=done, total=total),
         )
