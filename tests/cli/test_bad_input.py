@@ -125,23 +125,23 @@ def inputs(tmp_path_factory) -> Path:
 REFUSED = [
     # the face
     (
-        "animated GIF",
+        "animated GIF with --size/--crop",
         "animated.gif",
         SPEECH,
         "o.mp4",
         (),
         2,
-        "is an animation; videos and animations are not portraits yet",
+        "a dubbed video keeps the source's frame rate, size and framing",
     ),
     ("PDF", "face.pdf", SPEECH, "o.mp4", (), 2, "is a PDF document, not an image"),
     (
-        "video as the face",
+        "video face with --size/--crop",
         "face.mp4",
         SPEECH,
         "o.mp4",
         (),
         2,
-        "is a video; videos and animations are not portraits yet",
+        "a dubbed video keeps the source's frame rate, size and framing",
     ),
     ("1x1 image", "dot.png", SPEECH, "o.mp4", (), 2, "is too small (1x1) to hold a face"),
     ("20000x20000 image", "huge.png", SPEECH, "o.mp4", (), 2, "is too large to be a portrait"),

@@ -4,7 +4,8 @@ import pytest
 from tmcli.core.config import load_preset
 from tmcli.core.errors import ConfigError
 from tmcli.face.rig import ARTICULATION, INDEX, MOTION_DIM
-from tmcli.motion.smoothing import SLOW_CHANNELS, OneEuroFilter, smooth_slow_channels
+from tmcli.core.filters import OneEuroFilter
+from tmcli.motion.smoothing import SLOW_CHANNELS, smooth_slow_channels
 from tmcli.stream.pipeline import render
 
 from conftest import PORTRAIT, SPEECH

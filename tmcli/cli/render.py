@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 PortraitArg = Annotated[
     Optional[Path],
     typer.Argument(
-        help="Portrait image (png, jpg, webp, ...). Any size; the largest face is used. With --manifest: "
-        "the portrait of rows that name none.",
+        help="Portrait image (png, jpg, webp, ...), or a video of a person to dub (its mouth re-made to say "
+        "AUDIO). Any size; the largest face is used. With --manifest: the face of rows that name none.",
         show_default=False,
         rich_help_panel="Input and output",
     ),
@@ -206,6 +206,21 @@ PoseIntensity = Annotated[
 BlinkRate = Annotated[
     Optional[float], typer.Option(help="Blinks per minute (preset: 15).", rich_help_panel="Controls")
 ]
+Loop = Annotated[
+    Optional[str],
+    typer.Option(
+        help="A video face shorter than AUDIO: pingpong (back and forth, the default), loop (from its start "
+        "again) or freeze (its last frame).",
+        rich_help_panel="Dubbing",
+    ),
+]
+MotionFrom = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="A video whose head pose, blinks, gaze and brows the portrait takes; the mouth follows AUDIO.",
+        rich_help_panel="Dubbing",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 
 
@@ -241,9 +256,12 @@ def render(
     emotion: Emotion = None,
     pose_intensity: PoseIntensity = None,
     blink_rate: BlinkRate = None,
+    loop: Loop = None,
+    motion_from: MotionFrom = None,
     quiet: Quiet = False,
 ) -> None:
-    """Render AUDIO spoken by the face in PORTRAIT to an mp4 (H.264 + AAC); or many jobs."""
+    """Render AUDIO spoken by the face in PORTRAIT to an mp4 (H.264 + AAC), or dub a video with it; or
+    many jobs."""
     given = {name: value for name, value in locals().items() if name != "quiet"}  # the options, by name
     if manifest is None and (portrait is None or (not audio and motion_in is None)):
         raise typer.BadParameter("give PORTRAIT and AUDIO (or --manifest)")
@@ -282,6 +300,8 @@ def _render_one(request: RenderRequest, quiet: bool) -> None:
             devices=request.stage_devices,
             motion_in=request.motion_in,
             motion_out=request.motion_out,
+            loop=request.loop or "pingpong",
+            motion_from=request.motion_from,
             timer=timer,
             on_frame=lambda done, total: progress.update(task, completed=done, total=total),
         )

@@ -10,6 +10,7 @@ from tmcli.core.errors import ImageError, InputError
 from tmcli.core.media import media_streams
 
 MAX_PORTRAIT_PIXELS = 8192 * 8192  # larger portraits are refused from their header, before decoding
+_GIVE = "give a photo (png, jpg, webp, ...) or a video of a face (mp4, mov, ...)"
 _SCALE_DOWN = "scale it down, e.g. to 4096 pixels on its longer side"
 
 
@@ -66,7 +67,7 @@ def open_image(path: Path):
     if not path.is_file():
         raise InputError(f"portrait not found: {path}")
     if path.stat().st_size == 0:
-        raise ImageError(f"{path} is empty (0 bytes)", hint="give a photo: png, jpg, webp, ...")
+        raise ImageError(f"{path} is empty (0 bytes)", hint=_GIVE)
     try:
         with warnings.catch_warnings():  # sizes between PIL's warning and error are refused below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -90,8 +91,8 @@ def open_image(path: Path):
     if getattr(img, "is_animated", False):
         img.close()
         raise ImageError(
-            f"{path} is an animation; videos and animations are not portraits yet",
-            hint="give one still frame as PNG or JPEG",
+            f"{path} is an animation, not a still image",
+            hint="tm render dubs it as a video; elsewhere give one still frame as PNG or JPEG",
         )
     return img
 
@@ -107,9 +108,11 @@ def _not_an_image(path: Path, exc: Exception) -> ImageError:
     streams = media_streams(path)
     if "Video" in streams:
         return ImageError(
-            f"{path} is a video; videos and animations are not portraits yet",
-            hint=f"give one frame as an image: ffmpeg -i {path} -frames:v 1 portrait.png",
+            f"{path} is a video, not an image",
+            hint=f"tm render dubs videos; else give a frame: ffmpeg -i {path} -frames:v 1 portrait.png",
         )
     if "Audio" in streams:
-        return ImageError(f"{path} is audio, not an image", hint="the order is: tm render PORTRAIT AUDIO")
-    return ImageError(f"cannot read {path} as an image: {exc}", hint="give a photo: png, jpg, webp, ...")
+        return ImageError(
+            f"{path} is audio, not an image or a video", hint="the order is: tm render PORTRAIT AUDIO"
+        )
+    return ImageError(f"cannot read {path} as an image or a video: {exc}", hint=_GIVE)

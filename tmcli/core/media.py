@@ -296,8 +296,10 @@ class VideoWriter:
                 self._tmp.unlink()
 
 
-def read_video_frames(path: str | Path):
-    """Yield H x W x 3 uint8 frames of a video file, and its fps as the first item."""
+def read_video_frames(path: str | Path, start: float = 0.0):
+    """Yield H x W x 3 uint8 frames of a video file, and its fps as the first item. start: seconds
+    into the video of the first frame (ffmpeg decodes from the keyframe before and drops the frames
+    before `start`, so it is frame-exact; give a time half a frame before the wanted frame's)."""
     import imageio_ffmpeg
 
     path = Path(path)
@@ -306,7 +308,10 @@ def read_video_frames(path: str | Path):
     try:
         # passthrough: the frames as stored (a stream whose audio runs longer is not padded with copies)
         reader = imageio_ffmpeg.read_frames(
-            str(path), pix_fmt="rgb24", output_params=["-fps_mode", "passthrough"]
+            str(path),
+            pix_fmt="rgb24",
+            input_params=["-ss", f"{start:.6f}"] if start > 0 else [],
+            output_params=["-fps_mode", "passthrough"],
         )
         meta = next(reader)
     except (RuntimeError, OSError, StopIteration) as exc:
@@ -316,3 +321,8 @@ def read_video_frames(path: str | Path):
     yield meta["fps"]
     for raw in reader:
         yield np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)
+
+
+def is_video(path: str | Path) -> bool:
+    """A file with moving pictures (a video, an animated GIF), as opposed to a still image."""
+    return Path(path).is_file() and "Video" in media_streams(Path(path))

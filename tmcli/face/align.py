@@ -39,17 +39,21 @@ class Alignment:
         return np.concatenate([inv, -inv @ self.matrix[:, 2:]], axis=1)
 
 
-def align_face(landmarks: np.ndarray, size: int) -> Alignment:
+def align_face(
+    landmarks: np.ndarray, size: int, span: float = 1 / EYE_SPAN, below_eyes: float = EYES_ABOVE_CENTRE
+) -> Alignment:
+    """The crop (`size` pixels, eyes level) `span` interocular units wide, its centre `below_eyes`
+    units below the eyes' midpoint: by default the whole face (a lower-face crop: dubbing)."""
     right = (landmarks[33, :2] + landmarks[133, :2]) / 2
     left = (landmarks[263, :2] + landmarks[362, :2]) / 2
     eye_axis = left - right
     iod = float(np.linalg.norm(eye_axis))
     angle = np.arctan2(eye_axis[1], eye_axis[0])
-    scale = EYE_SPAN * size / iod
+    scale = size / (span * iod)
     c, s = np.cos(-angle) * scale, np.sin(-angle) * scale
     rot = np.array([[c, -s], [s, c]])
     down = np.array([-eye_axis[1], eye_axis[0]]) / iod  # perpendicular to the eye line, pointing down
-    centre = (right + left) / 2 + EYES_ABOVE_CENTRE * iod * down
+    centre = (right + left) / 2 + below_eyes * iod * down
     offset = np.array([size / 2, size / 2]) - rot @ centre
     return Alignment(np.concatenate([rot, offset[:, None]], axis=1), size)
 

@@ -12,6 +12,57 @@ def tps_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 0.5 * d2 * np.log(np.maximum(d2, 1e-12))
 
 
+HELD_EVERY = 5  # FrameSpline holds one in this many of the landmarks that do not move
+
+
+class FrameSpline:
+    """The smooth warp of one frame whose landmarks move only in part: thin-plate splines through
+    the `moving` landmarks (x) and the `moving` control points (y), held by a fifth of the other
+    landmarks and the fixed `anchors`, solved for that frame's displacements alone and evaluated
+    on the grid rows from `from_row` (pixels) down (the field is 0 above). Without the portrait's
+    (G, 478) matrix it costs a few milliseconds a frame where the portrait's splines cost ~250
+    (dubbing a video solves one for each source frame)."""
+
+    def __init__(self, source, x_points, y_points, anchors, grid_pts, size: int, settings, from_row=0.0):
+        held = np.setdiff1d(np.arange(len(source)), x_points)[::HELD_EVERY]
+        self.resolution, self.stiffness = settings.field_resolution, settings.stiffness
+        self.points = np.concatenate([x_points, held])
+        self.knots = torch.from_numpy(np.concatenate([source[self.points], anchors]) / size)
+        # y's knots are x's without the moving points that are not control points
+        y_rows = np.flatnonzero(np.isin(x_points, y_points))
+        self.y_knots = torch.from_numpy(np.concatenate([y_rows, np.arange(len(x_points), len(self.knots))]))
+        self.rows = torch.from_numpy(grid_pts[:, 1] * size >= from_row)
+        self.grid = torch.from_numpy(grid_pts)[self.rows].float()
+
+    @staticmethod
+    def _kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """tps_kernel on tensors, by one matrix product."""
+        d2 = torch.addmm((a * a).sum(1)[:, None] + (b * b).sum(1)[None], a, b.T, alpha=-2).clamp_(min=0)
+        return d2.clamp(min=1e-12).log_().mul_(d2).mul_(0.5)
+
+    def field(self, displacement: torch.Tensor) -> torch.Tensor:
+        """(478, 2) landmark displacements (pixels) -> the field on the coarse grid (g, g, 2)."""
+        out = torch.zeros(len(self.rows), 2)
+        values = torch.zeros(len(self.knots), 2, dtype=self.knots.dtype)
+        values[: len(self.points)] = displacement[self.points].double().cpu()
+        kernel, grid_kernel = (
+            self._kernel(self.knots, self.knots),
+            self._kernel(self.grid, self.knots.float()),
+        )
+        weights = torch.zeros(len(self.knots) + 3, 2)
+        for axis, used in enumerate((torch.arange(len(self.knots)), self.y_knots)):
+            knots = self.knots[used]
+            n = len(knots)
+            lhs = torch.zeros(n + 3, n + 3, dtype=knots.dtype)
+            lhs[:n, :n] = kernel[used][:, used] + self.stiffness * torch.eye(n, dtype=knots.dtype)
+            lhs[:n, n], lhs[n, :n] = 1, 1
+            lhs[:n, n + 1 :], lhs[n + 1 :, :n] = knots, knots.T
+            w = torch.linalg.solve(lhs, torch.cat([values[used, axis], torch.zeros(3, dtype=knots.dtype)]))
+            weights[used, axis], weights[-3:, axis] = w[:n].float(), w[n:].float()
+        out[self.rows] = grid_kernel @ weights[:-3] + weights[-3] + self.grid @ weights[-2:]
+        return out.reshape(self.resolution, self.resolution, 2).to(displacement.device)
+
+
 def _count_at_most(sorted_values: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
     """searchsorted(sorted_values, query, right=True) along the last axis, as a count (ONNX has
     no searchsorted; the knot lists are a few points long)."""

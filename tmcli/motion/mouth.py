@@ -230,3 +230,52 @@ def mouth_paint(
     # 6. the upper lip shades what is just below it
     shadow = 1 - 0.3 * (1 - ((rows - top) / (0.05 * unit)).clamp(0, 1)) ** 2
     return alpha, paint * shadow
+
+
+def own_teeth_colour(image: torch.Tensor, source: torch.Tensor, unit: float) -> torch.Tensor | None:
+    """The colour (3, 1, 1) of the teeth a crop (1 x 3 x S x S) shows between its lips (landmarks
+    `source`, (478, 2) crop pixels), or None if it shows none."""
+    top, bottom = float(source[13, 1]), float(source[14, 1])
+    if bottom - top < 0.04 * unit:
+        return None
+    x0, x1 = float(source[78, 0]), float(source[308, 0])
+    mid = (x0 + x1) / 2
+    half = max((x1 - x0) / 4, 1)
+    patch = image[0, :, int(top) + 1 : int(bottom) + 1, int(mid - half) : int(mid + half) + 1]
+    pixels = patch.reshape(3, -1)
+    if pixels.shape[1] < 4:
+        return None
+    luma = pixels.mean(dim=0)
+    bright = pixels[:, luma >= torch.quantile(luma, 0.7)]
+    colour = bright.median(dim=1).values
+    saturation = 1 - colour.min() / colour.max().clamp(min=1e-3)
+    if colour.mean() < 0.45 or saturation > 0.3:  # what shows is not teeth (dark, or the lips' red)
+        return None
+    return colour.view(3, 1, 1)
+
+
+def painted_teeth_colour(image: torch.Tensor, source: torch.Tensor, unit: float) -> torch.Tensor:
+    """Teeth for a portrait that shows none (3, 1, 1): DEFAULT_TEETH lit as its sclera is.
+
+    The whites of the eyes are the one part of a face as white as teeth, so their brightness
+    and tint carry the portrait's lighting and white balance; sampled halfway between each
+    eye's corners and its iris (0.4 of the way, clear of the iris; the brightest pixel within
+    0.03 interocular units, as a lid's shade and the skin around blur into a small sclera),
+    the median of the four. A sclera too dark or coloured to be white (shade, closed eyes,
+    make-up) lights the teeth less, within 0.9-1.05, and tints them at most 5%."""
+    centres = {33: 468, 133: 468, 362: 473, 263: 473}
+    points = [(0.6 * source[c] + 0.4 * source[i]).tolist() for c, i in centres.items()]
+    r = max(int(0.03 * unit), 1)
+    patches = [
+        image[0, :, max(int(y) - r, 0) : int(y) + r + 1, max(int(x) - r, 0) : int(x) + r + 1].reshape(3, -1)
+        for x, y in points
+    ]
+    sclera = torch.stack([patch[:, patch.mean(dim=0).argmax()] for patch in patches]).median(dim=0).values
+    light = float(sclera.max())
+    tint = (sclera / max(light, 1e-3)).clamp(0.95, 1.0)  # the lighting's colour, not a coloured eye's
+    strength = min(max(light / 0.75, 0.9), 1.05)
+    colour = torch.as_tensor(DEFAULT_TEETH, dtype=image.dtype, device=image.device) * tint * strength
+    pixels = image[0].reshape(3, -1)
+    if float((pixels.amax(dim=0) - pixels.amin(dim=0)).mean()) < 0.02:  # a grey photo: grey teeth
+        colour = colour.mean().expand(3)
+    return colour.clamp(max=0.97).view(3, 1, 1)

@@ -16,44 +16,16 @@ of the blinks (measured on the student; its model card has the figures).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from tmcli.core.filters import OneEuroFilter
 from tmcli.face.rig import ARTICULATION, CHANNELS
 
 SLOW_CHANNELS = np.array(
     [i for i, name in enumerate(CHANNELS) if name not in ARTICULATION and not name.startswith("eyeBlink")]
 )
-
-
-class OneEuroFilter:
-    """Per channel: x_hat = a x + (1 - a) x_hat_prev, with a from a cutoff of
-    min_cutoff + beta |dx/dt| Hz (dx/dt itself low-passed at derivative_cutoff Hz)."""
-
-    def __init__(self, fps: float, min_cutoff: float, beta: float, derivative_cutoff: float = 1.0):
-        self.fps, self.min_cutoff, self.beta = fps, min_cutoff, beta
-        self.derivative_alpha = self._alpha(derivative_cutoff)
-        self.value: np.ndarray | None = None
-        self.speed: np.ndarray | None = None
-
-    def _alpha(self, cutoff: np.ndarray | float) -> np.ndarray | float:
-        return 1.0 / (1.0 + self.fps / (2 * math.pi * cutoff))
-
-    def __call__(self, rows: np.ndarray) -> np.ndarray:
-        """rows (T, C) -> filtered (T, C), continuing from the rows of the last call."""
-        out = np.empty_like(rows)
-        for t, x in enumerate(rows):
-            if self.value is None:
-                self.value, self.speed = x.astype(np.float64), np.zeros(x.shape)
-            else:
-                speed = (x - self.value) * self.fps
-                self.speed = self.speed + self.derivative_alpha * (speed - self.speed)
-                alpha = self._alpha(self.min_cutoff + self.beta * np.abs(self.speed))
-                self.value = self.value + alpha * (x - self.value)
-            out[t] = self.value
-        return out
 
 
 def smooth_slow_channels(

@@ -28,9 +28,16 @@ import torch.nn.functional as F
 from tmcli.core.config import WarpSettings
 from tmcli.face import landmarks as L
 from tmcli.motion.eyelids import eyelid_knots, lid_colour, lid_paint
-from tmcli.motion.fields import curve_index, curves_at, edge_fade, forward_field, remap_rows, tps_kernel
+from tmcli.motion.fields import (
+    FrameSpline,
+    curve_index,
+    curves_at,
+    edge_fade,
+    forward_field,
+    remap_rows,
+    tps_kernel,
+)
 from tmcli.motion.mouth import (
-    DEFAULT_TEETH,
     LIP_POINTS,
     LOWER_INNER,
     MOUTH_CURVES,
@@ -39,6 +46,8 @@ from tmcli.motion.mouth import (
     lip_colour,
     mouth_grain,
     mouth_paint,
+    own_teeth_colour,
+    painted_teeth_colour,
 )
 
 # Eye contours handled by the column remap (step 2), top to bottom, each ordered left to right.
@@ -80,7 +89,16 @@ class MeshWarpRenderer:
         landmarks: np.ndarray,
         settings: WarpSettings = WarpSettings(),
         device: torch.device | str = "cpu",
+        moving: np.ndarray | None = None,
+        from_row: float = 0.0,
+        teeth: torch.Tensor | None = None,
     ):
+        """moving: the landmarks that may move (a video frame whose mouth alone is re-made); their
+        spline is then solved for each frame through them and fixed points (FrameSpline), the eyes
+        are left as they are, the field is 0 above `from_row` (pixels), and the renderer is meant for
+        one frame (teeth: the colour its teeth are painted, 3 x 1 x 1, kept from frame to frame).
+        None: any landmark may move,
+        the spline is solved once for the portrait (a fixed matrix applied to each frame)."""
         self.device = torch.device(device)
         self.image = crop.to(self.device)
         self.size = size = crop.shape[-1]
@@ -97,18 +115,43 @@ class MeshWarpRenderer:
         grid_pts = np.stack([gx.ravel(), gy.ravel()], axis=1)
         # x through every landmark, y through the control points only (see _forward_field)
         every = np.arange(len(self.source))
-        self.field_matrix = self._tensor(
-            np.stack([self._spline(every, anchors, grid_pts), self._spline(self.control, anchors, grid_pts)])
-        )
+        if moving is None:
+            self.frame_spline = None
+            self.field_matrix = self._tensor(
+                np.stack(
+                    [self._spline(every, anchors, grid_pts), self._spline(self.control, anchors, grid_pts)]
+                )
+            )
+            self.top = 0  # every row is warped
+        else:
+            cell = size / (settings.field_resolution - 1)  # above from_row less a grid cell, nothing moves
+            self.top = max(int(from_row - cell) - 1, 0)
+            self.frame_spline = FrameSpline(
+                self.source,
+                moving,
+                np.intersect1d(moving, self.control),
+                anchors,
+                grid_pts,
+                size,
+                settings,
+                from_row,
+            )
         self.coarse_pixels = self._tensor(grid_pts * size).reshape(g, g, 2)
         ys, xs = torch.meshgrid(self._arange(0, size), self._arange(0, size), indexing="ij")
         self.pixels = torch.stack([xs, ys], dim=-1)  # (S, S, 2) x, y
-        own = self._teeth_colour()  # None: the portrait shows no teeth, paint them
-        self.own_teeth = own is not None
-        self.teeth = own if own is not None else self._painted_teeth_colour()
+        source = self._tensor(self.source)
+        self.own_colour = own_teeth_colour(self.image, source, self.unit)  # None: it shows none, paint them
+        self.own_teeth = self.own_colour is not None
+        own_or_painted = self.own_colour if self.own_teeth else teeth
+        self.teeth = (
+            own_or_painted
+            if own_or_painted is not None
+            else painted_teeth_colour(self.image, source, self.unit)
+        )
         self.lips = lip_colour(
             self.image, self._tensor(self.source), torch.as_tensor(LIP_POINTS, device=self.device)
         )
+        eyes = [] if moving is not None else EYE_REGIONS
         self.lids = [
             lid_colour(
                 self.image,
@@ -117,11 +160,9 @@ class MeshWarpRenderer:
                 torch.as_tensor(curves[-1], device=self.device),
                 self.unit,
             )
-            for curves, _ in EYE_REGIONS
+            for curves, _ in eyes
         ]
-        self.regions = [
-            (curve_index(curves), ends) for curves, ends in [(MOUTH_CURVES, MOUTH_ENDS)] + EYE_REGIONS
-        ]
+        self.regions = [(curve_index(curves), ends) for curves, ends in [(MOUTH_CURVES, MOUTH_ENDS)] + eyes]
 
     def _tensor(self, array) -> torch.Tensor:
         """Host numbers (landmarks, knots) -> float32 on the renderer's device."""
@@ -178,56 +219,10 @@ class MeshWarpRenderer:
         nearest = np.sqrt(((pts[:, None, :] - self.source[None]) ** 2).sum(-1)).min(axis=1, initial=np.inf)
         return pts[inside & (nearest >= SHOULDER_CLEARANCE * u)]
 
-    def _teeth_colour(self) -> torch.Tensor | None:
-        """The colour of the teeth the portrait shows between its lips, or None if it shows none."""
-        top, bottom = self.source[13, 1], self.source[14, 1]
-        if bottom - top < 0.04 * self.unit:
-            return None
-        x0, x1 = self.source[78, 0], self.source[308, 0]
-        mid = (x0 + x1) / 2
-        half = max((x1 - x0) / 4, 1)
-        patch = self.image[0, :, int(top) + 1 : int(bottom) + 1, int(mid - half) : int(mid + half) + 1]
-        pixels = patch.reshape(3, -1)
-        if pixels.shape[1] < 4:
-            return None
-        luma = pixels.mean(dim=0)
-        bright = pixels[:, luma >= torch.quantile(luma, 0.7)]
-        colour = bright.median(dim=1).values
-        saturation = 1 - colour.min() / colour.max().clamp(min=1e-3)
-        if colour.mean() < 0.45 or saturation > 0.3:  # what shows is not teeth (dark, or the lips' red)
-            return None
-        return colour.view(3, 1, 1)
-
-    def _painted_teeth_colour(self) -> torch.Tensor:
-        """Teeth for a portrait that shows none (3, 1, 1): DEFAULT_TEETH lit as its sclera is.
-
-        The whites of the eyes are the one part of a face as white as teeth, so their brightness
-        and tint carry the portrait's lighting and white balance; sampled halfway between each
-        eye's corners and its iris (0.4 of the way, clear of the iris; the brightest pixel within
-        0.03 interocular units, as a lid's shade and the skin around blur into a small sclera),
-        the median of the four. A sclera too dark or coloured to be white (shade, closed eyes,
-        make-up) lights the teeth less, within 0.9-1.05, and tints them at most 5%."""
-        centres = {33: 468, 133: 468, 362: 473, 263: 473}
-        points = np.array([0.6 * self.source[c] + 0.4 * self.source[i] for c, i in centres.items()])
-        r = max(int(0.03 * self.unit), 1)
-        patches = [
-            self.image[
-                0, :, max(int(y) - r, 0) : int(y) + r + 1, max(int(x) - r, 0) : int(x) + r + 1
-            ].reshape(3, -1)
-            for x, y in points
-        ]
-        sclera = torch.stack([patch[:, patch.mean(dim=0).argmax()] for patch in patches]).median(dim=0).values
-        light = float(sclera.max())
-        tint = (sclera / max(light, 1e-3)).clamp(0.95, 1.0)  # the lighting's colour, not a coloured eye's
-        strength = min(max(light / 0.75, 0.9), 1.05)
-        colour = self._tensor(DEFAULT_TEETH) * tint * strength
-        pixels = self.image[0].reshape(3, -1)
-        if float((pixels.amax(dim=0) - pixels.amin(dim=0)).mean()) < 0.02:  # a grey photo: grey teeth
-            colour = colour.mean().expand(3)
-        return colour.clamp(max=0.97).view(3, 1, 1)
-
     # -- step 1: smooth warp ------------------------------------------------------------------
     def _forward_field(self, deformed: np.ndarray) -> torch.Tensor:
+        if self.frame_spline is not None:
+            return self.frame_spline.field(self._tensor(deformed - self.source))
         return forward_field(
             self.field_matrix, self._tensor(deformed - self.source), self.settings.field_resolution
         )
@@ -258,6 +253,17 @@ class MeshWarpRenderer:
         for _ in range(self.settings.inverse_iterations):
             back = back + INVERSE_STEP * (-self._sample(forward, self.coarse_pixels + back) - back)
         return back
+
+    def _dense(self, back_coarse: torch.Tensor, top: int) -> torch.Tensor:
+        """The backward field at every pixel of the rows from `top` down (S - top, S, 2)."""
+        if top:
+            return self._sample(back_coarse, self.pixels[top:])
+        return F.interpolate(
+            back_coarse.permute(2, 0, 1)[None],
+            size=(self.size, self.size),
+            mode="bilinear",
+            align_corners=True,
+        )[0].permute(1, 2, 0)
 
     # -- step 2: column remap -----------------------------------------------------------------
     def _remap(
@@ -338,13 +344,8 @@ class MeshWarpRenderer:
         settled = self.source + self._sample(forward, self._tensor(self.source)).double().cpu().numpy()
         settled[self.control] = deformed[self.control]
         settled[:, 0] = deformed[:, 0]  # the x spline runs through every landmark
-        back = F.interpolate(
-            back_coarse.permute(2, 0, 1)[None],
-            size=(self.size, self.size),
-            mode="bilinear",
-            align_corners=True,
-        )[0].permute(1, 2, 0)
-        positions = self.pixels + back
+        top = self.top
+        positions = self.pixels[top:] + self._dense(back_coarse, top)
         mouth, lids = None, []
         for k, (index, ends) in enumerate(self.regions):
             is_mouth = k == 0
@@ -356,7 +357,7 @@ class MeshWarpRenderer:
             x0, y0, source_y, knots, knots_in = remap
             r, c = source_y.shape
             mid = torch.stack([self.pixels[y0 : y0 + r, x0 : x0 + c, 0], source_y], dim=-1)
-            positions[y0 : y0 + r, x0 : x0 + c] = mid + self._sample(back_coarse, mid)
+            positions[y0 - top : y0 - top + r, x0 : x0 + c] = mid + self._sample(back_coarse, mid)
             if is_mouth:
                 mouth = (x0, y0, knots, knots_in)
             else:
@@ -365,6 +366,8 @@ class MeshWarpRenderer:
         frame = F.grid_sample(
             self.image, grid[None], mode="bilinear", padding_mode="border", align_corners=False
         )
+        if top:
+            frame = torch.cat([self.image[:, :, :top], frame], dim=2)
         for x0, y0, r, c, knots, knots_in, colour in lids:
             alpha = lid_paint(self._arange(y0, y0 + r)[:, None], knots, knots_in)
             region = frame[0, :, y0 : y0 + r, x0 : x0 + c]

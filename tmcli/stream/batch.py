@@ -36,6 +36,7 @@ OPTION_COLUMNS = {
     "blink_rate": float,
     "cfg_scale": float,
     "steps": int,
+    "loop": str,
     "fps": float,
     "size": int,
     "crop": lambda v: str(v).strip().lower() in ("1", "true", "yes"),
@@ -294,6 +295,7 @@ def render_batch(batch: RenderBatch, on_result: Callable[[JobResult], None]) -> 
             generator=options.get("generator", "student"),
             checkpoint=options.get("checkpoint"),
             devices=devices,
+            loop=options.get("loop") or "pingpong",
         )
         return time.perf_counter() - start
 

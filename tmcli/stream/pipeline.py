@@ -24,10 +24,13 @@ import numpy as np
 from tmcli.core.config import Preset
 from tmcli.core.errors import ConfigError
 from tmcli.core.images import check_image
-from tmcli.core.media import VideoWriter, check_outputs
+from tmcli.core.media import VideoWriter, check_outputs, is_video
 from tmcli.core.runtime import HostFrames, StageDevices, StageTimer, on_stream, render_threads, staged
 from tmcli.motion.curves import MotionWriter, motion_format
+from tmcli.stream.dub import DubbedVideo, MotionFrom, Resampled
 from tmcli.stream.sources import QUEUE_CHUNKS, FileMotionSource, MotionSource, RenderResult
+
+DUB_HINT = "leave out --motion-in, --motion-out, --no-video and --motion-from"
 
 if TYPE_CHECKING:
     from tmcli.motion.portrait import Portrait
@@ -51,16 +54,16 @@ def render(
     timer: StageTimer | None = None,
     motion_in: str | Path | None = None,
     motion_out: str | Path | None = None,
+    loop: str = "pingpong",
+    motion_from: str | Path | None = None,
 ) -> RenderResult:
-    """Render `audio_path` ("-": standard input) spoken by the face in `portrait_path` to the
-    mp4 `output` ("-": standard output; None: only the motion file `motion_out`, .json or .csv).
-
-    generator: student (streams), teacher or phonetic (sources.py); learned ones load `checkpoint`,
-    by default the one in tmcli/weights/. raw_rate: the audio is headerless 16-bit PCM at this
-    rate. on_motion: called with each block of motion before it is rendered. devices: where the
-    generator and the renderer run (with `devices.processes`, the generator in a process of its
-    own: remote.py); they and the encoder run side by side, and `timer` gets each stage's busy
-    time and the stream's moments. motion_in: render this file's motion (audio is only muxed)."""
+    """Render `audio_path` ("-": stdin) spoken by the face in `portrait_path` to the mp4 `output`
+    ("-": stdout; None: only the motion file `motion_out`); a video as the face is dubbed (render_dub).
+    generator: student, teacher or phonetic, from `checkpoint` (sources.py). raw_rate: headerless
+    16-bit PCM at this rate. on_motion: called with each block of motion. devices: where generator
+    and renderer run (`devices.processes`: remote.py); `timer` gets each stage's busy time.
+    motion_in: this file's motion is rendered. motion_from: a video whose head pose, blinks, gaze
+    and brows the portrait takes, played as `loop` says (dub.MotionFrom)."""
     from tmcli.stream.generator import is_video_checkpoint  # once the worker runs: MotionSource.start
 
     if checkpoint is not None and is_video_checkpoint(checkpoint):  # frames from the video backend
@@ -70,14 +73,17 @@ def render(
         video_args = (seed, transcript, face_index, on_frame, devices, timer)
         return render_video(portrait_path, audio_path, output, preset, checkpoint, *video_args)
     start, fps = time.perf_counter(), preset.output.fps
-    timer = timer or StageTimer()
-    devices = devices or StageDevices.cpu()
+    timer, devices = timer or StageTimer(), devices or StageDevices.cpu()
+    args = (audio_path, preset, generator, checkpoint, devices, seed, transcript, raw_rate)
+    if is_video(portrait_path):
+        dubbing = (face_index, loop, timer, on_frame, motion_in or motion_out or motion_from)
+        return render_dub(portrait_path, output, args, *dubbing)
     _check_files(portrait_path, audio_path, output, motion_in, motion_out)
     meta = {"portrait": str(portrait_path), "audio": str(audio_path), "generator": generator, "seed": seed}
     with _speech_worker() as pool, contextlib.ExitStack() as stack:
-        args = (audio_path, preset, generator, checkpoint, devices, seed, transcript, raw_rate)
         source = _motion_source(args, motion_in, timer, pool, stack)
-        source.start()
+        if motion_from is not None:  # head, eyes and brows from a video
+            source = MotionFrom(source, motion_from, fps, loop, face_index, timer)
         with timer("landmarks"):
             portrait = _portrait(portrait_path, preset, face_index, devices, checkpoint, motion_in)
         if motion_out is not None:
@@ -86,9 +92,45 @@ def render(
         if output is None:  # the motion alone
             frames = sum(len(chunk) for chunk in _called(source.chunks(), on_motion))
             return RenderResult.of(frames, fps, start, timer, portrait.alignment.size)
-        frames = _encode(source, portrait, output, audio_path, preset, devices, timer, on_frame, on_motion)
+        encoding = (preset, devices, timer, on_frame, on_motion, getattr(source, "check_faces", None))
+        frames = _encode(source, portrait, output, audio_path, *encoding)
     timer.mark("stream end")  # the video is whole (muxed and closed)
     return RenderResult.of(frames, fps, start, timer, portrait.alignment.size, portrait.frame_size)
+
+
+def render_dub(
+    video_path: str | Path,
+    output: str | Path | None,
+    args: tuple,
+    face_index: int,
+    loop: str,
+    timer,
+    on_frame,
+    motion_files=None,
+) -> RenderResult:
+    """The video at `video_path` with its mouth saying the audio of `args` (MotionSource's
+    arguments): the source's frame rate and size, the new audio, the generator's motion made at
+    its own rate and resampled to the video's. motion_files: a motion file or reference given."""
+    if motion_files or output is None:
+        raise ConfigError("a video face is dubbed from AUDIO", hint=DUB_HINT)
+    start, (audio_path, preset, devices) = time.perf_counter(), (args[0], args[1], args[4])
+    check_outputs(output, inputs=(video_path, audio_path))
+    with _speech_worker() as pool:
+        source = MotionSource(*args, timer=timer, pool=pool)
+        source.start()
+        with timer("open video"):
+            video = DubbedVideo(video_path, preset, loop, face_index, devices.renderer, timer)
+        try:
+            motion = Resampled(source, preset.output.fps, video.fps)
+            output_preset = dataclasses.replace(
+                preset, output=dataclasses.replace(preset.output, fps=video.fps)
+            )
+            encoding = (output_preset, devices, timer, on_frame, None, video.check_faces)
+            frames = _encode(motion, video, output, audio_path, *encoding)
+        finally:
+            video.close()
+    timer.mark("stream end")
+    return RenderResult.of(frames, video.fps, start, timer, video.render_size, video.frame_size)
 
 
 def _check_video_request(generator: str, motion_in, motion_out, output, devices: StageDevices | None) -> None:
@@ -110,14 +152,17 @@ def _speech_worker() -> ProcessPoolExecutor:
 def _motion_source(
     args: tuple, motion_in: str | Path | None, timer: StageTimer, pool, stack: contextlib.ExitStack
 ):
-    """A motion file's, a generator in a process of its own (devices.processes), or one here."""
+    """A motion file's, a generator in a process of its own (devices.processes), or one here: started."""
     if motion_in is not None:
-        return FileMotionSource(motion_in, args[1], timer)
-    if args[4].processes:
+        source = FileMotionSource(motion_in, args[1], timer)
+    elif args[4].processes:
         from tmcli.stream.remote import RemoteMotionSource
 
-        return stack.enter_context(RemoteMotionSource(*args, timer=timer))
-    return MotionSource(*args, timer=timer, pool=pool)
+        source = stack.enter_context(RemoteMotionSource(*args, timer=timer))
+    else:
+        source = MotionSource(*args, timer=timer, pool=pool)
+    source.start()
+    return source
 
 
 def _check_files(portrait_path, audio_path, output, motion_in, motion_out) -> None:
@@ -165,8 +210,10 @@ def _encode(
     timer: StageTimer,
     on_frame: Callable | None,
     on_motion: Callable | None,
+    finish: Callable[[], None] | None = None,
 ) -> int:
-    """The source's motion rendered and encoded to `output` -> the number of frames written."""
+    """The source's motion rendered and encoded to `output` -> the number of frames written.
+    finish: called after the last frame, before the file is published (it may still refuse it)."""
     width, height = portrait.frame_size
     with VideoWriter.for_speech(output, width, height, preset.output, audio_path) as writer:
         frames = 0
@@ -184,6 +231,8 @@ def _encode(
                 timer.record("chunk latency", time.perf_counter() - chunk_started)
             if on_frame:
                 on_frame(frames, source.total_frames)
+        if finish is not None:
+            finish()
     timer.seconds["encode (pipe)"] += writer.close_seconds
     return frames
 

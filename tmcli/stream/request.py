@@ -13,8 +13,10 @@ from pathlib import Path
 
 from tmcli.core.config import Preset, load_preset
 from tmcli.core.errors import ConfigError
+from tmcli.core.media import is_video
 from tmcli.core.runtime import StageDevices
 from tmcli.stream.batch import RenderBatch, jobs_from_arguments, preset_for, read_jobs
+from tmcli.stream.dub import check_loop
 from tmcli.stream.engine import ENGINES, ExportedModel
 
 RATES = (1000, 384000)  # Hz: what --rate accepts for headerless PCM
@@ -53,6 +55,8 @@ class RenderRequest:
     emotion: str | None = None
     pose_intensity: float | None = None
     blink_rate: float | None = None
+    loop: str | None = None  # a video face shorter than the audio: pingpong, loop or freeze
+    motion_from: Path | None = None  # a video whose head, eyes and brows a portrait takes
 
     def __post_init__(self) -> None:
         self.audio = list(self.audio or [])
@@ -78,6 +82,7 @@ class RenderRequest:
             "fps",
             "size",
             "crop",
+            "loop",
         )
         return {name: getattr(self, name) for name in names}
 
@@ -112,6 +117,22 @@ class RenderRequest:
                 raise ConfigError("--motion-in takes its audio from a file, not standard input")
         if self.single and self.portrait is None:
             raise ConfigError("give PORTRAIT and AUDIO")
+        if self.loop is not None:
+            check_loop(self.loop)
+        if self.single and is_video(self.portrait):
+            self.check_dub()
+        elif self.motion_from is not None and not is_video(self.motion_from):
+            raise ConfigError(f"--motion-from {self.motion_from}: not a video", hint="give a video of a face")
+
+    def check_dub(self) -> None:
+        """A video as the face keeps its frame rate, size and frames: only its mouth is re-made."""
+        kept = {"--fps": self.fps, "--size": self.size, "--crop/--paste-back": self.crop}
+        given = [name for name, value in kept.items() if value is not None]
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)}: a dubbed video keeps the source's frame rate, size and framing",
+                hint="leave them out",
+            )
 
     def video_output(self) -> Path | None:
         """A single render's video: -o, else AUDIO's (or the motion file's) name with .mp4 here,

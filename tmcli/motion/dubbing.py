@@ -1,0 +1,166 @@
+"""A video frame with its mouth re-made: the frame's own motion, with speech's articulation.
+
+Each source frame is aligned and cropped as a portrait is (align.py), its motion fitted through
+the rig of the video's first face (fitting.py), and its articulation channels (jaw and mouth)
+replaced by the generator's. The landmarks move by the difference the rig makes between the two
+motions, so head pose, eyes and brows stay where the frame has them. The crop is warped with a
+spline solved for that frame alone (FrameSpline), and pasted back only where the warp changed
+it and only below the nose: everything above is the source frame's own bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tmcli.core.config import WarpSettings
+from tmcli.face import landmarks as L
+from tmcli.face.align import Alignment, align_face, image_to_tensor, uint8_frame
+from tmcli.face.fitting import fit_motion
+from tmcli.face.rig import ARTICULATION, BLENDSHAPES, INDEX, FaceRig
+from tmcli.motion.mouth import painted_teeth_colour
+from tmcli.motion.warp import REMAPPED, MeshWarpRenderer
+
+SIZES = (192, 512)  # the crop's side: the face's own resolution within these
+SPAN = 3.0  # interocular units: the crop's side, from the eye line down past the chin
+TEETH_FOLLOW = 0.1  # how far each frame showing its own teeth moves the painted teeth's colour
+ARTICULATED = np.array([INDEX[name] for name in ARTICULATION])
+BELOW_NOSE = 0.08  # interocular units below the nose tip where the paste begins (fully at 2x)
+CHANGE_SPREAD = 0.12  # interocular units the changed area is widened and feathered by
+FIELD_RESOLUTION = 32  # the smooth warp's grid: the jaw's field is smooth, and each frame solves its own
+FIELD_ABOVE_NOSE = 0.3  # interocular units above the nose tip from which the warp's field is worked out
+NOTICED = 1.0 / 255  # a change smaller than this (in [0, 1]) is no change
+
+
+class MouthDub:
+    """`dub(dub.prepare(frame, landmarks), motion)`: a frame H x W x 3 uint8 (host) and its
+    (478, 3) landmarks in image pixels, with one frame of motion -> the frame with the motion's
+    mouth, H x W x 3 uint8 tensor. `landmarks` at construction: the video's first face."""
+
+    def __init__(
+        self, frame: np.ndarray, landmarks: np.ndarray, settings: WarpSettings = WarpSettings(), device="cpu"
+    ):
+        self.device = torch.device(device)
+        self.settings = dataclasses.replace(settings, field_resolution=FIELD_RESOLUTION)
+        side = L.interocular(landmarks) * SPAN
+        self.size = int(np.clip(2 * round(side / 2), *SIZES))
+        self.rig = FaceRig(self.align(landmarks).to_crop(landmarks))
+        moved = np.abs(self.rig.basis[[BLENDSHAPES.index(n) for n in ARTICULATION]]).max(axis=(0, 2))
+        moving = np.flatnonzero(moved > 1e-3 * self.rig.unit)
+        outline = set(L.FACE_OVAL) | REMAPPED | {61, 291, 78, 308}  # every one; of the others inside, half
+        self.moving = np.array(sorted(set(moving) & outline | set(moving[::2])))
+        whole = align_face(landmarks, SIZES[0])  # the teeth painted as the eyes' whites are lit (mouth.py)
+        image = torch.from_numpy(np.array(frame)).permute(2, 0, 1)[None].float().div_(255)
+        points = torch.as_tensor(whole.to_crop(landmarks)[:, :2], dtype=torch.float32)
+        teeth = painted_teeth_colour(crop_frame(image, whole), points, float(L.interocular(points.numpy())))
+        self.teeth = teeth.to(self.device)
+
+    def align(self, landmarks: np.ndarray) -> Alignment:
+        """The lower-face crop: SPAN interocular units wide, from the eye line down."""
+        return align_face(landmarks, self.size, span=SPAN, below_eyes=SPAN / 2)
+
+    def prepare(self, frame: np.ndarray, landmarks: np.ndarray) -> Prepared:
+        """What a frame needs whatever is said over it (a stage of its own, beside the renderer)."""
+        alignment = self.align(landmarks)
+        crop_landmarks = alignment.to_crop(landmarks)
+        own = fit_motion(self.rig, crop_landmarks)
+        image = torch.from_numpy(np.array(frame)).to(self.device).permute(2, 0, 1)[None].float().div_(255)
+        return Prepared(
+            frame, alignment, crop_landmarks, own, self.rig.apply(own), crop_frame(image, alignment)
+        )
+
+    def __call__(self, frame: Prepared, motion: np.ndarray) -> torch.Tensor:
+        spoken = frame.own.copy()
+        spoken[ARTICULATED] = np.asarray(motion)[ARTICULATED]
+        deformed = frame.landmarks + self.rig.apply(spoken) - frame.posed
+        nose = float(frame.landmarks[L.NOSE_TIP, 1])
+        from_row = nose - FIELD_ABOVE_NOSE * self.rig.unit
+        warp = MeshWarpRenderer(
+            frame.crop, frame.landmarks, self.settings, self.device, self.moving, from_row, self.teeth
+        )
+        if warp.own_colour is not None:  # the video's own teeth, as they show: painted alike
+            self.teeth = self.teeth + TEETH_FOLLOW * (warp.own_colour - self.teeth)
+        warped = warp(deformed)
+        mask = changed_below(frame.crop, warped, nose, warp.unit)
+        return paste(frame.image, warped, mask, frame.alignment, self.device)
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A source frame ready for its mouth: the frame, its crop and landmarks there, its own motion."""
+
+    image: np.ndarray  # H x W x 3 uint8
+    alignment: Alignment
+    landmarks: np.ndarray  # (478, 3) crop pixels
+    own: np.ndarray  # the frame's fitted motion
+    posed: np.ndarray  # rig.apply(own)
+    crop: torch.Tensor  # 1 x 3 x size x size in [0, 1]
+
+
+def crop_frame(image: torch.Tensor, alignment: Alignment) -> torch.Tensor:
+    """The aligned crop of a frame (1 x 3 x H x W in [0, 1]), 1 x 3 x size x size: one affine
+    grid_sample (a video frame is not shrunk first: its crop is at about the frame's own scale)."""
+    h, w = image.shape[-2:]
+    s = alignment.size
+    inv = alignment.inverse()  # crop pixels -> image pixels; in grid_sample's [-1, 1] coordinates:
+    a = np.diag([2 / w, 2 / h]) @ inv[:, :2] * (s / 2)
+    b = np.diag([2 / w, 2 / h]) @ (inv[:, :2] @ np.full(2, (s - 1) / 2) + inv[:, 2] + 0.5) - 1
+    theta = torch.as_tensor(np.concatenate([a, b[:, None]], axis=1), dtype=image.dtype, device=image.device)
+    grid = F.affine_grid(theta[None], [1, 3, s, s], align_corners=False)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def changed_below(crop: torch.Tensor, warped: torch.Tensor, nose_y: float, unit: float) -> torch.Tensor:
+    """Where the warped crop differs from the crop (widened and feathered by CHANGE_SPREAD), and
+    nothing above BELOW_NOSE under the nose tip: (1, 1, S, S) in [0, 1]. Where the warp moved
+    nothing, the crop's own pixels come back exactly, so the frame there stays as it was."""
+    size = crop.shape[-1]
+    cell = max(1, int(CHANGE_SPREAD * unit / 4))  # worked out on a grid of cells this many pixels wide
+    changed = F.max_pool2d(
+        ((warped - crop).abs().amax(dim=1, keepdim=True) > NOTICED).float(), cell, ceil_mode=True
+    )
+    wide = F.max_pool2d(changed, 5, stride=1, padding=2)
+    soft = F.avg_pool2d(wide, 5, stride=1, padding=2, count_include_pad=False)
+    soft = F.interpolate(soft, size=(size, size), mode="bilinear", align_corners=False)
+    rows = torch.arange(size, dtype=crop.dtype, device=crop.device)
+    below = ((rows - nose_y - BELOW_NOSE * unit) / (BELOW_NOSE * unit)).clamp(0, 1)
+    return soft * below.view(1, 1, size, 1)
+
+
+def paste(
+    frame: np.ndarray, crop: torch.Tensor, mask: torch.Tensor, alignment: Alignment, device
+) -> torch.Tensor:
+    """The crop blended into the frame by `mask` (both in crop pixels), over the mask's box alone."""
+    out = torch.from_numpy(np.array(frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]))
+    out = out.to(device)
+    rows = torch.nonzero(mask[0, 0].amax(dim=1) > 0)[:, 0].tolist()
+    cols = torch.nonzero(mask[0, 0].amax(dim=0) > 0)[:, 0].tolist()
+    if not rows:
+        return out
+    s = alignment.size
+    box = np.array(
+        [(x, y) for x in (cols[0], cols[-1] + 1) for y in (rows[0], rows[-1] + 1)], dtype=np.float64
+    )
+    inv = alignment.inverse()
+    corners = box @ inv[:, :2].T + inv[:, 2]
+    h, w = out.shape[:2]
+    x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int), (w, h))
+    if x1 <= x0 or y1 <= y0:
+        return out
+    ys, xs = torch.meshgrid(
+        torch.arange(y0, y1, dtype=torch.float64), torch.arange(x0, x1, dtype=torch.float64), indexing="ij"
+    )
+    m = torch.from_numpy(alignment.matrix)
+    at = torch.stack([xs * m[0, 0] + ys * m[0, 1] + m[0, 2], xs * m[1, 0] + ys * m[1, 1] + m[1, 2]], dim=-1)
+    grid = ((at + 0.5) / s * 2 - 1).float()[None].to(device)
+    both = torch.cat([crop, mask], dim=1)
+    sampled = F.grid_sample(both, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    region = image_to_tensor(out[y0:y1, x0:x1].cpu().numpy()).to(device)
+    alpha = sampled[:, 3:]
+    blended = region + alpha * (sampled[:, :3] - region)
+    out[y0:y1, x0:x1] = uint8_frame(blended)
+    return out
