@@ -3,8 +3,8 @@ import pytest
 
 from tmcli.core.config import load_preset
 from tmcli.core.errors import ConfigError
-from tmcli.face.rig import ARTICULATION, INDEX, MOTION_DIM
 from tmcli.core.filters import OneEuroFilter
+from tmcli.face.rig import ARTICULATION, INDEX, MOTION_DIM
 from tmcli.motion.smoothing import SLOW_CHANNELS, smooth_slow_channels
 from tmcli.stream.pipeline import render
 

@@ -20,7 +20,7 @@ from tmcli.core.config import WarpSettings
 from tmcli.face import landmarks as L
 from tmcli.face.align import Alignment, align_face, image_to_tensor, uint8_frame
 from tmcli.face.fitting import fit_motion
-from tmcli.face.rig import ARTICULATION, BLENDSHAPES, INDEX, FaceRig
+from tmcli.face.rig import ARTICULATION, BLENDSHAPES, INDEX, FaceRig, close_lips_shift
 from tmcli.motion.mouth import painted_teeth_colour
 from tmcli.motion.warp import REMAPPED, MeshWarpRenderer
 
@@ -32,6 +32,8 @@ BELOW_NOSE = 0.08  # interocular units below the nose tip where the paste begins
 CHANGE_SPREAD = 0.12  # interocular units the changed area is widened and feathered by
 FIELD_RESOLUTION = 32  # the smooth warp's grid: the jaw's field is smooth, and each frame solves its own
 FIELD_ABOVE_NOSE = 0.3  # interocular units above the nose tip from which the warp's field is worked out
+LIP_EDGE = 0.025  # interocular units of each parted lip's inner edge read as mouth (lip_edges_inside)
+LIP_COLUMNS = (L.LIPS_UPPER_INNER, L.LIPS_UPPER_OUTER, L.LIPS_LOWER_INNER, L.LIPS_LOWER_OUTER)
 NOTICED = 1.0 / 255  # a change smaller than this (in [0, 1]) is no change
 
 
@@ -47,7 +49,7 @@ class MouthDub:
         self.settings = dataclasses.replace(settings, field_resolution=FIELD_RESOLUTION)
         side = L.interocular(landmarks) * SPAN
         self.size = int(np.clip(2 * round(side / 2), *SIZES))
-        self.rig = FaceRig(self.align(landmarks).to_crop(landmarks))
+        self.rig = FaceRig(lips_closed(self.align(landmarks).to_crop(landmarks)))
         moved = np.abs(self.rig.basis[[BLENDSHAPES.index(n) for n in ARTICULATION]]).max(axis=(0, 2))
         moving = np.flatnonzero(moved > 1e-3 * self.rig.unit)
         outline = set(L.FACE_OVAL) | REMAPPED | {61, 291, 78, 308}  # every one; of the others inside, half
@@ -72,14 +74,21 @@ class MouthDub:
             frame, alignment, crop_landmarks, own, self.rig.apply(own), crop_frame(image, alignment)
         )
 
-    def __call__(self, frame: Prepared, motion: np.ndarray) -> torch.Tensor:
+    def deformed(self, frame: Prepared, motion: np.ndarray) -> np.ndarray:
+        """The frame's landmarks (crop pixels) moved by what `motion`'s articulation changes of its
+        own, the lips then parted by exactly the rig's gap for `motion` (lips_apart)."""
         spoken = frame.own.copy()
         spoken[ARTICULATED] = np.asarray(motion)[ARTICULATED]
-        deformed = frame.landmarks + self.rig.apply(spoken) - frame.posed
+        posed = self.rig.apply(spoken)
+        return lips_apart(frame.landmarks + posed - frame.posed, posed)
+
+    def __call__(self, frame: Prepared, motion: np.ndarray) -> torch.Tensor:
+        deformed = self.deformed(frame, motion)
         nose = float(frame.landmarks[L.NOSE_TIP, 1])
         from_row = nose - FIELD_ABOVE_NOSE * self.rig.unit
+        source = lip_edges_inside(frame.landmarks, self.rig.unit)
         warp = MeshWarpRenderer(
-            frame.crop, frame.landmarks, self.settings, self.device, self.moving, from_row, self.teeth
+            frame.crop, source, self.settings, self.device, self.moving, from_row, self.teeth
         )
         if warp.own_colour is not None:  # the video's own teeth, as they show: painted alike
             self.teeth = self.teeth + TEETH_FOLLOW * (warp.own_colour - self.teeth)
@@ -98,6 +107,46 @@ class Prepared:
     own: np.ndarray  # the frame's fitted motion
     posed: np.ndarray  # rig.apply(own)
     crop: torch.Tensor  # 1 x 3 x size x size in [0, 1]
+
+
+def lips_closed(landmarks: np.ndarray) -> np.ndarray:
+    """The landmarks with the lips brought together (mouthClose 1): the rig's rest. The first face
+    of a talking video is often caught mid-word, and a generator's closed mouth in silence is
+    closed relative to the rest (with an open rest, a third of the silent frames stayed parted)."""
+    out = np.array(landmarks, dtype=np.float64, copy=True)
+    y = torch.from_numpy(out[None, :, 1])
+    out[:, 1] += close_lips_shift(y, torch.ones(1, dtype=y.dtype))[0].numpy()
+    return out
+
+
+def lips_apart(deformed: np.ndarray, posed: np.ndarray) -> np.ndarray:
+    """`deformed` with each column's inner-lip gap set to `posed`'s (the rig's for the spoken
+    motion), both lips moving half the difference with their outer contours. The difference
+    between two fits carries what the rig cannot explain of the frame's own lips: a source caught
+    mid-word kept 0.02 interocular units of its opening where the speech closes the lips, and a
+    third of those frames read as open."""
+    out = deformed.copy()
+    for up_in, up_out, lo_in, lo_out in zip(*LIP_COLUMNS):
+        if up_in == lo_in:  # a corner
+            continue
+        error = (deformed[lo_in, 1] - deformed[up_in, 1]) - max(posed[lo_in, 1] - posed[up_in, 1], 0.0)
+        out[[up_in, up_out], 1] += error / 2
+        out[[lo_in, lo_out], 1] -= error / 2
+    return out
+
+
+def lip_edges_inside(landmarks: np.ndarray, unit: float) -> np.ndarray:
+    """The frame's landmarks as the warp should read them: parted lips' inner contours moved
+    LIP_EDGE into the lips, so that the dark, blurred inner edge of each lip counts as mouth
+    interior. Lips the speech closes then meet on their red, not on a dark line (read as parted in
+    a third of the frames that should show them closed). Lips that touch are left as they are."""
+    out = landmarks.copy()
+    edge = LIP_EDGE * unit
+    up, lo = np.array(L.LIPS_UPPER_INNER[1:-1]), np.array(L.LIPS_LOWER_INNER[1:-1])
+    parted = ((out[lo, 1] - out[up, 1] - edge) / edge).clip(0, 1)
+    out[up, 1] -= edge * parted
+    out[lo, 1] += edge * parted
+    return out
 
 
 def crop_frame(image: torch.Tensor, alignment: Alignment) -> torch.Tensor:

@@ -1,0 +1,134 @@
+"""A video frame's mouth re-made (motion/dubbing.py), and the per-frame spline it warps with."""
+
+import numpy as np
+import pytest
+import torch
+
+from tmcli.core.config import WarpSettings
+from tmcli.face import landmarks as L
+from tmcli.face.rig import ARTICULATION, INDEX
+from tmcli.motion.dubbing import (
+    LIP_COLUMNS,
+    MouthDub,
+    changed_below,
+    crop_frame,
+    lip_edges_inside,
+    lips_apart,
+)
+from tmcli.motion.fields import FrameSpline
+from tmcli.tools.evaluate import CLOSED, OPEN, mouth_aperture
+
+
+@pytest.fixture(scope="module")
+def frame(portrait_image):
+    return portrait_image, L.find_face(portrait_image).landmarks
+
+
+@pytest.fixture(scope="module")
+def dub(frame):
+    return MouthDub(*frame)
+
+
+def _spoken(own: np.ndarray, **values) -> np.ndarray:
+    motion = own.copy()
+    for name in ARTICULATION:
+        motion[INDEX[name]] = 0.0
+    for name, value in values.items():
+        motion[INDEX[name]] = value
+    return motion
+
+
+def test_above_the_nose_the_frame_is_its_own_bytes(frame, dub):
+    image, landmarks = frame
+    out = dub(dub.prepare(image, landmarks), _spoken(np.zeros(len(INDEX)), jawOpen=0.7)).numpy()
+    nose = int(landmarks[L.NOSE_TIP, 1])
+    assert out.shape == image.shape
+    np.testing.assert_array_equal(out[:nose], image[:nose])
+    mouth = slice(int(landmarks[13, 1]) - 20, int(landmarks[14, 1]) + 40)
+    assert np.abs(out[mouth].astype(int) - image[mouth]).mean() > 2  # the jaw dropped
+
+
+def test_the_frame_own_motion_changes_almost_nothing(frame, dub):
+    image, landmarks = frame
+    prepared = dub.prepare(image, landmarks)
+    out = dub(prepared, prepared.own).numpy()
+    assert np.abs(out.astype(int) - image).mean() < 0.5
+
+
+def test_speech_closes_and_opens_the_mouth_as_the_face_mesh_sees_it(frame, dub):
+    image, landmarks = frame
+    assert mouth_aperture(landmarks) > OPEN  # the astronaut shows her teeth
+    prepared = dub.prepare(image, landmarks)
+    closed = dub(prepared, _spoken(prepared.own, mouthClose=1.0)).numpy()
+    assert mouth_aperture(L.find_face(closed).landmarks) < CLOSED
+    opened = dub(prepared, _spoken(prepared.own, jawOpen=0.8)).numpy()
+    assert mouth_aperture(L.find_face(opened).landmarks) > mouth_aperture(landmarks) + 0.05
+
+
+def test_lips_apart_gives_the_rig_gap_and_keeps_the_lips_thickness():
+    rng = np.random.default_rng(0)
+    deformed, posed = rng.normal(size=(478, 3)) * 5, rng.normal(size=(478, 3)) * 5
+    out = lips_apart(deformed, posed)
+    for up_in, up_out, lo_in, lo_out in zip(*LIP_COLUMNS):
+        if up_in == lo_in:
+            continue
+        assert out[lo_in, 1] - out[up_in, 1] == pytest.approx(max(posed[lo_in, 1] - posed[up_in, 1], 0.0))
+        assert out[up_in, 1] - out[up_out, 1] == pytest.approx(deformed[up_in, 1] - deformed[up_out, 1])
+        assert out[lo_out, 1] - out[lo_in, 1] == pytest.approx(deformed[lo_out, 1] - deformed[lo_in, 1])
+    others = np.setdiff1d(np.arange(478), np.concatenate(LIP_COLUMNS))
+    np.testing.assert_array_equal(out[others], deformed[others])
+
+
+def test_lip_edges_move_into_parted_lips_only():
+    landmarks = np.zeros((478, 3))
+    up, lo = L.LIPS_UPPER_INNER[1:-1], L.LIPS_LOWER_INNER[1:-1]
+    landmarks[lo, 1] = 10.0  # parted by 10 px, unit 100: LIP_EDGE = 2.5 px
+    out = lip_edges_inside(landmarks, 100.0)
+    assert (out[up, 1] < 0).all() and (out[lo, 1] > 10).all()
+    landmarks[lo, 1] = 0.0  # lips that touch stay
+    np.testing.assert_array_equal(lip_edges_inside(landmarks, 100.0), landmarks)
+
+
+def test_change_mask_is_zero_above_the_nose_and_where_nothing_moved():
+    crop = torch.rand(1, 3, 128, 128)
+    warped = crop.clone()
+    warped[:, :, 90:100, 60:70] += 0.5
+    mask = changed_below(crop, warped, nose_y=60.0, unit=32.0)
+    assert float(mask[0, 0, :60].max()) == 0.0
+    assert float(mask[0, 0, 95, 65]) > 0.9
+    assert float(mask[0, 0, 120, 5]) == 0.0
+    assert float(changed_below(crop, crop.clone(), 60.0, 32.0).max()) == 0.0
+
+
+def test_crop_frame_matches_the_portrait_crop(frame):
+    from tmcli.face.align import align_face, crop_image, image_to_tensor
+
+    image, landmarks = frame
+    alignment = align_face(landmarks, 512)
+    assert alignment.scale > 0.9  # crop_image shrinks first below this
+    ours = crop_frame(image_to_tensor(image), alignment)
+    assert (ours - crop_image(image, alignment)).abs().max() < 1e-3
+
+
+def test_frame_spline_passes_through_the_moving_landmarks_and_is_still_above():
+    rng = np.random.default_rng(1)
+    size, g = 256, 32
+    source = rng.uniform(40, 216, size=(478, 2))
+    moving = np.flatnonzero(source[:, 1] > 140)
+    axis = np.linspace(0, size - 1, g) / size
+    grid = np.stack([c.ravel() for c in np.meshgrid(axis, axis)], axis=1)
+    anchors = np.array([[0, 0], [255, 0], [0, 255], [255, 255]], dtype=float)
+    settings = WarpSettings(field_resolution=g)
+    spline = FrameSpline(source, moving, moving[::2], anchors, grid, size, settings, from_row=100.0)
+    displacement = np.zeros((478, 2))
+    displacement[moving] = 3.0 * np.sin(source[moving] / 30.0)
+    field = spline.field(torch.as_tensor(displacement, dtype=torch.float32)).numpy()
+    assert np.abs(field.reshape(-1, 2)[grid[:, 1] * size < 100]).max() == 0.0
+    assert np.abs(spline.field(torch.zeros(478, 2)).numpy()).max() < 1e-5
+    # the field's value at a moving landmark: bilinear on the coarse grid, so near it, not on it
+    at = torch.nn.functional.grid_sample(
+        torch.as_tensor(field).permute(2, 0, 1)[None],
+        torch.as_tensor(source[moving] / (size - 1) * 2 - 1, dtype=torch.float32)[None, None],
+        align_corners=True,
+    )[0, :, 0].T.numpy()
+    assert np.median(np.abs(at - displacement[moving])) < 0.5
