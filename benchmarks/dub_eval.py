@@ -108,7 +108,9 @@ def sheet(source, dubbed, marks, path: Path) -> None:
         half = int(0.9 * u)
         y0, x0 = max(int(cy - half), 0), max(int(cx - half * 1.2), 0)
         box = (slice(y0, int(cy + half)), slice(x0, int(cx + half * 1.2)))
-        pair = [Image.fromarray(np.ascontiguousarray(img[box])).resize((240, 200)) for img in (src, dubbed[k])]
+        pair = [
+            Image.fromarray(np.ascontiguousarray(img[box])).resize((240, 200)) for img in (src, dubbed[k])
+        ]
         rows.append(np.concatenate([np.asarray(p) for p in pair], axis=1))
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
 
@@ -147,7 +149,9 @@ def run_case(real: Path, video: str, voice: str, seconds: float, tmp: Path, shee
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--real", type=Path, default=REAL)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--limit", type=int, default=len(CASES))

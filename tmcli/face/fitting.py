@@ -78,11 +78,9 @@ class _Fitter:
             ]
         )
         for _ in range(4):
-            here = rig._pose(a, pose)[:, :2]
-            jac = np.stack(
-                [(rig._pose(a, pose + step)[:, :2] - here).ravel() / 1e-6 for step in 1e-6 * np.eye(6)],
-                axis=1,
-            )
+            posed = rig._pose(a, np.concatenate([pose[None], pose + 1e-6 * np.eye(6)]))[:, :, :2]
+            here = posed[0]
+            jac = np.stack([(p - here).ravel() / 1e-6 for p in posed[1:]], axis=1)
             delta = np.linalg.lstsq(jac, (b[:, :2] - here).ravel(), rcond=None)[0]
             pose += delta
             if np.abs(delta).max() < 1e-5:

@@ -231,13 +231,13 @@ class FaceRig:
         return (self.pose or pose_landmarks)(m, **self._tensors)[0].numpy()
 
     def _pose(self, pts: np.ndarray, pose: np.ndarray) -> np.ndarray:
-        """pose_points on host arrays: points (N, 3), pose (6,) (motion fitting, train/extract.py)."""
-        return pose_points(
-            torch.from_numpy(np.asarray(pts, dtype=np.float64))[None],
-            torch.from_numpy(np.asarray(pose, dtype=np.float64))[None],
-            torch.from_numpy(self.pivot),
-            torch.tensor(float(self.unit), dtype=torch.float64),
-        )[0].numpy()
+        """pose_points on host arrays: points (N, 3), pose (6,) -> (N, 3); or poses (P, 6) -> (P, N, 3),
+        all in one call (motion fitting: face/fitting.py)."""
+        poses = torch.from_numpy(np.atleast_2d(np.asarray(pose, dtype=np.float64)))
+        points = torch.from_numpy(np.asarray(pts, dtype=np.float64))[None].expand(len(poses), -1, -1)
+        unit = torch.tensor(float(self.unit), dtype=torch.float64)
+        out = pose_points(points, poses, torch.from_numpy(self.pivot), unit).numpy()
+        return out if np.ndim(pose) == 2 else out[0]
 
     def _close_lips(self, pts: np.ndarray, amount: float) -> None:
         pts[:, 1] += close_lips_shift(torch.from_numpy(pts[None, :, 1]), torch.tensor([amount]))[0].numpy()

@@ -31,6 +31,7 @@ ARTICULATED = np.array([INDEX[name] for name in ARTICULATION])
 BELOW_NOSE = 0.08  # interocular units below the nose tip where the paste begins (fully at 2x)
 CHANGE_SPREAD = 0.12  # interocular units the changed area is widened and feathered by
 FIELD_RESOLUTION = 32  # the smooth warp's grid: the jaw's field is smooth, and each frame solves its own
+BORDER_ANCHORS = 8  # fixed points a side of the crop: its edges are far from the mouth
 FIELD_ABOVE_NOSE = 0.3  # interocular units above the nose tip from which the warp's field is worked out
 LIP_EDGE = 0.025  # interocular units of each parted lip's inner edge read as mouth (lip_edges_inside)
 LIP_COLUMNS = (L.LIPS_UPPER_INNER, L.LIPS_UPPER_OUTER, L.LIPS_LOWER_INNER, L.LIPS_LOWER_OUTER)
@@ -46,7 +47,9 @@ class MouthDub:
         self, frame: np.ndarray, landmarks: np.ndarray, settings: WarpSettings = WarpSettings(), device="cpu"
     ):
         self.device = torch.device(device)
-        self.settings = dataclasses.replace(settings, field_resolution=FIELD_RESOLUTION)
+        self.settings = dataclasses.replace(
+            settings, field_resolution=FIELD_RESOLUTION, border_anchors=BORDER_ANCHORS
+        )
         side = L.interocular(landmarks) * SPAN
         self.size = int(np.clip(2 * round(side / 2), *SIZES))
         self.rig = FaceRig(lips_closed(self.align(landmarks).to_crop(landmarks)))
@@ -69,10 +72,8 @@ class MouthDub:
         alignment = self.align(landmarks)
         crop_landmarks = alignment.to_crop(landmarks)
         own = fit_motion(self.rig, crop_landmarks)
-        image = torch.from_numpy(np.array(frame)).to(self.device).permute(2, 0, 1)[None].float().div_(255)
-        return Prepared(
-            frame, alignment, crop_landmarks, own, self.rig.apply(own), crop_frame(image, alignment)
-        )
+        crop = crop_frame(*footprint(frame, alignment, self.device))
+        return Prepared(frame, alignment, crop_landmarks, own, self.rig.apply(own), crop)
 
     def deformed(self, frame: Prepared, motion: np.ndarray) -> np.ndarray:
         """The frame's landmarks (crop pixels) moved by what `motion`'s articulation changes of its
@@ -147,6 +148,21 @@ def lip_edges_inside(landmarks: np.ndarray, unit: float) -> np.ndarray:
     out[up, 1] -= edge * parted
     out[lo, 1] += edge * parted
     return out
+
+
+def footprint(frame: np.ndarray, alignment: Alignment, device) -> tuple[torch.Tensor, Alignment]:
+    """The part of a frame (H x W x 3 uint8) its crop covers, 1 x 3 x h x w in [0, 1] on `device`,
+    with the alignment from that part: only those pixels are converted."""
+    s = alignment.size
+    inv = alignment.inverse()
+    corners = np.array([[0, 0], [s, 0], [0, s], [s, s]], dtype=np.float64) @ inv[:, :2].T + inv[:, 2]
+    h, w = frame.shape[:2]
+    x0, y0 = np.clip(np.floor(corners.min(axis=0)).astype(int) - 1, 0, (w - 1, h - 1))
+    x1, y1 = np.clip(np.ceil(corners.max(axis=0)).astype(int) + 2, (x0 + 1, y0 + 1), (w, h))
+    part = torch.from_numpy(np.ascontiguousarray(frame[y0:y1, x0:x1])).to(device)
+    matrix = alignment.matrix.copy()
+    matrix[:, 2] += matrix[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    return part.permute(2, 0, 1)[None].float().div_(255), Alignment(matrix, s)
 
 
 def crop_frame(image: torch.Tensor, alignment: Alignment) -> torch.Tensor:
