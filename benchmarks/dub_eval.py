@@ -137,7 +137,9 @@ def run_case(real: Path, video: str, voice: str, seconds: float, tmp: Path, shee
         "offset": report.offset_frames,
         "correlation": report.correlation,
         "bilabial": report.bilabial_closed,
+        "bilabials": report.bilabials,
         "open": report.open_vowel_open,
+        "open_vowels": report.open_vowels,
         "silence_closed": report.silence_closed,
         "psnr": ours,
         "psnr_frozen": frozen,
@@ -155,6 +157,7 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=REAL)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--limit", type=int, default=len(CASES))
+    parser.add_argument("--cases", help="comma-separated video names (default: all)")
     parser.add_argument("--sheets", type=Path)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -162,20 +165,34 @@ def main() -> None:
         sys.exit(f"no real recordings at {args.real}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for video, voice in CASES[: args.limit]:
+        chosen = [c for c in CASES if not args.cases or c[0] in args.cases.split(",")]
+        for video, voice in chosen[: args.limit]:
             rows.append(run_case(args.real, video, voice, args.seconds, Path(tmp), args.sheets))
             print(json.dumps(rows[-1]), flush=True)
+    report(rows, args.json)
+
+
+def report(rows: list[dict], json_path: Path | None) -> None:
+    """A table of the cases, their medians, and closures and openings pooled over all cases."""
     table = Table(title="tm render VIDEO VOICE, measured")
     names = ["case", "offset", "correlation", "bilabial", "open", "silence_closed", "psnr", "psnr_frozen"]
-    for name in names + ["duration_error_frames", "fps_kept", "size_kept", "speed"]:
+    shown = names + ["duration_error_frames", "fps_kept", "size_kept", "speed"]
+    for name in shown:
         table.add_column(name, justify="left" if name == "case" else "right")
     for row in rows:
-        table.add_row(*[f"{row[n]:.2f}" if isinstance(row[n], float) else str(row[n]) for n in row])
+        table.add_row(*[f"{row[n]:.2f}" if isinstance(row[n], float) else str(row[n]) for n in shown])
     medians = {n: float(np.nanmedian([r[n] for r in rows])) for n in names[1:]}
     table.add_row("median", *[f"{medians[n]:.2f}" for n in names[1:]], "", "", "", "")
+    pooled = {
+        kind: sum(r[kind] * r[count] for r in rows if r[count]) / max(sum(r[count] for r in rows), 1)
+        for kind, count in (("bilabial", "bilabials"), ("open", "open_vowels"))
+    }
     Console().print(table)
-    if args.json:
-        args.json.write_text(json.dumps({"cases": rows, "medians": medians}, indent=2) + "\n")
+    closed, opened = pooled["bilabial"], pooled["open"]
+    print(f"pooled over the cases: /p b m/ closed {closed:.2f}, open vowels open {opened:.2f}")
+    if json_path:
+        summary = {"cases": rows, "medians": medians, "pooled": pooled}
+        json_path.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":
