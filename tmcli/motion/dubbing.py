@@ -59,8 +59,8 @@ class MouthDub:
         self.moving = np.array(sorted(set(moving) & outline | set(moving[::2])))
         whole = align_face(landmarks, SIZES[0])  # the teeth painted as the eyes' whites are lit (mouth.py)
         image = torch.from_numpy(np.array(frame)).permute(2, 0, 1)[None].float().div_(255)
-        points = torch.as_tensor(whole.to_crop(landmarks)[:, :2], dtype=torch.float32)
-        teeth = painted_teeth_colour(crop_frame(image, whole), points, float(L.interocular(points.numpy())))
+        points = whole.to_crop(landmarks)[:, :2]
+        teeth = painted_teeth_colour(crop_frame(image, whole), points, L.interocular(points))
         self.teeth = teeth.to(self.device)
 
     def align(self, landmarks: np.ndarray) -> Alignment:

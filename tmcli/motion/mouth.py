@@ -8,6 +8,7 @@ operations ONNX has and make no tensor from host numbers.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -232,13 +233,13 @@ def mouth_paint(
     return alpha, paint * shadow
 
 
-def own_teeth_colour(image: torch.Tensor, source: torch.Tensor, unit: float) -> torch.Tensor | None:
+def own_teeth_colour(image: torch.Tensor, source: np.ndarray, unit: float) -> torch.Tensor | None:
     """The colour (3, 1, 1) of the teeth a crop (1 x 3 x S x S) shows between its lips (landmarks
     `source`, (478, 2) crop pixels), or None if it shows none."""
-    top, bottom = float(source[13, 1]), float(source[14, 1])
+    top, bottom = source[13, 1], source[14, 1]
     if bottom - top < 0.04 * unit:
         return None
-    x0, x1 = float(source[78, 0]), float(source[308, 0])
+    x0, x1 = source[78, 0], source[308, 0]
     mid = (x0 + x1) / 2
     half = max((x1 - x0) / 4, 1)
     patch = image[0, :, int(top) + 1 : int(bottom) + 1, int(mid - half) : int(mid + half) + 1]
@@ -254,7 +255,7 @@ def own_teeth_colour(image: torch.Tensor, source: torch.Tensor, unit: float) -> 
     return colour.view(3, 1, 1)
 
 
-def painted_teeth_colour(image: torch.Tensor, source: torch.Tensor, unit: float) -> torch.Tensor:
+def painted_teeth_colour(image: torch.Tensor, source: np.ndarray, unit: float) -> torch.Tensor:
     """Teeth for a portrait that shows none (3, 1, 1): DEFAULT_TEETH lit as its sclera is.
 
     The whites of the eyes are the one part of a face as white as teeth, so their brightness
@@ -264,7 +265,7 @@ def painted_teeth_colour(image: torch.Tensor, source: torch.Tensor, unit: float)
     the median of the four. A sclera too dark or coloured to be white (shade, closed eyes,
     make-up) lights the teeth less, within 0.9-1.05, and tints them at most 5%."""
     centres = {33: 468, 133: 468, 362: 473, 263: 473}
-    points = [(0.6 * source[c] + 0.4 * source[i]).tolist() for c, i in centres.items()]
+    points = np.array([0.6 * source[c] + 0.4 * source[i] for c, i in centres.items()])
     r = max(int(0.03 * unit), 1)
     patches = [
         image[0, :, max(int(y) - r, 0) : int(y) + r + 1, max(int(x) - r, 0) : int(x) + r + 1].reshape(3, -1)

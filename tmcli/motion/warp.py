@@ -139,14 +139,15 @@ class MeshWarpRenderer:
         self.coarse_pixels = self._tensor(grid_pts * size).reshape(g, g, 2)
         ys, xs = torch.meshgrid(self._arange(0, size), self._arange(0, size), indexing="ij")
         self.pixels = torch.stack([xs, ys], dim=-1)  # (S, S, 2) x, y
-        source = self._tensor(self.source)
-        self.own_colour = own_teeth_colour(self.image, source, self.unit)  # None: it shows none, paint them
+        self.own_colour = own_teeth_colour(
+            self.image, self.source, self.unit
+        )  # None: it shows none, paint them
         self.own_teeth = self.own_colour is not None
         own_or_painted = self.own_colour if self.own_teeth else teeth
         self.teeth = (
             own_or_painted
             if own_or_painted is not None
-            else painted_teeth_colour(self.image, source, self.unit)
+            else painted_teeth_colour(self.image, self.source, self.unit)
         )
         self.lips = lip_colour(
             self.image, self._tensor(self.source), torch.as_tensor(LIP_POINTS, device=self.device)
