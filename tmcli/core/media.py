@@ -324,5 +324,17 @@ def read_video_frames(path: str | Path, start: float = 0.0):
 
 
 def is_video(path: str | Path) -> bool:
-    """A file with moving pictures (a video, an animated GIF), as opposed to a still image."""
-    return Path(path).is_file() and "Video" in media_streams(Path(path))
+    """A file with moving pictures (a video, an animated GIF), as opposed to a still image (a GIF
+    of one frame is a picture)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with Image.open(path) as image:
+            if not getattr(image, "is_animated", False):
+                return False
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        pass
+    return "Video" in media_streams(path)
