@@ -132,3 +132,31 @@ def test_frame_spline_passes_through_the_moving_landmarks_and_is_still_above():
         align_corners=True,
     )[0, :, 0].T.numpy()
     assert np.median(np.abs(at - displacement[moving])) < 0.5
+
+
+def test_the_bank_lays_the_video_own_interior_where_the_mouth_opens_wider(frame):
+    from tmcli.face.align import align_face, crop_image
+    from tmcli.motion.interior import InteriorBank, inner_gap
+
+    image, landmarks = frame
+    alignment = align_face(landmarks, 256)
+    crop, points = crop_image(image, alignment), alignment.to_crop(landmarks)
+    unit = L.interocular(points)
+    bank = InteriorBank()
+    bank.add(crop, points)  # the astronaut's open smile: her own teeth
+    assert len(bank.entries) == 1
+    grey = torch.full_like(crop, 0.5)
+    lips = torch.full((3, 1, 1), 0.5)
+    wider = points.copy()
+    wider[L.LIPS_LOWER_INNER[1:-1] + L.LIPS_LOWER_OUTER, 1] += 0.1 * unit
+    same = grey.clone()
+    bank.fill(same, wider, inner_gap(wider, unit), unit, lips)  # no wider than its own frame
+    assert torch.equal(same, grey)
+    filled = grey.clone()
+    bank.fill(filled, wider, inner_gap(points, unit), unit, lips)
+    changed = (filled - grey).abs().amax(dim=1)[0] > 0.02
+    rows, cols = torch.nonzero(changed, as_tuple=True)
+    assert len(rows) > 50 and float((filled - grey).abs().max()) > 0.2  # teeth, not grey
+    assert rows.min() >= int(points[L.LIPS_UPPER_INNER, 1].min()) - 1
+    assert rows.max() <= int(wider[L.LIPS_LOWER_INNER, 1].max()) + 1
+    assert cols.min() >= int(points[78, 0]) - 1 and cols.max() <= int(points[308, 0]) + 1

@@ -21,6 +21,7 @@ from tmcli.face import landmarks as L
 from tmcli.face.align import Alignment, align_face, image_to_tensor, uint8_frame
 from tmcli.face.fitting import fit_motion
 from tmcli.face.rig import ARTICULATION, BLENDSHAPES, INDEX, FaceRig, close_lips_shift
+from tmcli.motion.interior import InteriorBank, inner_gap
 from tmcli.motion.mouth import painted_teeth_colour
 from tmcli.motion.warp import REMAPPED, MeshWarpRenderer
 
@@ -62,6 +63,7 @@ class MouthDub:
         points = whole.to_crop(landmarks)[:, :2]
         teeth = painted_teeth_colour(crop_frame(image, whole), points, L.interocular(points))
         self.teeth = teeth.to(self.device)
+        self.bank = InteriorBank()  # the video's own open mouths (interior.py)
 
     def align(self, landmarks: np.ndarray) -> Alignment:
         """The lower-face crop: SPAN interocular units wide, from the eye line down."""
@@ -73,6 +75,7 @@ class MouthDub:
         crop_landmarks = alignment.to_crop(landmarks)
         own = fit_motion(self.rig, crop_landmarks)
         crop = crop_frame(*footprint(frame, alignment, self.device))
+        self.bank.add(crop, crop_landmarks)
         return Prepared(frame, alignment, crop_landmarks, own, self.rig.apply(own), crop)
 
     def deformed(self, frame: Prepared, motion: np.ndarray) -> np.ndarray:
@@ -94,6 +97,7 @@ class MouthDub:
         if warp.own_colour is not None:  # the video's own teeth, as they show: painted alike
             self.teeth = self.teeth + TEETH_FOLLOW * (warp.own_colour - self.teeth)
         warped = warp(deformed)
+        self.bank.fill(warped, deformed, inner_gap(frame.landmarks, warp.unit), warp.unit, warp.lips)
         mask = changed_below(frame.crop, warped, nose, warp.unit)
         return paste(frame.image, warped, mask, frame.alignment, self.device)
 
