@@ -190,9 +190,12 @@ def changed_below(crop: torch.Tensor, warped: torch.Tensor, nose_y: float, unit:
     nothing, the crop's own pixels come back exactly, so the frame there stays as it was."""
     size = crop.shape[-1]
     cell = max(1, int(CHANGE_SPREAD * unit / 4))  # worked out on a grid of cells this many pixels wide
-    changed = F.max_pool2d(
-        ((warped - crop).abs().amax(dim=1, keepdim=True) > NOTICED).float(), cell, ceil_mode=True
-    )
+    top = min(max(int(nose_y), 0), size)  # nothing above the nose is pasted: not compared either
+    changed = torch.zeros(1, 1, size, size, dtype=crop.dtype, device=crop.device)
+    changed[:, :, top:] = (
+        (warped[:, :, top:] - crop[:, :, top:]).abs().amax(dim=1, keepdim=True) > NOTICED
+    ).float()
+    changed = F.max_pool2d(changed, cell, ceil_mode=True)
     wide = F.max_pool2d(changed, 5, stride=1, padding=2)
     soft = F.avg_pool2d(wide, 5, stride=1, padding=2, count_include_pad=False)
     soft = F.interpolate(soft, size=(size, size), mode="bilinear", align_corners=False)

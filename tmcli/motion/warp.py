@@ -21,6 +21,8 @@ a fresh machine. A frame is made in four steps:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -80,6 +82,17 @@ SHOULDER_CLEARANCE = 0.3  # interocular units: no shoulder point nearer a landma
 INVERSE_STEP = 0.5  # damping of the smooth warp's inversion (_backward_field)
 
 
+@functools.lru_cache(maxsize=8)
+def pixel_grid(size: int, device: torch.device) -> torch.Tensor:
+    """(S, S, 2): each pixel's x, y; made once per size (a dub builds a renderer per frame)."""
+    ys, xs = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32, device=device),
+        torch.arange(size, dtype=torch.float32, device=device),
+        indexing="ij",
+    )
+    return torch.stack([xs, ys], dim=-1)
+
+
 class MeshWarpRenderer:
     """Renders a crop (1 x 3 x S x S, [0, 1]) posed by deformed landmarks (478, 3) in crop pixels."""
 
@@ -137,8 +150,7 @@ class MeshWarpRenderer:
                 from_row,
             )
         self.coarse_pixels = self._tensor(grid_pts * size).reshape(g, g, 2)
-        ys, xs = torch.meshgrid(self._arange(0, size), self._arange(0, size), indexing="ij")
-        self.pixels = torch.stack([xs, ys], dim=-1)  # (S, S, 2) x, y
+        self.pixels = pixel_grid(size, self.device)  # (S, S, 2) x, y
         self.own_colour = own_teeth_colour(
             self.image, self.source, self.unit
         )  # None: it shows none, paint them
