@@ -230,3 +230,19 @@ def test_motion_from_takes_the_head_from_the_video_and_the_mouth_from_the_audio(
         i = INDEX[name]
         assert truth[:n, i].std() > 0.02
         assert np.corrcoef(truth[:n, i], taken[:n, i])[0, 1] > 0.8, name
+
+
+@pytest.mark.slow
+def test_a_manifest_row_may_name_a_video_with_its_loop(source, monkeypatch, capsys, tmp_path):
+    video, count = source
+    (tmp_path / "jobs.csv").write_text(
+        f"portrait,audio,output,loop\n{video},{SPEECH},dub.mp4,freeze\n{PORTRAIT},{SPEECH},still.mp4,\n"
+    )
+    code, _, err = run_tm(
+        monkeypatch, capsys, "render", "--manifest", tmp_path / "jobs.csv", "-o", tmp_path, "-q"
+    )
+    assert code == 0, err
+    _, *frames = read_video_frames(tmp_path / "dub.mp4")
+    assert [_number(f) for f in frames] == [source_index(k, count, "freeze") for k in range(len(frames))]
+    fps, *still = read_video_frames(tmp_path / "still.mp4")
+    assert len(still) == len(frames)
