@@ -136,7 +136,8 @@ def test_frame_spline_passes_through_the_moving_landmarks_and_is_still_above():
 
 def test_the_bank_lays_the_video_own_interior_where_the_mouth_opens_wider(frame):
     from tmcli.face.align import align_face, crop_image
-    from tmcli.motion.interior import InteriorBank, inner_gap
+    from tmcli.face.fitting import lip_gap
+    from tmcli.motion.interior import InteriorBank
 
     image, landmarks = frame
     alignment = align_face(landmarks, 256)
@@ -150,10 +151,10 @@ def test_the_bank_lays_the_video_own_interior_where_the_mouth_opens_wider(frame)
     wider = points.copy()
     wider[L.LIPS_LOWER_INNER[1:-1] + L.LIPS_LOWER_OUTER, 1] += 0.1 * unit
     same = grey.clone()
-    bank.fill(same, wider, inner_gap(wider, unit), unit, lips)  # no wider than its own frame
+    bank.fill(same, wider, lip_gap(wider), lips)  # no wider than its own frame
     assert torch.equal(same, grey)
     filled = grey.clone()
-    bank.fill(filled, wider, inner_gap(points, unit), unit, lips)
+    bank.fill(filled, wider, lip_gap(points), lips)
     changed = (filled - grey).abs().amax(dim=1)[0] > 0.02
     rows, cols = torch.nonzero(changed, as_tuple=True)
     assert len(rows) > 50 and float((filled - grey).abs().max()) > 0.2  # teeth, not grey

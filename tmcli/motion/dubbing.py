@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from tmcli.core.config import WarpSettings
 from tmcli.face import landmarks as L
 from tmcli.face.align import Alignment, align_face, image_to_tensor, uint8_frame
-from tmcli.face.fitting import fit_motion
+from tmcli.face.fitting import fit_motion, lip_gap
 from tmcli.face.rig import ARTICULATION, BLENDSHAPES, INDEX, FaceRig, close_lips_shift
-from tmcli.motion.interior import InteriorBank, inner_gap
+from tmcli.motion.interior import InteriorBank
 from tmcli.motion.mouth import painted_teeth_colour
 from tmcli.motion.warp import REMAPPED, MeshWarpRenderer
 
@@ -97,7 +97,7 @@ class MouthDub:
         if warp.own_colour is not None:  # the video's own teeth, as they show: painted alike
             self.teeth = self.teeth + TEETH_FOLLOW * (warp.own_colour - self.teeth)
         warped = warp(deformed)
-        self.bank.fill(warped, deformed, inner_gap(frame.landmarks, warp.unit), warp.unit, warp.lips)
+        self.bank.fill(warped, deformed, lip_gap(frame.landmarks), warp.lips)
         mask = changed_below(frame.crop, warped, nose, warp.unit)
         return paste(frame.image, warped, mask, frame.alignment, self.device)
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from tmcli.face import landmarks as L
+from tmcli.face.fitting import lip_gap
 from tmcli.motion.fields import curve_index, curves_at
 from tmcli.motion.mouth import LIP_POINTS, lip_colour
 
@@ -26,13 +27,6 @@ FADE = 0.03  # interocular units of extra opening over which the bank's interior
 EDGE = 0.15  # share of the gap at each lip over which the bank's interior blends into the warp's
 INNER = curve_index([L.LIPS_UPPER_INNER, L.LIPS_LOWER_INNER])
 CORNERS = (78, 308)
-
-
-def inner_gap(landmarks: np.ndarray, unit: float) -> float:
-    """The inner lips' gap in the middle of the mouth, interocular units."""
-    return (
-        float(np.mean(landmarks[L.LIPS_LOWER_INNER[4:7], 1] - landmarks[L.LIPS_UPPER_INNER[4:7], 1])) / unit
-    )
 
 
 def _lips(landmarks: np.ndarray, columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,8 +42,7 @@ class InteriorBank:
     def add(self, crop: torch.Tensor, landmarks: np.ndarray) -> None:
         """Keep the interior of a source frame (its crop 1 x 3 x S x S, landmarks in its pixels) if
         its opening's bin has none yet."""
-        unit = L.interocular(landmarks)
-        gap = inner_gap(landmarks, unit)
+        gap = lip_gap(landmarks)
         if gap < BINS[0] - (BINS[1] - BINS[0]) / 2:
             return
         k = int(np.argmin(np.abs(BINS - gap)))
@@ -69,12 +62,11 @@ class InteriorBank:
         )
         self.entries[k] = (gap, interior, lips)
 
-    def fill(
-        self, frame: torch.Tensor, deformed: np.ndarray, own_gap: float, unit: float, lips: torch.Tensor
-    ) -> None:
+    def fill(self, frame: torch.Tensor, deformed: np.ndarray, own_gap: float, lips: torch.Tensor) -> None:
         """Lay the bank's interior between the inner lips of a warped crop (1 x 3 x S x S, in
-        place) where its mouth (`deformed`, crop pixels) opens wider than its source's (own_gap)."""
-        gap = inner_gap(deformed, unit)
+        place) where its mouth (`deformed`, crop pixels) opens wider than its source's (own_gap,
+        fitting.lip_gap)."""
+        gap = lip_gap(deformed)
         weight = min(max((gap - own_gap - WIDER) / FADE, 0.0), 1.0)
         entries = list(self.entries.values())
         if weight == 0.0 or not entries:
