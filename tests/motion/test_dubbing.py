@@ -98,6 +98,9 @@ def test_change_mask_is_zero_above_the_nose_and_where_nothing_moved():
     assert float(mask[0, 0, 95, 65]) > 0.9
     assert float(mask[0, 0, 120, 5]) == 0.0
     assert float(changed_below(crop, crop.clone(), 60.0, 32.0).max()) == 0.0
+    edge = crop.clone()
+    edge[:, :, 120:, :] += 0.5  # a change at the crop's bottom edge: faded out there, no seam
+    assert float(changed_below(crop, edge, 60.0, 32.0)[0, 0, 127].max()) == 0.0
 
 
 def test_crop_frame_matches_the_portrait_crop(frame):

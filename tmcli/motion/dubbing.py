@@ -36,6 +36,7 @@ BORDER_ANCHORS = 8  # fixed points a side of the crop: its edges are far from th
 FIELD_ABOVE_NOSE = 0.3  # interocular units above the nose tip from which the warp's field is worked out
 LIP_EDGE = 0.025  # interocular units of each parted lip's inner edge read as mouth (lip_edges_inside)
 LIP_COLUMNS = (L.LIPS_UPPER_INNER, L.LIPS_UPPER_OUTER, L.LIPS_LOWER_INNER, L.LIPS_LOWER_OUTER)
+EDGE_FADE = 0.04  # share of the crop's side over which the paste fades out at its edges (no seam)
 NOTICED = 1.0 / 255  # a change smaller than this (in [0, 1]) is no change
 
 
@@ -201,7 +202,8 @@ def changed_below(crop: torch.Tensor, warped: torch.Tensor, nose_y: float, unit:
     soft = F.interpolate(soft, size=(size, size), mode="bilinear", align_corners=False)
     rows = torch.arange(size, dtype=crop.dtype, device=crop.device)
     below = ((rows - nose_y - BELOW_NOSE * unit) / (BELOW_NOSE * unit)).clamp(0, 1)
-    return soft * below.view(1, 1, size, 1)
+    inside = (torch.minimum(rows, size - 1 - rows) / (EDGE_FADE * size)).clamp(0, 1)  # off the crop's edges
+    return soft * (below * inside).view(1, 1, size, 1) * inside.view(1, 1, 1, size)
 
 
 def paste(
