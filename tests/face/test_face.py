@@ -184,3 +184,17 @@ def test_face_index_picks_each_face_of_the_group(group_faces):
     np.testing.assert_allclose(boxes, [f.box for f in group_faces], rtol=1e-6)
     with pytest.raises(NoFaceError, match=f"face-index {len(group_faces)}.*has {len(group_faces)} face"):
         Portrait.load(GROUP, preset, face_index=len(group_faces))
+
+
+def test_tracking_filters_below_the_nose_less_however_the_head_is_rolled(face):
+    from tmcli.face.tracking import SMOOTH_CUTOFF, SPEECH_CUTOFF, cutoffs
+
+    landmarks = face.landmarks
+    centre = landmarks[:, :2].mean(axis=0)
+    rolled = landmarks.copy()  # lying on its side: "below the nose" is to the left in the image
+    rolled[:, :2] = (landmarks[:, :2] - centre) @ np.array([[0.0, 1.0], [-1.0, 0.0]]) + centre
+    for points in (landmarks, rolled):
+        per_point = cutoffs(points).reshape(-1, 3)[:, 0]
+        chin, forehead = [152], [10]
+        assert (per_point[L.LIPS_UPPER_OUTER + L.LIPS_LOWER_OUTER + chin] == SPEECH_CUTOFF).all()
+        assert (per_point[L.RIGHT_EYE_UPPER + L.LEFT_BROW + forehead] == SMOOTH_CUTOFF).all()

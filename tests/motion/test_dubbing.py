@@ -11,6 +11,7 @@ from tmcli.motion.dubbing import (
     LIP_COLUMNS,
     MouthDub,
     changed_below,
+    contact_line,
     crop_frame,
     lip_edges_inside,
     lips_apart,
@@ -87,6 +88,29 @@ def test_lip_edges_move_into_parted_lips_only():
     assert (out[up, 1] < 0).all() and (out[lo, 1] > 10).all()
     landmarks[lo, 1] = 0.0  # lips that touch stay
     np.testing.assert_array_equal(lip_edges_inside(landmarks, 100.0), landmarks)
+
+
+def _lips(gap: float) -> np.ndarray:
+    """Landmarks whose inner lips run level from x 20 to 80, `gap` px apart about row 50."""
+    landmarks = np.zeros((478, 3))
+    for contour, row in ((L.LIPS_UPPER_INNER, 50 - gap / 2), (L.LIPS_LOWER_INNER, 50 + gap / 2)):
+        landmarks[contour, 0] = np.linspace(20, 80, len(contour))
+        landmarks[contour, 1] = row
+    return landmarks
+
+
+def test_contact_line_darkens_where_the_warp_shut_lips_the_source_had_apart():
+    crop = torch.full((1, 3, 100, 100), 0.6)
+    shaded = crop.clone()
+    contact_line(shaded, _lips(0.0), _lips(12.0), unit=100.0)  # shut, from a mouth 0.12 u open
+    assert float(shaded[0, 0, 50, 50]) < 0.6 * 0.6  # the middle of the line: CONTACT_DARK
+    assert float(shaded[0, 0, 45, 50]) == pytest.approx(0.6, abs=1e-3)  # thin: half-width 1.2 px
+    assert float(shaded[0, 0, 50, 21]) > float(shaded[0, 0, 50, 50])  # fading at the corners
+    assert float(shaded[0, :, :, :19].min()) == pytest.approx(0.6)  # nothing beyond the corners
+    for deformed, source in ((_lips(0.0), _lips(1.0)), (_lips(12.0), _lips(12.0))):
+        unchanged = crop.clone()  # shut in the source too (its own line), or not shut by the warp
+        contact_line(unchanged, deformed, source, unit=100.0)
+        torch.testing.assert_close(unchanged, crop)
 
 
 def test_change_mask_is_zero_above_the_nose_and_where_nothing_moved():

@@ -100,3 +100,11 @@ def test_render_smooths_a_learned_generators_head_and_leaves_its_mouth(tmp_path)
         np.abs(np.diff(smooth[:, pose], 2, axis=0)).mean()
         < 0.5 * np.abs(np.diff(raw[:, pose], 2, axis=0)).mean()
     )
+
+
+def test_a_channel_with_a_higher_cutoff_lags_less():
+    step = np.zeros((40, 2))
+    step[10:] = 1.0  # both channels jump at once; the second is filtered at 12 Hz, the first at 3
+    out = OneEuroFilter(FPS, np.array([3.0, 12.0]), beta=0.0)(step)
+    assert out[10, 1] > 0.7 > out[10, 0]  # the lips keep up within the frame; the head does not
+    np.testing.assert_array_equal(OneEuroFilter(FPS, np.array([3.0, 3.0]), 0.0)(step)[:, 1], out[:, 0])

@@ -12,9 +12,12 @@ import numpy as np
 
 class OneEuroFilter:
     """Per channel: x_hat = a x + (1 - a) x_hat_prev, with a from a cutoff of
-    min_cutoff + beta |dx/dt| Hz (dx/dt itself low-passed at derivative_cutoff Hz)."""
+    min_cutoff + beta |dx/dt| Hz (dx/dt itself low-passed at derivative_cutoff Hz); min_cutoff may be
+    one per channel."""
 
-    def __init__(self, fps: float, min_cutoff: float, beta: float, derivative_cutoff: float = 1.0):
+    def __init__(
+        self, fps: float, min_cutoff: float | np.ndarray, beta: float, derivative_cutoff: float = 1.0
+    ):
         self.fps, self.min_cutoff, self.beta = fps, min_cutoff, beta
         self.derivative_alpha = self._alpha(derivative_cutoff)
         self.value: np.ndarray | None = None

@@ -1,12 +1,15 @@
 """One face followed through a video: landmarks per frame, smoothed over time, None where it is lost.
 
-The face mesh in tracking mode runs on a square region around the face rather than on the whole
-frame: its own detector only finds faces that fill much of its input, so a small face in a wide
-shot is found once by `detect_faces` (any size, the largest or the `face_index`-th) and then
-followed in its region, which moves only when the face nears its edge. Where the mesh loses the
-face (a cutaway, a turned head, a hand), the frame has no landmarks and the face is looked for
-again a few times a second. The landmarks are smoothed by a One Euro filter in interocular units:
-still faces stop trembling, moving ones keep up (the warp needs them where the pixels are).
+The face mesh runs on a square region around the face rather than on the whole frame: its own
+detector only finds faces that fill much of its input, so a small face in a wide shot is found
+once by `detect_faces` (any size, the largest or the `face_index`-th) and then followed in its
+region, which moves only when the face nears its edge. The mesh reads each frame of the region on
+its own (static mode): in its tracking mode the lips lagged a frame or two behind their pixels,
+and a warp that takes the lips from where they are not smears them. Where the mesh loses the face
+(a cutaway, a turned head, a hand), the frame has no landmarks and the face is looked for again a
+few times a second. The landmarks are smoothed by a One Euro filter in interocular units: still
+faces stop trembling, moving ones keep up (the warp needs them where the pixels are). Below the
+nose speech moves the face faster than a head moves, so the mouth and jaw are filtered less.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 from tmcli.core.filters import OneEuroFilter
-from tmcli.face.landmarks import MESH_FACE_SHARE, LandmarkTracker, detect_faces, interocular
+from tmcli.face.landmarks import MESH_FACE_SHARE, NOSE_TIP, LandmarkTracker, detect_faces, interocular
 
 SMOOTH_CUTOFF = 3.0  # Hz at rest
+SPEECH_CUTOFF = 12.0  # Hz at rest below the nose: at 3 Hz the lips lagged a frame behind their pixels
 SMOOTH_BETA = 3.0  # per interocular unit a second of speed: a moving face is filtered less
 LOOKS_PER_SECOND = 4  # how often a lost face is looked for
 RECENTRE = 0.15  # the region follows once the face's centre is off by this share of its side
@@ -28,7 +32,7 @@ class FaceTracker:
 
     def __init__(self, fps: float, face_index: int = 0):
         self.fps, self.face_index = fps, face_index
-        self.mesh = LandmarkTracker()
+        self.mesh = LandmarkTracker(static=True)
         self.region: tuple[int, int, int] | None = None  # x0, y0, side
         self.filter: OneEuroFilter | None = None
         self.unit = 1.0
@@ -44,7 +48,7 @@ class FaceTracker:
         self._follow(landmarks, frame.shape)
         if self.filter is None:
             self.unit = max(interocular(landmarks), 1.0)
-            self.filter = OneEuroFilter(self.fps, SMOOTH_CUTOFF, SMOOTH_BETA)
+            self.filter = OneEuroFilter(self.fps, cutoffs(landmarks), SMOOTH_BETA)
         return self.filter(landmarks.reshape(1, -1) / self.unit).reshape(-1, 3) * self.unit
 
     def close(self) -> None:
@@ -93,3 +97,12 @@ class FaceTracker:
         found[:, 0] += x0
         found[:, 1] += y0
         return found
+
+
+def cutoffs(landmarks: np.ndarray) -> np.ndarray:
+    """The One Euro filter's cutoff for each coordinate of `landmarks` (478, 3), flattened:
+    SPEECH_CUTOFF for points below the nose tip along the face's own vertical, SMOOTH_CUTOFF above."""
+    p = landmarks[:, :2]
+    down = p[[13, 14]].mean(axis=0) - p[[33, 133, 263, 362]].mean(axis=0)  # eyes' middle to mouth
+    below = (p - p[NOSE_TIP]) @ (down / max(np.linalg.norm(down), 1e-6)) > 0
+    return np.repeat(np.where(below, SPEECH_CUTOFF, SMOOTH_CUTOFF), landmarks.shape[1])

@@ -29,6 +29,10 @@ SIZES = (192, 512)  # the crop's side: the face's own resolution within these
 SPAN = 3.0  # interocular units: the crop's side, from the eye line down past the chin
 TEETH_FOLLOW = 0.1  # how far each frame showing its own teeth moves the painted teeth's colour
 ARTICULATED = np.array([INDEX[name] for name in ARTICULATION])
+# the generator's jawOpen is scaled by this in a dub: its rest is shut (lips_closed) where a
+# portrait's may be parted, and at 1.0 the dubs opened 0.75x as wide as the same people speaking in
+# the sources (90th percentile of the inner-lip gap, benchmarks/dub_eval.py); at 1.25, 0.9x
+OPENING = 1.25
 BELOW_NOSE = 0.08  # interocular units below the nose tip where the paste begins (fully at 2x)
 CHANGE_SPREAD = 0.12  # interocular units the changed area is widened and feathered by
 FIELD_RESOLUTION = 32  # the smooth warp's grid: the jaw's field is smooth, and each frame solves its own
@@ -38,6 +42,9 @@ LIP_EDGE = 0.025  # interocular units of each parted lip's inner edge read as mo
 LIP_COLUMNS = (L.LIPS_UPPER_INNER, L.LIPS_UPPER_OUTER, L.LIPS_LOWER_INNER, L.LIPS_LOWER_OUTER)
 EDGE_FADE = 0.04  # share of the crop's side over which the paste fades out at its edges (no seam)
 NOTICED = 1.0 / 255  # a change smaller than this (in [0, 1]) is no change
+CONTACT_WIDTH = 0.012  # interocular units: the half-width of the dark line where closed lips meet
+CONTACT_DARK = 0.45  # how much darker that line is than the lips at its middle
+CONTACT_SHUT = 0.02  # interocular units: lips nearer than this are shut (the line drawn in full)
 
 
 class MouthDub:
@@ -84,6 +91,7 @@ class MouthDub:
         own, the lips then parted by exactly the rig's gap for `motion` (lips_apart)."""
         spoken = frame.own.copy()
         spoken[ARTICULATED] = np.asarray(motion)[ARTICULATED]
+        spoken[INDEX["jawOpen"]] *= OPENING
         posed = self.rig.apply(spoken)
         return lips_apart(frame.landmarks + posed - frame.posed, posed)
 
@@ -98,6 +106,7 @@ class MouthDub:
         if warp.own_colour is not None:  # the video's own teeth, as they show: painted alike
             self.teeth = self.teeth + TEETH_FOLLOW * (warp.own_colour - self.teeth)
         warped = warp(deformed)
+        contact_line(warped, deformed, frame.landmarks, self.rig.unit)
         self.bank.fill(warped, deformed, lip_gap(frame.landmarks), warp.lips)
         mask = changed_below(frame.crop, warped, nose, warp.unit)
         return paste(frame.image, warped, mask, frame.alignment, self.device)
@@ -155,6 +164,42 @@ def lip_edges_inside(landmarks: np.ndarray, unit: float) -> np.ndarray:
     out[up, 1] -= edge * parted
     out[lo, 1] += edge * parted
     return out
+
+
+def contact_line(crop: torch.Tensor, deformed: np.ndarray, source: np.ndarray, unit: float) -> None:
+    """Darken, in place, the line where the warp shut lips that the source frame had apart.
+    Squeezing an open mouth shut leaves two lips with no line between them (a wide smile's thin
+    upper lip: a pink smear that the face mesh read as a mouth 0.1 interocular units open); shut
+    lips meet on a shadow. Columns the source already had shut keep their own line."""
+    up, lo = np.array(L.LIPS_UPPER_INNER), np.array(L.LIPS_LOWER_INNER)
+    x0, x1 = int(np.ceil(deformed[78, 0])), int(np.floor(deformed[308, 0]))
+    size = crop.shape[-1]
+    x0, x1 = max(x0, 0), min(x1, size - 1)
+    if x1 <= x0:
+        return
+    cols = np.arange(x0, x1 + 1, dtype=np.float64)
+
+    def along(points: np.ndarray, index: np.ndarray) -> np.ndarray:
+        order = np.argsort(points[index, 0])
+        return np.interp(cols, points[index[order], 0], points[index[order], 1])
+
+    top, bottom = along(deformed, up), along(deformed, lo)
+    apart = along(source, lo) - along(source, up)
+    shut = np.clip(1 - (bottom - top) / (CONTACT_SHUT * unit), 0, 1)
+    opened = np.clip((apart - CONTACT_SHUT * unit) / (CONTACT_SHUT * unit), 0, 1)
+    ends = np.clip(np.minimum(cols - cols[0], cols[-1] - cols) / (0.1 * (cols[-1] - cols[0]) + 1e-6), 0, 1)
+    weight = shut * opened * ends
+    if weight.max() <= 0:
+        return
+    line, width = (top + bottom) / 2, CONTACT_WIDTH * unit
+    y0, y1 = max(int(line.min() - 3 * width), 0), min(int(np.ceil(line.max() + 3 * width)) + 1, size)
+    if y1 <= y0:
+        return
+    rows = torch.arange(y0, y1, dtype=crop.dtype, device=crop.device)[:, None]
+    centre = torch.as_tensor(line, dtype=crop.dtype, device=crop.device)
+    strength = torch.as_tensor(CONTACT_DARK * weight, dtype=crop.dtype, device=crop.device)
+    shade = 1 - strength * torch.exp(-(((rows - centre) / width) ** 2))
+    crop[0, :, y0:y1, x0 : x1 + 1] *= shade
 
 
 def footprint(frame: np.ndarray, alignment: Alignment, device) -> tuple[torch.Tensor, Alignment]:
