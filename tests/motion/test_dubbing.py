@@ -8,11 +8,13 @@ from tmcli.core.config import WarpSettings
 from tmcli.face import landmarks as L
 from tmcli.face.rig import ARTICULATION, INDEX
 from tmcli.motion.dubbing import (
+    JAW_BEYOND,
     LIP_COLUMNS,
     MouthDub,
     changed_below,
     contact_line,
     crop_frame,
+    jaw_to_gap,
     lip_edges_inside,
     lips_apart,
 )
@@ -78,6 +80,23 @@ def test_lips_apart_gives_the_rig_gap_and_keeps_the_lips_thickness():
         assert out[lo_out, 1] - out[lo_in, 1] == pytest.approx(deformed[lo_out, 1] - deformed[lo_in, 1])
     others = np.setdiff1d(np.arange(478), np.concatenate(LIP_COLUMNS))
     np.testing.assert_array_equal(out[others], deformed[others])
+
+
+def test_a_gap_the_rig_cannot_explain_moves_the_jaw_by_half(frame, dub):
+    image, landmarks = frame
+    posed = dub.prepare(image, landmarks).posed
+    deformed = posed.copy()
+    lower = L.LIPS_LOWER_INNER[1:-1]
+    unit = dub.rig.unit
+    extra = (JAW_BEYOND + 0.2) * unit  # the inner lips this much further apart than the rig says
+    deformed[lower, 1] += extra
+    out = jaw_to_gap(deformed, posed, dub.jaw, unit)
+    assert out[14, 1] == pytest.approx(deformed[14, 1] - 0.1 * unit)  # half of what is beyond JAW_BEYOND
+    assert deformed[152, 1] - out[152, 1] > 0.08 * unit  # the chin comes up with it
+    assert abs(out[10, 1] - deformed[10, 1]) < 1e-9  # the forehead does not move
+    small = posed.copy()
+    small[lower, 1] += 0.5 * JAW_BEYOND * unit  # a small misfit stays the lips' (lips_apart)
+    np.testing.assert_allclose(jaw_to_gap(small, posed, dub.jaw, unit), small)
 
 
 def test_lip_edges_move_into_parted_lips_only():

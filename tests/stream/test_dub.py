@@ -160,6 +160,40 @@ def test_a_dub_leaves_the_upper_face_and_changes_the_mouth(source, dubbed):
     assert max(mouth) > 8  # new speech, another mouth
 
 
+@pytest.mark.slow
+def test_face_index_picks_which_face_of_a_video_is_dubbed(source, tmp_path):
+    """Two faces side by side, the second smaller: --face-index 1 dubs it and leaves the first."""
+    from PIL import Image
+
+    from tmcli.stream.pipeline import render
+
+    video, _ = source
+    fps, *frames = read_video_frames(video)
+    frames = [f for i, f in enumerate(frames) if not 10 <= i < 15][:25]  # faces in every frame
+    pair = tmp_path / "pair.mp4"
+    with VideoWriter(pair, 512, 256, fps) as writer:
+        for frame in frames:
+            small = np.full_like(frame, 90)
+            small[32:224, 32:224] = np.asarray(Image.fromarray(frame).resize((192, 192), Image.LANCZOS))
+            writer.write(np.concatenate([frame, small], axis=1))
+    audio, rate = sf.read(SPEECH, dtype="float32")
+    sf.write(tmp_path / "one.wav", audio[:rate], rate)
+    _, *originals = read_video_frames(pair)
+    faces = L.detect_faces(originals[0])  # the larger first
+    mouths = []
+    for face in faces:
+        lm = face.landmarks
+        mouths.append((slice(int(lm[13, 1]) - 8, int(lm[14, 1]) + 8), slice(int(lm[61, 0]), int(lm[291, 0]))))
+    for index in (0, 1):
+        out = tmp_path / f"face{index}.mp4"
+        render(pair, tmp_path / "one.wav", out, load_preset("default"), face_index=index)
+        _, *got = read_video_frames(out)
+        change = [[np.abs(g[m].astype(int) - o[m]).mean() for g, o in zip(got, originals)] for m in mouths]
+        dubbed, kept = max(change[index]), max(change[1 - index])
+        assert dubbed > 8 and dubbed > 3 * kept, index  # this face's mouth says the new speech
+        assert kept < 6, index  # the other's is as it was (encoding noise only: 1.6-4.8)
+
+
 def _video_of(tmp_path, name: str, frame: np.ndarray, count: int = 10):
     path = tmp_path / name
     with VideoWriter(path, frame.shape[1], frame.shape[0], FPS) as writer:
