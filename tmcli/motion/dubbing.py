@@ -21,7 +21,7 @@ from tmcli.face import landmarks as L
 from tmcli.face.align import Alignment, align_face, image_to_tensor, uint8_frame
 from tmcli.face.fitting import fit_motion, lip_gap
 from tmcli.face.rig import ARTICULATION, BLENDSHAPES, INDEX, FaceRig, close_lips_shift
-from tmcli.motion.interior import InteriorBank
+from tmcli.motion.interior import InteriorBank, inner_lips
 from tmcli.motion.mouth import painted_teeth_colour
 from tmcli.motion.warp import REMAPPED, MeshWarpRenderer
 
@@ -42,6 +42,8 @@ LIP_EDGE = 0.025  # interocular units of each parted lip's inner edge read as mo
 LIP_COLUMNS = (L.LIPS_UPPER_INNER, L.LIPS_UPPER_OUTER, L.LIPS_LOWER_INNER, L.LIPS_LOWER_OUTER)
 EDGE_FADE = 0.04  # share of the crop's side over which the paste fades out at its edges (no seam)
 NOTICED = 1.0 / 255  # a change smaller than this (in [0, 1]) is no change
+UPPER_MIDDLE = np.array(L.LIPS_UPPER_INNER[1:-1])  # the inner lips without their corners
+LOWER_MIDDLE = np.array(L.LIPS_LOWER_INNER[1:-1])
 JAW_BEYOND = 0.1  # interocular units of the lips' gap the rig does not explain before the jaw takes it
 CONTACT_WIDTH = 0.012  # interocular units: the half-width of the dark line where closed lips meet
 CONTACT_DARK = 0.45  # how much darker that line is than the lips at its middle
@@ -162,7 +164,7 @@ def jaw_to_gap(deformed: np.ndarray, posed: np.ndarray, jaw: np.ndarray, unit: f
     mouth opened wider than the rig's jawOpen reaches (a shout, 0.5 interocular units) keeps the
     rest in the fit's difference; shut by the lips alone (lips_apart) its lower lip was stretched
     down to the chin. Smaller misfits stay the lips' (moving the jaw for them lost closures)."""
-    up, lo = np.array(L.LIPS_UPPER_INNER[1:-1]), np.array(L.LIPS_LOWER_INNER[1:-1])
+    up, lo = UPPER_MIDDLE, LOWER_MIDDLE
     gaps = np.maximum(posed[lo, 1] - posed[up, 1], 0.0)
     error = float(np.mean(deformed[lo, 1] - deformed[up, 1] - gaps))
     error = np.sign(error) * max(abs(error) - JAW_BEYOND * unit, 0.0)
@@ -181,7 +183,7 @@ def lip_edges_inside(landmarks: np.ndarray, unit: float) -> np.ndarray:
     left as they are."""
     out = landmarks.copy()
     edge = LIP_EDGE * unit
-    up, lo = np.array(L.LIPS_UPPER_INNER[1:-1]), np.array(L.LIPS_LOWER_INNER[1:-1])
+    up, lo = UPPER_MIDDLE, LOWER_MIDDLE
     parted = ((out[lo, 1] - out[up, 1] - edge) / edge).clip(0, 1)
     out[up, 1] -= edge * parted
     out[lo, 1] += edge * parted
@@ -193,20 +195,16 @@ def contact_line(crop: torch.Tensor, deformed: np.ndarray, source: np.ndarray, u
     Squeezing an open mouth shut leaves two lips with no line between them (a wide smile's thin
     upper lip: a pink smear that the face mesh read as a mouth 0.1 interocular units open); shut
     lips meet on a shadow. Columns the source already had shut keep their own line."""
-    up, lo = np.array(L.LIPS_UPPER_INNER), np.array(L.LIPS_LOWER_INNER)
     x0, x1 = int(np.ceil(deformed[78, 0])), int(np.floor(deformed[308, 0]))
     size = crop.shape[-1]
     x0, x1 = max(x0, 0), min(x1, size - 1)
     if x1 <= x0:
         return
-    cols = np.arange(x0, x1 + 1, dtype=np.float64)
-
-    def along(points: np.ndarray, index: np.ndarray) -> np.ndarray:
-        order = np.argsort(points[index, 0])
-        return np.interp(cols, points[index[order], 0], points[index[order], 1])
-
-    top, bottom = along(deformed, up), along(deformed, lo)
-    apart = along(source, lo) - along(source, up)
+    columns = torch.arange(x0, x1 + 1, dtype=torch.float64)
+    top, bottom = (t.double().numpy() for t in inner_lips(deformed, columns))
+    source_top, source_bottom = (t.double().numpy() for t in inner_lips(source, columns))
+    apart = source_bottom - source_top
+    cols = columns.numpy()
     shut = np.clip(1 - (bottom - top) / (CONTACT_SHUT * unit), 0, 1)
     opened = np.clip((apart - CONTACT_SHUT * unit) / (CONTACT_SHUT * unit), 0, 1)
     ends = np.clip(np.minimum(cols - cols[0], cols[-1] - cols) / (0.1 * (cols[-1] - cols[0]) + 1e-6), 0, 1)

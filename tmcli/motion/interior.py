@@ -29,7 +29,7 @@ INNER = curve_index([L.LIPS_UPPER_INNER, L.LIPS_LOWER_INNER])
 CORNERS = (78, 308)
 
 
-def _lips(landmarks: np.ndarray, columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def inner_lips(landmarks: np.ndarray, columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The upper and lower inner lip's row at each column (C,)."""
     at = curves_at(columns.double(), torch.from_numpy(landmarks[None, :, :2]), INNER)[0]
     return at[:, 0].float(), at[:, 1].float()
@@ -50,7 +50,7 @@ class InteriorBank:
             return
         left, right = landmarks[list(CORNERS), 0]
         columns = torch.linspace(float(left), float(right), GRID[1])
-        top, bottom = _lips(landmarks, columns)
+        top, bottom = inner_lips(landmarks, columns)
         v = torch.linspace(0, 1, GRID[0])[:, None]
         rows = top + v * (bottom - top)
         size = crop.shape[-1]
@@ -78,7 +78,7 @@ class InteriorBank:
         if x1 <= x0:
             return
         columns = torch.arange(x0, x1 + 1, dtype=torch.float32)
-        top, bottom = _lips(deformed, columns)
+        top, bottom = inner_lips(deformed, columns)
         y0, y1 = max(int(top.min()), 0), min(int(np.ceil(float(bottom.max()))) + 1, size)
         if y1 <= y0:
             return
