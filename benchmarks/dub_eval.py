@@ -12,6 +12,9 @@ that do not speak) with a voice of `voices/` in another language or of another s
 - above the nose (rows above the source frame's nose tip less 0.15 interocular units), the PSNR
   of each dubbed frame against the source frame it was made from (ping-pong order), and of a
   frozen frame (the source's first) against the same frames, which says what the figure means;
+- opening: the 90th percentile of the dub's inner-lip gap over the source's (each read back with
+  the face mesh, the source in the dub's order): how wide the new speech opens this person's mouth
+  against how wide they open it themselves (issue 28's range for a portrait: 0.8-1.25);
 - duration against the voice's, frame rate and size against the source's.
 
 With --sheets: a contact sheet per case, the source's mouth beside the dub's at six moments; they
@@ -42,7 +45,7 @@ from tmcli.core.media import read_video_frames  # noqa: E402
 from tmcli.face.landmarks import NOSE_TIP, LandmarkTracker, interocular  # noqa: E402
 from tmcli.stream.dub import source_index  # noqa: E402
 from tmcli.stream.pipeline import render  # noqa: E402
-from tmcli.tools.evaluate import evaluate_video  # noqa: E402
+from tmcli.tools.evaluate import evaluate_video, mouth_aperture  # noqa: E402
 
 # (video, voice): speaking sources with another language's voice; sources with no audio
 CASES = [
@@ -96,6 +99,14 @@ def upper_face(source: list[np.ndarray], dubbed: list[np.ndarray], tracker) -> t
     return float(np.median(ours)), float(np.median(frozen)), marks
 
 
+def opening(marks: list, dubbed: list[np.ndarray], tracker) -> float:
+    """90th percentile of the dub's inner-lip gap over its source frames' (`marks`), where both
+    show a face."""
+    pairs = [(m, tracker(frame)) for m, frame in zip(marks, dubbed) if m is not None]
+    gaps = np.array([(mouth_aperture(m), mouth_aperture(d)) for m, d in pairs if d is not None])
+    return float(np.percentile(gaps[:, 1], 90) / max(np.percentile(gaps[:, 0], 90), 1e-6))
+
+
 def sheet(source, dubbed, marks, path: Path) -> None:
     from PIL import Image
 
@@ -127,6 +138,7 @@ def run_case(real: Path, video: str, voice: str, seconds: float, tmp: Path, shee
     fps_out, dubbed = frames_of(out)
     tracker = LandmarkTracker(static=True)
     ours, frozen, marks = upper_face(source, dubbed, tracker)
+    opened = opening(marks, dubbed, tracker)
     tracker.close()
     if sheets is not None:
         sheets.mkdir(parents=True, exist_ok=True)
@@ -141,6 +153,7 @@ def run_case(real: Path, video: str, voice: str, seconds: float, tmp: Path, shee
         "open": report.open_vowel_open,
         "open_vowels": report.open_vowels,
         "silence_closed": report.silence_closed,
+        "opening": opened,
         "psnr": ours,
         "psnr_frozen": frozen,
         "duration_error_frames": len(dubbed) - len(samples) / SAMPLE_RATE * fps_out,
@@ -175,7 +188,8 @@ def main() -> None:
 def report(rows: list[dict], json_path: Path | None) -> None:
     """A table of the cases, their medians, and closures and openings pooled over all cases."""
     table = Table(title="tm render VIDEO VOICE, measured")
-    names = ["case", "offset", "correlation", "bilabial", "open", "silence_closed", "psnr", "psnr_frozen"]
+    names = ["case", "offset", "correlation", "bilabial", "open", "silence_closed", "opening", "psnr"]
+    names += ["psnr_frozen"]
     shown = names + ["duration_error_frames", "fps_kept", "size_kept", "speed"]
     for name in shown:
         table.add_column(name, justify="left" if name == "case" else "right")
@@ -187,7 +201,7 @@ def report(rows: list[dict], json_path: Path | None) -> None:
         kind: sum(r[kind] * r[count] for r in rows if r[count]) / max(sum(r[count] for r in rows), 1)
         for kind, count in (("bilabial", "bilabials"), ("open", "open_vowels"))
     }
-    Console().print(table)
+    Console(width=200).print(table)
     closed, opened = pooled["bilabial"], pooled["open"]
     print(f"pooled over the cases: /p b m/ closed {closed:.2f}, open vowels open {opened:.2f}")
     if json_path:

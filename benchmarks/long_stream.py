@@ -1,6 +1,7 @@
 """A long stream through the streaming student: flat memory, linear time, no drift.
 
-    python benchmarks/long_stream.py [--minutes 60] [--short-seconds 10] [--student CKPT] [--json out.json]
+    python benchmarks/long_stream.py [--minutes 60] [--short-seconds 10] [--student CKPT] [--video V]
+                                     [--json out.json]
 
 Makes speech with espeak-ng (sentences in varied voices, 0.2-1.5 s pauses), then renders a
 short and a long stretch of it, each in its own process, with `tm render --generator student`
@@ -9,6 +10,10 @@ size). Reported: peak resident memory of each run, seconds of compute per second
 per-minute motion statistics - mouth aperture (jawOpen while speaking), head-pose spread
 (std of yaw, pitch, roll) and blinks per minute - for the first and the last minute - and the
 resident memory at the end of each minute, so growth can be placed in time.
+
+With --video, each run dubs a video instead: V played over and over (stream-copied by ffmpeg) into
+a source as long as the speech, so the hour is an hour of source decoded, tracked and re-encoded
+at its own size; the motion statistics are then not gathered (a dub's motion is the source's).
 
 Peak memory is the kernel's high-water mark of the render process itself (VmHWM), not
 `ru_maxrss`: Linux carries ru_maxrss across fork+exec, so a child started by a parent that once
@@ -37,30 +42,33 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tmcli.core.audio import SAMPLE_RATE  # noqa: E402
+from tmcli.core.audio import SAMPLE_RATE, ffmpeg_exe  # noqa: E402
 from tmcli.speech.espeak import speech_for_seconds  # noqa: E402
 
 CHILD = """
 import json, os, resource, sys, threading, time
 import numpy as np
-from tmcli.config import load_preset
-from tmcli.face.motion import INDEX
-from tmcli.pipeline import render
+from tmcli.core.config import load_preset
+from tmcli.face.rig import INDEX
+from tmcli.stream.pipeline import render
+out, checkpoint, video = sys.argv[1], sys.argv[2] or None, sys.argv[3] or None
 fps = 25.0
-stats, minute, rises = [], [], []
+stats, minute, rises, clock = [], [], [], []
 frames_done = [0]
 def rss_mb():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 def hwm_mb():  # the kernel's high-water mark: catches peaks shorter than the sampling interval
     line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
     return int(line.split()[1]) / 1024
-def watch_memory():  # each new high (resident memory or its high-water mark) by 5 MB or more, with the frame
-    high = 0.0
+def watch_memory():  # each new high (resident or high-water) by 5 MB or more; resident each minute
+    high, began = 0.0, time.perf_counter()
     while True:
-        now = max(rss_mb(), hwm_mb())
+        now, wall = max(rss_mb(), hwm_mb()), time.perf_counter() - began
         if now > high + 5:
             high = now
-            rises.append([round(rss_mb()), round(hwm_mb()), frames_done[0]])
+            rises.append([round(rss_mb()), round(hwm_mb()), frames_done[0], round(wall)])
+        if wall >= 60 * (len(clock) + 1):
+            clock.append([round(rss_mb()), frames_done[0]])
         time.sleep(0.05)
 threading.Thread(target=watch_memory, daemon=True).start()
 def on_motion(chunk):
@@ -76,29 +84,43 @@ def on_motion(chunk):
                       "pose_std": [float(m[:, INDEX[k]].std()) for k in ("headYaw", "headPitch", "headRoll")],
                       "blinks": onsets,
                       "rss_mb": rss_mb()})
+def on_frame(done, total):
+    frames_done[0] = done
 preset = load_preset().with_overrides(output={"crop": True, "size": 128})
 start = time.perf_counter()
-checkpoint = sys.argv[2] if len(sys.argv) > 2 else None
-result = render("samples/portrait.png", "-", sys.argv[1], preset, generator="student", checkpoint=checkpoint,
-                raw_rate=16000, on_motion=on_motion)
+result = render(video or "samples/portrait.png", "-", out, preset, generator="student", checkpoint=checkpoint,
+                raw_rate=16000, on_motion=None if video else on_motion, on_frame=on_frame if video else None)
 wall = time.perf_counter() - start
-print(json.dumps({"frames": result.frames, "rss_rises": rises, "wall": wall, "stats": stats,
+print(json.dumps({"frames": result.frames, "rss_rises": rises, "rss_per_minute": clock, "wall": wall,
+                  "stats": stats,
                   "stages": result.stage_seconds,
                   "peak_rss_mb": hwm_mb(),
                   "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
 
-def run(audio: np.ndarray, student: str | None) -> dict:
+def run(audio: np.ndarray, student: str | None, video: Path | None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         pcm = Path(tmp) / "speech.raw"
         pcm.write_bytes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-        cmd = [sys.executable, "-c", CHILD, str(Path(tmp) / "out.mp4")] + ([student] if student else [])
+        source = looped(video, len(audio) / SAMPLE_RATE, Path(tmp)) if video else None
+        cmd = [sys.executable, "-c", CHILD, str(Path(tmp) / "out.mp4"), student or "", str(source or "")]
         with open(pcm, "rb") as stdin:
             proc = subprocess.run(cmd, stdin=stdin, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             raise SystemExit(proc.stderr[-2000:])
         return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def looped(video: Path, seconds: float, folder: Path) -> Path:
+    """`video` played over and over for `seconds` (+1), its frames copied, not re-encoded."""
+    out = folder / f"source{video.suffix}"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", "-1", "-i", str(video), "-t", f"{seconds + 1}"]
+        + ["-an", "-c", "copy", str(out)],
+        check=True,
+    )
+    return out
 
 
 def main() -> None:
@@ -108,19 +130,21 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--short-seconds", type=float, default=10.0)
     parser.add_argument("--student", help="student checkpoint (default: the shipped one)")
+    parser.add_argument("--video", type=Path, help="dub this video (looped to the speech's length)")
     parser.add_argument("--json")
     args = parser.parse_args()
     t = time.perf_counter()
     audio = speech_for_seconds(args.minutes * 60)
     made = time.perf_counter() - t
-    short = run(audio[: int(args.short_seconds * SAMPLE_RATE)], args.student)
-    long_ = run(audio, args.student)
+    short = run(audio[: int(args.short_seconds * SAMPLE_RATE)], args.student, args.video)
+    long_ = run(audio, args.student, args.video)
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     console = Console(width=120)
+    what = f"dubbing {args.video.name}" if args.video else "streaming student"
     table = Table(
-        title=f"streaming student, {platform.machine()}, {os.cpu_count()} cores, commit {commit} "
+        title=f"{what}, {platform.machine()}, {os.cpu_count()} cores, commit {commit} "
         f"(speech made in {made:.0f} s)"
     )
     for column in (
@@ -174,16 +198,18 @@ def main() -> None:
             f"blinks per minute over all {len(blinks)} minutes: {blinks.mean():.1f} +- {blinks.std():.1f}, "
             f"trend {slope * 10:+.2f} per 10 minutes"
         )
-        rss = [s["rss_mb"] for s in stats]
+    rss = [r for r, _ in long_["rss_per_minute"]]
+    if rss:
         marks = sorted({0, len(rss) // 4, len(rss) // 2, 3 * len(rss) // 4, len(rss) - 1})
         console.print(
-            "resident memory at the end of minute " + ", ".join(f"{i + 1}: {rss[i]:.0f} MB" for i in marks)
+            "resident memory after minute (of wall time) "
+            + ", ".join(f"{i + 1}: {rss[i]:.0f} MB" for i in marks)
         )
-    late = [(rss, hwm, frame) for rss, hwm, frame in long_["rss_rises"] if frame > 0]
+    late = [(rss, hwm, wall) for rss, hwm, frame, wall in long_["rss_rises"] if frame > 0]
     if late:
         console.print(
-            "new highs after the first frame (resident / high-water MB at minute): "
-            + ", ".join(f"{rss} / {hwm} at {frame / 25 / 60:.1f}" for rss, hwm, frame in late[-8:])
+            "new highs after the first frame (resident / high-water MB at minute of wall time): "
+            + ", ".join(f"{rss} / {hwm} at {wall / 60:.1f}" for rss, hwm, wall in late[-8:])
         )
     if args.json:
         Path(args.json).write_text(json.dumps({"short": short, "long": long_, "commit": commit}, indent=1))

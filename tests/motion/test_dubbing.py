@@ -195,7 +195,7 @@ def test_the_bank_lays_the_video_own_interior_where_the_mouth_opens_wider(frame)
     grey = torch.full_like(crop, 0.5)
     lips = torch.full((3, 1, 1), 0.5)
     wider = points.copy()
-    wider[L.LIPS_LOWER_INNER[1:-1] + L.LIPS_LOWER_OUTER, 1] += 0.1 * unit
+    wider[L.LIPS_LOWER_INNER[1:-1] + L.LIPS_LOWER_OUTER, 1] += 0.06 * unit
     same = grey.clone()
     bank.fill(same, wider, lip_gap(wider), lips)  # no wider than its own frame
     assert torch.equal(same, grey)
@@ -207,3 +207,27 @@ def test_the_bank_lays_the_video_own_interior_where_the_mouth_opens_wider(frame)
     assert rows.min() >= int(points[L.LIPS_UPPER_INNER, 1].min()) - 1
     assert rows.max() <= int(wider[L.LIPS_LOWER_INNER, 1].max()) + 1
     assert cols.min() >= int(points[78, 0]) - 1 and cols.max() <= int(points[308, 0]) + 1
+
+
+def test_the_bank_leaves_the_painted_interior_where_the_mouth_opens_far_wider_than_it_ever_did(frame):
+    from tmcli.face.align import align_face, crop_image
+    from tmcli.face.fitting import lip_gap
+    from tmcli.motion.interior import STRETCH, InteriorBank
+
+    image, landmarks = frame
+    alignment = align_face(landmarks, 256)
+    crop, points = crop_image(image, alignment), alignment.to_crop(landmarks)
+    bank = InteriorBank()
+    bank.add(crop, points)
+    grey, lips = torch.full_like(crop, 0.5), torch.full((3, 1, 1), 0.5)
+    filled = {}
+    for stretch in (1.2, 1.6, STRETCH[1] + 0.2):  # the dub's gap over the bank's one opening
+        wider = points.copy()
+        extra = (stretch - 1) * lip_gap(points) * L.interocular(points)
+        wider[L.LIPS_LOWER_INNER[1:-1] + L.LIPS_LOWER_OUTER, 1] += extra
+        assert lip_gap(wider) / lip_gap(points) == pytest.approx(stretch, rel=0.1)
+        out = grey.clone()
+        bank.fill(out, wider, 0.0, lips)
+        filled[stretch] = float((out - grey).abs().max())
+    strong, faded, none = filled.values()
+    assert strong > 0.2 and 0 < faded < strong and none == 0.0

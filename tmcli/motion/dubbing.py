@@ -31,8 +31,8 @@ TEETH_FOLLOW = 0.1  # how far each frame showing its own teeth moves the painted
 ARTICULATED = np.array([INDEX[name] for name in ARTICULATION])
 # the generator's jawOpen is scaled by this in a dub: its rest is shut (lips_closed) where a
 # portrait's may be parted, and at 1.0 the dubs opened 0.75x as wide as the same people speaking in
-# the sources (90th percentile of the inner-lip gap, benchmarks/dub_eval.py); at 1.25, 0.9x
-OPENING = 1.25
+# the sources (90th percentile of the inner-lip gap, benchmarks/dub_eval.py); at 1.45, 0.9-1.15x
+OPENING = 1.45
 BELOW_NOSE = 0.08  # interocular units below the nose tip where the paste begins (fully at 2x)
 CHANGE_SPREAD = 0.12  # interocular units the changed area is widened and feathered by
 FIELD_RESOLUTION = 32  # the smooth warp's grid: the jaw's field is smooth, and each frame solves its own

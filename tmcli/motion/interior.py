@@ -6,7 +6,8 @@ grid that runs from one mouth corner to the other and from the upper lip to the 
 frame seen at each opening. Where a dubbed frame opens wider than its own source frame, the
 interior of the nearest opening is laid between its inner lips on the same grid, its colour
 matched through the lips' (lighting drifts), instead of the painted interior of the portrait path.
-Until the video has shown an open mouth, the painted one stays.
+Until the video has shown an open mouth, and where the dub opens far wider than any it has shown,
+the painted one stays: a narrow opening stretched to a wide one is a grille of vertical streaks.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ FADE = 0.03  # interocular units of extra opening over which the bank's interior
 EDGE = 0.15  # share of the gap at each lip over which the bank's interior blends into the warp's
 INNER = curve_index([L.LIPS_UPPER_INNER, L.LIPS_LOWER_INNER])
 CORNERS = (78, 308)
+STRETCH = (1.4, 1.8)  # an interior stretched this much taller than it was fades out to the painted one
 
 
 def inner_lips(landmarks: np.ndarray, columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,13 +67,16 @@ class InteriorBank:
     def fill(self, frame: torch.Tensor, deformed: np.ndarray, own_gap: float, lips: torch.Tensor) -> None:
         """Lay the bank's interior between the inner lips of a warped crop (1 x 3 x S x S, in
         place) where its mouth (`deformed`, crop pixels) opens wider than its source's (own_gap,
-        fitting.lip_gap)."""
+        fitting.lip_gap), from the nearest opening the bank holds unless that is far narrower."""
         gap = lip_gap(deformed)
         weight = min(max((gap - own_gap - WIDER) / FADE, 0.0), 1.0)
         entries = list(self.entries.values())
         if weight == 0.0 or not entries:
             return
-        _, interior, their_lips = min(entries, key=lambda e: abs(e[0] - gap))
+        their_gap, interior, their_lips = min(entries, key=lambda e: abs(e[0] - gap))
+        weight *= min(max((STRETCH[1] - gap / their_gap) / (STRETCH[1] - STRETCH[0]), 0.0), 1.0)
+        if weight == 0.0:
+            return
         size = frame.shape[-1]
         left, right = deformed[list(CORNERS), 0]
         x0, x1 = max(int(np.floor(left)), 0), min(int(np.ceil(right)), size - 1)
