@@ -188,8 +188,10 @@ def main() -> None:
 def report(rows: list[dict], json_path: Path | None) -> None:
     """A table of the cases, their medians, and closures and openings pooled over all cases."""
     table = Table(title="tm render VIDEO VOICE, measured")
-    names = ["case", "offset", "correlation", "bilabial", "open", "silence_closed", "opening", "psnr"]
-    names += ["psnr_frozen"]
+    names = [
+        *("case", "offset", "correlation", "bilabial", "open", "silence_closed"),
+        *("opening", "psnr", "psnr_frozen"),
+    ]
     shown = names + ["duration_error_frames", "fps_kept", "size_kept", "speed"]
     for name in shown:
         table.add_column(name, justify="left" if name == "case" else "right")

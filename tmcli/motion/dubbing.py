@@ -44,6 +44,7 @@ EDGE_FADE = 0.04  # share of the crop's side over which the paste fades out at i
 NOTICED = 1.0 / 255  # a change smaller than this (in [0, 1]) is no change
 UPPER_MIDDLE = np.array(L.LIPS_UPPER_INNER[1:-1])  # the inner lips without their corners
 LOWER_MIDDLE = np.array(L.LIPS_LOWER_INNER[1:-1])
+LOWER_LIP_MIDDLE = 14  # the lower inner lip's middle point
 JAW_BEYOND = 0.1  # interocular units of the lips' gap the rig does not explain before the jaw takes it
 CONTACT_WIDTH = 0.012  # interocular units: the half-width of the dark line where closed lips meet
 CONTACT_DARK = 0.45  # how much darker that line is than the lips at its middle
@@ -70,7 +71,7 @@ class MouthDub:
         outline = set(L.FACE_OVAL) | REMAPPED | {61, 291, 78, 308}  # every one; of the others inside, half
         self.moving = np.array(sorted(set(moving) & outline | set(moving[::2])))
         jaw = self.rig.basis[BLENDSHAPES.index("jawOpen"), :, 1]
-        self.jaw = jaw / jaw[14]  # the jaw's move per pixel the lower lip's middle moves
+        self.jaw = jaw / jaw[LOWER_LIP_MIDDLE]  # the jaw's move per pixel the lower lip's middle moves
         whole = align_face(landmarks, SIZES[0])  # the teeth painted as the eyes' whites are lit (mouth.py)
         image = torch.from_numpy(np.array(frame)).permute(2, 0, 1)[None].float().div_(255)
         points = whole.to_crop(landmarks)[:, :2]
